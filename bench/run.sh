@@ -1,0 +1,339 @@
+#!/usr/bin/env bash
+# hotserve benchmark: one command.
+#
+#   bench/run.sh [--quick]
+#
+# Sets up the bench virtualenv (scripts/setup.sh bench), builds the realistic model
+# (bench/build_realistic_model.py) and hotserve (cargo build --release), then for each model
+# (the test fixture tests/fixtures/sentiment and the realistic MiniLM model) and each server
+# (hotserve, the FastAPI baseline, `mlflow models serve`) starts the server on 127.0.0.1 at a
+# free port, waits for readiness, warms up, runs wrk at each concurrency, records req/s,
+# latency percentiles, errors and peak RSS, stops the server; finally runs the in-process ONNX
+# Runtime ceiling (bench/ort_ceiling.py) per model and writes bench/results/<date>.md.
+# All traffic goes to 127.0.0.1 only; every wrk run is bounded in time.
+#
+# Environment (all optional):
+#   BENCH_SERVERS="hotserve fastapi mlflow"   servers to run, in this order
+#   BENCH_MODELS="fixture realistic"          models to run
+#   BENCH_CONCURRENCY="1 8 64 256"            wrk connection counts
+#   BENCH_DURATION=10                         seconds per concurrency (--quick: 3)
+#   BENCH_WARMUP=3                            warm-up seconds at c=8 (--quick: 1)
+#   BENCH_CEILING_SECONDS=3                   ort_ceiling.py seconds per batch size (--quick: 1)
+#   BENCH_TIMEOUT=10s                         wrk per-request timeout (a timed-out request is an error)
+#   BENCH_WRK_THREADS=1                       wrk threads (the machine has few cores; wrk shares them)
+#   BENCH_READY_TIMEOUT=180                   seconds to wait for a server to become ready
+#   BENCH_FIXTURE_DIR=tests/fixtures/sentiment
+#   BENCH_REALISTIC_DIR=bench/.cache/minilm-sentiment
+#   BENCH_HOTSERVE_BIN=path                   use this binary; skip cargo build
+#   BENCH_HOTSERVE_ARGS="..."                 extra arguments for `hotserve serve`
+#   BENCH_MLFLOW_WORKERS=1                    uvicorn workers of `mlflow models serve`
+#   BENCH_SKIP_SETUP=1                        do not run scripts/setup.sh bench
+#   BENCH_OUT=bench/results/NAME.md           where to write the report
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+bench="$root/bench"
+venv="${HOTSERVE_VENV:-$root/.venv}"
+py="$venv/bin/python"
+
+quick=0
+for arg in "$@"; do
+  case "$arg" in
+    --quick) quick=1 ;;
+    -h|--help) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    *) echo "bench/run.sh: unknown argument '$arg' (expected --quick)" >&2; exit 2 ;;
+  esac
+done
+
+if [ "$quick" = 1 ]; then d_dur=3; d_warm=1; d_ceil=1; else d_dur=10; d_warm=3; d_ceil=3; fi
+servers="${BENCH_SERVERS:-hotserve fastapi mlflow}"
+models="${BENCH_MODELS:-fixture realistic}"
+concurrency="${BENCH_CONCURRENCY:-1 8 64 256}"
+duration="${BENCH_DURATION:-$d_dur}"
+warmup="${BENCH_WARMUP:-$d_warm}"
+ceiling_seconds="${BENCH_CEILING_SECONDS:-$d_ceil}"
+timeout="${BENCH_TIMEOUT:-10s}"
+wrk_threads="${BENCH_WRK_THREADS:-1}"
+ready_timeout="${BENCH_READY_TIMEOUT:-180}"
+fixture_dir="${BENCH_FIXTURE_DIR:-$root/tests/fixtures/sentiment}"
+realistic_dir="${BENCH_REALISTIC_DIR:-$bench/.cache/minilm-sentiment}"
+mlflow_workers="${BENCH_MLFLOW_WORKERS:-1}"
+
+say() { echo "bench: $*" >&2; }
+die() { echo "bench: error: $*" >&2; exit 1; }
+
+# ---------------------------------------------------------------------------------------------
+# output locations
+mkdir -p "$bench/results"
+day="$(date +%Y-%m-%d)"
+out="${BENCH_OUT:-$bench/results/$day.md}"
+if [ -z "${BENCH_OUT:-}" ] && [ -e "$out" ]; then out="$bench/results/$day-$(date +%H%M%S).md"; fi
+work="${out%.md}.logs"
+rm -rf "$work"; mkdir -p "$work"
+run_jsonl="$work/runs.jsonl"
+: > "$run_jsonl"
+say "report: $out (logs and raw data: $work)"
+
+# ---------------------------------------------------------------------------------------------
+# tools
+if [ "${BENCH_SKIP_SETUP:-0}" != 1 ]; then
+  say "setting up the bench virtualenv (scripts/setup.sh bench)"
+  "$root/scripts/setup.sh" bench
+fi
+[ -x "$py" ] || die "no virtualenv python at $py (run scripts/setup.sh bench)"
+export PATH="$venv/bin:$PATH"  # `mlflow models serve` runs `uvicorn` from PATH
+
+if ! command -v wrk >/dev/null 2>&1; then
+  say "wrk not found; installing it from Debian (apt-get install wrk)"
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && apt-get install -y -qq wrk >/dev/null
+  else
+    sudo apt-get update -qq && sudo apt-get install -y -qq wrk >/dev/null
+  fi
+  command -v wrk >/dev/null 2>&1 || die "could not install wrk"
+fi
+
+if [ -z "${ORT_DYLIB_PATH:-}" ]; then
+  lib="$(ls "$venv"/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so* 2>/dev/null | head -n 1 || true)"
+  [ -n "$lib" ] && export ORT_DYLIB_PATH="$lib"
+fi
+
+# ---------------------------------------------------------------------------------------------
+# models
+declare -A model_dir=()
+for m in $models; do
+  case "$m" in
+    realistic)
+      say "building the realistic model (bench/build_realistic_model.py)"
+      "$py" "$bench/build_realistic_model.py" --out "$realistic_dir" >/dev/null
+      model_dir[$m]="$realistic_dir" ;;
+    fixture)
+      if [ -f "$fixture_dir/MLmodel" ]; then
+        model_dir[$m]="$fixture_dir"
+      else
+        say "WARNING: fixture model $fixture_dir/MLmodel not found; skipping the fixture model"
+        echo "{\"model\": \"fixture\", \"server\": \"all\", \"concurrency\": 0, \"skipped\": \"$fixture_dir/MLmodel not found\"}" >> "$run_jsonl"
+      fi ;;
+    *) die "unknown model '$m' (expected fixture or realistic)" ;;
+  esac
+done
+
+# The same models packaged as MLflow pyfuncs, for `mlflow models serve`.
+declare -A pyfunc_dir=()
+if [[ " $servers " == *" mlflow "* ]]; then
+  for m in $models; do
+    [ -n "${model_dir[$m]:-}" ] || continue
+    say "packaging the $m model as an MLflow pyfunc (bench/mlflow_pyfunc.py)"
+    if p="$("$py" "$bench/mlflow_pyfunc.py" "${model_dir[$m]}" 2>>"$work/mlflow-pyfunc.log")"; then
+      pyfunc_dir[${model_dir[$m]}]="$p"
+    else
+      say "WARNING: packaging $m as a pyfunc failed (see $work/mlflow-pyfunc.log)"
+    fi
+  done
+fi
+
+# ---------------------------------------------------------------------------------------------
+# hotserve binary
+hotserve_bin=""
+hotserve_version="not run"
+if [[ " $servers " == *" hotserve "* ]]; then
+  if [ -n "${BENCH_HOTSERVE_BIN:-}" ]; then
+    hotserve_bin="$BENCH_HOTSERVE_BIN"
+  else
+    say "building hotserve (cargo build --release; log: $work/cargo-build.log)"
+    if (cd "$root" && cargo build --release) >"$work/cargo-build.log" 2>&1; then
+      hotserve_bin="$root/target/release/hotserve"
+    else
+      tail -n 20 "$work/cargo-build.log" >&2 || true
+      say "WARNING: cargo build --release failed; skipping hotserve (exclude it with BENCH_SERVERS=\"fastapi mlflow\")"
+    fi
+  fi
+  if [ -n "$hotserve_bin" ] && [ ! -x "$hotserve_bin" ]; then
+    say "WARNING: $hotserve_bin is not an executable; skipping hotserve"
+    hotserve_bin=""
+  fi
+  if [ -n "$hotserve_bin" ]; then
+    hotserve_version="$("$hotserve_bin" --version 2>/dev/null | head -n 1 || echo "$hotserve_bin")"
+  else
+    hotserve_version="skipped (no binary)"
+  fi
+fi
+
+# ---------------------------------------------------------------------------------------------
+# request bodies
+"$py" "$bench/benchlib.py" bodies predict "$work/bodies-predict.jsonl"
+"$py" "$bench/benchlib.py" bodies mlflow "$work/bodies-mlflow.jsonl"
+
+# ---------------------------------------------------------------------------------------------
+# server lifecycle
+server_pid=""
+stop_server() {
+  [ -n "$server_pid" ] || return 0
+  kill -TERM -- "-$server_pid" 2>/dev/null || kill -TERM "$server_pid" 2>/dev/null || true
+  for _ in $(seq 1 150); do
+    kill -0 "$server_pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -KILL -- "-$server_pid" 2>/dev/null || true
+  wait "$server_pid" 2>/dev/null || true
+  server_pid=""
+}
+trap stop_server EXIT
+trap 'stop_server; exit 130' INT TERM
+
+# start_server SERVER MODEL_DIR PORT LOG -> sets server_pid, ready_path, req_path, bodies
+start_server() {
+  local server="$1" dir="$2" port="$3" log="$4"
+  case "$server" in
+    hotserve)
+      mkdir -p "$work/hotserve-cache-$port"
+      ready_path=/health/ready; req_path=/predict; bodies="$work/bodies-predict.jsonl"
+      # shellcheck disable=SC2086
+      HOTSERVE_CACHE_DIR="$work/hotserve-cache-$port" \
+        setsid "$hotserve_bin" serve --model-uri "$dir" --listen "127.0.0.1:$port" ${BENCH_HOTSERVE_ARGS:-} \
+        >"$log" 2>&1 </dev/null &
+      ;;
+    fastapi)
+      ready_path=/health; req_path=/predict; bodies="$work/bodies-predict.jsonl"
+      setsid "$py" "$bench/baseline_fastapi.py" "$port" "$dir" >"$log" 2>&1 </dev/null &
+      ;;
+    mlflow)
+      ready_path=/ping; req_path=/invocations; bodies="$work/bodies-mlflow.jsonl"
+      [ -n "${pyfunc_dir[$dir]:-}" ] || { say "no MLflow pyfunc packaging of $dir (see $work/mlflow-pyfunc.log)"; return 1; }
+      setsid "$venv/bin/mlflow" models serve -m "${pyfunc_dir[$dir]}" --env-manager local \
+        -p "$port" --host 127.0.0.1 -w "$mlflow_workers" >"$log" 2>&1 </dev/null &
+      ;;
+    *) die "unknown server '$server' (expected hotserve, fastapi or mlflow)" ;;
+  esac
+  server_pid=$!
+  local deadline=$((SECONDS + ready_timeout))
+  while [ "$SECONDS" -lt "$deadline" ]; do
+    if ! kill -0 "$server_pid" 2>/dev/null; then
+      say "$server exited before becoming ready; last lines of $log:"; tail -n 15 "$log" >&2
+      server_pid=""; return 1
+    fi
+    if [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://127.0.0.1:$port$ready_path")" = 200 ]; then
+      return 0
+    fi
+    sleep 0.25
+  done
+  say "$server not ready after ${ready_timeout}s; last lines of $log:"; tail -n 15 "$log" >&2
+  stop_server; return 1
+}
+
+json_str() { printf '%s' "$1" | sed 's/\\/\\\\/g; s/"/\\"/g'; }
+
+skip_row() {  # model server reason
+  echo "{\"model\": \"$1\", \"server\": \"$2\", \"concurrency\": 0, \"skipped\": \"$(json_str "$3")\"}" >> "$run_jsonl"
+}
+
+bench_one() {  # model server
+  local model="$1" server="$2" dir="${model_dir[$1]}"
+  if [ "$server" = hotserve ] && [ -z "$hotserve_bin" ]; then
+    skip_row "$model" "$server" "hotserve binary could not be built"; return 0
+  fi
+  local port log
+  port="$("$py" "$bench/benchlib.py" port)"
+  log="$work/$model-$server.log"
+  say "[$model/$server] starting on 127.0.0.1:$port (log: $log)"
+  local t0=$SECONDS
+  if ! start_server "$server" "$dir" "$port" "$log"; then
+    skip_row "$model" "$server" "did not start (see $(basename "$log"))"; return 0
+  fi
+  local startup=$((SECONDS - t0))
+  local url="http://127.0.0.1:$port$req_path"
+  # One request by hand: it must succeed before any load is applied.
+  local code
+  code="$(curl -s -o "$work/$model-$server.first-response.json" -w '%{http_code}' --max-time 30 \
+    -H 'Content-Type: application/json' --data-binary "$(head -n 1 "$bodies")" "$url" || true)"
+  if [ "$code" != 200 ]; then
+    say "[$model/$server] first request answered HTTP $code: $(head -c 300 "$work/$model-$server.first-response.json" 2>/dev/null)"
+    stop_server; skip_row "$model" "$server" "first request answered HTTP $code"; return 0
+  fi
+  say "[$model/$server] ready after ${startup}s; warming up ${warmup}s"
+  BENCH_BODIES="$bodies" wrk -t1 -c8 -d"${warmup}s" --timeout "$timeout" -s "$bench/wrk/post.lua" "$url" \
+    >"$work/$model-$server-warmup.txt" 2>&1 || true
+  local c
+  for c in $concurrency; do
+    local threads=$wrk_threads
+    [ "$threads" -gt "$c" ] && threads=$c
+    local load
+    load="$(cut -d' ' -f1 /proc/loadavg)"
+    local res="$work/$model-$server-c$c.txt"
+    BENCH_BODIES="$bodies" wrk -t"$threads" -c"$c" -d"${duration}s" --latency --timeout "$timeout" \
+      -s "$bench/wrk/post.lua" "$url" >"$res" 2>&1 || true
+    local line
+    line="$(grep '^BENCH_JSON ' "$res" | head -n 1 | sed 's/^BENCH_JSON //' || true)"
+    if [ -z "$line" ]; then
+      say "[$model/$server] c=$c: wrk produced no result (see $res)"; skip_row "$model" "$server" "wrk failed at c=$c"; continue
+    fi
+    local tree_hwm main_hwm tree_rss nprocs
+    read -r tree_hwm main_hwm tree_rss nprocs <<<"$("$py" "$bench/benchlib.py" rss "$server_pid")"
+    echo "${line%\}}, \"model\": \"$model\", \"server\": \"$server\", \"concurrency\": $c, \"model_dir\": \"$(json_str "$dir")\", \"rss_tree_hwm_kb\": $tree_hwm, \"rss_main_hwm_kb\": $main_hwm, \"rss_tree_now_kb\": $tree_rss, \"processes\": $nprocs, \"startup_s\": $startup, \"loadavg_1m\": $load}" >> "$run_jsonl"
+    local errs
+    errs="$(grep -o '"errors_[a-z]*": [0-9]*' <<<"$line" | awk '{s += $2} END {print s + 0}' || true)"
+    say "[$model/$server] c=$c: $(sed -n 's/.*"rps": \([0-9.]*\).*"lat_p50_ms": \([0-9.]*\).*"lat_p99_ms": \([0-9.]*\).*/\1 req\/s, p50 \2 ms, p99 \3 ms/p' <<<"$line"), errors $errs, peak RSS $((tree_hwm / 1024)) MiB"
+  done
+  stop_server
+}
+
+load_start="$(cut -d' ' -f1-3 /proc/loadavg)"
+for m in $models; do
+  [ -n "${model_dir[$m]:-}" ] || continue
+  for s in $servers; do
+    bench_one "$m" "$s"
+  done
+done
+
+# ---------------------------------------------------------------------------------------------
+# ONNX Runtime ceiling
+for m in $models; do
+  [ -n "${model_dir[$m]:-}" ] || continue
+  say "[$m] ONNX Runtime ceiling (bench/ort_ceiling.py, ${ceiling_seconds}s per batch size)"
+  "$py" "$bench/ort_ceiling.py" "${model_dir[$m]}" --seconds "$ceiling_seconds" \
+    --json "$work/ceiling-$m.json" 2>&1 | tee "$work/ceiling-$m.txt" >&2 || say "WARNING: ort_ceiling.py failed for $m"
+done
+
+# ---------------------------------------------------------------------------------------------
+# report
+cmdline="bench/run.sh"
+[ "$quick" = 1 ] && cmdline="$cmdline --quick"
+for v in BENCH_SERVERS BENCH_MODELS BENCH_CONCURRENCY BENCH_DURATION BENCH_WARMUP BENCH_HOTSERVE_ARGS BENCH_MLFLOW_WORKERS; do
+  [ -n "${!v:-}" ] && cmdline="$v=\"${!v}\" $cmdline"
+done
+META_LOAD="$load_start" META_HOTSERVE="$hotserve_version" META_COMMAND="$cmdline" META_ROOT="$root" \
+META_WRK_THREADS="$wrk_threads" META_DURATION="$duration" META_WARMUP="$warmup" META_TIMEOUT="$timeout" \
+META_MLFLOW_WORKERS="$mlflow_workers" "$py" - "$work/meta.json" <<'EOF'
+import importlib.metadata as md
+import json, os, subprocess, sys
+e = os.environ
+def sh(c):
+    try:
+        return subprocess.run(c, shell=True, capture_output=True, text=True, timeout=10).stdout.strip()
+    except Exception:
+        return ""
+cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+mem = next((l.split()[1] for l in open("/proc/meminfo") if l.startswith("MemTotal")), "0")
+vers = []
+for p in ("onnxruntime", "tokenizers", "fastapi", "uvicorn", "mlflow"):
+    try:
+        vers.append(f"{p} {md.version(p)}")
+    except Exception:
+        pass
+json.dump({
+    "date": sh("date '+%Y-%m-%d %H:%M %Z'"),
+    "cpu": cpu, "nproc": sh("nproc"), "mem": f"{int(mem) / 1048576:.0f} GiB",
+    "loadavg": e["META_LOAD"], "hotserve": e["META_HOTSERVE"],
+    "commit": sh(f"git -C '{e['META_ROOT']}' rev-parse --short HEAD 2>/dev/null") or "uncommitted",
+    "wrk": sh("wrk -v 2>&1 | head -n 1").split(" Copyright")[0],
+    "wrk_threads": e["META_WRK_THREADS"], "duration": e["META_DURATION"], "warmup": e["META_WARMUP"],
+    "timeout": e["META_TIMEOUT"], "python_versions": ", ".join(vers), "command": e["META_COMMAND"],
+    "notes": [
+        "the machine may be shared: compare runs made under similar load averages",
+        f"mlflow models serve runs with {e['META_MLFLOW_WORKERS']} uvicorn worker(s); its RSS includes the mlflow CLI parent process",
+    ],
+}, open(sys.argv[1], "w"), indent=2)
+EOF
+"$py" "$bench/benchlib.py" report "$run_jsonl" "$work" "$out" --meta "$work/meta.json"
+say "wrote $out"
+cat "$out"

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Creates the project virtualenv (.venv) that holds the ONNX Runtime shared library hotserve
+# loads at run time, and, on request, the Python packages the tests and benchmarks need.
+#
+#   scripts/setup.sh            # runtime: onnxruntime only (what `hotserve serve` needs)
+#   scripts/setup.sh test       # + MLflow server/client, onnx, tokenizers (integration tests)
+#   scripts/setup.sh bench      # + FastAPI/uvicorn baseline and the realistic-model packages
+#
+# Every version is pinned in scripts/requirements-*.txt. Re-running is cheap: a profile whose
+# requirements file has not changed since its last install is skipped.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+venv="${HOTSERVE_VENV:-$root/.venv}"
+python="${PYTHON:-python3}"
+
+profiles=(runtime)
+for arg in "$@"; do
+  case "$arg" in
+    runtime) ;;
+    test) profiles+=(test) ;;
+    bench) profiles+=(test bench) ;;
+    *) echo "setup.sh: unknown profile '$arg' (expected runtime, test or bench)" >&2; exit 2 ;;
+  esac
+done
+
+if [ ! -x "$venv/bin/python" ]; then
+  echo "setup: creating virtualenv $venv" >&2
+  "$python" -m venv "$venv"
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip==25.3
+fi
+
+for profile in "${profiles[@]}"; do
+  req="$root/scripts/requirements-$profile.txt"
+  stamp="$venv/.installed-$profile"
+  if [ -f "$stamp" ] && cmp -s "$req" "$stamp"; then
+    continue
+  fi
+  echo "setup: installing $profile packages from $req" >&2
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$req"
+  cp "$req" "$stamp"
+done
+
+lib="$(ls "$venv"/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so* 2>/dev/null | head -n 1 || true)"
+if [ -z "$lib" ]; then
+  echo "setup: onnxruntime is installed but libonnxruntime.so was not found under $venv" >&2
+  exit 1
+fi
+echo "setup: ONNX Runtime library at $lib" >&2

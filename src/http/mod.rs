@@ -1,0 +1,195 @@
+//! The HTTP transport (hyper 1.x): accepting connections, draining them on shutdown, reading
+//! bodies within limits, and routing to [`routes`]. This layer parses and answers; it never
+//! calls ONNX Runtime (predictions go through [`crate::queue::Pool`]).
+
+pub mod error;
+pub mod routes;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tracing::Instrument;
+
+use crate::config::Config;
+use crate::live::Live;
+use crate::metrics::Metrics;
+use crate::queue::Pool;
+use crate::reload::webhook::Verifier;
+use crate::reload::Triggers;
+use error::ApiError;
+
+/// Everything a request handler may touch.
+pub struct App {
+    pub config: Arc<Config>,
+    pub live: Arc<Live>,
+    pub pool: Arc<Pool>,
+    pub metrics: Arc<Metrics>,
+    /// Asks the reload loop for a check (admin route, webhook).
+    pub triggers: Triggers,
+    /// Set when `webhook_secret` is configured.
+    pub webhook: Option<Verifier>,
+    /// The registered model name the webhook cares about (`None` for local models).
+    pub registered_name: Option<String>,
+}
+
+/// The response type of every handler.
+pub type HttpResponse = Response<Full<Bytes>>;
+
+pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub static X_MODEL_VERSION: HeaderName = HeaderName::from_static("x-model-version");
+
+/// Serves connections from `listener` until `shutdown` resolves, then stops accepting and
+/// waits up to `grace` for in-flight requests (connections are closed after their current
+/// request). Returns once every connection is closed or the grace period is over.
+pub async fn serve(
+    listener: TcpListener,
+    app: Arc<App>,
+    shutdown: impl Future<Output = ()>,
+    grace: Duration,
+) {
+    let graceful = GracefulShutdown::new();
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(app.config.header_read_timeout)
+        .keep_alive(true);
+    let builder = Arc::new(builder);
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(accepted) => accepted,
+                    Err(err) => {
+                        // Out of file descriptors and the like: back off instead of spinning.
+                        tracing::warn!(%err, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let app = app.clone();
+                let service = service_fn(move |request| {
+                    let app = app.clone();
+                    async move { Ok::<_, Infallible>(handle(&app, request, peer).await) }
+                });
+                let connection = builder.serve_connection(TokioIo::new(stream), service);
+                let connection = graceful.watch(connection);
+                tokio::spawn(async move {
+                    if let Err(err) = connection.await {
+                        tracing::debug!(%peer, %err, "connection ended with an error");
+                    }
+                });
+            }
+            _ = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    tokio::select! {
+        _ = graceful.shutdown() => tracing::info!("all connections closed"),
+        _ = tokio::time::sleep(grace) => tracing::warn!(?grace, "shutdown deadline passed with requests still in flight"),
+    }
+}
+
+/// Handles one request: request id, routing, error rendering, metrics.
+async fn handle(app: &App, request: Request<Incoming>, peer: SocketAddr) -> HttpResponse {
+    let started = Instant::now();
+    let request_id = request
+        .headers()
+        .get(&X_REQUEST_ID)
+        .filter(|v| !v.is_empty() && v.len() <= 128)
+        .cloned()
+        .unwrap_or_else(new_request_id);
+    app.metrics.in_flight.fetch_add(1, Ordering::Relaxed);
+    let span = tracing::debug_span!("request", id = ?request_id, method = %request.method(), path = %request.uri().path(), %peer);
+    let (route, mut response) = routes::route(app, request).instrument(span.clone()).await;
+    response
+        .headers_mut()
+        .insert(X_REQUEST_ID.clone(), request_id);
+    app.metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
+    app.metrics
+        .observe_request(route, response.status().as_u16(), started.elapsed());
+    span.in_scope(|| tracing::debug!(status = response.status().as_u16(), elapsed = ?started.elapsed(), "answered"));
+    response
+}
+
+/// A request id: 16 hex digits from a process-wide counter mixed with a random start.
+fn new_request_id() -> HeaderValue {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    static START: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    let start = *START.get_or_init(|| fastrand::u64(..));
+    let id = start.wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed));
+    HeaderValue::from_str(&format!("{id:016x}")).expect("hex is a valid header value")
+}
+
+/// Reads the whole body, refusing more than `limit` bytes (413) without buffering them.
+pub async fn read_body(request: Request<Incoming>, limit: usize) -> Result<Bytes, ApiError> {
+    if let Some(length) = request.headers().get(CONTENT_LENGTH) {
+        let length: Option<usize> = length.to_str().ok().and_then(|v| v.parse().ok());
+        if length.is_some_and(|n| n > limit) {
+            return Err(ApiError::too_large(limit));
+        }
+    }
+    match Limited::new(request.into_body(), limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(err)
+            if err
+                .downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            Err(ApiError::too_large(limit))
+        }
+        Err(err) => Err(ApiError::new(
+            400,
+            "BAD_REQUEST",
+            format!("cannot read the request body: {err}"),
+        )),
+    }
+}
+
+/// A JSON response.
+pub fn json(status: u16, body: &serde_json::Value) -> HttpResponse {
+    let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
+    *response.status_mut() =
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+/// A plain-text response.
+pub fn text(status: u16, body: impl Into<Bytes>, content_type: &'static str) -> HttpResponse {
+    let mut response = Response::new(Full::new(body.into()));
+    *response.status_mut() =
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
+/// The MLflow-style error response.
+pub fn error_response(err: &ApiError) -> HttpResponse {
+    let mut response = text(err.status, err.body(), "application/json");
+    if let Some(seconds) = err.retry_after {
+        response
+            .headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from(seconds));
+    }
+    response
+}

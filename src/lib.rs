@@ -1,0 +1,27 @@
+//! hotserve: a model-serving daemon for MLflow ONNX models with atomic hot reload.
+//!
+//! The modules follow a request's and a model's path through the daemon:
+//!
+//! - [`config`]: settings from defaults, YAML, environment and flags, all errors at once.
+//! - [`registry`]: the MLflow client: `MODEL_URI` forms, resolution, artifact download.
+//! - [`model`]: `MLmodel` parsing, the validation gate, ONNX Runtime sessions, tokenization.
+//! - [`reload`]: triggers, the reload pipeline, the model cache, webhooks, the file watcher.
+//! - [`live`]: the live model behind `ArcSwap`, and the status `/health` reports.
+//! - [`queue`]: where a request waits: the bounded queue and the batching inference pool.
+//! - [`protocol`]: request formats (`/predict`, MLflow's scoring protocol), parsed purely.
+//! - [`http`]: hyper server, routes, the error -> status mapping.
+//! - [`app`]: wiring and lifecycle; [`cli`]: `resolve` and `validate`.
+//! - [`metrics`], [`sdnotify`]: Prometheus text and systemd notifications.
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod http;
+pub mod live;
+pub mod metrics;
+pub mod model;
+pub mod protocol;
+pub mod queue;
+pub mod registry;
+pub mod reload;
+pub mod sdnotify;

@@ -1,0 +1,164 @@
+//! The live model handle and the serving status behind `/health`.
+//!
+//! Requests call [`Live::current`] once and keep that `Arc<Model>` until they answer, so a
+//! request (and every batch it is part of) uses one model from start to end; the old model is
+//! freed when its last request drops its `Arc`. Only the reload pipeline calls
+//! [`Live::publish`] / [`Live::unload`]. Status changes are also sent on a `watch` channel
+//! so systemd's `STATUS=` line follows them.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use arc_swap::ArcSwapOption;
+use serde::Serialize;
+use tokio::sync::watch;
+
+use crate::metrics::Metrics;
+use crate::model::{rfc3339, Model};
+
+/// The outcome of one registry check or reload attempt, for `/health`.
+#[derive(Clone, Debug, Serialize)]
+pub struct Attempt {
+    #[serde(with = "rfc3339")]
+    pub at: SystemTime,
+    /// What started it: startup, poll, watch, admin, webhook, signal.
+    pub trigger: String,
+    /// unchanged, loaded, failed, skipped_bad.
+    pub result: String,
+    /// The version it was about, when known.
+    pub version: Option<String>,
+    /// What went wrong, in words.
+    pub error: Option<String>,
+    pub duration_ms: u64,
+}
+
+/// What `/health` reports besides the model itself.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Status {
+    /// One human sentence: "serving sentiment v3", "downloading sentiment v4", "no model: ...".
+    pub message: String,
+    /// The last registry check (poll, trigger or startup), successful or not.
+    pub last_check: Option<Attempt>,
+    /// The last attempt that tried to load a new model.
+    pub last_reload: Option<Attempt>,
+    /// The most recent error, kept until a later check succeeds.
+    pub last_error: Option<String>,
+    /// Serving a cached model because the registry could not be reached.
+    pub from_cache: bool,
+}
+
+/// The live model and the process's serving state.
+pub struct Live {
+    model: ArcSwapOption<Model>,
+    draining: AtomicBool,
+    status: Mutex<Status>,
+    status_line: watch::Sender<String>,
+    metrics: Arc<Metrics>,
+}
+
+impl Live {
+    pub fn new(metrics: Arc<Metrics>) -> Live {
+        let (status_line, _) = watch::channel("starting".to_string());
+        Live {
+            model: ArcSwapOption::empty(),
+            draining: AtomicBool::new(false),
+            status: Mutex::new(Status {
+                message: "starting".into(),
+                ..Status::default()
+            }),
+            status_line,
+            metrics,
+        }
+    }
+
+    /// The model to use for one whole request, if any.
+    pub fn current(&self) -> Option<Arc<Model>> {
+        self.model.load_full()
+    }
+
+    /// Makes `model` live; returns the previous one (freed when its last request finishes).
+    pub fn publish(&self, model: Arc<Model>) -> Option<Arc<Model>> {
+        *self
+            .metrics
+            .model_info
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some((
+            model.info.name.clone(),
+            model.info.version.clone(),
+            model.info.source.clone(),
+        ));
+        let message = format!(
+            "serving {}",
+            describe(&model.info.name, &model.info.version)
+        );
+        let previous = self.model.swap(Some(model));
+        self.set_message(message);
+        previous
+    }
+
+    /// Takes the live model away (the `resource` reload policy's gap); readiness is 503 until
+    /// the next [`Live::publish`].
+    pub fn unload(&self, why: &str) -> Option<Arc<Model>> {
+        *self
+            .metrics
+            .model_info
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = None;
+        self.set_message(why.to_string());
+        self.model.swap(None)
+    }
+
+    /// Ready: a model is live and the process is not draining.
+    pub fn is_ready(&self) -> bool {
+        !self.is_draining() && self.model.load().is_some()
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+
+    /// Readiness turns 503 from now on.
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+        self.set_message("shutting down".into());
+    }
+
+    /// A copy of the status.
+    pub fn status(&self) -> Status {
+        self.lock().clone()
+    }
+
+    /// Changes the status under the lock.
+    pub fn update(&self, change: impl FnOnce(&mut Status)) {
+        let message = {
+            let mut status = self.lock();
+            change(&mut status);
+            status.message.clone()
+        };
+        self.status_line.send_replace(message);
+    }
+
+    /// Sets the one-line status message.
+    pub fn set_message(&self, message: String) {
+        self.update(|status| status.message = message);
+    }
+
+    /// Follows the one-line status (for systemd's `STATUS=`).
+    pub fn subscribe(&self) -> watch::Receiver<String> {
+        self.status_line.subscribe()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Status> {
+        self.status.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// "sentiment v3" for registry versions, "sentiment local-27a33d9daa94" for the rest.
+pub fn describe(name: &str, version: &str) -> String {
+    if version.chars().all(|c| c.is_ascii_digit()) {
+        format!("{name} v{version}")
+    } else {
+        format!("{name} {version}")
+    }
+}

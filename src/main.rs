@@ -1,0 +1,204 @@
+//! The `hotserve` binary: parses the command line and configuration, sets up logging and the
+//! tokio runtime, and hands over to the library (`hotserve::app::run`, `hotserve::cli`).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use hotserve::config::{Config, Inputs, LogFormat};
+
+#[derive(Parser)]
+#[command(
+    name = "hotserve",
+    version,
+    about = "Serve MLflow ONNX models over HTTP, with atomic hot reload"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    flags: Flags,
+}
+
+/// Flags shared by every subcommand (precedence: flags > environment > file > defaults).
+#[derive(clap::Args, Clone, Default)]
+struct Flags {
+    /// YAML configuration file (also HOTSERVE_CONFIG); see config/hotserve.yaml
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// What to serve (MODEL_URI): models:/name@alias, models:/name/3, runs:/id/path, a directory or .zip
+    #[arg(long, global = true, value_name = "URI")]
+    model_uri: Option<String>,
+    /// Address:port of the HTTP server (HOTSERVE_LISTEN)
+    #[arg(long, global = true, value_name = "ADDR")]
+    listen: Option<String>,
+    /// Validated-model cache (HOTSERVE_CACHE_DIR)
+    #[arg(long, global = true, value_name = "DIR")]
+    cache_dir: Option<String>,
+    /// Registry check period, e.g. 30s or 0 to turn polling off (HOTSERVE_POLL_INTERVAL)
+    #[arg(long, global = true, value_name = "DURATION")]
+    poll_interval: Option<String>,
+    /// text or json (HOTSERVE_LOG_FORMAT)
+    #[arg(long, global = true, value_name = "FORMAT")]
+    log_format: Option<String>,
+    /// Any other setting, as key=value (repeatable); `hotserve settings` lists them
+    #[arg(long = "set", global = true, value_name = "KEY=VALUE")]
+    set: Vec<String>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon (the default)
+    Serve,
+    /// Print what MODEL_URI resolves to right now, or exactly why it does not
+    Resolve {
+        /// The URI to resolve (default: MODEL_URI)
+        uri: Option<String>,
+    },
+    /// Download and run the full validation gate; exit 0 only if the model would go live
+    Validate {
+        /// A model URI or directory
+        uri: String,
+    },
+    /// List every setting with its environment variable and meaning
+    Settings,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let env = |name: &str| std::env::var(name).ok();
+    let mut flags: Vec<(String, String, String)> = Vec::new();
+    let named = [
+        ("model_uri", "--model-uri", &cli.flags.model_uri),
+        ("listen", "--listen", &cli.flags.listen),
+        ("cache_dir", "--cache-dir", &cli.flags.cache_dir),
+        ("poll_interval", "--poll-interval", &cli.flags.poll_interval),
+        ("log_format", "--log-format", &cli.flags.log_format),
+    ];
+    for (key, flag, value) in named {
+        if let Some(value) = value {
+            flags.push((key.into(), flag.into(), value.clone()));
+        }
+    }
+    for pair in &cli.flags.set {
+        match pair.split_once('=') {
+            Some((key, value)) => {
+                flags.push((key.trim().into(), format!("--set {key}"), value.into()))
+            }
+            None => {
+                eprintln!("hotserve: --set takes key=value, got '{pair}'");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let config = match Config::load(&Inputs {
+        config_file: cli.flags.config.clone(),
+        flags,
+        env: &env,
+    }) {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("hotserve: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(&config);
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("hotserve-io")
+        .max_blocking_threads(64)
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("hotserve: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let code = runtime.block_on(async move {
+        match cli.command.unwrap_or(Command::Serve) {
+            Command::Serve => serve(config).await,
+            Command::Resolve { uri } => hotserve::cli::resolve(&config, uri, &env).await,
+            Command::Validate { uri } => hotserve::cli::validate(&config, &uri, &env).await,
+            Command::Settings => {
+                print!("{}", hotserve::config::describe());
+                0
+            }
+        }
+    });
+    // Blocking threads may still hold a finished download or a tokenization; don't wait.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    ExitCode::from(code)
+}
+
+async fn serve(config: Config) -> u8 {
+    let listener = match tokio::net::TcpListener::bind(config.listen).await {
+        Ok(listener) => listener,
+        Err(err) => {
+            tracing::error!(
+                "cannot listen on {}: {err}; set HOTSERVE_LISTEN or --listen to a free address",
+                config.listen
+            );
+            return 1;
+        }
+    };
+    let triggers = hotserve::reload::Triggers::default();
+    spawn_sighup(triggers.clone());
+    let env = |name: &str| std::env::var(name).ok();
+    match hotserve::app::run(config, listener, &env, triggers, shutdown_signal()).await {
+        Ok(()) => 0,
+        Err(err) => {
+            tracing::error!("{err}");
+            1
+        }
+    }
+}
+
+/// Resolves on the first SIGTERM or SIGINT; a second one exits at once.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("received SIGTERM"),
+        _ = int.recv() => tracing::info!("received SIGINT"),
+    }
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = int.recv() => {},
+        }
+        tracing::warn!("second signal: exiting at once");
+        std::process::exit(1);
+    });
+}
+
+fn spawn_sighup(triggers: hotserve::reload::Triggers) {
+    use tokio::signal::unix::{signal, SignalKind};
+    if let Ok(mut hup) = signal(SignalKind::hangup()) {
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                tracing::info!("received SIGHUP: checking for a new model");
+                triggers.request("signal");
+            }
+        });
+    }
+}
+
+fn init_logging(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log_level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match config.log_format {
+        LogFormat::Json => builder.json().with_current_span(true).init(),
+        LogFormat::Text => builder.init(),
+    }
+}

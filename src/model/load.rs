@@ -1,0 +1,652 @@
+//! The validation gate: turns a model directory into a [`Model`] or says exactly which file is
+//! wrong and why. Shared by startup, `hotserve validate` and the reload pipeline, so a version
+//! that would fail here never goes live.
+//!
+//! Steps: parse `MLmodel` -> find the ONNX file (external data next to it) -> build one ONNX
+//! Runtime session per inference worker -> find the tokenizer -> check the graph's inputs and
+//! outputs -> read labels -> warm up on the saved input example -> classify the golden examples.
+
+use std::path::{Component, Path, PathBuf};
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+use ort::session::builder::GraphOptimizationLevel;
+use ort::session::Session;
+use ort::value::{TensorElementType, ValueType};
+use sha2::{Digest, Sha256};
+
+use super::mlmodel::{MlModel, MlModelError};
+use super::runtime::{self, RuntimeError};
+use super::{FileDigest, Model, ModelInfo, Task, TensorDesc, TextTask};
+use crate::protocol;
+
+/// How to load a model; the identity fields come from the registry (or the directory name).
+#[derive(Clone, Debug)]
+pub struct LoadOptions {
+    pub name: String,
+    /// `None`: use a digest prefix (local models).
+    pub version: Option<String>,
+    pub source: String,
+    pub aliases: Vec<String>,
+    pub model_id: Option<String>,
+    pub run_id: Option<String>,
+    /// Digests recorded while downloading; computed from the files when `None`.
+    pub digests: Option<Vec<FileDigest>>,
+    pub ort_dylib_path: Option<PathBuf>,
+    /// Intra-op threads per session (0: ONNX Runtime's default).
+    pub intra_op_threads: usize,
+    /// Sessions to build (one per inference worker).
+    pub sessions: usize,
+    /// Tokens kept per text; 0 = `metadata.max_sequence_length` or 512.
+    pub max_sequence_length: usize,
+}
+
+/// Why a model directory was rejected. Every message names the file and what is wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("{path}: {why}")]
+    File { path: PathBuf, why: String },
+    #[error("{path}: {source}")]
+    MlModel {
+        path: PathBuf,
+        #[source]
+        source: MlModelError,
+    },
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    #[error("{path}: ONNX Runtime cannot load the graph: {why}")]
+    Session { path: PathBuf, why: String },
+    #[error("{path}: the graph does not fit a text classifier: {why}")]
+    Graph { path: PathBuf, why: String },
+    #[error("warm-up inference failed: {0}")]
+    Warmup(String),
+    #[error("golden examples failed (metadata.golden in MLmodel): {}", .0.join("; "))]
+    Golden(Vec<String>),
+}
+
+impl ModelError {
+    fn file(path: &Path, why: impl ToString) -> ModelError {
+        ModelError::File {
+            path: path.to_path_buf(),
+            why: why.to_string(),
+        }
+    }
+}
+
+/// Loads and validates the model in `dir`. Blocking: call from a blocking thread.
+pub fn load(dir: &Path, options: &LoadOptions) -> Result<Model, ModelError> {
+    let mlmodel_path = dir.join("MLmodel");
+    let text = std::fs::read_to_string(&mlmodel_path).map_err(|err| {
+        ModelError::file(
+            &mlmodel_path,
+            format!("{err}; a model directory must contain an MLmodel file as mlflow.onnx.save_model writes it"),
+        )
+    })?;
+    let mlmodel = MlModel::parse(&text).map_err(|source| ModelError::MlModel {
+        path: mlmodel_path.clone(),
+        source,
+    })?;
+
+    let onnx_path = confined(dir, &mlmodel.onnx_file).ok_or_else(|| {
+        ModelError::file(
+            &mlmodel_path,
+            format!(
+                "flavors.onnx.data '{}' escapes the model directory",
+                mlmodel.onnx_file
+            ),
+        )
+    })?;
+    if !onnx_path.is_file() {
+        return Err(ModelError::file(
+            &onnx_path,
+            "named by flavors.onnx.data in MLmodel but missing",
+        ));
+    }
+    let runtime = runtime::init(options.ort_dylib_path.as_deref())?;
+    let sessions = (0..options.sessions.max(1))
+        .map(|_| build_session(&runtime.environment, &onnx_path, options.intra_op_threads))
+        .collect::<Result<Vec<_>, _>>()?;
+    let inputs = describe(sessions[0].inputs());
+    let outputs = describe(sessions[0].outputs());
+
+    let tokenizer_path = find_tokenizer(dir, &mlmodel)?;
+    let task = match tokenizer_path {
+        Some(path) => Task::Text(Box::new(text_task(
+            dir,
+            &path,
+            &onnx_path,
+            &mlmodel,
+            &sessions[0],
+            options,
+        )?)),
+        None => {
+            if inputs.iter().any(|i| i.name == "input_ids") {
+                return Err(ModelError::file(
+                    dir,
+                    "the graph takes input_ids but there is no tokenizer.json (looked at metadata.tokenizer, tokenizer.json and tokenizer/tokenizer.json)",
+                ));
+            }
+            Task::Tensor
+        }
+    };
+
+    let digests = match &options.digests {
+        Some(digests) => digests.clone(),
+        None => digest_dir(dir)?,
+    };
+    let digest = combined_digest(&digests);
+    let version = options
+        .version
+        .clone()
+        .unwrap_or_else(|| format!("local-{}", &digest[..12]));
+    let model = Model {
+        info: ModelInfo {
+            name: options.name.clone(),
+            version,
+            source: options.source.clone(),
+            dir: dir.to_path_buf(),
+            aliases: options.aliases.clone(),
+            model_id: options.model_id.clone().or(mlmodel.model_id.clone()),
+            run_id: options.run_id.clone().or(mlmodel.run_id.clone()),
+            digests,
+            digest,
+            loaded_at: SystemTime::now(),
+        },
+        mlmodel,
+        inputs,
+        outputs,
+        task,
+        sessions: sessions.into_iter().map(Mutex::new).collect(),
+    };
+    warm_up(&model, dir)?;
+    check_golden(&model)?;
+    Ok(model)
+}
+
+fn build_session(
+    environment: &ort::environment::Environment,
+    onnx_path: &Path,
+    intra_op_threads: usize,
+) -> Result<Session, ModelError> {
+    let session_error = |why: String| ModelError::Session {
+        path: onnx_path.to_path_buf(),
+        why,
+    };
+    let mut builder = Session::builder(environment)
+        .map_err(|e| session_error(e.to_string()))?
+        .with_optimization_level(GraphOptimizationLevel::All)
+        .map_err(|e| session_error(e.to_string()))?
+        .with_inter_threads(1)
+        .map_err(|e| session_error(e.to_string()))?;
+    if intra_op_threads > 0 {
+        builder = builder
+            .with_intra_threads(intra_op_threads)
+            .map_err(|e| session_error(e.to_string()))?;
+    }
+    builder
+        .commit_from_file(onnx_path)
+        .map_err(|e| session_error(e.to_string()))
+}
+
+fn describe(outlets: &[ort::value::Outlet]) -> Vec<TensorDesc> {
+    outlets
+        .iter()
+        .map(|outlet| match outlet.dtype() {
+            ValueType::Tensor { ty, shape, .. } => TensorDesc {
+                name: outlet.name().to_string(),
+                dtype: dtype_name(*ty).to_string(),
+                shape: shape.to_vec(),
+            },
+            other => TensorDesc {
+                name: outlet.name().to_string(),
+                dtype: format!("{other:?}"),
+                shape: Vec::new(),
+            },
+        })
+        .collect()
+}
+
+/// The numpy-style name of an element type, as MLflow signatures spell it.
+pub fn dtype_name(ty: TensorElementType) -> &'static str {
+    match ty {
+        TensorElementType::Float32 => "float32",
+        TensorElementType::Float64 => "float64",
+        TensorElementType::Int64 => "int64",
+        TensorElementType::Int32 => "int32",
+        TensorElementType::Int16 => "int16",
+        TensorElementType::Int8 => "int8",
+        TensorElementType::Uint8 => "uint8",
+        TensorElementType::Bool => "bool",
+        TensorElementType::String => "string",
+        TensorElementType::Float16 => "float16",
+        _ => "other",
+    }
+}
+
+/// `metadata.tokenizer`, else `tokenizer.json`, else `tokenizer/tokenizer.json`.
+fn find_tokenizer(dir: &Path, mlmodel: &MlModel) -> Result<Option<PathBuf>, ModelError> {
+    if let Some(named) = &mlmodel.tokenizer {
+        let path = confined(dir, named).ok_or_else(|| {
+            ModelError::file(
+                &dir.join("MLmodel"),
+                format!("metadata.tokenizer '{named}' escapes the model directory"),
+            )
+        })?;
+        return if path.is_file() {
+            Ok(Some(path))
+        } else {
+            Err(ModelError::file(
+                &path,
+                "named by metadata.tokenizer in MLmodel but missing",
+            ))
+        };
+    }
+    Ok(["tokenizer.json", "tokenizer/tokenizer.json"]
+        .iter()
+        .map(|candidate| dir.join(candidate))
+        .find(|path| path.is_file()))
+}
+
+fn text_task(
+    dir: &Path,
+    tokenizer_path: &Path,
+    onnx_path: &Path,
+    mlmodel: &MlModel,
+    session: &Session,
+    options: &LoadOptions,
+) -> Result<TextTask, ModelError> {
+    let graph_error = |why: String| ModelError::Graph {
+        path: onnx_path.to_path_buf(),
+        why,
+    };
+    let mut tokenizer = tokenizers::Tokenizer::from_file(tokenizer_path).map_err(|err| {
+        ModelError::file(
+            tokenizer_path,
+            format!("not a Hugging Face tokenizer.json: {err}"),
+        )
+    })?;
+    let max_len = match options.max_sequence_length {
+        0 => mlmodel.max_sequence_length.unwrap_or(512),
+        n => n,
+    }
+    .max(2);
+    // Each batch is padded to its own longest text (never to a fixed length, whatever the
+    // file says), and the tokenizer truncates so special tokens such as [SEP] survive.
+    tokenizer.with_padding(None);
+    tokenizer
+        .with_truncation(Some(tokenizers::TruncationParams {
+            max_length: max_len,
+            ..Default::default()
+        }))
+        .map_err(|err| ModelError::file(tokenizer_path, err))?;
+    let pad_id = tokenizer
+        .get_padding()
+        .map(|p| p.pad_id)
+        .or_else(|| tokenizer.token_to_id("[PAD]"))
+        .or_else(|| tokenizer.token_to_id("<pad>"))
+        .unwrap_or(0);
+
+    let mut ids_type = None;
+    let mut uses_token_type_ids = false;
+    let mut has_mask = false;
+    for input in session.inputs() {
+        let ty = match input.dtype() {
+            ValueType::Tensor { ty, shape, .. } if shape.len() == 2 => *ty,
+            other => {
+                return Err(graph_error(format!(
+                "input '{}' is {other:?}; text inputs must be [batch, sequence] integer tensors",
+                input.name()
+            )))
+            }
+        };
+        if ty != TensorElementType::Int64 && ty != TensorElementType::Int32 {
+            return Err(graph_error(format!(
+                "input '{}' is {}; expected int64 (or int32)",
+                input.name(),
+                dtype_name(ty)
+            )));
+        }
+        match input.name() {
+            "input_ids" => ids_type = Some(ty),
+            "attention_mask" => has_mask = true,
+            "token_type_ids" => uses_token_type_ids = true,
+            other => {
+                return Err(graph_error(format!(
+                    "unexpected input '{other}'; a text model takes input_ids, attention_mask and optionally token_type_ids"
+                )))
+            }
+        }
+    }
+    let Some(ids_type) = ids_type else {
+        return Err(graph_error("no input named input_ids".into()));
+    };
+    if !has_mask {
+        return Err(graph_error("no input named attention_mask".into()));
+    }
+
+    let preferred = ["logits", "probabilities", "probs", "scores", "output"];
+    let outputs = session.outputs();
+    let output = preferred
+        .iter()
+        .find_map(|name| outputs.iter().find(|o| o.name() == *name))
+        .or_else(|| outputs.first())
+        .ok_or_else(|| graph_error("the graph has no outputs".into()))?;
+    let width = match output.dtype() {
+        ValueType::Tensor {
+            ty: TensorElementType::Float32,
+            shape,
+            ..
+        } if shape.len() == 2 => shape[1],
+        other => {
+            return Err(graph_error(format!(
+                "output '{}' is {other:?}; expected float32 [batch, num_labels]",
+                output.name()
+            )))
+        }
+    };
+    let output_is_logits = match mlmodel.output_type.as_deref() {
+        Some("probabilities") => false,
+        Some(_) => true,
+        None => !output.name().starts_with("prob"),
+    };
+
+    let labels = match &mlmodel.labels {
+        Some(labels) => labels.clone(),
+        None => labels_from_config(dir)?
+            .unwrap_or_else(|| (0..width.max(0)).map(|i| format!("LABEL_{i}")).collect()),
+    };
+    if labels.len() < 2 {
+        return Err(ModelError::file(
+            &dir.join("MLmodel"),
+            format!(
+                "{} labels; a classifier needs at least 2 (set metadata.labels, or the graph's output needs a fixed width)",
+                labels.len()
+            ),
+        ));
+    }
+    if width > 0 && width as usize != labels.len() {
+        return Err(graph_error(format!(
+            "output '{}' has {width} columns but MLmodel lists {} labels",
+            output.name(),
+            labels.len()
+        )));
+    }
+    Ok(TextTask {
+        tokenizer,
+        labels,
+        max_len,
+        uses_token_type_ids,
+        ids_are_i32: ids_type == TensorElementType::Int32,
+        output: output.name().to_string(),
+        output_is_logits,
+        pad_id,
+    })
+}
+
+/// Labels from a Hugging Face `config.json` `id2label`, when present.
+fn labels_from_config(dir: &Path) -> Result<Option<Vec<String>>, ModelError> {
+    let path = dir.join("config.json");
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return Ok(None);
+    };
+    let config: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|err| ModelError::file(&path, format!("not valid JSON: {err}")))?;
+    let Some(map) = config.get("id2label").and_then(|m| m.as_object()) else {
+        return Ok(None);
+    };
+    let mut pairs = Vec::new();
+    for (id, label) in map {
+        let id: usize = id
+            .parse()
+            .map_err(|_| ModelError::file(&path, format!("id2label key '{id}' is not a number")))?;
+        let label = label
+            .as_str()
+            .ok_or_else(|| ModelError::file(&path, format!("id2label[{id}] is not a string")))?;
+        pairs.push((id, label.to_string()));
+    }
+    pairs.sort();
+    if pairs.iter().enumerate().any(|(i, (id, _))| i != *id) {
+        return Err(ModelError::file(
+            &path,
+            "id2label ids must be 0..N without gaps",
+        ));
+    }
+    Ok(Some(pairs.into_iter().map(|(_, label)| label).collect()))
+}
+
+/// Runs the saved input example (or a fixed sentence / zeros) and checks the output.
+fn warm_up(model: &Model, dir: &Path) -> Result<(), ModelError> {
+    let example = match &model.mlmodel.serving_input_path {
+        Some(name) => {
+            let path = confined(dir, name).ok_or_else(|| {
+                ModelError::file(
+                    &dir.join("MLmodel"),
+                    format!("serving_input_path '{name}' escapes the model directory"),
+                )
+            })?;
+            match std::fs::read(&path) {
+                Ok(bytes) => Some(
+                    protocol::parse_invocation(&bytes, protocol::ContentType::Json).map_err(
+                        |err| {
+                            ModelError::file(
+                                &path,
+                                format!("cannot be parsed as a scoring request: {err}"),
+                            )
+                        },
+                    )?,
+                ),
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => None,
+                Err(err) => return Err(ModelError::file(&path, err)),
+            }
+        }
+        None => None,
+    };
+    match &model.task {
+        Task::Text(task) => {
+            // A text model's example may hold texts, or (as MLflow saves it for ONNX graphs)
+            // token tensors; only texts can be replayed through the tokenizer.
+            let texts = match example.map(|request| request.texts()) {
+                Some(Ok(texts)) if !texts.is_empty() => texts,
+                _ => vec!["hotserve warm-up".to_string()],
+            };
+            let encoded = texts
+                .iter()
+                .map(|t| model.encode(t))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| ModelError::Warmup(e.to_string()))?;
+            let refs: Vec<_> = encoded.iter().collect();
+            for worker in 0..model.session_count() {
+                let scores = model
+                    .classify(worker, &refs)
+                    .map_err(|e| ModelError::Warmup(e.to_string()))?;
+                if scores.len() != texts.len()
+                    || scores.iter().any(|s| s.0.len() != task.labels.len())
+                {
+                    return Err(ModelError::Warmup("the output has the wrong shape".into()));
+                }
+                if scores.iter().flat_map(|s| &s.0).any(|p| !p.is_finite()) {
+                    return Err(ModelError::Warmup(
+                        "the output holds NaN or infinite values".into(),
+                    ));
+                }
+            }
+            Ok(())
+        }
+        Task::Tensor => {
+            let tensors = match example {
+                Some(request) => super::tensor::from_request(model, request)
+                    .map_err(|e| ModelError::Warmup(format!("serving input example: {e}")))?,
+                None => super::tensor::zeros_like_inputs(model),
+            };
+            for worker in 0..model.session_count() {
+                let outputs = model
+                    .run_tensors(worker, tensors.clone())
+                    .map_err(|e| ModelError::Warmup(e.to_string()))?;
+                if outputs.iter().any(|t| !t.data.all_finite()) {
+                    return Err(ModelError::Warmup(
+                        "the output holds NaN or infinite values".into(),
+                    ));
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Every `metadata.golden` example must get its label.
+fn check_golden(model: &Model) -> Result<(), ModelError> {
+    let golden = &model.mlmodel.golden;
+    if golden.is_empty() {
+        return Ok(());
+    }
+    let Some(task) = model.text() else {
+        return Err(ModelError::Golden(vec![
+            "golden examples need a text model with a tokenizer".into(),
+        ]));
+    };
+    let encoded = golden
+        .iter()
+        .map(|g| model.encode(&g.text))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| ModelError::Warmup(e.to_string()))?;
+    let refs: Vec<_> = encoded.iter().collect();
+    let scores = model
+        .classify(0, &refs)
+        .map_err(|e| ModelError::Warmup(e.to_string()))?;
+    let failures: Vec<String> = golden
+        .iter()
+        .zip(&scores)
+        .filter_map(|(example, scores)| {
+            let (best, p) = argmax(&scores.0);
+            let got = &task.labels[best];
+            (got != &example.label).then(|| {
+                format!(
+                    "'{}' expected {} but got {got} ({p:.3})",
+                    example.text, example.label
+                )
+            })
+        })
+        .collect();
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(ModelError::Golden(failures))
+    }
+}
+
+/// Index and value of the largest score.
+pub fn argmax(scores: &[f32]) -> (usize, f32) {
+    scores
+        .iter()
+        .copied()
+        .enumerate()
+        .fold((0, f32::NEG_INFINITY), |best, (i, p)| {
+            if p > best.1 {
+                (i, p)
+            } else {
+                best
+            }
+        })
+}
+
+/// `dir/relative` if `relative` stays inside `dir` (no `..`, not absolute).
+pub fn confined(dir: &Path, relative: &str) -> Option<PathBuf> {
+    let path = Path::new(relative);
+    let safe = !relative.is_empty()
+        && path
+            .components()
+            .all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
+    safe.then(|| dir.join(path))
+}
+
+/// sha256 and size of every regular file under `dir`, sorted by relative path.
+pub fn digest_dir(dir: &Path) -> Result<Vec<FileDigest>, ModelError> {
+    let mut digests = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(current) = stack.pop() {
+        let entries = std::fs::read_dir(&current).map_err(|e| ModelError::file(&current, e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| ModelError::file(&current, e))?;
+            let path = entry.path();
+            let file_type = entry.file_type().map_err(|e| ModelError::file(&path, e))?;
+            if file_type.is_dir() {
+                stack.push(path);
+            } else if file_type.is_file() {
+                let mut file =
+                    std::fs::File::open(&path).map_err(|e| ModelError::file(&path, e))?;
+                let mut hasher = Sha256::new();
+                let size = std::io::copy(&mut file, &mut hasher)
+                    .map_err(|e| ModelError::file(&path, e))?;
+                let relative = path.strip_prefix(dir).unwrap_or(&path);
+                digests.push(FileDigest {
+                    path: relative.to_string_lossy().replace('\\', "/"),
+                    size,
+                    sha256: hex(&hasher.finalize()),
+                });
+            }
+        }
+    }
+    digests.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(digests)
+}
+
+/// One digest for a whole model: sha256 over "path size sha256\n" lines.
+pub fn combined_digest(digests: &[FileDigest]) -> String {
+    let mut hasher = Sha256::new();
+    for d in digests {
+        hasher.update(format!("{} {} {}\n", d.path, d.size, d.sha256));
+    }
+    hex(&hasher.finalize())
+}
+
+/// Lowercase hex.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn confinement() {
+        let dir = Path::new("/m");
+        let cases = [
+            ("model.onnx", Some("/m/model.onnx")),
+            ("tok/tokenizer.json", Some("/m/tok/tokenizer.json")),
+            ("./model.onnx", Some("/m/./model.onnx")),
+            ("../model.onnx", None),
+            ("a/../../b", None),
+            ("/etc/passwd", None),
+            ("", None),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(confined(dir, input), expected.map(PathBuf::from), "{input}");
+        }
+    }
+
+    #[test]
+    fn argmax_picks_largest() {
+        assert_eq!(argmax(&[0.1, 0.7, 0.2]), (1, 0.7));
+        assert_eq!(argmax(&[0.5, 0.5]).0, 0);
+    }
+
+    #[test]
+    fn digests_are_stable_and_sorted() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        std::fs::write(dir.path().join("b.txt"), "b").unwrap();
+        std::fs::write(dir.path().join("sub/a.txt"), "").unwrap();
+        let digests = digest_dir(dir.path()).unwrap();
+        let paths: Vec<_> = digests.iter().map(|d| d.path.as_str()).collect();
+        assert_eq!(paths, ["b.txt", "sub/a.txt"]);
+        assert_eq!(
+            digests[1].sha256,
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+        assert_eq!(
+            combined_digest(&digests),
+            combined_digest(&digest_dir(dir.path()).unwrap())
+        );
+    }
+}

@@ -1,0 +1,321 @@
+//! A loaded, validated model: the ONNX Runtime sessions, the tokenizer, the labels and the
+//! facts `/health` and `/v1/model` report. Everything here is blocking and runs on the
+//! inference pool or the reload pipeline, never on the async runtime.
+//!
+//! - [`mlmodel`] parses the `MLmodel` file.
+//! - [`load`] turns a model directory into a [`Model`], running the validation gate.
+//! - [`runtime`] finds and loads the ONNX Runtime library.
+//! - [`bundle`] extracts `.zip` bundles safely.
+
+pub mod bundle;
+pub mod load;
+pub mod mlmodel;
+pub mod runtime;
+pub mod tensor;
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+use ort::session::{Session, SessionInputValue};
+use ort::value::Tensor;
+use serde::Serialize;
+
+pub use load::{load, LoadOptions, ModelError};
+pub use mlmodel::MlModel;
+
+/// Facts about a model that never change while it is live.
+#[derive(Clone, Debug, Serialize)]
+pub struct ModelInfo {
+    /// Registered model name, or the directory name for local models.
+    pub name: String,
+    /// Registered version, or a content digest prefix for local models.
+    pub version: String,
+    /// The URI it was loaded from, as configured.
+    pub source: String,
+    /// The directory the files live in (in the cache for registry models).
+    pub dir: PathBuf,
+    /// Aliases pointing at this version when it was resolved.
+    pub aliases: Vec<String>,
+    /// MLflow 3 logged-model id, when known.
+    pub model_id: Option<String>,
+    /// Run id, when known.
+    pub run_id: Option<String>,
+    /// Per-file digests of the model directory.
+    pub digests: Vec<FileDigest>,
+    /// One digest over all files (sha256 of the sorted per-file list).
+    pub digest: String,
+    /// When this model finished loading.
+    #[serde(with = "rfc3339")]
+    pub loaded_at: SystemTime,
+}
+
+/// The sha256 and size of one file of a model.
+#[derive(Clone, Debug, Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct FileDigest {
+    pub path: String,
+    pub size: u64,
+    pub sha256: String,
+}
+
+/// The shape and type of one graph input or output, for `/v1/model`.
+#[derive(Clone, Debug, Serialize)]
+pub struct TensorDesc {
+    pub name: String,
+    pub dtype: String,
+    pub shape: Vec<i64>,
+}
+
+/// A model that passed validation and can serve.
+pub struct Model {
+    pub info: ModelInfo,
+    pub mlmodel: MlModel,
+    pub inputs: Vec<TensorDesc>,
+    pub outputs: Vec<TensorDesc>,
+    pub task: Task,
+    /// One session per inference worker: `Session::run` needs exclusive access.
+    sessions: Vec<Mutex<Session>>,
+}
+
+/// What the model does with its input.
+pub enum Task {
+    Text(Box<TextTask>),
+    Tensor,
+}
+
+/// A text classifier: tokenizer in, label probabilities out.
+pub struct TextTask {
+    pub tokenizer: tokenizers::Tokenizer,
+    pub labels: Vec<String>,
+    /// Longest token sequence kept per text.
+    pub max_len: usize,
+    /// The graph wants `token_type_ids` too.
+    pub uses_token_type_ids: bool,
+    /// Integer type of the id inputs (int64, or int32 for some exports).
+    pub ids_are_i32: bool,
+    /// The output holding logits or probabilities.
+    pub output: String,
+    /// Apply softmax to the output (it holds logits).
+    pub output_is_logits: bool,
+    pub pad_id: u32,
+}
+
+/// A tokenized text ready for batching.
+#[derive(Clone, Debug)]
+pub struct Encoded {
+    pub ids: Vec<u32>,
+    pub type_ids: Vec<u32>,
+}
+
+/// Label probabilities for one text.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Scores(pub Vec<f32>);
+
+/// Why one inference call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum InferError {
+    /// The caller's input does not fit the model (a 400).
+    #[error("{0}")]
+    BadInput(String),
+    /// ONNX Runtime failed on input that should have worked (a 500).
+    #[error("inference failed: {0}")]
+    Runtime(String),
+}
+
+impl From<ort::Error> for InferError {
+    fn from(err: ort::Error) -> Self {
+        InferError::Runtime(err.to_string())
+    }
+}
+
+impl Model {
+    /// The text task, or `None` for tensor models.
+    pub fn text(&self) -> Option<&TextTask> {
+        match &self.task {
+            Task::Text(text) => Some(text),
+            Task::Tensor => None,
+        }
+    }
+
+    /// How many sessions (and so concurrent inference calls) this model has.
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Tokenizes one text, truncated to the model's maximum length. Blocking; cheap for short
+    /// texts but never called on the async runtime.
+    pub fn encode(&self, text: &str) -> Result<Encoded, InferError> {
+        let task = self
+            .text()
+            .ok_or_else(|| InferError::BadInput("this model takes tensors, not text".into()))?;
+        let encoding = task
+            .tokenizer
+            .encode_fast(text, true)
+            .map_err(|err| InferError::BadInput(format!("cannot tokenize text: {err}")))?;
+        let mut ids = encoding.get_ids().to_vec();
+        let mut type_ids = encoding.get_type_ids().to_vec();
+        if ids.is_empty() {
+            // A graph cannot pool an empty sequence; feed one padding token instead.
+            ids.push(task.pad_id);
+            type_ids.push(0);
+        }
+        ids.truncate(task.max_len);
+        type_ids.truncate(task.max_len);
+        Ok(Encoded { ids, type_ids })
+    }
+
+    /// Runs one padded batch through session `worker % sessions` and returns probabilities
+    /// per text. Pads to the longest sequence in the batch.
+    pub fn classify(&self, worker: usize, batch: &[&Encoded]) -> Result<Vec<Scores>, InferError> {
+        let task = self
+            .text()
+            .ok_or_else(|| InferError::BadInput("this model takes tensors, not text".into()))?;
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = batch.len();
+        let width = batch.iter().map(|e| e.ids.len()).max().unwrap_or(1).max(1);
+        let mut ids = vec![task.pad_id as i64; rows * width];
+        let mut mask = vec![0i64; rows * width];
+        let mut type_ids = vec![0i64; rows * width];
+        for (row, encoded) in batch.iter().enumerate() {
+            let start = row * width;
+            for (col, (&id, &type_id)) in encoded.ids.iter().zip(&encoded.type_ids).enumerate() {
+                ids[start + col] = id as i64;
+                mask[start + col] = 1;
+                type_ids[start + col] = type_id as i64;
+            }
+        }
+        let shape = [rows, width];
+        let mut inputs: Vec<(&str, SessionInputValue<'_>)> = vec![
+            ("input_ids", id_tensor(shape, ids, task.ids_are_i32)?),
+            ("attention_mask", id_tensor(shape, mask, task.ids_are_i32)?),
+        ];
+        if task.uses_token_type_ids {
+            inputs.push((
+                "token_type_ids",
+                id_tensor(shape, type_ids, task.ids_are_i32)?,
+            ));
+        }
+        let mut session = self.session(worker);
+        let outputs = session.run(inputs)?;
+        let output = outputs.get(&task.output).ok_or_else(|| {
+            InferError::Runtime(format!("the graph returned no '{}'", task.output))
+        })?;
+        let (out_shape, values) = output.try_extract_tensor::<f32>()?;
+        let labels = task.labels.len();
+        if out_shape.len() != 2 || out_shape[0] as usize != rows || out_shape[1] as usize != labels
+        {
+            return Err(InferError::Runtime(format!(
+                "output '{}' has shape {:?}; expected [{rows}, {labels}]",
+                task.output,
+                &out_shape[..]
+            )));
+        }
+        Ok(values
+            .chunks(labels)
+            .map(|row| {
+                if task.output_is_logits {
+                    Scores(softmax(row))
+                } else {
+                    Scores(row.to_vec())
+                }
+            })
+            .collect())
+    }
+
+    /// Runs a tensor model on named inputs.
+    pub fn run_tensors(
+        &self,
+        worker: usize,
+        inputs: Vec<tensor::NamedTensor>,
+    ) -> Result<Vec<tensor::NamedTensor>, InferError> {
+        tensor::run(self, &mut self.session(worker), inputs)
+    }
+
+    fn session(&self, worker: usize) -> std::sync::MutexGuard<'_, Session> {
+        let slot = &self.sessions[worker % self.sessions.len()];
+        // A panic while holding the lock cannot leave a session half-updated in a way that
+        // matters to the next caller (ONNX Runtime owns the state), so poisoning is ignored.
+        slot.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+fn id_tensor(
+    shape: [usize; 2],
+    values: Vec<i64>,
+    as_i32: bool,
+) -> Result<SessionInputValue<'static>, InferError> {
+    Ok(if as_i32 {
+        let values: Vec<i32> = values.into_iter().map(|v| v as i32).collect();
+        Tensor::from_array((shape, values))?.into()
+    } else {
+        Tensor::from_array((shape, values))?.into()
+    })
+}
+
+/// Numerically stable softmax.
+pub fn softmax(logits: &[f32]) -> Vec<f32> {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let exps: Vec<f32> = logits.iter().map(|&x| (x - max).exp()).collect();
+    let sum: f32 = exps.iter().sum();
+    exps.into_iter().map(|e| e / sum).collect()
+}
+
+/// Serializes `SystemTime` as RFC 3339 UTC.
+pub mod rfc3339 {
+    use std::time::SystemTime;
+
+    pub fn serialize<S: serde::Serializer>(time: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format(*time))
+    }
+
+    /// Formats a time as `2025-01-02T03:04:05.678Z`.
+    pub fn format(time: SystemTime) -> String {
+        let since = time
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default();
+        let secs = since.as_secs() as i64;
+        let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+        // Civil-from-days (Howard Hinnant's algorithm).
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z - era * 146_097;
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = doy - (153 * mp + 2) / 5 + 1;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 };
+        let year = yoe + era * 400 + i64::from(month <= 2);
+        format!(
+            "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+            rem / 3600,
+            rem % 3600 / 60,
+            rem % 60,
+            since.subsec_millis()
+        )
+    }
+
+    #[cfg(test)]
+    #[test]
+    fn formats_known_times() {
+        use std::time::Duration;
+        let at = |secs| SystemTime::UNIX_EPOCH + Duration::from_secs(secs);
+        assert_eq!(format(at(0)), "1970-01-01T00:00:00.000Z");
+        assert_eq!(format(at(951_782_400)), "2000-02-29T00:00:00.000Z");
+        assert_eq!(format(at(1_767_225_599)), "2025-12-31T23:59:59.000Z");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn softmax_is_stable_and_normalised() {
+        let probs = softmax(&[1000.0, 1000.0]);
+        assert_eq!(probs, vec![0.5, 0.5]);
+        let probs = softmax(&[0.0, (3.0f32).ln()]);
+        assert!((probs[1] - 0.75).abs() < 1e-6);
+    }
+}

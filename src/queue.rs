@@ -1,0 +1,441 @@
+//! Where a request waits: the bounded inference queue and the pool of inference workers that
+//! drain it in dynamic batches.
+//!
+//! Requests arrive already tokenized (tokenization runs on tokio's blocking pool, in parallel,
+//! so batching can respect a token budget). [`Pool::submit`] splits a request into jobs of at
+//! most `max_batch_size` texts and refuses at once with [`PoolError::QueueFull`] when the queue
+//! holds `queue_capacity` texts. Each worker is a dedicated OS thread with its own ONNX Runtime
+//! session; it takes the oldest job, adds more jobs *for the same model* (a batch never mixes
+//! versions) until the batch is full, over its token budget, or `max_batch_delay` has passed,
+//! drops jobs whose client has gone or whose deadline has passed, pads to the longest text in
+//! the batch and runs it. Workers never run on the async runtime, and a panic inside inference
+//! fails only that batch's requests.
+
+use std::collections::VecDeque;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
+
+use crate::metrics::Metrics;
+use crate::model::tensor::NamedTensor;
+use crate::model::{Encoded, InferError, Model, Scores};
+
+/// Batching and sizing knobs (from [`crate::config::Config`]).
+#[derive(Clone, Debug)]
+pub struct PoolConfig {
+    pub workers: usize,
+    pub max_batch_size: usize,
+    pub max_batch_delay: Duration,
+    pub max_batch_tokens: usize,
+    pub queue_capacity: usize,
+}
+
+/// Why a submission or a job failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PoolError {
+    #[error("the inference queue is full ({capacity} texts); retry shortly")]
+    QueueFull { capacity: usize },
+    #[error("the request waited longer than its deadline in the inference queue")]
+    DeadlineExceeded,
+    #[error("the server is shutting down")]
+    ShuttingDown,
+    #[error(transparent)]
+    Infer(#[from] InferError),
+    #[error("inference panicked: {0}")]
+    Panicked(String),
+}
+
+/// What a job computes.
+enum Work {
+    Classify(Vec<Encoded>),
+    Tensors(Vec<NamedTensor>),
+}
+
+/// A job's answer.
+pub enum Answer {
+    Scores(Vec<Scores>),
+    Tensors(Vec<NamedTensor>),
+}
+
+type Reply = oneshot::Sender<Result<Answer, PoolError>>;
+
+struct Job {
+    model: Arc<Model>,
+    work: Work,
+    reply: Reply,
+    enqueued: Instant,
+    deadline: Instant,
+}
+
+impl Job {
+    fn texts(&self) -> usize {
+        match &self.work {
+            Work::Classify(texts) => texts.len(),
+            Work::Tensors(_) => 1,
+        }
+    }
+
+    fn longest(&self) -> usize {
+        match &self.work {
+            Work::Classify(texts) => texts.iter().map(|t| t.ids.len()).max().unwrap_or(0),
+            Work::Tensors(_) => 0,
+        }
+    }
+}
+
+struct Queue {
+    jobs: VecDeque<Job>,
+    /// Texts waiting (what `queue_capacity` bounds).
+    texts: usize,
+    closed: bool,
+}
+
+struct Shared {
+    queue: Mutex<Queue>,
+    available: Condvar,
+    config: PoolConfig,
+    metrics: Arc<Metrics>,
+}
+
+/// The inference pool. Dropping it does not stop the workers; call [`Pool::shutdown`].
+pub struct Pool {
+    shared: Arc<Shared>,
+    workers: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Pool {
+    /// Starts `config.workers` inference threads.
+    pub fn start(config: PoolConfig, metrics: Arc<Metrics>) -> Pool {
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(Queue {
+                jobs: VecDeque::new(),
+                texts: 0,
+                closed: false,
+            }),
+            available: Condvar::new(),
+            config,
+            metrics,
+        });
+        let workers = (0..shared.config.workers)
+            .map(|index| {
+                let shared = shared.clone();
+                std::thread::Builder::new()
+                    .name(format!("hotserve-infer-{index}"))
+                    .spawn(move || worker(index, &shared))
+                    .expect("spawning an inference thread")
+            })
+            .collect();
+        Pool {
+            shared,
+            workers: Mutex::new(workers),
+        }
+    }
+
+    /// Queues texts for classification with `model`; the answer has one [`Scores`] per text,
+    /// in order. Fails at once when the queue is full.
+    pub async fn classify(
+        &self,
+        model: &Arc<Model>,
+        texts: Vec<Encoded>,
+        deadline: Instant,
+    ) -> Result<Vec<Scores>, PoolError> {
+        let chunk = self.shared.config.max_batch_size;
+        let mut receivers = Vec::new();
+        {
+            let mut queue = self.lock();
+            self.admit(&queue, texts.len())?;
+            let mut texts = texts;
+            while !texts.is_empty() {
+                let rest = texts.split_off(chunk.min(texts.len()));
+                let (reply, receiver) = oneshot::channel();
+                self.push(&mut queue, model, Work::Classify(texts), reply, deadline);
+                receivers.push(receiver);
+                texts = rest;
+            }
+        }
+        self.wake(receivers.len());
+        let mut scores = Vec::new();
+        for receiver in receivers {
+            match receiver.await.map_err(|_| PoolError::ShuttingDown)?? {
+                Answer::Scores(part) => scores.extend(part),
+                Answer::Tensors(_) => unreachable!("classify jobs answer with scores"),
+            }
+        }
+        Ok(scores)
+    }
+
+    /// Queues one tensor-model call (never batched with others).
+    pub async fn run_tensors(
+        &self,
+        model: &Arc<Model>,
+        inputs: Vec<NamedTensor>,
+        deadline: Instant,
+    ) -> Result<Vec<NamedTensor>, PoolError> {
+        let (reply, receiver) = oneshot::channel();
+        {
+            let mut queue = self.lock();
+            self.admit(&queue, 1)?;
+            self.push(&mut queue, model, Work::Tensors(inputs), reply, deadline);
+        }
+        self.wake(1);
+        match receiver.await.map_err(|_| PoolError::ShuttingDown)?? {
+            Answer::Tensors(outputs) => Ok(outputs),
+            Answer::Scores(_) => unreachable!("tensor jobs answer with tensors"),
+        }
+    }
+
+    /// Texts waiting in the queue.
+    pub fn depth(&self) -> usize {
+        self.lock().texts
+    }
+
+    /// Stops taking work; workers finish what is queued, then exit. Blocks until they have.
+    pub fn shutdown(&self) {
+        self.lock().closed = true;
+        self.shared.available.notify_all();
+        let workers = std::mem::take(&mut *self.workers.lock().unwrap_or_else(|p| p.into_inner()));
+        for handle in workers {
+            let _ = handle.join();
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
+        self.shared.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn admit(&self, queue: &Queue, texts: usize) -> Result<(), PoolError> {
+        if queue.closed {
+            return Err(PoolError::ShuttingDown);
+        }
+        let capacity = self.shared.config.queue_capacity;
+        // A request larger than the whole queue is still admitted into an empty queue, so a
+        // big (but allowed) batch is never refused forever.
+        if queue.texts > 0 && queue.texts + texts > capacity {
+            return Err(PoolError::QueueFull { capacity });
+        }
+        Ok(())
+    }
+
+    fn push(
+        &self,
+        queue: &mut Queue,
+        model: &Arc<Model>,
+        work: Work,
+        reply: Reply,
+        deadline: Instant,
+    ) {
+        let job = Job {
+            model: model.clone(),
+            work,
+            reply,
+            enqueued: Instant::now(),
+            deadline,
+        };
+        queue.texts += job.texts();
+        self.shared
+            .metrics
+            .queue_depth
+            .store(queue.texts as i64, Ordering::Relaxed);
+        queue.jobs.push_back(job);
+    }
+
+    fn wake(&self, jobs: usize) {
+        if jobs == 1 {
+            self.shared.available.notify_one();
+        } else {
+            self.shared.available.notify_all();
+        }
+    }
+}
+
+fn worker(index: usize, shared: &Shared) {
+    while let Some(batch) = next_batch(shared) {
+        run_batch(index, shared, batch);
+    }
+}
+
+/// Waits for work and takes a batch; `None` once the queue is closed and empty.
+fn next_batch(shared: &Shared) -> Option<Vec<Job>> {
+    let config = &shared.config;
+    let mut queue = shared.queue.lock().unwrap_or_else(|p| p.into_inner());
+    let first = loop {
+        if let Some(job) = queue.jobs.pop_front() {
+            queue.texts -= job.texts();
+            if let Some(job) = still_wanted(job) {
+                break job;
+            }
+            continue;
+        }
+        if queue.closed {
+            return None;
+        }
+        queue = shared
+            .available
+            .wait(queue)
+            .unwrap_or_else(|p| p.into_inner());
+    };
+    let mut batch_texts = first.texts();
+    let mut longest = first.longest();
+    let fill_until = Instant::now() + config.max_batch_delay;
+    let mut batch = vec![first];
+    if matches!(batch[0].work, Work::Classify(_)) {
+        loop {
+            let mut index = 0;
+            while index < queue.jobs.len() && batch_texts < config.max_batch_size {
+                let job = &queue.jobs[index];
+                let fits = Arc::ptr_eq(&job.model, &batch[0].model)
+                    && matches!(job.work, Work::Classify(_))
+                    && batch_texts + job.texts() <= config.max_batch_size
+                    && longest.max(job.longest()) * (batch_texts + job.texts())
+                        <= config.max_batch_tokens;
+                if fits {
+                    let job = queue.jobs.remove(index).expect("index is in range");
+                    queue.texts -= job.texts();
+                    batch_texts += job.texts();
+                    longest = longest.max(job.longest());
+                    batch.push(job);
+                } else {
+                    index += 1;
+                }
+            }
+            let now = Instant::now();
+            if batch_texts >= config.max_batch_size || now >= fill_until || queue.closed {
+                break;
+            }
+            queue = shared
+                .available
+                .wait_timeout(queue, fill_until - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+    shared
+        .metrics
+        .queue_depth
+        .store(queue.texts as i64, Ordering::Relaxed);
+    drop(queue);
+    // Another worker may take the rest of the queue while this one computes.
+    shared.available.notify_one();
+    Some(batch)
+}
+
+/// Answers jobs nobody waits for (client gone) or that are past their deadline.
+fn still_wanted(job: Job) -> Option<Job> {
+    if job.reply.is_closed() {
+        return None;
+    }
+    if Instant::now() >= job.deadline {
+        let _ = job.reply.send(Err(PoolError::DeadlineExceeded));
+        return None;
+    }
+    Some(job)
+}
+
+fn run_batch(index: usize, shared: &Shared, batch: Vec<Job>) {
+    let batch: Vec<Job> = batch.into_iter().filter_map(still_wanted).collect();
+    if batch.is_empty() {
+        return;
+    }
+    let started = Instant::now();
+    for job in &batch {
+        shared
+            .metrics
+            .queue_seconds
+            .observe_duration(started - job.enqueued);
+    }
+    let model = batch[0].model.clone();
+    if let Work::Tensors(_) = &batch[0].work {
+        for job in batch {
+            let Work::Tensors(inputs) = job.work else {
+                continue;
+            };
+            let result = catch_unwind(AssertUnwindSafe(|| model.run_tensors(index, inputs)));
+            let answer = match result {
+                Ok(Ok(outputs)) => Ok(Answer::Tensors(outputs)),
+                Ok(Err(err)) => Err(PoolError::Infer(err)),
+                Err(panic) => Err(PoolError::Panicked(panic_message(&panic))),
+            };
+            shared
+                .metrics
+                .inference_seconds
+                .observe_duration(started.elapsed());
+            let _ = job.reply.send(answer);
+        }
+        return;
+    }
+    let texts: Vec<&Encoded> = batch
+        .iter()
+        .flat_map(|job| match &job.work {
+            Work::Classify(texts) => texts.iter(),
+            Work::Tensors(_) => [].iter(),
+        })
+        .collect();
+    shared.metrics.batch_size.observe(texts.len() as f64);
+    test_hooks::delay_inference();
+    let result = catch_unwind(AssertUnwindSafe(|| model.classify(index, &texts)));
+    shared
+        .metrics
+        .inference_seconds
+        .observe_duration(started.elapsed());
+    match result {
+        Ok(Ok(scores)) => {
+            let mut scores = scores.into_iter();
+            for job in batch {
+                let part: Vec<Scores> = scores.by_ref().take(job.texts()).collect();
+                let _ = job.reply.send(Ok(Answer::Scores(part)));
+            }
+        }
+        Ok(Err(err)) => {
+            let message = err.to_string();
+            let bad_input = matches!(err, InferError::BadInput(_));
+            for job in batch {
+                let err = if bad_input {
+                    InferError::BadInput(message.clone())
+                } else {
+                    InferError::Runtime(message.clone())
+                };
+                let _ = job.reply.send(Err(PoolError::Infer(err)));
+            }
+        }
+        Err(panic) => {
+            let message = panic_message(&panic);
+            tracing::error!(%message, "inference panicked; the batch's requests fail, the worker continues");
+            for job in batch {
+                let _ = job.reply.send(Err(PoolError::Panicked(message.clone())));
+            }
+        }
+    }
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
+}
+
+/// A failpoint for tests, compiled into debug builds only: `HOTSERVE_TEST_INFERENCE_DELAY_MS`
+/// makes every classification batch sleep first, so tests can hold a worker busy and prove the
+/// async runtime stays responsive. Release builds contain none of this.
+mod test_hooks {
+    #[cfg(debug_assertions)]
+    pub fn delay_inference() {
+        static DELAY: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+        let delay = DELAY.get_or_init(|| {
+            std::env::var("HOTSERVE_TEST_INFERENCE_DELAY_MS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+        });
+        if let Some(ms) = delay {
+            std::thread::sleep(std::time::Duration::from_millis(*ms));
+        }
+    }
+
+    #[cfg(not(debug_assertions))]
+    pub fn delay_inference() {}
+}

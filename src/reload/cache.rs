@@ -1,0 +1,242 @@
+//! The model cache: validated models on disk, keyed by name and version, with a manifest of
+//! their digests beside each, plus a "last known good" record per `MODEL_URI` so a restart
+//! with the registry down still serves. Only the reload pipeline writes here.
+//!
+//! Layout under `cache_dir`:
+//! - `<name>/<version>/` — the model files (only complete, validated downloads get here);
+//! - `<name>/<version>.json` — its [`Manifest`];
+//! - `last-good/<sha256 of MODEL_URI>.json` — the manifest of what that URI last served;
+//! - `.staging/` — downloads and copies in progress (cleared at startup).
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::model::load::hex;
+use crate::model::FileDigest;
+
+/// What is known about a cached model.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Manifest {
+    /// The `MODEL_URI` it was resolved from.
+    pub uri: String,
+    pub name: String,
+    pub version: String,
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    pub model_id: Option<String>,
+    pub run_id: Option<String>,
+    /// Identifies the registry listing (paths and sizes) the files came from.
+    pub listing_key: String,
+    pub digests: Vec<FileDigest>,
+    /// The model directory.
+    pub dir: PathBuf,
+}
+
+/// The cache rooted at `cache_dir`.
+#[derive(Clone, Debug)]
+pub struct Cache {
+    root: PathBuf,
+}
+
+impl Cache {
+    /// Opens (creating) the cache and clears leftovers of interrupted downloads.
+    pub fn open(root: &Path) -> std::io::Result<Cache> {
+        std::fs::create_dir_all(root)?;
+        let staging = root.join(".staging");
+        if staging.exists() {
+            std::fs::remove_dir_all(&staging)?;
+        }
+        std::fs::create_dir_all(&staging)?;
+        Ok(Cache {
+            root: root.to_path_buf(),
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Where a model version lives.
+    pub fn model_dir(&self, name: &str, version: &str) -> PathBuf {
+        self.root.join(sanitize(name)).join(sanitize(version))
+    }
+
+    /// A fresh path under `.staging` (not created).
+    pub fn staging_path(&self) -> PathBuf {
+        self.root
+            .join(".staging")
+            .join(format!("{:016x}", fastrand::u64(..)))
+    }
+
+    /// The manifest of a cached model, if the model and its manifest are both there.
+    pub fn manifest(&self, name: &str, version: &str) -> Option<Manifest> {
+        let dir = self.model_dir(name, version);
+        let text = std::fs::read_to_string(manifest_path(&dir)).ok()?;
+        let manifest: Manifest = serde_json::from_str(&text).ok()?;
+        (dir.join("MLmodel").is_file() && manifest.dir == dir).then_some(manifest)
+    }
+
+    /// Records a validated model's manifest (atomically: write then rename).
+    pub fn write_manifest(&self, manifest: &Manifest) -> std::io::Result<()> {
+        write_atomic(
+            &manifest_path(&manifest.dir),
+            &serde_json::to_vec_pretty(manifest)?,
+        )
+    }
+
+    /// Removes a model version and its manifest.
+    pub fn remove(&self, dir: &Path) {
+        let _ = std::fs::remove_file(manifest_path(dir));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// Remembers what `manifest.uri` served last.
+    pub fn record_last_good(&self, manifest: &Manifest) -> std::io::Result<()> {
+        let dir = self.root.join("last-good");
+        std::fs::create_dir_all(&dir)?;
+        write_atomic(
+            &dir.join(last_good_name(&manifest.uri)),
+            &serde_json::to_vec_pretty(manifest)?,
+        )
+    }
+
+    /// What `uri` served last, if its files are still cached.
+    pub fn last_good(&self, uri: &str) -> Option<Manifest> {
+        let text =
+            std::fs::read_to_string(self.root.join("last-good").join(last_good_name(uri))).ok()?;
+        let manifest: Manifest = serde_json::from_str(&text).ok()?;
+        manifest.dir.join("MLmodel").is_file().then_some(manifest)
+    }
+
+    /// Keeps the `keep` most recently written versions of `name` (and `live_dir`), removing
+    /// older ones, so rollbacks to recent versions need no download while the disk stays bounded.
+    pub fn prune(&self, name: &str, keep: usize, live_dir: &Path) {
+        let folder = self.root.join(sanitize(name));
+        let Ok(entries) = std::fs::read_dir(&folder) else {
+            return;
+        };
+        let mut versions: Vec<(std::time::SystemTime, PathBuf)> = entries
+            .flatten()
+            .filter(|e| e.path().is_dir())
+            .map(|e| {
+                let modified = std::fs::metadata(manifest_path(&e.path()))
+                    .and_then(|m| m.modified())
+                    .unwrap_or(std::time::UNIX_EPOCH);
+                (modified, e.path())
+            })
+            .collect();
+        versions.sort_by_key(|v| std::cmp::Reverse(v.0));
+        for (_, dir) in versions.into_iter().skip(keep) {
+            if dir != live_dir {
+                tracing::info!(dir = %dir.display(), "pruning an old cached model");
+                self.remove(&dir);
+            }
+        }
+    }
+}
+
+fn manifest_path(dir: &Path) -> PathBuf {
+    let mut name = dir.file_name().unwrap_or_default().to_os_string();
+    name.push(".json");
+    dir.with_file_name(name)
+}
+
+fn last_good_name(uri: &str) -> String {
+    format!("{}.json", &hex(&Sha256::digest(uri.as_bytes()))[..32])
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let temporary = path.with_extension(format!("tmp{:08x}", fastrand::u32(..)));
+    std::fs::write(&temporary, bytes)?;
+    std::fs::rename(&temporary, path)
+}
+
+/// A path component from a registry name or version: `[A-Za-z0-9._-]` kept, the rest `_`,
+/// never `.` or `..`.
+pub fn sanitize(part: &str) -> String {
+    let cleaned: String = part
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    match cleaned.as_str() {
+        "" | "." | ".." => "_".to_string(),
+        _ => cleaned,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sanitizing() {
+        let cases = [
+            ("sentiment", "sentiment"),
+            ("my model/v2", "my_model_v2"),
+            ("..", "_"),
+            ("", "_"),
+            ("a..b", "a..b"),
+            ("é", "_"),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(sanitize(input), expected);
+        }
+    }
+
+    #[test]
+    fn manifests_and_last_good_round_trip() {
+        let root = tempfile::tempdir().unwrap();
+        let cache = Cache::open(root.path()).unwrap();
+        let dir = cache.model_dir("sentiment", "3");
+        std::fs::create_dir_all(&dir).unwrap();
+        assert_eq!(
+            cache.manifest("sentiment", "3"),
+            None,
+            "no manifest, no model"
+        );
+        std::fs::write(dir.join("MLmodel"), "flavors: {}").unwrap();
+        let manifest = Manifest {
+            uri: "models:/sentiment@champion".into(),
+            name: "sentiment".into(),
+            version: "3".into(),
+            aliases: vec!["champion".into()],
+            model_id: None,
+            run_id: None,
+            listing_key: "k".into(),
+            digests: vec![],
+            dir: dir.clone(),
+        };
+        cache.write_manifest(&manifest).unwrap();
+        assert_eq!(cache.manifest("sentiment", "3"), Some(manifest.clone()));
+        cache.record_last_good(&manifest).unwrap();
+        assert_eq!(
+            cache.last_good("models:/sentiment@champion"),
+            Some(manifest.clone())
+        );
+        assert_eq!(cache.last_good("models:/other@champion"), None);
+        cache.remove(&dir);
+        assert_eq!(
+            cache.last_good("models:/sentiment@champion"),
+            None,
+            "files gone, record unusable"
+        );
+    }
+
+    #[test]
+    fn staging_is_cleared_on_open() {
+        let root = tempfile::tempdir().unwrap();
+        let cache = Cache::open(root.path()).unwrap();
+        let partial = cache.staging_path();
+        std::fs::create_dir_all(&partial).unwrap();
+        Cache::open(root.path()).unwrap();
+        assert!(!partial.exists());
+    }
+}

@@ -1,0 +1,609 @@
+//! The serving core against the real binary and the real fixture model: every route, every
+//! scoring format, a table of bad inputs, overload, and the runtime staying responsive while
+//! inference is slow.
+
+#[path = "support/hotserve.rs"]
+mod hotserve;
+
+use std::time::{Duration, Instant};
+
+use hotserve::{fixture, run, Hotserve, Start};
+use serde_json::{json, Value};
+
+async fn start_fixture() -> Hotserve {
+    let server = Start::model(fixture("sentiment")).spawn();
+    server.wait_ready(Duration::from_secs(60)).await;
+    server
+}
+
+async fn post(
+    server: &Hotserve,
+    path: &str,
+    content_type: Option<&str>,
+    body: impl Into<reqwest::Body>,
+) -> reqwest::Response {
+    let mut request = reqwest::Client::new().post(server.url(path)).body(body);
+    if let Some(content_type) = content_type {
+        request = request.header("content-type", content_type);
+    }
+    request.send().await.expect("request")
+}
+
+async fn post_json(server: &Hotserve, path: &str, body: Value) -> (u16, Value) {
+    let response = post(server, path, Some("application/json"), body.to_string()).await;
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn predicts_and_labels_obvious_sentences() {
+    let server = start_fixture().await;
+    let client = reqwest::Client::new();
+    let response = client
+        .post(server.url("/predict"))
+        .header("x-request-id", "req-42")
+        .json(&json!({"text": "I love this"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["x-request-id"], "req-42");
+    let version = response.headers()["x-model-version"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(version.starts_with("local-"), "{version}");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["label"], "POSITIVE");
+    assert!(body["score"].as_f64().unwrap() > 0.9);
+    assert_eq!(body["model_version"], version);
+    let p =
+        body["scores"]["POSITIVE"].as_f64().unwrap() + body["scores"]["NEGATIVE"].as_f64().unwrap();
+    assert!((p - 1.0).abs() < 1e-4, "scores are probabilities: {body}");
+
+    let (status, body) = post_json(
+        &server,
+        "/predict",
+        json!({"text": "terrible, awful experience"}),
+    )
+    .await;
+    assert_eq!((status, body["label"].as_str()), (200, Some("NEGATIVE")));
+
+    // Requests without an id get a generated one.
+    let response = client.get(server.url("/health/live")).send().await.unwrap();
+    assert_eq!(response.headers()["x-request-id"].len(), 16);
+}
+
+#[tokio::test]
+async fn batch_and_invocations_formats() {
+    let server = start_fixture().await;
+    let (status, body) = post_json(
+        &server,
+        "/predict/batch",
+        json!({"texts": ["I love this", "I hate this", "great product"]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let labels: Vec<&str> = body["predictions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["label"].as_str().unwrap())
+        .collect();
+    assert_eq!(labels, ["POSITIVE", "NEGATIVE", "POSITIVE"]);
+    assert!(body["model_version"].is_string());
+
+    let bodies = [
+        json!({"dataframe_split": {"columns": ["text"], "data": [["I love this"], ["I hate this"]]}}),
+        json!({"dataframe_records": [{"text": "I love this"}, {"text": "I hate this"}]}),
+        json!({"instances": ["I love this", "I hate this"]}),
+        json!({"inputs": ["I love this", "I hate this"], "params": {}}),
+        json!({"inputs": {"text": ["I love this", "I hate this"]}}),
+    ];
+    for body in bodies {
+        let (status, answer) = post_json(&server, "/invocations", body.clone()).await;
+        assert_eq!(status, 200, "{body}: {answer}");
+        let labels: Vec<&str> = answer["predictions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["label"].as_str().unwrap())
+            .collect();
+        assert_eq!(labels, ["POSITIVE", "NEGATIVE"], "{body}");
+    }
+    let response = post(
+        &server,
+        "/invocations",
+        Some("text/csv"),
+        "text\n\"I love this, really\"\nI hate this\n",
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    let answer: Value = response.json().await.unwrap();
+    assert_eq!(answer["predictions"][0]["label"], "POSITIVE");
+    assert_eq!(answer["predictions"][1]["label"], "NEGATIVE");
+}
+
+#[tokio::test]
+async fn health_metadata_and_metrics_routes() {
+    let server = start_fixture().await;
+    let client = reqwest::Client::new();
+    let get = |path: &str| client.get(server.url(path)).send();
+    assert_eq!(get("/ping").await.unwrap().status(), 200);
+    assert_eq!(get("/health/live").await.unwrap().status(), 200);
+    assert_eq!(get("/health/ready").await.unwrap().status(), 200);
+    let version = get("/version").await.unwrap().text().await.unwrap();
+    assert_eq!(version.trim(), env!("CARGO_PKG_VERSION"));
+
+    let health: Value = get("/health").await.unwrap().json().await.unwrap();
+    assert_eq!(health["status"], "ok");
+    assert_eq!(health["model_loaded"], true);
+    assert_eq!(health["model"]["name"], "sentiment");
+    assert_eq!(health["model"]["digest"].as_str().unwrap().len(), 64);
+    assert!(health["model"]["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|f| f["path"] == "model.onnx"));
+    assert!(
+        health["onnxruntime"]["version"]
+            .as_str()
+            .unwrap()
+            .starts_with("1."),
+        "{health}"
+    );
+    assert_eq!(health["last_check"]["result"], "loaded");
+
+    let model: Value = get("/v1/model").await.unwrap().json().await.unwrap();
+    assert_eq!(model["labels"], json!(["NEGATIVE", "POSITIVE"]));
+    assert_eq!(model["task"], "text-classification");
+    assert_eq!(model["signature"]["inputs"][0]["name"], "text");
+    let inputs: Vec<&str> = model["inputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(inputs, ["input_ids", "attention_mask"]);
+
+    post_json(&server, "/predict", json!({"text": "ok"})).await;
+    let metrics = get("/metrics").await.unwrap().text().await.unwrap();
+    for name in [
+        "hotserve_requests_total{route=\"/predict\",status=\"200\"} 1",
+        "hotserve_model_info{name=\"sentiment\"",
+        "hotserve_batch_size_count",
+        "hotserve_inference_duration_seconds_bucket",
+        "hotserve_reloads_total{result=\"loaded\"} 1",
+    ] {
+        assert!(metrics.contains(name), "metrics lack {name}:\n{metrics}");
+    }
+}
+
+/// Each bad input gets its status and MLflow error code, and the server keeps serving.
+#[tokio::test]
+async fn bad_inputs_get_clear_4xx() {
+    let server = Start::model(fixture("sentiment"))
+        .set("max_body_bytes", "4096")
+        .set("max_batch_texts", "4")
+        .spawn();
+    server.wait_ready(Duration::from_secs(60)).await;
+    let long_text = "good ".repeat(5000);
+    // (route, content type, body, expected status, expected error_code)
+    type Case = (
+        &'static str,
+        Option<&'static str>,
+        Vec<u8>,
+        u16,
+        &'static str,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            "/predict",
+            Some("application/json"),
+            b"{not json".to_vec(),
+            400,
+            "BAD_REQUEST",
+        ),
+        (
+            "/predict",
+            Some("application/json"),
+            b"".to_vec(),
+            400,
+            "BAD_REQUEST",
+        ),
+        (
+            "/predict",
+            Some("application/json"),
+            b"[1, 2]".to_vec(),
+            400,
+            "BAD_REQUEST",
+        ),
+        (
+            "/predict",
+            Some("application/json"),
+            br#"{"text": 5}"#.to_vec(),
+            400,
+            "INVALID_PARAMETER_VALUE",
+        ),
+        (
+            "/predict",
+            Some("application/json"),
+            br#"{"txt": "a"}"#.to_vec(),
+            400,
+            "INVALID_PARAMETER_VALUE",
+        ),
+        (
+            "/predict",
+            Some("application/json"),
+            b"{\"text\": \"\xff\xfe\"}".to_vec(),
+            400,
+            "BAD_REQUEST",
+        ),
+        (
+            "/predict",
+            Some("text/plain"),
+            br#"{"text": "a"}"#.to_vec(),
+            415,
+            "BAD_REQUEST",
+        ),
+        (
+            "/predict",
+            Some("application/json"),
+            json!({"text": long_text}).to_string().into_bytes(),
+            413,
+            "MAX_READ_SIZE_EXCEEDED",
+        ),
+        (
+            "/predict/batch",
+            Some("application/json"),
+            br#"{"texts": []}"#.to_vec(),
+            400,
+            "INVALID_PARAMETER_VALUE",
+        ),
+        (
+            "/predict/batch",
+            Some("application/json"),
+            br#"{"texts": ["a", 1]}"#.to_vec(),
+            400,
+            "INVALID_PARAMETER_VALUE",
+        ),
+        (
+            "/predict/batch",
+            Some("application/json"),
+            br#"{"texts": ["a","b","c","d","e"]}"#.to_vec(),
+            400,
+            "INVALID_PARAMETER_VALUE",
+        ),
+        (
+            "/predict/batch",
+            Some("application/json"),
+            br#"{"texts": "a"}"#.to_vec(),
+            400,
+            "INVALID_PARAMETER_VALUE",
+        ),
+        (
+            "/invocations",
+            Some("application/json"),
+            br#"{"inputs": [1, 2]}"#.to_vec(),
+            400,
+            "INVALID_PARAMETER_VALUE",
+        ),
+        (
+            "/invocations",
+            Some("application/json"),
+            br#"{"foo": 1}"#.to_vec(),
+            400,
+            "BAD_REQUEST",
+        ),
+        (
+            "/invocations",
+            Some("application/json"),
+            br#"{"dataframe_split": {"columns": ["a", "b"], "data": [[1, 2]]}}"#.to_vec(),
+            400,
+            "INVALID_PARAMETER_VALUE",
+        ),
+        (
+            "/invocations",
+            Some("text/csv"),
+            b"text\n\"unterminated".to_vec(),
+            400,
+            "BAD_REQUEST",
+        ),
+        (
+            "/invocations",
+            Some("application/xml"),
+            b"<a/>".to_vec(),
+            415,
+            "BAD_REQUEST",
+        ),
+        ("/nope", None, b"".to_vec(), 404, "ENDPOINT_NOT_FOUND"),
+        (
+            "/admin/reload",
+            None,
+            b"".to_vec(),
+            404,
+            "ENDPOINT_NOT_FOUND",
+        ),
+        (
+            "/hooks/mlflow",
+            None,
+            b"{}".to_vec(),
+            404,
+            "ENDPOINT_NOT_FOUND",
+        ),
+    ];
+    for (path, content_type, body, status, code) in cases {
+        let shown = String::from_utf8_lossy(&body)
+            .chars()
+            .take(60)
+            .collect::<String>();
+        let response = post(&server, path, content_type, body).await;
+        assert_eq!(response.status().as_u16(), status, "{path} {shown}");
+        assert!(response.headers().contains_key("x-request-id"));
+        let answer: Value = response.json().await.expect("error bodies are JSON");
+        assert_eq!(answer["error_code"], code, "{path} {shown}: {answer}");
+        assert!(answer["message"].as_str().is_some_and(|m| !m.is_empty()));
+    }
+    let response = reqwest::Client::new()
+        .get(server.url("/predict"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 405);
+    // Still healthy and serving after all of that.
+    let (status, body) = post_json(&server, "/predict", json!({"text": "I love this"})).await;
+    assert_eq!((status, body["label"].as_str()), (200, Some("POSITIVE")));
+}
+
+/// A request whose body never finishes, or whose headers never arrive, does not hold the server.
+#[tokio::test]
+async fn slow_clients_time_out() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = Start::model(fixture("sentiment"))
+        .set("header_read_timeout", "500ms")
+        .spawn();
+    server.wait_ready(Duration::from_secs(60)).await;
+    let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    stream
+        .write_all(b"POST /predict HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let mut buffer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut buffer)).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the connection was closed by the header timeout"
+    );
+    let (status, _) = post_json(&server, "/predict", json!({"text": "fine"})).await;
+    assert_eq!(status, 200);
+}
+
+/// Inference is slow (a debug-build failpoint holds each batch 2 s); liveness, readiness and
+/// metrics still answer at once because inference never runs on the async runtime.
+#[tokio::test]
+async fn slow_inference_does_not_block_the_runtime() {
+    let server = Start::model(fixture("sentiment"))
+        .set("inference_workers", "1")
+        .env("HOTSERVE_TEST_INFERENCE_DELAY_MS", "2000")
+        .spawn();
+    server.wait_ready(Duration::from_secs(60)).await;
+    let client = reqwest::Client::new();
+    let predictions: Vec<_> = (0..4)
+        .map(|_| {
+            let request = client
+                .post(server.url("/predict"))
+                .json(&json!({"text": "I love this"}))
+                .send();
+            tokio::spawn(request)
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut slowest = Duration::ZERO;
+    for path in [
+        "/health/live",
+        "/health/ready",
+        "/metrics",
+        "/health",
+        "/health/live",
+    ] {
+        let started = Instant::now();
+        let response = client.get(server.url(path)).send().await.unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+        slowest = slowest.max(started.elapsed());
+    }
+    assert!(
+        slowest < Duration::from_millis(1500),
+        "health routes waited {slowest:?} behind inference"
+    );
+    for prediction in predictions {
+        let response = prediction.await.unwrap().unwrap();
+        assert_eq!(response.status(), 200);
+    }
+}
+
+/// A full queue answers 429 with Retry-After at once; a request past its deadline gets 504.
+#[tokio::test]
+async fn overload_fails_fast() {
+    let server = Start::model(fixture("sentiment"))
+        .set("inference_workers", "1")
+        .set("queue_capacity", "2")
+        .set("max_batch_size", "1")
+        .set("request_timeout", "1500ms")
+        .env("HOTSERVE_TEST_INFERENCE_DELAY_MS", "1000")
+        .spawn();
+    server.wait_ready(Duration::from_secs(60)).await;
+    let client = reqwest::Client::new();
+    let requests: Vec<_> = (0..8)
+        .map(|i| {
+            let request = client
+                .post(server.url("/predict"))
+                .json(&json!({"text": format!("text {i}")}))
+                .send();
+            tokio::spawn(async move {
+                let started = Instant::now();
+                let response = request.await.unwrap();
+                let retry_after = response
+                    .headers()
+                    .get("retry-after")
+                    .map(|v| v.to_str().unwrap().to_string());
+                let status = response.status().as_u16();
+                let body: Value = response.json().await.unwrap();
+                (status, retry_after, body, started.elapsed())
+            })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for request in requests {
+        let (status, retry_after, body, elapsed) = request.await.unwrap();
+        match status {
+            200 => {}
+            429 => {
+                assert_eq!(body["error_code"], "RESOURCE_EXHAUSTED");
+                assert_eq!(retry_after.as_deref(), Some("1"));
+                assert!(
+                    elapsed < Duration::from_millis(900),
+                    "429 must be immediate, took {elapsed:?}"
+                );
+            }
+            504 => assert_eq!(body["error_code"], "DEADLINE_EXCEEDED"),
+            other => panic!("unexpected status {other}: {body}"),
+        }
+        assert!(
+            elapsed < Duration::from_millis(2500),
+            "no request waits much past its deadline: {elapsed:?}"
+        );
+        statuses.push(status);
+    }
+    assert!(statuses.contains(&429), "{statuses:?}");
+    assert!(statuses.contains(&200), "{statuses:?}");
+}
+
+#[tokio::test]
+async fn serves_a_zip_bundle_and_a_tensor_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("sentiment.zip");
+    let status = std::process::Command::new(hotserve::root().join(".venv/bin/python"))
+        .args([
+            "-c",
+            "import shutil,sys; shutil.make_archive(sys.argv[1][:-4], 'zip', sys.argv[2])",
+        ])
+        .arg(&archive)
+        .arg(fixture("sentiment"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let server = Start::model(&archive).spawn();
+    server.wait_ready(Duration::from_secs(60)).await;
+    let (status, body) = post_json(&server, "/predict", json!({"text": "I love this"})).await;
+    assert_eq!((status, body["label"].as_str()), (200, Some("POSITIVE")));
+    drop(server);
+
+    let server = Start::model(fixture("tensor_model")).spawn();
+    server.wait_ready(Duration::from_secs(60)).await;
+    let (status, body) = post_json(
+        &server,
+        "/invocations",
+        json!({"inputs": {"x": [[1.0, 2.0, 3.0, 4.0]]}}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let y: Vec<f64> = body["predictions"][0]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    for (got, want) in y.iter().zip([5.1, 6.2, 7.3]) {
+        assert!((got - want).abs() < 1e-4, "{y:?}");
+    }
+    let (status, body) = post_json(
+        &server,
+        "/invocations",
+        json!({"inputs": [[1.0, 2.0, 3.0]]}),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error_code"].as_str()),
+        (400, Some("INVALID_PARAMETER_VALUE")),
+        "{body}"
+    );
+    let (status, _) = post_json(&server, "/predict", json!({"text": "hi"})).await;
+    assert_eq!(status, 400);
+}
+
+#[test]
+fn bad_configuration_is_reported_at_once() {
+    let (code, _, stderr) = run(
+        &[
+            "serve",
+            "--listen",
+            "nowhere",
+            "--set",
+            "max_batch_size=0",
+            "--set",
+            "bogus=1",
+        ],
+        &[("HOTSERVE_LOG_FORMAT", "xml")],
+    );
+    assert_eq!(code, 2, "{stderr}");
+    for fragment in [
+        "listen = 'nowhere'",
+        "max_batch_size = '0'",
+        "unknown setting 'bogus'",
+        "log_format = 'xml'",
+    ] {
+        assert!(
+            stderr.contains(fragment),
+            "{fragment} missing from:\n{stderr}"
+        );
+    }
+    let (code, _, stderr) = run(
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--model-uri",
+            "/definitely/not/here",
+        ],
+        &[],
+    );
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("/definitely/not/here"), "{stderr}");
+}
+
+#[test]
+fn validate_accepts_the_fixture_and_rejects_a_broken_copy() {
+    let (code, stdout, stderr) = run(&["validate", fixture("sentiment").to_str().unwrap()], &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("would be accepted") && stdout.contains("golden examples passed: 6"),
+        "{stdout}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(fixture("sentiment")).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
+    }
+    std::fs::write(dir.path().join("model.onnx"), b"not an onnx graph").unwrap();
+    let (code, _, stderr) = run(&["validate", dir.path().to_str().unwrap()], &[]);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("model.onnx") && stderr.contains("would NOT be accepted"),
+        "{stderr}"
+    );
+
+    std::fs::copy(
+        fixture("sentiment/model.onnx"),
+        dir.path().join("model.onnx"),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("tokenizer.json"), b"{\"broken\": ").unwrap();
+    let (code, _, stderr) = run(&["validate", dir.path().to_str().unwrap()], &[]);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("tokenizer.json") && stderr.contains("not a Hugging Face tokenizer"),
+        "{stderr}"
+    );
+}

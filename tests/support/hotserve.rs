@@ -1,0 +1,199 @@
+//! Starts the real `hotserve` binary on an ephemeral loopback port and talks to it. Shared by
+//! every integration test binary (`#[path = "support/hotserve.rs"] mod hotserve;`).
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The project root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A fixture model directory under tests/fixtures.
+pub fn fixture(name: &str) -> PathBuf {
+    root().join("tests/fixtures").join(name)
+}
+
+/// A running hotserve process; killed on drop.
+pub struct Hotserve {
+    child: Child,
+    pub addr: SocketAddr,
+    logs: Arc<Mutex<Vec<String>>>,
+    /// Keeps the per-test cache directory alive.
+    _cache: tempfile::TempDir,
+}
+
+/// How to start hotserve.
+#[derive(Default, Clone)]
+pub struct Start {
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+}
+
+impl Start {
+    pub fn model(uri: impl AsRef<Path>) -> Start {
+        Start::default()
+            .arg("--model-uri")
+            .arg(uri.as_ref().to_str().expect("utf-8 path"))
+    }
+
+    pub fn arg(mut self, arg: &str) -> Start {
+        self.args.push(arg.to_string());
+        self
+    }
+
+    pub fn set(self, key: &str, value: &str) -> Start {
+        self.arg("--set").arg(&format!("{key}={value}"))
+    }
+
+    pub fn env(mut self, key: &str, value: &str) -> Start {
+        self.env.push((key.to_string(), value.to_string()));
+        self
+    }
+
+    /// Starts the binary and waits until it has bound its listener.
+    pub fn spawn(self) -> Hotserve {
+        let cache = tempfile::tempdir().expect("temp dir");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_hotserve"));
+        command
+            .arg("serve")
+            .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
+            .arg("--cache-dir")
+            .arg(cache.path())
+            .args(&self.args)
+            .env_remove("MODEL_URI")
+            .env("HOTSERVE_LOG_LEVEL", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (key, value) in &self.env {
+            command.env(key, value);
+        }
+        let mut child = command.spawn().expect("start hotserve");
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        {
+            let logs = logs.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    if let Some(addr) = listen_addr(&line) {
+                        let _ = addr_tx.send(addr);
+                    }
+                    logs.lock().unwrap().push(line);
+                }
+            });
+        }
+        let addr = match addr_rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(addr) => addr,
+            Err(_) => {
+                let _ = child.kill();
+                std::thread::sleep(Duration::from_millis(100));
+                panic!(
+                    "hotserve did not start listening; logs:\n{}",
+                    logs.lock().unwrap().join("\n")
+                );
+            }
+        };
+        Hotserve {
+            child,
+            addr,
+            logs,
+            _cache: cache,
+        }
+    }
+}
+
+/// Finds `"listen":"127.0.0.1:PORT"` in a JSON log line.
+fn listen_addr(line: &str) -> Option<SocketAddr> {
+    let value: serde_json::Value = serde_json::from_str(line).ok()?;
+    value.pointer("/fields/listen")?.as_str()?.parse().ok()
+}
+
+impl Hotserve {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn logs(&self) -> String {
+        self.logs.lock().unwrap().join("\n")
+    }
+
+    /// Waits until `/health/ready` answers 200.
+    pub async fn wait_ready(&self, timeout: Duration) {
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(response) = client.get(self.url("/health/ready")).send().await {
+                if response.status() == 200 {
+                    return;
+                }
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "hotserve did not become ready in {timeout:?}; logs:\n{}",
+                    self.logs()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Sends a signal with `kill(1)`.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -{name} failed");
+    }
+
+    /// Waits for the process to exit.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Hotserve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs the binary to completion (for `resolve`, `validate`); returns (exit code, stdout, stderr).
+pub fn run(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_hotserve"));
+    command
+        .args(args)
+        .env_remove("MODEL_URI")
+        .stdin(Stdio::null());
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let output = command.output().expect("run hotserve");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
