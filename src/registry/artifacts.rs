@@ -196,6 +196,12 @@ pub async fn download(
             dest: dest.into(),
         });
     }
+    if resolution.files.is_empty() {
+        return Err(RegistryError::NoFiles {
+            uri: uri.to_string(),
+            artifact_uri: resolution.artifact_uri.clone(),
+        });
+    }
     let root = root(client, uri, &resolution.artifact_uri)?;
     check_listing(uri, &resolution.files)?;
     let plan: Vec<(&RemoteFile, PathBuf)> = resolution
@@ -896,6 +902,7 @@ mod tests {
             "cannot read",
         )
         .await;
+        check(vec![], "there are no files at").await;
         check(
             vec![RemoteFile {
                 path: "../MLmodel".into(),

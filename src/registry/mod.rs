@@ -34,7 +34,8 @@ use std::fmt::Write as _;
 /// files to fetch. Two resolutions of the same URI that compare equal describe the same model.
 #[derive(Clone, Debug, serde::Serialize, PartialEq)]
 pub struct Resolution {
-    /// The URI as the user wrote it (after parsing and printing back).
+    /// The URI as the user wrote it, in canonical spelling ([`RemoteUri`]'s `Display`: stages
+    /// capitalised as the registry spells them, `latest` and schemes in lowercase).
     pub uri: String,
     /// Registered model name, for `models:/` URIs of the registry.
     pub name: Option<String>,

@@ -1,0 +1,243 @@
+"""Registers models in a real MLflow server with MLflow's own Python client, for the tests.
+
+The Rust tests run this script (with MLFLOW_TRACKING_URI pointing at the test server) to put
+models into the registry exactly as a retraining pipeline would, then check that hotserve
+resolves and downloads them. It reads one JSON command, or a JSON list of commands, from argv[1]
+(or stdin when argv[1] is absent or "-") and prints one JSON result per command (a list when a
+list was given). Running several commands in one call saves the ~2 s MLflow import per call.
+
+Commands (field "op"):
+
+  register          upload an MLflow model directory ("dir") verbatim as an MLflow 3 logged model
+                    of a new run, register it under "name", then optionally set "aliases", a
+                    "stage" and version "tags". "corrupt" breaks a copy first: "onnx" (the ONNX
+                    file is garbage), "tokenizer" (tokenizer.json does not parse) or "golden"
+                    (every golden example expects the wrong label). "artifact_path" names the
+                    logged model (default "model"). The uploaded MLmodel gets the new model_id
+                    and run_id, as mlflow.<flavor>.log_model would have written them.
+  log-run-only      log "dir" under a new run without registering it: "mode" "logged-model" (the
+                    MLflow 3 way: files live under the logged model, the run folder stays empty)
+                    or "run-artifacts" (the MLflow 2 way: mlflow.log_artifacts into the run).
+  set-alias         point "alias" of "name" at "version"
+  delete-alias      remove "alias" from "name"
+  transition-stage  move "version" of "name" to "stage" ("archive_existing": bool)
+  set-tag           set version tag "key" = "value"
+  delete-version    delete "version" of "name"
+
+Every result carries the URIs a test needs: {"name", "version", "run_id", "model_id",
+"artifact_uri", "uris": {"version", "model", "run", "alias:<a>"...}}; register and log-run-only
+add "files": {path: {"size", "sha256"}} of exactly what was uploaded.
+"""
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+import warnings
+
+warnings.filterwarnings("ignore")
+os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
+
+import mlflow  # noqa: E402
+import yaml  # noqa: E402
+from mlflow import MlflowClient  # noqa: E402
+
+
+def patched_copy(src_dir, model_id, run_id, corrupt):
+    """Copies an MLflow model directory, stamping the new ids into MLmodel and breaking it on
+    request; returns the temporary directory (the caller removes it)."""
+    tmp = tempfile.mkdtemp(prefix="hotserve-register-")
+    dst = os.path.join(tmp, "model")
+    shutil.copytree(src_dir, dst)
+    mlmodel_path = os.path.join(dst, "MLmodel")
+    with open(mlmodel_path) as f:
+        mlmodel = yaml.safe_load(f)
+    mlmodel["model_id"] = model_id
+    mlmodel["run_id"] = run_id
+    metadata = mlmodel.get("metadata") or {}
+    if corrupt == "onnx":
+        onnx_file = mlmodel["flavors"]["onnx"]["data"]
+        with open(os.path.join(dst, onnx_file), "wb") as f:
+            f.write(b"this is not an onnx protobuf")
+    elif corrupt == "tokenizer":
+        tokenizer = metadata.get("tokenizer", "tokenizer.json")
+        with open(os.path.join(dst, tokenizer), "w") as f:
+            f.write('{"version": "1.0", "model": ')
+    elif corrupt == "golden":
+        labels = metadata.get("labels") or []
+        if len(labels) < 2 or not metadata.get("golden"):
+            raise SystemExit("corrupt=golden needs metadata.labels (2+) and metadata.golden")
+        for example in metadata["golden"]:
+            wrong = [label for label in labels if label != example["label"]]
+            example["label"] = wrong[0]
+    elif corrupt is not None:
+        raise SystemExit(f"unknown corrupt variant {corrupt!r}; use onnx, tokenizer or golden")
+    with open(mlmodel_path, "w") as f:
+        yaml.safe_dump(mlmodel, f, default_flow_style=False, sort_keys=True)
+    return tmp, dst
+
+
+def manifest(directory):
+    """{relative path: {"size", "sha256"}} of every file under `directory`: what was uploaded,
+    for the tests to compare downloads against."""
+    files = {}
+    for parent, _, names in os.walk(directory):
+        for name in names:
+            path = os.path.join(parent, name)
+            with open(path, "rb") as f:
+                digest = hashlib.sha256(f.read()).hexdigest()
+            relative = os.path.relpath(path, directory).replace(os.sep, "/")
+            files[relative] = {"size": os.path.getsize(path), "sha256": digest}
+    return files
+
+
+def log_logged_model(src_dir, artifact_path, corrupt):
+    """Logs `src_dir` as an MLflow 3 logged model of a new run; returns (run_id, model,
+    manifest of the uploaded files)."""
+    client = MlflowClient()
+    with mlflow.start_run() as run:
+        run_id = run.info.run_id
+        model = mlflow.initialize_logged_model(name=artifact_path, source_run_id=run_id)
+        tmp, dst = patched_copy(src_dir, model.model_id, run_id, corrupt)
+        try:
+            client.log_model_artifacts(model.model_id, dst)
+            files = manifest(dst)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        model = mlflow.finalize_logged_model(model.model_id, "READY")
+    return run_id, model, files
+
+
+def describe_version(name, version):
+    client = MlflowClient()
+    mv = client.get_model_version(name, str(version))
+    model_id = getattr(mv, "model_id", None)
+    if not model_id and mv.source.startswith("models:/m-"):
+        model_id = mv.source[len("models:/") :]
+    uris = {"version": f"models:/{name}/{mv.version}"}
+    if model_id:
+        uris["model"] = f"models:/{model_id}"
+    for alias in mv.aliases or []:
+        uris[f"alias:{alias}"] = f"models:/{name}@{alias}"
+    return {
+        "name": name,
+        "version": str(mv.version),
+        "run_id": mv.run_id,
+        "model_id": model_id,
+        "stage": mv.current_stage,
+        "aliases": list(mv.aliases or []),
+        "status": mv.status,
+        "artifact_uri": client.get_model_version_download_uri(name, mv.version),
+        "uris": uris,
+    }
+
+
+def op_register(cmd):
+    artifact_path = cmd.get("artifact_path", "model")
+    run_id, model, files = log_logged_model(cmd["dir"], artifact_path, cmd.get("corrupt"))
+    mv = mlflow.register_model(f"models:/{model.model_id}", cmd["name"], tags=cmd.get("tags"))
+    client = MlflowClient()
+    for alias in cmd.get("aliases", []):
+        client.set_registered_model_alias(cmd["name"], alias, mv.version)
+    if cmd.get("stage"):
+        client.transition_model_version_stage(
+            cmd["name"], mv.version, cmd["stage"], cmd.get("archive_existing", False)
+        )
+    result = describe_version(cmd["name"], mv.version)
+    result["uris"]["run"] = f"runs:/{run_id}/{artifact_path}"
+    result["files"] = files
+    return result
+
+
+def op_log_run_only(cmd):
+    artifact_path = cmd.get("artifact_path", "model")
+    mode = cmd.get("mode", "logged-model")
+    if mode == "logged-model":
+        run_id, model, files = log_logged_model(cmd["dir"], artifact_path, cmd.get("corrupt"))
+        model_id, artifact_uri = model.model_id, model.artifact_location
+    elif mode == "run-artifacts":
+        with mlflow.start_run() as run:
+            run_id = run.info.run_id
+            mlflow.log_artifacts(cmd["dir"], artifact_path)
+            artifact_uri = f"{run.info.artifact_uri}/{artifact_path}"
+            files = manifest(cmd["dir"])
+        model_id = None
+    else:
+        raise SystemExit(f"unknown mode {mode!r}; use logged-model or run-artifacts")
+    uris = {"run": f"runs:/{run_id}/{artifact_path}"}
+    if model_id:
+        uris["model"] = f"models:/{model_id}"
+    return {
+        "run_id": run_id,
+        "model_id": model_id,
+        "artifact_uri": artifact_uri,
+        "uris": uris,
+        "files": files,
+    }
+
+
+def op_set_alias(cmd):
+    MlflowClient().set_registered_model_alias(cmd["name"], cmd["alias"], str(cmd["version"]))
+    return describe_version(cmd["name"], cmd["version"])
+
+
+def op_delete_alias(cmd):
+    MlflowClient().delete_registered_model_alias(cmd["name"], cmd["alias"])
+    return {"name": cmd["name"], "deleted_alias": cmd["alias"]}
+
+
+def op_transition_stage(cmd):
+    MlflowClient().transition_model_version_stage(
+        cmd["name"], str(cmd["version"]), cmd["stage"], cmd.get("archive_existing", False)
+    )
+    return describe_version(cmd["name"], cmd["version"])
+
+
+def op_set_tag(cmd):
+    MlflowClient().set_model_version_tag(
+        cmd["name"], str(cmd["version"]), cmd["key"], cmd["value"]
+    )
+    return describe_version(cmd["name"], cmd["version"])
+
+
+def op_delete_version(cmd):
+    MlflowClient().delete_model_version(cmd["name"], str(cmd["version"]))
+    return {"name": cmd["name"], "deleted_version": str(cmd["version"])}
+
+
+OPS = {
+    "register": op_register,
+    "log-run-only": op_log_run_only,
+    "set-alias": op_set_alias,
+    "delete-alias": op_delete_alias,
+    "transition-stage": op_transition_stage,
+    "set-tag": op_set_tag,
+    "delete-version": op_delete_version,
+}
+
+
+def main():
+    if not os.environ.get("MLFLOW_TRACKING_URI"):
+        raise SystemExit("register.py: set MLFLOW_TRACKING_URI to the test MLflow server")
+    text = sys.argv[1] if len(sys.argv) > 1 and sys.argv[1] != "-" else sys.stdin.read()
+    request = json.loads(text)
+    commands = request if isinstance(request, list) else [request]
+    results = []
+    for cmd in commands:
+        op = OPS.get(cmd.get("op"))
+        if op is None:
+            raise SystemExit(f"register.py: unknown op {cmd.get('op')!r}; known: {sorted(OPS)}")
+        results.append(op(cmd))
+    return results if isinstance(request, list) else results[0]
+
+
+if __name__ == "__main__":
+    # MLflow prints run links to stdout: send everything to stderr and keep stdout for the one
+    # line of JSON the caller parses.
+    answer_stream = sys.stdout
+    sys.stdout = sys.stderr
+    answer = main()
+    answer_stream.write(json.dumps(answer) + "\n")
+    answer_stream.flush()
