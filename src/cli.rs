@@ -6,7 +6,7 @@ use std::path::Path;
 
 use crate::config::Config;
 use crate::model::{self, LoadOptions};
-use crate::registry::{self, MlflowClient, MlflowSettings, ModelUri};
+use crate::registry::{self, MlflowClient, ModelUri};
 
 /// Prints the resolution of `uri` (default: `MODEL_URI`).
 pub async fn resolve(
@@ -54,7 +54,7 @@ pub async fn resolve(
             }
         },
         Ok(ModelUri::Remote(remote)) => {
-            let client = match MlflowSettings::from_env(env).and_then(MlflowClient::new) {
+            let client = match registry::hotserve_settings(env).and_then(MlflowClient::new) {
                 Ok(client) => client,
                 Err(err) => {
                     eprintln!("hotserve resolve: {err}");
@@ -128,7 +128,7 @@ async fn validate_in(
                 .map_err(|e| e.to_string())?
         }
         ModelUri::Remote(remote) => {
-            let client = MlflowSettings::from_env(env)
+            let client = registry::hotserve_settings(env)
                 .and_then(MlflowClient::new)
                 .map_err(|e| e.to_string())?;
             let resolution = registry::resolve(&client, &remote)

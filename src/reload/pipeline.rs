@@ -88,7 +88,7 @@ impl Reloader {
             ModelUri::Zip(path) => Source::Zip { path },
             ModelUri::Remote(remote) => {
                 let settings =
-                    registry::MlflowSettings::from_env(mlflow_env).map_err(|e| e.to_string())?;
+                    registry::hotserve_settings(mlflow_env).map_err(|e| e.to_string())?;
                 let client = MlflowClient::new(settings).map_err(|e| e.to_string())?;
                 Source::Remote {
                     uri: remote,

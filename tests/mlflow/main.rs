@@ -6,3 +6,4 @@
 mod support;
 
 mod registry;
+mod reload;

@@ -33,6 +33,8 @@ pub struct Hotserve {
 pub struct Start {
     pub args: Vec<String>,
     pub env: Vec<(String, String)>,
+    /// A cache directory to share between runs (default: a fresh one per process).
+    pub cache_dir: Option<PathBuf>,
 }
 
 impl Start {
@@ -51,6 +53,11 @@ impl Start {
         self.arg("--set").arg(&format!("{key}={value}"))
     }
 
+    pub fn cache(mut self, dir: &Path) -> Start {
+        self.cache_dir = Some(dir.to_path_buf());
+        self
+    }
+
     pub fn env(mut self, key: &str, value: &str) -> Start {
         self.env.push((key.to_string(), value.to_string()));
         self
@@ -64,7 +71,7 @@ impl Start {
             .arg("serve")
             .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
             .arg("--cache-dir")
-            .arg(cache.path())
+            .arg(self.cache_dir.as_deref().unwrap_or(cache.path()))
             .args(&self.args)
             .env_remove("MODEL_URI")
             .env("HOTSERVE_LOG_LEVEL", "info")

@@ -89,6 +89,8 @@ fn start() -> MlflowServer {
         .env("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
         .env("MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS", "true")
         .env("MLFLOW_WEBHOOK_ALLOWED_SCHEMES", "http,https")
+        // MLflow caches the webhook list per event for 60 s; a test creates webhooks at run time.
+        .env("MLFLOW_WEBHOOK_CACHE_TTL", "1")
         .env("MLFLOW_DISABLE_TELEMETRY", "true")
         .env("DO_NOT_TRACK", "true")
         .env_remove("MLFLOW_TRACKING_URI")

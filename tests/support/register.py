@@ -23,6 +23,7 @@ Commands (field "op"):
   transition-stage  move "version" of "name" to "stage" ("archive_existing": bool)
   set-tag           set version tag "key" = "value"
   delete-version    delete "version" of "name"
+  create-webhook    a registry webhook to "url" for "events", signed with "secret"
 
 Every result carries the URIs a test needs: {"name", "version", "run_id", "model_id",
 "artifact_uri", "uris": {"version", "model", "run", "alias:<a>"...}}; register and log-run-only
@@ -207,7 +208,18 @@ def op_delete_version(cmd):
     return {"name": cmd["name"], "deleted_version": str(cmd["version"])}
 
 
+def op_create_webhook(cmd):
+    """A registry webhook to "url" for "events" (default: the alias and version events),
+    signed with "secret"."""
+    events = cmd.get("events") or ["model_version.created", "model_version_alias.created"]
+    webhook = MlflowClient().create_webhook(
+        name=cmd.get("webhook_name", "hotserve"), url=cmd["url"], events=events, secret=cmd["secret"]
+    )
+    return {"webhook_id": webhook.webhook_id, "url": cmd["url"], "events": events}
+
+
 OPS = {
+    "create-webhook": op_create_webhook,
     "register": op_register,
     "log-run-only": op_log_run_only,
     "set-alias": op_set_alias,

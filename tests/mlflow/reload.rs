@@ -1,0 +1,571 @@
+//! Hot reload end to end: the real binary following a real MLflow registry while a steady
+//! stream of requests runs. v1 (the `sentiment` fixture) answers with upper-case labels, v2
+//! (`sentiment_v2`) with lower-case ones, so every response shows which model computed it.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::support::hotserve::{fixture, run, Hotserve, Start};
+use crate::support::{mlflow, register, Fault, FaultProxy};
+
+/// One answered request of the background load.
+#[derive(Debug)]
+struct Observation {
+    status: u16,
+    /// `X-Model-Version`.
+    header: Option<String>,
+    /// `model_version` in the body.
+    body_version: Option<String>,
+    labels: Vec<String>,
+}
+
+/// A bounded stream of concurrent requests (each client stops after 60 s or 3000 requests).
+struct Load {
+    stop: Arc<AtomicBool>,
+    clients: Vec<tokio::task::JoinHandle<Vec<Observation>>>,
+}
+
+impl Load {
+    fn start(server: &Hotserve, clients: usize) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let clients = (0..clients)
+            .map(|i| {
+                let stop = stop.clone();
+                let single = server.url("/predict");
+                let batch = server.url("/predict/batch");
+                tokio::spawn(async move {
+                    let client = reqwest::Client::new();
+                    let started = Instant::now();
+                    let mut seen = Vec::new();
+                    let mut n = 0;
+                    while !stop.load(Ordering::Relaxed) && n < 3000 && started.elapsed() < Duration::from_secs(60) {
+                        n += 1;
+                        let request = if (n + i) % 2 == 0 {
+                            client.post(&single).json(&json!({"text": "I love this"}))
+                        } else {
+                            client.post(&batch).json(&json!({"texts": ["I love this", "I hate this", "great product", "awful"]}))
+                        };
+                        let response = match request.send().await {
+                            Ok(response) => response,
+                            Err(err) => {
+                                seen.push(Observation { status: 0, header: Some(err.to_string()), body_version: None, labels: vec![] });
+                                continue;
+                            }
+                        };
+                        let status = response.status().as_u16();
+                        let header = response.headers().get("x-model-version").map(|v| v.to_str().unwrap().to_string());
+                        let body: Value = response.json().await.unwrap_or(Value::Null);
+                        let labels = match body.get("predictions") {
+                            Some(predictions) => predictions.as_array().unwrap().iter().map(|p| p["label"].as_str().unwrap().to_string()).collect(),
+                            None => body.get("label").and_then(|l| l.as_str()).map(|l| vec![l.to_string()]).unwrap_or_default(),
+                        };
+                        let body_version = body.get("model_version").and_then(|v| v.as_str()).map(str::to_string);
+                        seen.push(Observation { status, header, body_version, labels });
+                    }
+                    seen
+                })
+            })
+            .collect();
+        Load { stop, clients }
+    }
+
+    async fn finish(self) -> Vec<Observation> {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut all = Vec::new();
+        for client in self.clients {
+            all.extend(client.await.unwrap());
+        }
+        all
+    }
+}
+
+/// Every request succeeded, no response mixed versions, and every response's version header
+/// matches its content. Returns how many responses each version answered.
+fn check_observations(observations: &[Observation]) -> HashMap<String, usize> {
+    assert!(!observations.is_empty());
+    let failed: Vec<&Observation> = observations.iter().filter(|o| o.status != 200).collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {} requests failed, e.g. {:?}",
+        failed.len(),
+        observations.len(),
+        &failed[..failed.len().min(3)]
+    );
+    let mut case_of_version: HashMap<String, bool> = HashMap::new();
+    let mut counts = HashMap::new();
+    for o in observations {
+        let version = o
+            .header
+            .clone()
+            .expect("every prediction carries X-Model-Version");
+        assert_eq!(
+            o.body_version.as_ref(),
+            Some(&version),
+            "header and body agree"
+        );
+        let upper: Vec<bool> = o
+            .labels
+            .iter()
+            .map(|l| l.chars().all(|c| c.is_ascii_uppercase()))
+            .collect();
+        assert!(
+            upper.iter().all(|&u| u == upper[0]),
+            "a response mixed model versions: {o:?}"
+        );
+        let previous = *case_of_version.entry(version.clone()).or_insert(upper[0]);
+        assert_eq!(
+            previous, upper[0],
+            "version {version} answered with two different models"
+        );
+        *counts.entry(version).or_insert(0) += 1;
+    }
+    counts
+}
+
+async fn get_health(server: &Hotserve) -> Value {
+    reqwest::get(server.url("/health"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// Waits until `/health` says `version` is live; returns how long that took.
+async fn wait_for_version(server: &Hotserve, version: &str, timeout: Duration) -> Duration {
+    let started = Instant::now();
+    loop {
+        let health = get_health(server).await;
+        if health["model"]["version"] == version {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < timeout,
+            "version {version} did not go live in {timeout:?}; health: {health}\nlogs:\n{}",
+            server.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn registry_start(name: &str, tracking_uri: &str) -> Start {
+    Start::default()
+        .arg("--model-uri")
+        .arg(&format!("models:/{name}@champion"))
+        .env("MLFLOW_TRACKING_URI", tracking_uri)
+}
+
+#[tokio::test]
+async fn serves_a_registered_model_and_follows_the_alias_with_zero_failed_requests() {
+    let server = mlflow();
+    let name = "reload-poll";
+    register(
+        server,
+        json!({"op": "register", "dir": "tests/fixtures/sentiment", "name": name, "aliases": ["champion"]}),
+    );
+    let hotserve = registry_start(name, &server.url)
+        .arg("--poll-interval")
+        .arg("500ms")
+        .spawn();
+    hotserve.wait_ready(Duration::from_secs(60)).await;
+    let before = get_health(&hotserve).await;
+    assert_eq!(before["model"]["name"], name);
+    assert_eq!(before["model"]["version"], "1");
+    assert_eq!(before["model"]["aliases"], json!(["champion"]));
+    assert!(before["model"]["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|f| f["path"] == "tokenizer.json" && f["sha256"].as_str().unwrap().len() == 64));
+
+    let load = Load::start(&hotserve, 4);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    register(
+        server,
+        json!({"op": "register", "dir": "tests/fixtures/sentiment_v2", "name": name}),
+    );
+    register(
+        server,
+        json!({"op": "set-alias", "name": name, "alias": "champion", "version": "2"}),
+    );
+    let took = wait_for_version(&hotserve, "2", Duration::from_secs(30)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let counts = check_observations(&load.finish().await);
+    assert!(
+        counts.get("1").is_some_and(|&n| n > 0) && counts.get("2").is_some_and(|&n| n > 0),
+        "{counts:?}"
+    );
+    assert!(
+        took < Duration::from_secs(20),
+        "v2 went live {took:?} after the alias moved"
+    );
+
+    let metrics = reqwest::get(hotserve.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(&format!(
+            "hotserve_model_info{{name=\"{name}\",version=\"2\""
+        )),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("hotserve_reloads_total{result=\"loaded\"} 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("hotserve_reloads_total{result=\"unchanged\"}"),
+        "polls that find nothing new are counted"
+    );
+}
+
+#[tokio::test]
+async fn a_broken_version_is_refused_and_a_rollback_comes_from_the_cache() {
+    let server = mlflow();
+    let proxy = FaultProxy::start(server.addr).await;
+    let name = "reload-bad";
+    register(
+        server,
+        json!([
+            {"op": "register", "dir": "tests/fixtures/sentiment", "name": name, "aliases": ["champion"]},
+            {"op": "register", "dir": "tests/fixtures/sentiment_v2", "name": name},
+            {"op": "register", "dir": "tests/fixtures/sentiment_v2", "name": name, "corrupt": "onnx"},
+        ]),
+    );
+    let hotserve = registry_start(name, &proxy.url())
+        .arg("--poll-interval")
+        .arg("300ms")
+        .spawn();
+    hotserve.wait_ready(Duration::from_secs(60)).await;
+    register(
+        server,
+        json!({"op": "set-alias", "name": name, "alias": "champion", "version": "2"}),
+    );
+    wait_for_version(&hotserve, "2", Duration::from_secs(30)).await;
+
+    let load = Load::start(&hotserve, 2);
+    register(
+        server,
+        json!({"op": "set-alias", "name": name, "alias": "champion", "version": "3"}),
+    );
+    let started = Instant::now();
+    let health = loop {
+        let health = get_health(&hotserve).await;
+        if health["last_reload"]["version"] == "3" {
+            break health;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "v3 was never tried: {health}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(health["model"]["version"], "2", "v2 keeps serving");
+    assert_eq!(health["last_reload"]["result"], "failed");
+    let error = health["last_error"].as_str().unwrap();
+    assert!(
+        error.contains("model.onnx") && error.contains("ONNX Runtime cannot load the graph"),
+        "{error}"
+    );
+    let ready = reqwest::get(hotserve.url("/health/ready")).await.unwrap();
+    assert_eq!(ready.status(), 200, "readiness stays green");
+    // The bad version is not downloaded again on every poll.
+    let downloads_of_v3 = || {
+        proxy
+            .seen()
+            .iter()
+            .filter(|s| {
+                s.target.contains("/mlflow-artifacts/artifacts/")
+                    && s.target.ends_with(".onnx")
+                    && !s.target.contains("?")
+            })
+            .count()
+    };
+    let before = downloads_of_v3();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        downloads_of_v3(),
+        before,
+        "the bad version was downloaded again"
+    );
+    let metrics = reqwest::get(hotserve.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("hotserve_reloads_total{result=\"failed\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("hotserve_reloads_total{result=\"skipped_bad\"}"),
+        "{metrics}"
+    );
+
+    // Roll back to v1: served again from the cache, without a single artifact download.
+    let artifact_requests = |proxy: &FaultProxy| {
+        proxy
+            .seen()
+            .iter()
+            .filter(|s| s.target.contains("/mlflow-artifacts/artifacts/"))
+            .count()
+    };
+    let before = artifact_requests(&proxy);
+    register(
+        server,
+        json!({"op": "set-alias", "name": name, "alias": "champion", "version": "1"}),
+    );
+    wait_for_version(&hotserve, "1", Duration::from_secs(30)).await;
+    assert_eq!(
+        artifact_requests(&proxy),
+        before,
+        "the rollback downloaded artifacts"
+    );
+    let counts = check_observations(&load.finish().await);
+    assert!(
+        !counts.contains_key("3"),
+        "the broken version never served: {counts:?}"
+    );
+    assert!(
+        hotserve.logs().contains("using the cached copy"),
+        "{}",
+        hotserve.logs()
+    );
+}
+
+#[tokio::test]
+async fn a_webhook_from_mlflow_triggers_the_reload() {
+    let server = mlflow();
+    let name = "reload-webhook";
+    register(
+        server,
+        json!({"op": "register", "dir": "tests/fixtures/sentiment", "name": name, "aliases": ["champion"]}),
+    );
+    let hotserve = registry_start(name, &server.url)
+        .arg("--poll-interval")
+        .arg("0")
+        .env("HOTSERVE_WEBHOOK_SECRET", "whsec-test")
+        .spawn();
+    hotserve.wait_ready(Duration::from_secs(60)).await;
+    register(
+        server,
+        json!({"op": "create-webhook", "url": hotserve.url("/hooks/mlflow"), "secret": "whsec-test",
+                            "webhook_name": name, "events": ["model_version_alias.created"]}),
+    );
+    let load = Load::start(&hotserve, 2);
+    register(
+        server,
+        json!([
+            {"op": "register", "dir": "tests/fixtures/sentiment_v2", "name": name},
+            {"op": "set-alias", "name": name, "alias": "champion", "version": "2"},
+        ]),
+    );
+    let took = wait_for_version(&hotserve, "2", Duration::from_secs(30)).await;
+    let counts = check_observations(&load.finish().await);
+    assert!(counts.contains_key("2"), "{counts:?}");
+    let health = get_health(&hotserve).await;
+    assert_eq!(
+        health["last_reload"]["trigger"], "webhook",
+        "polling is off; only the webhook can have done it ({took:?})"
+    );
+    assert!(hotserve.logs().contains("webhook: checking the registry"));
+}
+
+#[tokio::test]
+async fn restarts_from_the_cache_when_the_registry_is_down() {
+    let server = mlflow();
+    let proxy = FaultProxy::start(server.addr).await;
+    let name = "reload-cache";
+    register(
+        server,
+        json!({"op": "register", "dir": "tests/fixtures/sentiment", "name": name, "aliases": ["champion"]}),
+    );
+    let cache = tempfile::tempdir().unwrap();
+    let first = registry_start(name, &proxy.url())
+        .cache(cache.path())
+        .spawn();
+    first.wait_ready(Duration::from_secs(60)).await;
+    drop(first);
+
+    // The registry answers 503 to everything now.
+    proxy.inject_always(
+        "/api/",
+        Fault::error(503, "TEMPORARILY_UNAVAILABLE", "maintenance"),
+    );
+    let started = Instant::now();
+    let second = registry_start(name, &proxy.url())
+        .cache(cache.path())
+        .arg("--poll-interval")
+        .arg("1s")
+        .spawn();
+    second.wait_ready(Duration::from_secs(30)).await;
+    let cold_with_cache = started.elapsed();
+    let health = get_health(&second).await;
+    assert_eq!(health["model"]["version"], "1");
+    assert_eq!(health["served_from_cache"], true, "{health}");
+    assert!(
+        health["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("serving cached version 1"),
+        "{health}"
+    );
+    let (status, body) = {
+        let response = reqwest::Client::new()
+            .post(second.url("/predict"))
+            .json(&json!({"text": "I love this"}))
+            .send()
+            .await
+            .unwrap();
+        (
+            response.status().as_u16(),
+            response.json::<Value>().await.unwrap(),
+        )
+    };
+    assert_eq!((status, body["label"].as_str()), (200, Some("POSITIVE")));
+
+    // The registry comes back: the next retry clears the flag.
+    proxy.clear();
+    let started_recovery = Instant::now();
+    loop {
+        let health = get_health(&second).await;
+        if health["served_from_cache"] == false {
+            assert_eq!(health["last_error"], Value::Null);
+            break;
+        }
+        assert!(
+            started_recovery.elapsed() < Duration::from_secs(30),
+            "never recovered: {health}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!("ready from cache with the registry down in {cold_with_cache:?}");
+
+    // With no cache at all, readiness stays 503 and /health says why in words.
+    proxy.inject_always(
+        "/api/",
+        Fault::error(503, "TEMPORARILY_UNAVAILABLE", "maintenance"),
+    );
+    let third = registry_start(name, &proxy.url()).spawn();
+    let started = Instant::now();
+    loop {
+        let health = get_health(&third).await;
+        if health["last_error"].is_string() {
+            assert_eq!(health["model_loaded"], false);
+            assert!(
+                health["message"].as_str().unwrap().starts_with("no model:"),
+                "{health}"
+            );
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "{health}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let ready = reqwest::get(third.url("/health/ready")).await.unwrap();
+    assert_eq!(ready.status(), 503);
+    let reason: Value = ready.json().await.unwrap();
+    assert!(
+        reason["reason"].as_str().unwrap().contains("503"),
+        "{reason}"
+    );
+    let live = reqwest::get(third.url("/health/live")).await.unwrap();
+    assert_eq!(
+        live.status(),
+        200,
+        "the process is alive while it waits for the registry"
+    );
+}
+
+#[tokio::test]
+async fn a_watched_directory_rewritten_in_place_is_reloaded() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("model");
+    copy_dir(&fixture("sentiment"), &model);
+    let hotserve = Start::model(&model).set("watch_debounce", "300ms").spawn();
+    hotserve.wait_ready(Duration::from_secs(60)).await;
+    let v1 = get_health(&hotserve).await["model"]["version"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let load = Load::start(&hotserve, 2);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Rewrite the directory file by file, slowly, as a careless deploy script would.
+    for entry in std::fs::read_dir(model.as_path()).unwrap() {
+        std::fs::remove_file(entry.unwrap().path()).unwrap();
+    }
+    for entry in std::fs::read_dir(fixture("sentiment_v2")).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), model.join(entry.file_name())).unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let started = Instant::now();
+    let v2 = loop {
+        let version = get_health(&hotserve).await["model"]["version"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        if version != v1 {
+            break version;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the rewrite was not picked up:\n{}",
+            hotserve.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let counts = check_observations(&load.finish().await);
+    assert!(counts.contains_key(&v2), "{counts:?}");
+    let health = get_health(&hotserve).await;
+    assert_eq!(health["last_reload"]["trigger"], "watch");
+}
+
+#[tokio::test]
+async fn resolve_and_validate_against_the_registry() {
+    let server = mlflow();
+    let name = "cli-gate";
+    register(
+        server,
+        json!([
+            {"op": "register", "dir": "tests/fixtures/sentiment", "name": name, "aliases": ["champion"]},
+            {"op": "register", "dir": "tests/fixtures/sentiment", "name": name, "corrupt": "golden"},
+        ]),
+    );
+    let env = [("MLFLOW_TRACKING_URI", server.url.as_str())];
+    let (code, stdout, stderr) = run(&["resolve", &format!("models:/{name}@champion")], &env);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("tokenizer.json") && stdout.contains(name),
+        "{stdout}"
+    );
+    let (code, stdout, stderr) = run(&["validate", &format!("models:/{name}/1")], &env);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("golden examples passed: 6"), "{stdout}");
+    let (code, _, stderr) = run(&["validate", &format!("models:/{name}/2")], &env);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("golden examples failed"), "{stderr}");
+    let (code, _, stderr) = run(&["resolve", &format!("models:/{name}@nope")], &env);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("champion"),
+        "the message lists the aliases that exist: {stderr}"
+    );
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    }
+}
