@@ -139,6 +139,20 @@ fn human_size(bytes: u64) -> String {
     format!("{value:.1} {}", UNITS[unit])
 }
 
+/// Client settings for hotserve's own use: MLflow's environment, except that without an
+/// explicit `MLFLOW_HTTP_REQUEST_MAX_RETRIES` a request is retried twice rather than MLflow's
+/// minute-long default. The daemon's reload loop has its own backoff (and falls back to the
+/// cache), and `hotserve resolve` has a human waiting; both want a prompt answer.
+pub fn hotserve_settings(
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<MlflowSettings, RegistryError> {
+    let mut settings = MlflowSettings::from_env(env)?;
+    if env("MLFLOW_HTTP_REQUEST_MAX_RETRIES").is_none() {
+        settings.max_retries = settings.max_retries.min(2);
+    }
+    Ok(settings)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -224,18 +238,4 @@ mod tests {
         check(1536, "1.5 KiB");
         check(5 * 1024 * 1024 * 1024, "5.0 GiB");
     }
-}
-
-/// Client settings for hotserve's own use: MLflow's environment, except that without an
-/// explicit `MLFLOW_HTTP_REQUEST_MAX_RETRIES` a request is retried twice rather than MLflow's
-/// minute-long default. The daemon's reload loop has its own backoff (and falls back to the
-/// cache), and `hotserve resolve` has a human waiting; both want a prompt answer.
-pub fn hotserve_settings(
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<MlflowSettings, RegistryError> {
-    let mut settings = MlflowSettings::from_env(env)?;
-    if env("MLFLOW_HTTP_REQUEST_MAX_RETRIES").is_none() {
-        settings.max_retries = settings.max_retries.min(2);
-    }
-    Ok(settings)
 }
