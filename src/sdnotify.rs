@@ -67,13 +67,6 @@ impl Notifier {
         self.notify(&format!("READY=1\nSTATUS={status}"));
     }
 
-    /// `READY=1` after a reload, when a model is live.
-    pub fn ready_if(&self, ready: bool) {
-        if ready {
-            self.notify("READY=1");
-        }
-    }
-
     /// `RELOADING=1` (a `Type=notify` unit needs no timestamp with it).
     pub fn reloading(&self) {
         self.notify("RELOADING=1\nSTATUS=reloading");

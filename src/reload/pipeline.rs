@@ -149,6 +149,7 @@ impl Reloader {
     pub async fn check(&self, trigger: &'static str) -> bool {
         let started = Instant::now();
         let signal = trigger == "signal";
+        let was_live = self.live.current().is_some();
         if signal {
             self.notifier.reloading();
         }
@@ -225,8 +226,11 @@ impl Reloader {
         } else if let Some(error) = &error {
             self.live.set_message(format!("no model: {error}"));
         }
-        if signal || !matches!(outcome, Outcome::Unchanged { .. }) {
-            self.notifier.ready_if(self.live.is_ready());
+        // systemd: a SIGHUP reload is closed by READY=1 whatever its outcome; a model going
+        // live after a failed start is the (late) end of startup. The first start is app.rs's.
+        let became_live = !was_live && self.live.is_ready();
+        if trigger != "startup" && (signal || became_live) {
+            self.notifier.notify("READY=1");
         }
         !retry
     }

@@ -1,0 +1,305 @@
+//! Operations against the real binary: graceful shutdown, systemd notifications, metrics read
+//! by a real Prometheus parser, logs, and the probe paths the deployment manifests rely on.
+
+#[path = "support/hotserve.rs"]
+mod hotserve;
+
+use std::os::unix::net::UnixDatagram;
+use std::time::{Duration, Instant};
+
+use hotserve::{fixture, root, Hotserve, Start};
+use serde_json::{json, Value};
+
+async fn start(start: Start) -> Hotserve {
+    let server = start.spawn();
+    server.wait_ready(Duration::from_secs(60)).await;
+    server
+}
+
+/// A request in flight when SIGTERM arrives completes; readiness is 503 during the drain;
+/// the process exits 0 within the deadline.
+#[tokio::test]
+async fn sigterm_drains_in_flight_requests_and_exits_zero() {
+    let mut server = start(
+        Start::model(fixture("sentiment"))
+            .set("drain_delay", "1s")
+            .set("shutdown_timeout", "5s")
+            .set("inference_workers", "1")
+            .env("HOTSERVE_TEST_INFERENCE_DELAY_MS", "1500"),
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let in_flight = tokio::spawn(
+        client
+            .post(server.url("/predict"))
+            .json(&json!({"text": "I love this"}))
+            .send(),
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let signalled = Instant::now();
+    server.signal("TERM");
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let ready = client
+        .get(server.url("/health/ready"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 503, "readiness turns 503 at once");
+    let live = client.get(server.url("/health/live")).send().await.unwrap();
+    assert_eq!(live.status(), 200, "liveness stays 200 while draining");
+    let health: Value = client
+        .get(server.url("/health"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["status"], "draining");
+
+    let response = in_flight
+        .await
+        .unwrap()
+        .expect("the in-flight request completes");
+    assert_eq!(response.status(), 200);
+    let status = tokio::task::spawn_blocking(move || server.wait_exit(Duration::from_secs(10)))
+        .await
+        .unwrap()
+        .expect("exits within the deadline");
+    assert_eq!(status.code(), Some(0));
+    let took = signalled.elapsed();
+    assert!(
+        took >= Duration::from_millis(1000),
+        "the drain delay was honoured ({took:?})"
+    );
+}
+
+#[tokio::test]
+async fn a_second_signal_exits_at_once() {
+    let mut server = start(Start::model(fixture("sentiment")).set("drain_delay", "30s")).await;
+    server.signal("TERM");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.signal("INT");
+    let status = tokio::task::spawn_blocking(move || server.wait_exit(Duration::from_secs(5)))
+        .await
+        .unwrap()
+        .expect("exits at once on the second signal");
+    assert_eq!(status.code(), Some(1));
+}
+
+/// The exact systemd notifications, in order: READY=1 with a status once serving, WATCHDOG=1
+/// pings, RELOADING=1 then READY=1 around a SIGHUP reload, STOPPING=1 on shutdown.
+#[tokio::test]
+async fn sd_notify_messages_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket_path = dir.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut server = start(
+        Start::model(fixture("sentiment"))
+            .env("NOTIFY_SOCKET", socket_path.to_str().unwrap())
+            .env("WATCHDOG_USEC", "400000"),
+    )
+    .await;
+    let receive = |socket: &UnixDatagram| {
+        let mut buffer = [0u8; 4096];
+        let n = socket.recv(&mut buffer).expect("a notification");
+        String::from_utf8_lossy(&buffer[..n]).into_owned()
+    };
+    let mut messages = Vec::new();
+    // Until the first watchdog ping.
+    while !messages.iter().any(|m: &String| m == "WATCHDOG=1") {
+        messages.push(receive(&socket));
+    }
+    server.signal("HUP");
+    while !messages.iter().any(|m| m.starts_with("RELOADING=1"))
+        || messages.last().map(String::as_str) != Some("READY=1")
+    {
+        messages.push(receive(&socket));
+    }
+    server.signal("TERM");
+    while !messages.iter().any(|m| m.starts_with("STOPPING=1")) {
+        messages.push(receive(&socket));
+    }
+    let status = tokio::task::spawn_blocking(move || server.wait_exit(Duration::from_secs(10)))
+        .await
+        .unwrap();
+    assert_eq!(status.and_then(|s| s.code()), Some(0));
+
+    // The lifecycle messages, without the interleaved STATUS= updates and repeated pings.
+    let mut lifecycle: Vec<&str> = messages
+        .iter()
+        .map(|m| m.lines().next().unwrap())
+        .filter(|first| !first.starts_with("STATUS="))
+        .collect();
+    lifecycle.dedup();
+    assert_eq!(
+        lifecycle,
+        [
+            "READY=1",
+            "WATCHDOG=1",
+            "RELOADING=1",
+            "READY=1",
+            "STOPPING=1"
+        ],
+        "all messages: {messages:#?}"
+    );
+    let ready = &messages[0];
+    assert!(
+        ready.starts_with("READY=1\nSTATUS=serving sentiment local-"),
+        "{ready}"
+    );
+    assert!(
+        messages.iter().any(|m| m == "STATUS=shutting down")
+            || messages.iter().any(|m| m.contains("STATUS=shutting down"))
+    );
+}
+
+/// `/metrics` is read by Prometheus's own Python parser, and names follow its conventions.
+#[tokio::test]
+async fn metrics_parse_with_a_real_prometheus_parser() {
+    let server = start(Start::model(fixture("sentiment"))).await;
+    let client = reqwest::Client::new();
+    for text in ["I love this", "I hate this"] {
+        client
+            .post(server.url("/predict"))
+            .json(&json!({"text": text}))
+            .send()
+            .await
+            .unwrap();
+    }
+    client
+        .post(server.url("/predict"))
+        .body("{")
+        .send()
+        .await
+        .unwrap();
+    let text = client
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let script = r#"
+import sys, json
+from prometheus_client.parser import text_string_to_metric_families
+families = {f.name: f.type for f in text_string_to_metric_families(sys.stdin.read())}
+print(json.dumps(families))
+"#;
+    let mut child = std::process::Command::new(root().join(".venv/bin/python"))
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "prometheus_client rejected /metrics: {}\n{text}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let families: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let expected = [
+        ("hotserve_requests", "counter"),
+        ("hotserve_request_duration_seconds", "histogram"),
+        ("hotserve_queue_duration_seconds", "histogram"),
+        ("hotserve_tokenize_duration_seconds", "histogram"),
+        ("hotserve_inference_duration_seconds", "histogram"),
+        ("hotserve_batch_size", "histogram"),
+        ("hotserve_queue_depth", "gauge"),
+        ("hotserve_in_flight_requests", "gauge"),
+        ("hotserve_model_info", "gauge"),
+        ("hotserve_reloads", "counter"),
+        ("hotserve_reload_duration_seconds", "histogram"),
+        ("hotserve_registry_errors", "counter"),
+        ("hotserve_registry_last_success_timestamp_seconds", "gauge"),
+        ("hotserve_build_info", "gauge"),
+    ];
+    for (name, kind) in expected {
+        assert_eq!(families[name], kind, "{name} in {families}");
+    }
+    assert!(text.contains("hotserve_requests_total{route=\"/predict\",status=\"400\"} 1"));
+    assert!(text.contains("hotserve_model_info{name=\"sentiment\",version=\"local-"));
+}
+
+/// No log line per request at the default level; one line per reload.
+#[tokio::test]
+async fn no_per_request_log_lines_at_the_default_level() {
+    let server = start(Start::model(fixture("sentiment"))).await;
+    let before = server.logs().lines().count();
+    let client = reqwest::Client::new();
+    for _ in 0..50 {
+        client
+            .post(server.url("/predict"))
+            .json(&json!({"text": "fine"}))
+            .send()
+            .await
+            .unwrap();
+        client.get(server.url("/health")).send().await.unwrap();
+    }
+    client
+        .post(server.url("/predict"))
+        .body("not json")
+        .send()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        server.logs().lines().count(),
+        before,
+        "requests logged at info:\n{}",
+        server.logs()
+    );
+    assert_eq!(server.logs().matches("reload succeeded").count(), 1);
+}
+
+/// The probe paths and port in the Kubernetes manifests are ones the binary serves.
+#[tokio::test]
+async fn the_deployment_probes_are_served() {
+    let probes: Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("deploy/k8s/probes.json")).unwrap(),
+    )
+    .unwrap();
+    let deployment: serde_yaml::Value = serde_yaml::from_str(
+        &std::fs::read_to_string(root().join("deploy/k8s/base/deployment.yaml")).unwrap(),
+    )
+    .unwrap();
+    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+    let port = container["ports"][0]["containerPort"].as_u64().unwrap();
+    assert_eq!(port, probes["port"].as_u64().unwrap());
+    let default_listen = hotserve::run(&["settings"], &[]).1;
+    assert!(default_listen.contains("HOTSERVE_LISTEN"));
+    assert_eq!(port, 8080, "the default listen port");
+    let server = start(Start::model(fixture("sentiment"))).await;
+    for (probe, key) in [
+        ("livenessProbe", "liveness"),
+        ("readinessProbe", "readiness"),
+        ("startupProbe", "startup"),
+    ] {
+        let path = container[probe]["httpGet"]["path"].as_str().unwrap();
+        assert_eq!(path, probes[key].as_str().unwrap(), "{probe}");
+        let response = reqwest::get(server.url(path)).await.unwrap();
+        assert_eq!(response.status(), 200, "{probe} {path}");
+    }
+    let annotations = &deployment["spec"]["template"]["metadata"]["annotations"];
+    let metrics_path = annotations["prometheus.io/path"].as_str().unwrap();
+    assert_eq!(
+        reqwest::get(server.url(metrics_path))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+}
