@@ -16,6 +16,7 @@
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod failpoints;
 pub mod http;
 pub mod live;
 pub mod metrics;

@@ -375,7 +375,7 @@ fn run_batch(index: usize, shared: &Shared, batch: Vec<Job>) {
         })
         .collect();
     shared.metrics.batch_size.observe(texts.len() as f64);
-    test_hooks::delay_inference();
+    crate::failpoints::sleep("HOTSERVE_TEST_INFERENCE_DELAY_MS");
     let result = catch_unwind(AssertUnwindSafe(|| model.classify(index, &texts)));
     shared
         .metrics
@@ -417,25 +417,4 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
         .map(|s| s.to_string())
         .or_else(|| panic.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "unknown panic".into())
-}
-
-/// A failpoint for tests, compiled into debug builds only: `HOTSERVE_TEST_INFERENCE_DELAY_MS`
-/// makes every classification batch sleep first, so tests can hold a worker busy and prove the
-/// async runtime stays responsive. Release builds contain none of this.
-mod test_hooks {
-    #[cfg(debug_assertions)]
-    pub fn delay_inference() {
-        static DELAY: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
-        let delay = DELAY.get_or_init(|| {
-            std::env::var("HOTSERVE_TEST_INFERENCE_DELAY_MS")
-                .ok()
-                .and_then(|v| v.parse().ok())
-        });
-        if let Some(ms) = delay {
-            std::thread::sleep(std::time::Duration::from_millis(*ms));
-        }
-    }
-
-    #[cfg(not(debug_assertions))]
-    pub fn delay_inference() {}
 }

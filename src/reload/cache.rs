@@ -110,11 +110,14 @@ impl Cache {
         manifest.dir.join("MLmodel").is_file().then_some(manifest)
     }
 
-    /// Keeps the `keep` most recently written versions of `name` (and `live_dir`), removing
-    /// older ones, so rollbacks to recent versions need no download while the disk stays bounded.
-    pub fn prune(&self, name: &str, keep: usize, live_dir: &Path) {
-        let folder = self.root.join(sanitize(name));
-        let Ok(entries) = std::fs::read_dir(&folder) else {
+    /// Keeps the `keep` most recently written versions beside `live_dir` (the live one
+    /// always), removing older ones, so rollbacks to recent versions need no download while
+    /// the disk stays bounded.
+    pub fn prune(&self, live_dir: &Path, keep: usize) {
+        let Some(folder) = live_dir.parent() else {
+            return;
+        };
+        let Ok(entries) = std::fs::read_dir(folder) else {
             return;
         };
         let mut versions: Vec<(std::time::SystemTime, PathBuf)> = entries
@@ -227,6 +230,33 @@ mod tests {
             cache.last_good("models:/sentiment@champion"),
             None,
             "files gone, record unusable"
+        );
+    }
+
+    #[test]
+    fn prune_keeps_the_newest_and_the_live_version() {
+        let root = tempfile::tempdir().unwrap();
+        let cache = Cache::open(root.path()).unwrap();
+        let mut dirs = Vec::new();
+        for version in 1..=4 {
+            let dir = cache.model_dir("m", &version.to_string());
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(manifest_path(&dir), "{}").unwrap();
+            let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000 * version);
+            std::fs::File::options()
+                .write(true)
+                .open(manifest_path(&dir))
+                .unwrap()
+                .set_modified(at)
+                .unwrap();
+            dirs.push(dir);
+        }
+        cache.prune(&dirs[0], 2);
+        let kept: Vec<bool> = dirs.iter().map(|d| d.exists()).collect();
+        assert_eq!(
+            kept,
+            [true, false, true, true],
+            "v4 and v3 are newest, v1 is live"
         );
     }
 

@@ -51,6 +51,8 @@ pub struct Reloader {
     local_name: String,
     /// Versions that failed validation: listing key -> why. Not downloaded again.
     bad: Mutex<HashMap<String, String>>,
+    /// The listing key (or local digest) of the live model.
+    live_key: Mutex<Option<String>>,
 }
 
 /// What one check did.
@@ -117,6 +119,7 @@ impl Reloader {
             cache,
             local_name,
             bad: Mutex::new(HashMap::new()),
+            live_key: Mutex::new(None),
         })
     }
 
@@ -356,7 +359,7 @@ impl Reloader {
         if let Some(live) = self.live.current() {
             if live.info.name == name
                 && live.info.version == version
-                && self.live_listing_key(&live) == Some(listing_key.clone())
+                && self.live_key().as_ref() == Some(&listing_key)
             {
                 self.live.update(|status| status.from_cache = false);
                 return Outcome::Unchanged { version };
@@ -448,25 +451,26 @@ impl Reloader {
     /// Validates the model in `manifest.dir` and makes it live, following the reload policy.
     async fn load_and_publish(&self, manifest: Manifest, key: &str) -> Outcome {
         let version = manifest.version.clone();
-        let previous = self.live.current();
-        let resource_policy =
-            self.config.reload_policy == ReloadPolicy::Resource && previous.is_some();
-        if resource_policy {
-            let why = format!(
-                "reloading: unloaded the old model to load {} (reload_policy=resource)",
-                crate::live::describe(&manifest.name, &version)
-            );
-            self.live.unload(&why);
-        }
-        // The previous model may now be dropped by its last request; `previous` keeps it
-        // alive only until a successful load (availability) or until restored (resource).
-        let loaded = self.load(&manifest).await;
-        match loaded {
-            Ok(model) => {
-                let model = Arc::new(model);
-                let live_dir = model.info.dir.clone();
-                drop(self.live.publish(model));
+        // The `resource` policy frees the old model before loading the new one; if the new
+        // one fails, the old one is loaded again from its (cached) directory.
+        let restore = match self.live.current() {
+            Some(previous) if self.config.reload_policy == ReloadPolicy::Resource => {
+                let restore = manifest_of(&previous, &self.uri);
                 drop(previous);
+                self.live.unload(&format!(
+                    "reloading: unloaded the old model to load {} (reload_policy=resource)",
+                    crate::live::describe(&manifest.name, &version)
+                ));
+                Some(restore)
+            }
+            _ => None,
+        };
+        match self.load(&manifest).await {
+            Ok(model) => {
+                let live_dir = model.info.dir.clone();
+                // The old model is freed when its last in-flight request finishes.
+                drop(self.live.publish(Arc::new(model)));
+                *self.live_key.lock().unwrap_or_else(|p| p.into_inner()) = Some(key.to_string());
                 if let Err(err) = self
                     .cache
                     .write_manifest(&manifest)
@@ -474,20 +478,18 @@ impl Reloader {
                 {
                     tracing::warn!(%err, "cannot record the model in the cache; a restart will download it again");
                 }
-                self.cache.prune(&manifest.name, 5, &live_dir);
-                if manifest.name.starts_with("local-") || manifest.version.starts_with("local-") {
-                    self.cache
-                        .prune(&format!("local-{}", self.local_name), 2, &live_dir);
-                }
+                self.cache.prune(&live_dir, 5);
                 Outcome::Loaded { version }
             }
             Err(error) => {
                 self.remember_bad(key, &error);
                 self.cache.remove(&manifest.dir);
-                if resource_policy {
-                    if let Some(previous) = previous {
-                        // The old model object is still in memory (held by `previous`).
-                        self.live.publish(previous);
+                if let Some(restore) = restore {
+                    match self.load(&restore).await {
+                        Ok(model) => drop(self.live.publish(Arc::new(model))),
+                        Err(err) => tracing::error!(
+                            "cannot restore the previous model after a failed reload: {err}"
+                        ),
                     }
                 }
                 Outcome::Failed {
@@ -514,15 +516,20 @@ impl Reloader {
             max_sequence_length: self.config.max_sequence_length,
         };
         let dir = manifest.dir.clone();
-        tokio::task::spawn_blocking(move || model::load(&dir, &options))
-            .await
-            .map_err(|e| format!("loading panicked: {e}"))?
-            .map_err(|e| e.to_string())
+        tokio::task::spawn_blocking(move || {
+            crate::failpoints::sleep("HOTSERVE_TEST_LOAD_DELAY_MS");
+            model::load(&dir, &options)
+        })
+        .await
+        .map_err(|e| format!("loading panicked: {e}"))?
+        .map_err(|e| e.to_string())
     }
 
-    fn live_listing_key(&self, live: &Model) -> Option<String> {
-        let manifest = self.cache.manifest(&live.info.name, &live.info.version)?;
-        Some(manifest.listing_key)
+    fn live_key(&self) -> Option<String> {
+        self.live_key
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     fn known_bad(&self, key: &str) -> Option<String> {
@@ -603,4 +610,19 @@ fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// What is needed to load `model` again from its directory.
+fn manifest_of(model: &Model, uri: &str) -> Manifest {
+    Manifest {
+        uri: uri.to_string(),
+        name: model.info.name.clone(),
+        version: model.info.version.clone(),
+        aliases: model.info.aliases.clone(),
+        model_id: model.info.model_id.clone(),
+        run_id: model.info.run_id.clone(),
+        listing_key: String::new(),
+        digests: model.info.digests.clone(),
+        dir: model.info.dir.clone(),
+    }
 }

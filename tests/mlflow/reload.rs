@@ -569,3 +569,85 @@ fn copy_dir(from: &Path, to: &Path) {
         std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
     }
 }
+
+/// `reload_policy: resource` unloads first: readiness is 503 during the gap and says why, and
+/// a broken version brings the previous model back.
+#[tokio::test]
+async fn the_resource_policy_unloads_first_and_restores_on_failure() {
+    let server = mlflow();
+    let name = "reload-resource";
+    register(
+        server,
+        json!([
+            {"op": "register", "dir": "tests/fixtures/sentiment", "name": name, "aliases": ["champion"]},
+            {"op": "register", "dir": "tests/fixtures/sentiment_v2", "name": name},
+            {"op": "register", "dir": "tests/fixtures/sentiment_v2", "name": name, "corrupt": "tokenizer"},
+        ]),
+    );
+    let hotserve = registry_start(name, &server.url)
+        .arg("--poll-interval")
+        .arg("200ms")
+        .set("reload_policy", "resource")
+        .env("HOTSERVE_TEST_LOAD_DELAY_MS", "300")
+        .spawn();
+    hotserve.wait_ready(Duration::from_secs(60)).await;
+    let client = reqwest::Client::new();
+    // Watch readiness from before the alias moves until v2 is live.
+    let stop = Arc::new(AtomicBool::new(false));
+    let watcher = {
+        let (client, url, stop) = (client.clone(), hotserve.url("/health/ready"), stop.clone());
+        tokio::spawn(async move {
+            let mut gap_reason = None;
+            while !stop.load(Ordering::Relaxed) {
+                let response = client.get(&url).send().await.unwrap();
+                if response.status() == 503 {
+                    let body: Value = response.json().await.unwrap();
+                    gap_reason = Some(body["reason"].as_str().unwrap().to_string());
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            gap_reason
+        })
+    };
+    let url = server.url.clone();
+    tokio::task::spawn_blocking(move || {
+        let server = crate::support::MlflowServer { url, addr: "127.0.0.1:1".parse().unwrap(), root: Default::default() };
+        register(&server, json!({"op": "set-alias", "name": "reload-resource", "alias": "champion", "version": "2"}))
+    })
+    .await
+    .unwrap();
+    wait_for_version(&hotserve, "2", Duration::from_secs(30)).await;
+    stop.store(true, Ordering::Relaxed);
+    let gap_reason = watcher.await.unwrap();
+    assert!(
+        gap_reason
+            .as_deref()
+            .is_some_and(|r| r.contains("reload_policy=resource")),
+        "readiness was never 503 during the reload: {gap_reason:?}"
+    );
+
+    register(
+        server,
+        json!({"op": "set-alias", "name": name, "alias": "champion", "version": "3"}),
+    );
+    let started = Instant::now();
+    loop {
+        let health = get_health(&hotserve).await;
+        if health["last_reload"]["version"] == "3" && health["model"]["version"] == "2" {
+            assert_eq!(health["last_reload"]["result"], "failed");
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "{health}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        client
+            .get(hotserve.url("/health/ready"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200,
+        "v2 was restored"
+    );
+}
