@@ -178,16 +178,23 @@ def cmd_report(run_jsonl: str, ceiling_dir: str, out: str, meta_path: str | None
                 lines += [f"**hotserve texts/s / ORT ceiling at c=64: {h64:,.1f} / {best:,.1f} = {h64 / best:.2f}**", ""]
         if ceiling:
             res = ceiling["results"]
+            layouts = list(dict.fromkeys(r.get("layout", "1x%d" % ceiling["threads"]) for r in res))
+            sizes = list(dict.fromkeys(r["batch_size"] for r in res))
             lines += [
-                f"ONNX Runtime ceiling (in-process Python, intra_op_num_threads={ceiling['threads']}, "
-                f"pre-tokenized, padded per batch):",
+                f"ONNX Runtime ceiling (in-process Python, {ceiling['threads']} cores as sessions x "
+                f"intra-op threads, pre-tokenized, padded per batch), texts/s:",
                 "",
-                "| batch | " + " | ".join(str(r["batch_size"]) for r in res) + " | best |",
-                "| --- | " + " | ".join("---:" for _ in res) + " | ---: |",
-                "| texts/s | " + " | ".join(_fmt(r["texts_per_s"]) for r in res)
-                + f" | {_fmt(best)} (batch {ceiling['best']['batch_size']}) |",
-                "",
+                "| layout \\ batch | " + " | ".join(str(b) for b in sizes) + " |",
+                "| --- | " + " | ".join("---:" for _ in sizes) + " |",
             ]
+            for layout in layouts:
+                cells = []
+                for b in sizes:
+                    r = next((r for r in res if r.get("layout", layouts[0]) == layout and r["batch_size"] == b), None)
+                    cells.append(_fmt(r["texts_per_s"]) if r else "-")
+                lines.append(f"| {layout} | " + " | ".join(cells) + " |")
+            lines += ["", f"best: {_fmt(best)} texts/s (batch {ceiling['best']['batch_size']}, "
+                      f"{ceiling['best'].get('layout', '')} sessions x threads)", ""]
     Path(out).write_text("\n".join(lines) + "\n")
 
 

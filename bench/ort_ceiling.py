@@ -7,8 +7,12 @@
 Short review sentences (bench/data/*.tsv) are tokenized once up front with the model's own
 tokenizer; each batch is padded to its longest member (unless the tokenizer pads to a fixed
 length), exactly what a batching server feeds the session. For each batch size the session
-runs back to back for a bounded time; texts/s = texts processed / wall time. ONNX Runtime uses
-intra_op_num_threads = nproc (override with --threads) and sequential execution.
+runs back to back for a bounded time; texts/s = texts processed / wall time.
+
+Two layouts of the same cores are measured, and the best of all is the ceiling: one session
+with intra_op_num_threads = nproc, and nproc sessions with one thread each, run in parallel
+from Python threads (ONNX Runtime releases the GIL while it computes). Override the core count
+with --threads.
 
 Prints one line per batch size and the best, and optionally writes them as JSON.
 """
@@ -48,13 +52,16 @@ def main() -> int:
 
     import onnxruntime as ort
 
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = args.threads
-    so.inter_op_num_threads = 1
-    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    clf = TextClassifier(args.model_dir, session_options=so)
+    def classifier(threads: int) -> TextClassifier:
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = threads
+        so.inter_op_num_threads = 1
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        return TextClassifier(args.model_dir, session_options=so)
 
+    layouts = [(1, args.threads)] + ([(args.threads, 1)] if args.threads > 1 else [])
+    clf = classifier(args.threads)
     texts = sentences()
     lengths = [sum(e.attention_mask) for e in clf.tokenizer.encode_batch(texts)]
     batch_sizes = [int(b) for b in args.batch_sizes.split(",") if b.strip()]
@@ -64,35 +71,46 @@ def main() -> int:
         flush=True,
     )
 
+    import threading
+
     results = []
-    for bs in batch_sizes:
-        # Pre-tokenize every batch of this size (cycling through the sentences).
-        feeds = []
-        for start in range(0, len(texts), bs):
-            chunk = [texts[(start + i) % len(texts)] for i in range(bs)]
-            feeds.append(clf.feed(clf.encode(chunk)))
-        i = 0
-        deadline = time.perf_counter() + args.warmup
-        while time.perf_counter() < deadline:
-            clf.run_feed(feeds[i % len(feeds)])
-            i += 1
-        done = 0
-        calls = 0
-        t0 = time.perf_counter()
-        deadline = t0 + args.seconds
-        while True:
-            clf.run_feed(feeds[calls % len(feeds)])
-            calls += 1
-            done += bs
-            if time.perf_counter() >= deadline:
-                break
-        elapsed = time.perf_counter() - t0
-        tps = done / elapsed
-        results.append({"batch_size": bs, "texts_per_s": tps, "ms_per_batch": 1000 * elapsed / calls})
-        print(f"batch {bs:>3}: {tps:8.1f} texts/s  ({1000 * elapsed / calls:7.2f} ms per batch)", flush=True)
+    for sessions, threads in layouts:
+        clfs = [clf] if (sessions, threads) == (1, args.threads) else [classifier(threads) for _ in range(sessions)]
+        for bs in batch_sizes:
+            # Pre-tokenize every batch of this size (cycling through the sentences).
+            feeds = []
+            for start in range(0, len(texts), bs):
+                chunk = [texts[(start + i) % len(texts)] for i in range(bs)]
+                feeds.append(clf.feed(clf.encode(chunk)))
+            counts = [0] * sessions
+
+            def drive(k: int, seconds: float, count: bool) -> None:
+                deadline = time.perf_counter() + seconds
+                i = k
+                while time.perf_counter() < deadline:
+                    clfs[k].run_feed(feeds[i % len(feeds)])
+                    i += 1
+                    if count:
+                        counts[k] += 1
+
+            for measured, seconds in ((False, args.warmup), (True, args.seconds)):
+                workers = [threading.Thread(target=drive, args=(k, seconds, measured)) for k in range(sessions)]
+                t0 = time.perf_counter()
+                for w in workers:
+                    w.start()
+                for w in workers:
+                    w.join()
+                elapsed = time.perf_counter() - t0
+            calls = sum(counts)
+            tps = calls * bs / elapsed
+            layout = f"{sessions}x{threads}"
+            results.append({"layout": layout, "batch_size": bs, "texts_per_s": tps,
+                            "ms_per_batch": 1000 * elapsed * sessions / max(calls, 1)})
+            print(f"sessions x threads {layout}, batch {bs:>3}: {tps:8.1f} texts/s  "
+                  f"({1000 * elapsed * sessions / max(calls, 1):7.2f} ms per batch)", flush=True)
 
     best = max(results, key=lambda r: r["texts_per_s"])
-    print(f"best: {best['texts_per_s']:.1f} texts/s at batch {best['batch_size']}")
+    print(f"best: {best['texts_per_s']:.1f} texts/s at batch {best['batch_size']} ({best['layout']} sessions x threads)")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"model_dir": str(args.model_dir), "threads": args.threads,

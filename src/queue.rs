@@ -91,6 +91,8 @@ struct Queue {
     jobs: VecDeque<Job>,
     /// Texts waiting (what `queue_capacity` bounds).
     texts: usize,
+    /// Workers waiting for work; a busy worker leaves them a fair share of the queue.
+    idle: usize,
     closed: bool,
 }
 
@@ -114,6 +116,7 @@ impl Pool {
             queue: Mutex::new(Queue {
                 jobs: VecDeque::new(),
                 texts: 0,
+                idle: 0,
                 closed: false,
             }),
             available: Condvar::new(),
@@ -273,11 +276,18 @@ fn next_batch(shared: &Shared) -> Option<Vec<Job>> {
         if queue.closed {
             return None;
         }
+        queue.idle += 1;
         queue = shared
             .available
             .wait(queue)
             .unwrap_or_else(|p| p.into_inner());
+        queue.idle -= 1;
     };
+    // With idle workers around, take only a fair share of what is queued, so the work is
+    // spread over all cores instead of one worker running one big (slow) batch while the
+    // others sleep. Under full load nobody is idle and batches grow to max_batch_size.
+    let share = (first.texts() + queue.texts).div_ceil(queue.idle + 1);
+    let limit = config.max_batch_size.min(share.max(first.texts()));
     let mut batch_texts = first.texts();
     let mut longest = first.longest();
     let fill_until = Instant::now() + config.max_batch_delay;
@@ -285,11 +295,11 @@ fn next_batch(shared: &Shared) -> Option<Vec<Job>> {
     if matches!(batch[0].work, Work::Classify(_)) {
         loop {
             let mut index = 0;
-            while index < queue.jobs.len() && batch_texts < config.max_batch_size {
+            while index < queue.jobs.len() && batch_texts < limit {
                 let job = &queue.jobs[index];
                 let fits = Arc::ptr_eq(&job.model, &batch[0].model)
                     && matches!(job.work, Work::Classify(_))
-                    && batch_texts + job.texts() <= config.max_batch_size
+                    && batch_texts + job.texts() <= limit
                     && longest.max(job.longest()) * (batch_texts + job.texts())
                         <= config.max_batch_tokens;
                 if fits {
@@ -303,7 +313,7 @@ fn next_batch(shared: &Shared) -> Option<Vec<Job>> {
                 }
             }
             let now = Instant::now();
-            if batch_texts >= config.max_batch_size || now >= fill_until || queue.closed {
+            if batch_texts >= limit || now >= fill_until || queue.closed {
                 break;
             }
             queue = shared

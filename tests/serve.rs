@@ -607,3 +607,51 @@ fn validate_accepts_the_fixture_and_rejects_a_broken_copy() {
         "{stderr}"
     );
 }
+
+/// Requests whose client has gone away are dropped from the queue before inference.
+#[tokio::test]
+async fn disconnected_clients_are_dropped_before_inference() {
+    let server = Start::model(fixture("sentiment"))
+        .set("inference_workers", "1")
+        .set("max_batch_size", "1")
+        .env("HOTSERVE_TEST_INFERENCE_DELAY_MS", "800")
+        .spawn();
+    server.wait_ready(Duration::from_secs(60)).await;
+    let batches = || async {
+        let metrics = reqwest::get(server.url("/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("hotserve_batch_size_count "))
+            .map(|n| n.parse::<u64>().unwrap())
+            .unwrap()
+    };
+    let client = reqwest::Client::new();
+    // One request occupies the only worker...
+    let first = tokio::spawn(
+        client
+            .post(server.url("/predict"))
+            .json(&json!({"text": "first"}))
+            .send(),
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // ...while five more queue up and then give up (their connections close).
+    for i in 0..5 {
+        let request = client
+            .post(server.url("/predict"))
+            .json(&json!({"text": format!("gone {i}")}))
+            .send();
+        let _ = tokio::time::timeout(Duration::from_millis(100), request).await;
+    }
+    assert_eq!(first.await.unwrap().unwrap().status(), 200);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        batches().await,
+        1,
+        "only the request whose client stayed was computed"
+    );
+}
