@@ -9,6 +9,7 @@
 //! registry points somewhere else.
 
 pub mod cache;
+pub mod loader;
 pub mod pipeline;
 pub mod watch;
 pub mod webhook;

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant, SystemTime};
 use sha2::{Digest, Sha256};
 
 use super::cache::{Cache, Manifest};
+use super::loader;
 use crate::config::{Config, ReloadPolicy};
 use crate::live::{Attempt, Live};
 use crate::metrics::Metrics;
@@ -457,10 +458,13 @@ impl Reloader {
             Some(previous) if self.config.reload_policy == ReloadPolicy::Resource => {
                 let restore = manifest_of(&previous, &self.uri);
                 drop(previous);
-                self.live.unload(&format!(
+                if let Some(old) = self.live.unload(&format!(
                     "reloading: unloaded the old model to load {} (reload_policy=resource)",
                     crate::live::describe(&manifest.name, &version)
-                ));
+                )) {
+                    // Really free it (after its last request) before loading the new one.
+                    loader::release(old, loader::PATIENCE).await;
+                }
                 Some(restore)
             }
             _ => None,
@@ -469,7 +473,9 @@ impl Reloader {
             Ok(model) => {
                 let live_dir = model.info.dir.clone();
                 // The old model is freed when its last in-flight request finishes.
-                drop(self.live.publish(Arc::new(model)));
+                if let Some(old) = self.live.publish(Arc::new(model)) {
+                    loader::retire(old);
+                }
                 *self.live_key.lock().unwrap_or_else(|p| p.into_inner()) = Some(key.to_string());
                 if let Err(err) = self
                     .cache
@@ -486,7 +492,9 @@ impl Reloader {
                 self.cache.remove(&manifest.dir);
                 if let Some(restore) = restore {
                     match self.load(&restore).await {
-                        Ok(model) => drop(self.live.publish(Arc::new(model))),
+                        Ok(model) => {
+                            self.live.publish(Arc::new(model));
+                        }
                         Err(err) => tracing::error!(
                             "cannot restore the previous model after a failed reload: {err}"
                         ),
@@ -516,12 +524,11 @@ impl Reloader {
             max_sequence_length: self.config.max_sequence_length,
         };
         let dir = manifest.dir.clone();
-        tokio::task::spawn_blocking(move || {
+        loader::run(move || {
             crate::failpoints::sleep("HOTSERVE_TEST_LOAD_DELAY_MS");
             model::load(&dir, &options)
         })
-        .await
-        .map_err(|e| format!("loading panicked: {e}"))?
+        .await?
         .map_err(|e| e.to_string())
     }
 
