@@ -140,16 +140,7 @@ async fn validate_in(
                 .map_err(|e| e.to_string())?;
             options.name = resolution.name.clone().unwrap_or_else(|| "model".into());
             options.version = resolution.version.clone().or(resolution.model_id.clone());
-            options.digests = Some(
-                digests
-                    .into_iter()
-                    .map(|d| model::FileDigest {
-                        path: d.path,
-                        size: d.size,
-                        sha256: d.sha256,
-                    })
-                    .collect(),
-            );
+            options.digests = Some(digests);
             target
         }
     };

@@ -50,13 +50,8 @@ pub struct ModelInfo {
     pub loaded_at: SystemTime,
 }
 
-/// The sha256 and size of one file of a model.
-#[derive(Clone, Debug, Serialize, serde::Deserialize, PartialEq, Eq)]
-pub struct FileDigest {
-    pub path: String,
-    pub size: u64,
-    pub sha256: String,
-}
+/// The sha256 and size of one file of a model (the registry records them while downloading).
+pub use crate::registry::FileDigest;
 
 /// The shape and type of one graph input or output, for `/v1/model`.
 #[derive(Clone, Debug, Serialize)]

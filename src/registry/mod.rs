@@ -66,8 +66,9 @@ pub struct RemoteFile {
     pub size: Option<u64>,
 }
 
-/// One downloaded file: what was written and its content hash.
-#[derive(Clone, Debug, serde::Serialize, PartialEq)]
+/// One downloaded file: what was written and its content hash. The same type describes the
+/// files of a loaded model (`crate::model::FileDigest` is this).
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct FileDigest {
     /// Path relative to the model directory, `/`-separated.
     pub path: String,

@@ -405,14 +405,7 @@ impl Reloader {
                     model_id: resolution.model_id.clone(),
                     run_id: resolution.run_id.clone(),
                     listing_key: listing_key.clone(),
-                    digests: digests
-                        .into_iter()
-                        .map(|d| model::FileDigest {
-                            path: d.path,
-                            size: d.size,
-                            sha256: d.sha256,
-                        })
-                        .collect(),
+                    digests,
                     dir: dest,
                 }
             }
