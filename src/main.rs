@@ -150,7 +150,10 @@ async fn serve(config: Config) -> u8 {
         Ok(()) => 0,
         Err(err) => {
             tracing::error!("{err}");
-            1
+            match err {
+                hotserve::app::StartError::Config(_) => 2,
+                hotserve::app::StartError::Model(_) => 1,
+            }
         }
     }
 }

@@ -568,8 +568,24 @@ fn bad_configuration_is_reported_at_once() {
         ],
         &[],
     );
-    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("/definitely/not/here"), "{stderr}");
+    // A registry URI without a registry is a configuration error, not a 503 for hours.
+    let (code, _, stderr) = run(
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--model-uri",
+            "models:/sentiment@champion",
+        ],
+        &[],
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("MLFLOW_TRACKING_URI is not set"),
+        "{stderr}"
+    );
 }
 
 #[test]

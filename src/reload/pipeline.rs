@@ -92,6 +92,11 @@ impl Reloader {
             ModelUri::Remote(remote) => {
                 let settings =
                     registry::hotserve_settings(mlflow_env).map_err(|e| e.to_string())?;
+                if settings.tracking_uri.is_none() && settings.registry_uri.is_none() {
+                    return Err(format!(
+                        "MODEL_URI {uri} needs an MLflow server but MLFLOW_TRACKING_URI is not set; set it, e.g. MLFLOW_TRACKING_URI=http://mlflow.internal:5000"
+                    ));
+                }
                 let client = MlflowClient::new(settings).map_err(|e| e.to_string())?;
                 Source::Remote {
                     uri: remote,

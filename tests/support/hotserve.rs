@@ -193,6 +193,7 @@ pub fn run(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
     command
         .args(args)
         .env_remove("MODEL_URI")
+        .env_remove("MLFLOW_TRACKING_URI")
         .stdin(Stdio::null());
     for (key, value) in env {
         command.env(key, value);
