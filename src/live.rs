@@ -136,7 +136,13 @@ impl Live {
             change(&mut status);
             status.message.clone()
         };
-        self.status_line.send_replace(message);
+        self.status_line.send_if_modified(|line| {
+            let changed = *line != message;
+            if changed {
+                *line = message;
+            }
+            changed
+        });
     }
 
     /// Sets the one-line status message.

@@ -2,12 +2,12 @@
 //! by a real Prometheus parser, logs, and the probe paths the deployment manifests rely on.
 
 #[path = "support/hotserve.rs"]
-mod hotserve;
+mod harness;
 
 use std::os::unix::net::UnixDatagram;
 use std::time::{Duration, Instant};
 
-use hotserve::{fixture, root, Hotserve, Start};
+use harness::{fixture, root, Hotserve, Start};
 use serde_json::{json, Value};
 
 async fn start(start: Start) -> Hotserve {
@@ -279,7 +279,7 @@ async fn the_deployment_probes_are_served() {
     let container = &deployment["spec"]["template"]["spec"]["containers"][0];
     let port = container["ports"][0]["containerPort"].as_u64().unwrap();
     assert_eq!(port, probes["port"].as_u64().unwrap());
-    let default_listen = hotserve::run(&["settings"], &[]).1;
+    let default_listen = harness::run(&["settings"], &[]).1;
     assert!(default_listen.contains("HOTSERVE_LISTEN"));
     assert_eq!(port, 8080, "the default listen port");
     let server = start(Start::model(fixture("sentiment"))).await;

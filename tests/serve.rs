@@ -3,11 +3,11 @@
 //! inference is slow.
 
 #[path = "support/hotserve.rs"]
-mod hotserve;
+mod harness;
 
 use std::time::{Duration, Instant};
 
-use hotserve::{fixture, run, Hotserve, Start};
+use harness::{fixture, run, Hotserve, Start};
 use serde_json::{json, Value};
 
 async fn start_fixture() -> Hotserve {
@@ -483,7 +483,7 @@ async fn overload_fails_fast() {
 async fn serves_a_zip_bundle_and_a_tensor_model() {
     let dir = tempfile::tempdir().unwrap();
     let archive = dir.path().join("sentiment.zip");
-    let status = std::process::Command::new(hotserve::root().join(".venv/bin/python"))
+    let status = std::process::Command::new(harness::root().join(".venv/bin/python"))
         .args([
             "-c",
             "import shutil,sys; shutil.make_archive(sys.argv[1][:-4], 'zip', sys.argv[2])",
@@ -670,4 +670,89 @@ async fn disconnected_clients_are_dropped_before_inference() {
         1,
         "only the request whose client stayed was computed"
     );
+}
+
+/// `POST /admin/reload` needs the bearer token; `POST /hooks/mlflow` needs a valid signature.
+#[tokio::test]
+async fn admin_and_webhook_routes_check_credentials() {
+    let server = Start::model(fixture("sentiment"))
+        .env("HOTSERVE_ADMIN_TOKEN", "adm1n")
+        .env("HOTSERVE_WEBHOOK_SECRET", "wh-secret")
+        .spawn();
+    server.wait_ready(Duration::from_secs(60)).await;
+    let client = reqwest::Client::new();
+    let admin = |token: Option<&str>| {
+        let mut request = client.post(server.url("/admin/reload"));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send()
+    };
+    assert_eq!(admin(None).await.unwrap().status(), 401);
+    assert_eq!(admin(Some("wrong")).await.unwrap().status(), 403);
+    assert_eq!(admin(Some("adm1n")).await.unwrap().status(), 202);
+    let started = Instant::now();
+    loop {
+        let health: Value = client
+            .get(server.url("/health"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if health["last_check"]["trigger"] == "admin" {
+            assert_eq!(health["last_check"]["result"], "unchanged", "{health}");
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the admin check never ran: {health}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let body = br#"{"entity": "model_version", "action": "created", "data": {"name": "sentiment", "version": "2"}}"#;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        .to_string();
+    let deliver = |id: &str, timestamp: &str, signature: String| {
+        client
+            .post(server.url("/hooks/mlflow"))
+            .header("content-type", "application/json")
+            .header("x-mlflow-delivery-id", id)
+            .header("x-mlflow-timestamp", timestamp)
+            .header("x-mlflow-signature", signature)
+            .body(body.to_vec())
+            .send()
+    };
+    let sign = hotserve::reload::webhook::sign;
+    let wrong = deliver("d1", &now, sign("not-the-secret", "d1", &now, body))
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    let answer: Value = wrong.json().await.unwrap();
+    assert_eq!(answer["error_code"], "UNAUTHENTICATED");
+    let good = deliver("d2", &now, sign("wh-secret", "d2", &now, body))
+        .await
+        .unwrap();
+    assert_eq!(good.status(), 200);
+    let replay = deliver("d2", &now, sign("wh-secret", "d2", &now, body))
+        .await
+        .unwrap();
+    assert_eq!(replay.status(), 401, "a replayed delivery is refused");
+    let stale = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        - 600)
+        .to_string();
+    let old = deliver("d3", &stale, sign("wh-secret", "d3", &stale, body))
+        .await
+        .unwrap();
+    assert_eq!(old.status(), 401, "a stale delivery is refused");
+    let malformed = deliver("d4", &now, "sha256=abc".into()).await.unwrap();
+    assert_eq!(malformed.status(), 400);
 }
