@@ -35,6 +35,9 @@ pub enum Source {
     Remote {
         uri: RemoteUri,
         client: MlflowClient,
+        /// The same client without retries: when nothing is live yet but the cache has a
+        /// last-known-good model, an unreachable registry should not delay serving it.
+        impatient: MlflowClient,
     },
 }
 
@@ -97,10 +100,16 @@ impl Reloader {
                         "MODEL_URI {uri} needs an MLflow server but MLFLOW_TRACKING_URI is not set; set it, e.g. MLFLOW_TRACKING_URI=http://mlflow.internal:5000"
                     ));
                 }
+                let impatient = MlflowClient::new(registry::MlflowSettings {
+                    max_retries: 0,
+                    ..settings.clone()
+                })
+                .map_err(|e| e.to_string())?;
                 let client = MlflowClient::new(settings).map_err(|e| e.to_string())?;
                 Source::Remote {
                     uri: remote,
                     client,
+                    impatient,
                 }
             }
         };
@@ -165,7 +174,20 @@ impl Reloader {
         let outcome = match &self.source {
             Source::Local { dir } => self.check_local(dir.clone(), false).await,
             Source::Zip { path } => self.check_local(path.clone(), true).await,
-            Source::Remote { uri, client } => self.check_remote(uri, client).await,
+            Source::Remote {
+                uri,
+                client,
+                impatient,
+            } => {
+                let nothing_live_but_cached =
+                    !was_live && self.cache.last_good(&self.uri).is_some();
+                let client = if nothing_live_but_cached {
+                    impatient
+                } else {
+                    client
+                };
+                self.check_remote(uri, client).await
+            }
         };
         let elapsed = started.elapsed();
         let (result, version, error, retry) = match &outcome {
