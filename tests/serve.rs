@@ -355,14 +355,16 @@ async fn bad_inputs_get_clear_4xx() {
     assert_eq!((status, body["label"].as_str()), (200, Some("POSITIVE")));
 }
 
-/// A request whose body never finishes, or whose headers never arrive, does not hold the server.
+/// A request whose headers never arrive, or whose body never finishes, does not hold the server.
 #[tokio::test]
 async fn slow_clients_time_out() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let server = Start::model(fixture("sentiment"))
         .set("header_read_timeout", "500ms")
+        .set("request_timeout", "1s")
         .spawn();
     server.wait_ready(Duration::from_secs(60)).await;
+
     let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
     stream
         .write_all(b"POST /predict HTTP/1.1\r\nHost: x\r\n")
@@ -373,8 +375,27 @@ async fn slow_clients_time_out() {
     let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut buffer)).await;
     assert!(
         started.elapsed() < Duration::from_secs(5),
-        "the connection was closed by the header timeout"
+        "the header timeout closed the connection"
     );
+
+    let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    stream
+        .write_all(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"text\":")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let mut buffer = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buffer))
+        .await
+        .unwrap()
+        .unwrap();
+    let answer = String::from_utf8_lossy(&buffer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "answered at the request deadline"
+    );
+
     let (status, _) = post_json(&server, "/predict", json!({"text": "fine"})).await;
     assert_eq!(status, 200);
 }

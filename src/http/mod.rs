@@ -136,24 +136,36 @@ fn new_request_id() -> HeaderValue {
     HeaderValue::from_str(&format!("{id:016x}")).expect("hex is a valid header value")
 }
 
-/// Reads the whole body, refusing more than `limit` bytes (413) without buffering them.
-pub async fn read_body(request: Request<Incoming>, limit: usize) -> Result<Bytes, ApiError> {
+/// Reads the whole body, refusing more than `limit` bytes (413) without buffering them, and
+/// a client that has not sent it all by `deadline` (408), so a slow sender cannot hold a
+/// connection and a task forever.
+pub async fn read_body(
+    request: Request<Incoming>,
+    limit: usize,
+    deadline: Instant,
+) -> Result<Bytes, ApiError> {
     if let Some(length) = request.headers().get(CONTENT_LENGTH) {
         let length: Option<usize> = length.to_str().ok().and_then(|v| v.parse().ok());
         if length.is_some_and(|n| n > limit) {
             return Err(ApiError::too_large(limit));
         }
     }
-    match Limited::new(request.into_body(), limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(err)
+    let collect = Limited::new(request.into_body(), limit).collect();
+    match tokio::time::timeout_at(deadline.into(), collect).await {
+        Err(_) => Err(ApiError::new(
+            408,
+            "BAD_REQUEST",
+            "the request body did not arrive before request_timeout",
+        )),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(err))
             if err
                 .downcast_ref::<http_body_util::LengthLimitError>()
                 .is_some() =>
         {
             Err(ApiError::too_large(limit))
         }
-        Err(err) => Err(ApiError::new(
+        Ok(Err(err)) => Err(ApiError::new(
             400,
             "BAD_REQUEST",
             format!("cannot read the request body: {err}"),

@@ -83,7 +83,7 @@ pub async fn route(app: &App, request: Request<Incoming>) -> (&'static str, Http
 async fn predict(app: &App, request: Request<Incoming>) -> Result<HttpResponse, ApiError> {
     let deadline = Instant::now() + app.config.request_timeout;
     require_json(&request)?;
-    let body = read_body(request, app.config.max_body_bytes).await?;
+    let body = read_body(request, app.config.max_body_bytes, deadline).await?;
     let text = protocol::parse_predict(&body)?;
     check_text(app, 0, &text)?;
     let model = live_model(app)?;
@@ -98,7 +98,7 @@ async fn predict(app: &App, request: Request<Incoming>) -> Result<HttpResponse, 
 async fn predict_batch(app: &App, request: Request<Incoming>) -> Result<HttpResponse, ApiError> {
     let deadline = Instant::now() + app.config.request_timeout;
     require_json(&request)?;
-    let body = read_body(request, app.config.max_body_bytes).await?;
+    let body = read_body(request, app.config.max_body_bytes, deadline).await?;
     let texts = protocol::parse_batch(&body)?;
     check_texts(app, &texts)?;
     let model = live_model(app)?;
@@ -127,7 +127,7 @@ async fn invocations(app: &App, request: Request<Incoming>) -> Result<HttpRespon
             ))
         }
     };
-    let body = read_body(request, app.config.max_body_bytes).await?;
+    let body = read_body(request, app.config.max_body_bytes, deadline).await?;
     let invocation = protocol::parse_invocation(&body, content_type)?;
     let model = live_model(app)?;
     let predictions = match model.text() {
@@ -429,7 +429,8 @@ async fn webhook(app: &App, request: Request<Incoming>) -> Result<HttpResponse, 
         header("x-mlflow-timestamp"),
         header("x-mlflow-signature"),
     );
-    let body = read_body(request, app.config.max_body_bytes).await?;
+    let deadline = Instant::now() + app.config.request_timeout;
+    let body = read_body(request, app.config.max_body_bytes, deadline).await?;
     let now = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
