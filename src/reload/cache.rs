@@ -54,10 +54,6 @@ impl Cache {
         })
     }
 
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
     /// Where a model version lives.
     pub fn model_dir(&self, name: &str, version: &str) -> PathBuf {
         self.root.join(sanitize(name)).join(sanitize(version))
