@@ -255,6 +255,57 @@ impl Pool {
     }
 }
 
+/// The rules for how big a batch may grow, kept free of locks and threads so they are
+/// unit-tested: at most `max_batch_size` texts, at most `max_batch_tokens` padded tokens
+/// (longest text x texts), and — while other workers are idle — only a fair share of what is
+/// queued, so the work is spread over all cores instead of one worker running one big (slow)
+/// batch while the others sleep. Under full load nobody is idle and batches grow to the limit.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Fill {
+    texts: usize,
+    longest: usize,
+    limit: usize,
+    token_budget: usize,
+}
+
+impl Fill {
+    /// A batch that starts with a job of `texts` texts (longest `longest` tokens), with
+    /// `queued` more texts waiting and `idle` workers that could take some of them.
+    fn start(
+        texts: usize,
+        longest: usize,
+        queued: usize,
+        idle: usize,
+        max_batch_size: usize,
+        token_budget: usize,
+    ) -> Fill {
+        let share = (texts + queued).div_ceil(idle + 1);
+        Fill {
+            texts,
+            longest,
+            // Never smaller than the first job: it is taken whole.
+            limit: max_batch_size.min(share).max(texts),
+            token_budget,
+        }
+    }
+
+    /// Adds a job if it fits the size limit and the token budget.
+    fn try_add(&mut self, texts: usize, longest: usize) -> bool {
+        let total = self.texts + texts;
+        let longest = self.longest.max(longest);
+        if total > self.limit || longest * total > self.token_budget {
+            return false;
+        }
+        self.texts = total;
+        self.longest = longest;
+        true
+    }
+
+    fn is_full(&self) -> bool {
+        self.texts >= self.limit
+    }
+}
+
 fn worker(index: usize, shared: &Shared) {
     while let Some(batch) = next_batch(shared) {
         run_batch(index, shared, batch);
@@ -283,37 +334,34 @@ fn next_batch(shared: &Shared) -> Option<Vec<Job>> {
             .unwrap_or_else(|p| p.into_inner());
         queue.idle -= 1;
     };
-    // With idle workers around, take only a fair share of what is queued, so the work is
-    // spread over all cores instead of one worker running one big (slow) batch while the
-    // others sleep. Under full load nobody is idle and batches grow to max_batch_size.
-    let share = (first.texts() + queue.texts).div_ceil(queue.idle + 1);
-    let limit = config.max_batch_size.min(share.max(first.texts()));
-    let mut batch_texts = first.texts();
-    let mut longest = first.longest();
+    let mut fill = Fill::start(
+        first.texts(),
+        first.longest(),
+        queue.texts,
+        queue.idle,
+        config.max_batch_size,
+        config.max_batch_tokens,
+    );
     let fill_until = Instant::now() + config.max_batch_delay;
     let mut batch = vec![first];
     if matches!(batch[0].work, Work::Classify(_)) {
         loop {
             let mut index = 0;
-            while index < queue.jobs.len() && batch_texts < limit {
+            while index < queue.jobs.len() && !fill.is_full() {
                 let job = &queue.jobs[index];
                 let fits = Arc::ptr_eq(&job.model, &batch[0].model)
                     && matches!(job.work, Work::Classify(_))
-                    && batch_texts + job.texts() <= limit
-                    && longest.max(job.longest()) * (batch_texts + job.texts())
-                        <= config.max_batch_tokens;
+                    && fill.try_add(job.texts(), job.longest());
                 if fits {
                     let job = queue.jobs.remove(index).expect("index is in range");
                     queue.texts -= job.texts();
-                    batch_texts += job.texts();
-                    longest = longest.max(job.longest());
                     batch.push(job);
                 } else {
                     index += 1;
                 }
             }
             let now = Instant::now();
-            if batch_texts >= limit || now >= fill_until || queue.closed {
+            if fill.is_full() || now >= fill_until || queue.closed {
                 break;
             }
             queue = shared
@@ -427,4 +475,69 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
         .map(|s| s.to_string())
         .or_else(|| panic.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "unknown panic".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Fill;
+
+    /// (first job texts, its longest, queued texts, idle workers, jobs offered as (texts,
+    /// longest)) -> which offers were taken and the batch's final size.
+    fn check(
+        first: (usize, usize),
+        queued: usize,
+        idle: usize,
+        offers: &[(usize, usize)],
+        taken: &[bool],
+        size: usize,
+    ) {
+        let mut fill = Fill::start(first.0, first.1, queued, idle, 8, 100);
+        let got: Vec<bool> = offers
+            .iter()
+            .map(|&(texts, longest)| !fill.is_full() && fill.try_add(texts, longest))
+            .collect();
+        assert_eq!(
+            got, taken,
+            "first {first:?}, queued {queued}, idle {idle}, offers {offers:?}"
+        );
+        assert_eq!(fill.texts, size);
+    }
+
+    #[test]
+    fn batching_rules() {
+        // Nobody idle: grow to max_batch_size (8).
+        check(
+            (1, 5),
+            9,
+            0,
+            &[(1, 5); 9],
+            &[true, true, true, true, true, true, true, false, false],
+            8,
+        );
+        // One idle worker and 8 texts in all: take half, leave half.
+        check(
+            (1, 5),
+            7,
+            1,
+            &[(1, 5); 7],
+            &[true, true, true, false, false, false, false],
+            4,
+        );
+        // The first job is taken whole even when larger than the fair share.
+        check((6, 5), 0, 1, &[], &[], 6);
+        // Token budget (100 padded tokens): 5 texts of up to 20 tokens fit; a sixth text makes
+        // 6 x 20 = 120 whatever its own length, and a 60-token text 6 x 60.
+        check(
+            (1, 10),
+            5,
+            0,
+            &[(4, 20), (1, 60), (1, 5)],
+            &[true, false, false],
+            5,
+        );
+        // A long text is skipped, shorter ones behind it still join.
+        check((1, 10), 3, 0, &[(1, 60), (2, 10)], &[false, true], 3);
+        // A job that would overflow the size limit is skipped, a smaller one still fits.
+        check((5, 5), 10, 0, &[(4, 5), (3, 5)], &[false, true], 8);
+    }
 }
