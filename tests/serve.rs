@@ -777,3 +777,72 @@ async fn admin_and_webhook_routes_check_credentials() {
     let malformed = deliver("d4", &now, "sha256=abc".into()).await.unwrap();
     assert_eq!(malformed.status(), 400);
 }
+
+/// Random bodies of every shape never produce a 5xx and never stop the server.
+#[tokio::test]
+async fn random_inputs_never_cause_a_server_error() {
+    let server = start_fixture().await;
+    let client = reqwest::Client::new();
+    let mut rng = fastrand::Rng::with_seed(7);
+    let pieces = [
+        "{",
+        "}",
+        "[",
+        "]",
+        ",",
+        ":",
+        "\"text\"",
+        "\"texts\"",
+        "\"inputs\"",
+        "\"instances\"",
+        "\"dataframe_split\"",
+        "\"dataframe_records\"",
+        "\"columns\"",
+        "\"data\"",
+        "\"params\"",
+        "null",
+        "true",
+        "1e999",
+        "-0",
+        "\"\"",
+        "\"\\u0000\"",
+        "\"héllo\"",
+        "12345678901234567890",
+        "\n",
+        "text",
+        "\"a,b\"",
+        "\u{FEFF}",
+        "\\",
+    ];
+    for round in 0..300 {
+        let body: Vec<u8> = if round % 5 == 0 {
+            (0..rng.usize(0..64)).map(|_| rng.u8(..)).collect()
+        } else {
+            (0..rng.usize(1..24))
+                .map(|_| pieces[rng.usize(..pieces.len())])
+                .collect::<String>()
+                .into_bytes()
+        };
+        let (path, content_type) = match round % 4 {
+            0 => ("/predict", "application/json"),
+            1 => ("/predict/batch", "application/json"),
+            2 => ("/invocations", "application/json"),
+            _ => ("/invocations", "text/csv"),
+        };
+        let response = client
+            .post(server.url(path))
+            .header("content-type", content_type)
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            response.status().as_u16() < 500,
+            "{path} {:?} -> {}",
+            String::from_utf8_lossy(&body),
+            response.status()
+        );
+    }
+    let (status, body) = post_json(&server, "/predict", json!({"text": "I love this"})).await;
+    assert_eq!((status, body["label"].as_str()), (200, Some("POSITIVE")));
+}
