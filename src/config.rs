@@ -68,6 +68,7 @@ pub const SETTINGS: &[Setting] = &[
     Setting { key: "max_batch_texts", env: "HOTSERVE_MAX_BATCH_TEXTS", help: "most texts in one request" },
     Setting { key: "max_text_bytes", env: "HOTSERVE_MAX_TEXT_BYTES", help: "longest text accepted, in UTF-8 bytes" },
     Setting { key: "max_sequence_length", env: "HOTSERVE_MAX_SEQUENCE_LENGTH", help: "tokens kept per text (longer texts are truncated); 0 = the model's metadata.max_sequence_length or 512" },
+    Setting { key: "max_connections", env: "HOTSERVE_MAX_CONNECTIONS", help: "most open client connections; further ones wait to be accepted" },
     Setting { key: "header_read_timeout", env: "HOTSERVE_HEADER_READ_TIMEOUT", help: "how long a client may take to send request headers" },
     Setting { key: "drain_delay", env: "HOTSERVE_DRAIN_DELAY", help: "on SIGTERM, how long to keep serving with readiness 503 before closing the listener" },
     Setting { key: "shutdown_timeout", env: "HOTSERVE_SHUTDOWN_TIMEOUT", help: "after the drain, how long in-flight requests may take before exit" },
@@ -123,6 +124,7 @@ pub struct Config {
     pub max_batch_texts: usize,
     pub max_text_bytes: usize,
     pub max_sequence_length: usize,
+    pub max_connections: usize,
     pub header_read_timeout: Duration,
     pub drain_delay: Duration,
     pub shutdown_timeout: Duration,
@@ -229,6 +231,7 @@ impl Config {
             max_text_bytes: parser.get("max_text_bytes", "16384", |v| parse_count(v, 1, 1 << 26)),
             max_sequence_length: parser
                 .get("max_sequence_length", "0", |v| parse_count(v, 0, 1 << 16)),
+            max_connections: parser.get("max_connections", "10000", |v| parse_count(v, 1, 1 << 20)),
             header_read_timeout: parser.get("header_read_timeout", "10s", parse_positive_duration),
             drain_delay: parser.get("drain_delay", "0", parse_duration),
             shutdown_timeout: parser.get("shutdown_timeout", "30s", parse_duration),

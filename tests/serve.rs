@@ -846,3 +846,41 @@ async fn random_inputs_never_cause_a_server_error() {
     let (status, body) = post_json(&server, "/predict", json!({"text": "I love this"})).await;
     assert_eq!((status, body["label"].as_str()), (200, Some("POSITIVE")));
 }
+
+/// At `max_connections`, further clients wait until a connection closes.
+#[tokio::test]
+async fn the_connection_limit_holds_further_clients_back() {
+    let server = Start::model(fixture("sentiment"))
+        .set("max_connections", "2")
+        .spawn();
+    server.wait_ready(Duration::from_secs(60)).await;
+    let idle: Vec<tokio::net::TcpStream> =
+        futures_util::future::join_all((0..2).map(|_| tokio::net::TcpStream::connect(server.addr)))
+            .await
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_millis(700))
+        .build()
+        .unwrap();
+    let held = client
+        .post(server.url("/predict"))
+        .json(&json!({"text": "wait"}))
+        .send()
+        .await;
+    assert!(
+        held.is_err_and(|e| e.is_timeout()),
+        "a third connection was served at the limit"
+    );
+    drop(idle);
+    let client = reqwest::Client::new();
+    let response = client
+        .post(server.url("/predict"))
+        .json(&json!({"text": "now"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+}

@@ -68,8 +68,15 @@ pub async fn serve(
         .header_read_timeout(app.config.header_read_timeout)
         .keep_alive(true);
     let builder = Arc::new(builder);
+    let connections = Arc::new(tokio::sync::Semaphore::new(app.config.max_connections));
     tokio::pin!(shutdown);
     loop {
+        // At the connection limit, stop accepting (clients wait in the backlog) rather than
+        // running out of file descriptors.
+        let permit = tokio::select! {
+            permit = connections.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+            _ = &mut shutdown => break,
+        };
         tokio::select! {
             accepted = listener.accept() => {
                 let (stream, peer) = match accepted {
@@ -93,6 +100,7 @@ pub async fn serve(
                     if let Err(err) = connection.await {
                         tracing::debug!(%peer, %err, "connection ended with an error");
                     }
+                    drop(permit);
                 });
             }
             _ = &mut shutdown => break,
