@@ -94,7 +94,22 @@ pub async fn run(
     ));
 
     live.set_message(format!("loading {uri}"));
-    reloader.check("startup").await;
+    tokio::pin!(shutdown);
+    // A cold start may download for minutes; a shutdown meanwhile abandons it (the partial
+    // download is removed when its future is dropped).
+    let interrupted = tokio::select! {
+        _ = reloader.check("startup") => false,
+        _ = &mut shutdown => true,
+    };
+    if interrupted {
+        tracing::info!("shutting down before the first model was loaded");
+        live.start_draining();
+        notifier.stopping();
+        drop(stop_accepting);
+        let _ = server.await;
+        let _ = tokio::task::spawn_blocking(move || pool.shutdown()).await;
+        return Ok(());
+    }
     let local = reloader.watched_dir().is_some() || uri.ends_with(".zip");
     match live.current() {
         Some(model) => notifier.ready(&format!(

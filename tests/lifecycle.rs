@@ -303,3 +303,33 @@ async fn the_deployment_probes_are_served() {
         200
     );
 }
+
+/// SIGTERM during a slow first load: liveness answered meanwhile, and the process exits 0 at
+/// once instead of finishing the load first.
+#[tokio::test]
+async fn sigterm_during_the_first_load_exits_promptly() {
+    let mut server = Start::model(fixture("sentiment"))
+        .env("HOTSERVE_TEST_LOAD_DELAY_MS", "20000")
+        .spawn();
+    let client = reqwest::Client::new();
+    let live = client.get(server.url("/health/live")).send().await.unwrap();
+    assert_eq!(live.status(), 200, "the listener is up before the model");
+    let ready = client
+        .get(server.url("/health/ready"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 503);
+    let signalled = Instant::now();
+    server.signal("TERM");
+    let status = tokio::task::spawn_blocking(move || server.wait_exit(Duration::from_secs(10)))
+        .await
+        .unwrap()
+        .expect("exits without waiting for the load");
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        signalled.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        signalled.elapsed()
+    );
+}
