@@ -216,7 +216,15 @@ impl Config {
                 "json" => Ok(LogFormat::Json),
                 _ => Err("expected text or json".into()),
             }),
-            log_level: parser.get("log_level", "info", parse_nonempty),
+            log_level: parser.get("log_level", "info", |v| {
+                tracing_subscriber::EnvFilter::try_new(v)
+                    .map(|_| v.to_string())
+                    .map_err(|e| {
+                        format!(
+                            "not a log filter ({e}); use e.g. info, debug or hotserve=debug,info"
+                        )
+                    })
+            }),
             ort_dylib_path: parser.opt("ort_dylib_path", parse_path),
             intra_op_threads: parser.get("intra_op_threads", "1", |v| parse_count(v, 0, 256)),
             inference_workers: parser.get("inference_workers", "2", |v| parse_count(v, 1, 64)),
@@ -569,12 +577,13 @@ mod tests {
     fn all_errors_are_reported_together() {
         check_error(
             Some("listen: nowhere\npoll_intervall: 5s\nmax_batch_size: 0\n"),
-            &[("HOTSERVE_LOG_FORMAT", "xml"), ("HOTSERVE_ADMIN_TOKEN", "")],
+            &[("HOTSERVE_LOG_FORMAT", "xml"), ("HOTSERVE_ADMIN_TOKEN", ""), ("HOTSERVE_LOG_LEVEL", "hotserve=loudest")],
             &[
                 "unknown key 'poll_intervall'",
                 "listen = 'nowhere' (from config file",
                 "admin_token = <redacted> (from environment variable HOTSERVE_ADMIN_TOKEN): must not be empty",
                 "log_format = 'xml' (from environment variable HOTSERVE_LOG_FORMAT): expected text or json",
+                "log_level = 'hotserve=loudest' (from environment variable HOTSERVE_LOG_LEVEL): not a log filter",
                 "max_batch_size = '0' (from config file",
             ],
         );
