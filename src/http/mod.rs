@@ -125,6 +125,11 @@ async fn handle(app: &App, request: Request<Incoming>, peer: SocketAddr) -> Http
     app.metrics.in_flight.fetch_add(1, Ordering::Relaxed);
     let span = tracing::debug_span!("request", id = ?request_id, method = %request.method(), path = %request.uri().path(), %peer);
     let (route, mut response) = routes::route(app, request).instrument(span.clone()).await;
+    if response.status() == StatusCode::INTERNAL_SERVER_ERROR {
+        // Rare by design (bad input is a 4xx; 503/504 are states the metrics count), so worth a
+        // line at the default level, with the id the client saw.
+        tracing::warn!(request_id = ?request_id, route, status = response.status().as_u16(), "request failed with a server error");
+    }
     response
         .headers_mut()
         .insert(X_REQUEST_ID.clone(), request_id);
