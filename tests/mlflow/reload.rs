@@ -136,21 +136,37 @@ async fn get_health(server: &Hotserve) -> Value {
         .unwrap()
 }
 
-/// Waits until `/health` says `version` is live; returns how long that took.
-async fn wait_for_version(server: &Hotserve, version: &str, timeout: Duration) -> Duration {
+/// Polls `/health` until `done` holds and returns that answer; fails after `timeout`, saying
+/// `waiting_for` and showing the last answer and the logs.
+async fn health_until(
+    server: &Hotserve,
+    timeout: Duration,
+    waiting_for: &str,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
     let started = Instant::now();
     loop {
         let health = get_health(server).await;
-        if health["model"]["version"] == version {
-            return started.elapsed();
+        if done(&health) {
+            return health;
         }
         assert!(
             started.elapsed() < timeout,
-            "version {version} did not go live in {timeout:?}; health: {health}\nlogs:\n{}",
+            "{waiting_for}: not seen in {timeout:?}; health: {health}\nlogs:\n{}",
             server.logs()
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Waits until `/health` says `version` is live; returns how long that took.
+async fn wait_for_version(server: &Hotserve, version: &str, timeout: Duration) -> Duration {
+    let started = Instant::now();
+    health_until(server, timeout, &format!("version {version} live"), |h| {
+        h["model"]["version"] == version
+    })
+    .await;
+    started.elapsed()
 }
 
 fn registry_start(name: &str, tracking_uri: &str) -> Start {
@@ -256,18 +272,10 @@ async fn a_broken_version_is_refused_and_a_rollback_comes_from_the_cache() {
         server,
         json!({"op": "set-alias", "name": name, "alias": "champion", "version": "3"}),
     );
-    let started = Instant::now();
-    let health = loop {
-        let health = get_health(&hotserve).await;
-        if health["last_reload"]["version"] == "3" {
-            break health;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "v3 was never tried: {health}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let health = health_until(&hotserve, Duration::from_secs(30), "v3 tried", |h| {
+        h["last_reload"]["version"] == "3"
+    })
+    .await;
     assert_eq!(health["model"]["version"], "2", "v2 keeps serving");
     assert_eq!(health["last_reload"]["result"], "failed");
     let error = health["last_error"].as_str().unwrap();
@@ -435,19 +443,11 @@ async fn restarts_from_the_cache_when_the_registry_is_down() {
 
     // The registry comes back: the next retry clears the flag.
     proxy.clear();
-    let started_recovery = Instant::now();
-    loop {
-        let health = get_health(&second).await;
-        if health["served_from_cache"] == false {
-            assert_eq!(health["last_error"], Value::Null);
-            break;
-        }
-        assert!(
-            started_recovery.elapsed() < Duration::from_secs(30),
-            "never recovered: {health}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let health = health_until(&second, Duration::from_secs(30), "recovery", |h| {
+        h["served_from_cache"] == false
+    })
+    .await;
+    assert_eq!(health["last_error"], Value::Null);
     eprintln!("ready from cache with the registry down in {cold_with_cache:?}");
 
     // With no cache at all, readiness stays 503 and /health says why in words.
@@ -456,20 +456,15 @@ async fn restarts_from_the_cache_when_the_registry_is_down() {
         Fault::error(503, "TEMPORARILY_UNAVAILABLE", "maintenance"),
     );
     let third = registry_start(name, &proxy.url()).spawn();
-    let started = Instant::now();
-    loop {
-        let health = get_health(&third).await;
-        if health["last_error"].is_string() {
-            assert_eq!(health["model_loaded"], false);
-            assert!(
-                health["message"].as_str().unwrap().starts_with("no model:"),
-                "{health}"
-            );
-            break;
-        }
-        assert!(started.elapsed() < Duration::from_secs(30), "{health}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let health = health_until(&third, Duration::from_secs(30), "the registry error", |h| {
+        h["last_error"].is_string()
+    })
+    .await;
+    assert_eq!(health["model_loaded"], false);
+    assert!(
+        health["message"].as_str().unwrap().starts_with("no model:"),
+        "{health}"
+    );
     let ready = reqwest::get(third.url("/health/ready")).await.unwrap();
     assert_eq!(ready.status(), 503);
     let reason: Value = ready.json().await.unwrap();
@@ -507,22 +502,14 @@ async fn a_watched_directory_rewritten_in_place_is_reloaded() {
         std::fs::copy(entry.path(), model.join(entry.file_name())).unwrap();
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let started = Instant::now();
-    let v2 = loop {
-        let version = get_health(&hotserve).await["model"]["version"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        if version != v1 {
-            break version;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "the rewrite was not picked up:\n{}",
-            hotserve.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let health = health_until(
+        &hotserve,
+        Duration::from_secs(30),
+        "the rewritten directory",
+        |h| h["model"]["version"] != v1.as_str(),
+    )
+    .await;
+    let v2 = health["model"]["version"].as_str().unwrap().to_string();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let counts = check_observations(&load.finish().await);
     assert!(counts.contains_key(&v2), "{counts:?}");
@@ -630,16 +617,14 @@ async fn the_resource_policy_unloads_first_and_restores_on_failure() {
         server,
         json!({"op": "set-alias", "name": name, "alias": "champion", "version": "3"}),
     );
-    let started = Instant::now();
-    loop {
-        let health = get_health(&hotserve).await;
-        if health["last_reload"]["version"] == "3" && health["model"]["version"] == "2" {
-            assert_eq!(health["last_reload"]["result"], "failed");
-            break;
-        }
-        assert!(started.elapsed() < Duration::from_secs(30), "{health}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let health = health_until(
+        &hotserve,
+        Duration::from_secs(30),
+        "v3 refused, v2 restored",
+        |h| h["last_reload"]["version"] == "3" && h["model"]["version"] == "2",
+    )
+    .await;
+    assert_eq!(health["last_reload"]["result"], "failed");
     assert_eq!(
         client
             .get(hotserve.url("/health/ready"))
