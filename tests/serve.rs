@@ -732,6 +732,18 @@ async fn admin_and_webhook_routes_check_credentials() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // ?wait=true answers once a check that started after the request has finished.
+    let waited = client
+        .post(server.url("/admin/reload?wait=true"))
+        .bearer_auth("adm1n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(waited.status(), 200);
+    let answer: Value = waited.json().await.unwrap();
+    assert_eq!(answer["status"], "checked");
+    assert_eq!(answer["last_check"]["trigger"], "admin");
+    assert_eq!(answer["model"]["name"], "sentiment");
 
     let body = br#"{"entity": "model_version", "action": "created", "data": {"name": "sentiment", "version": "2"}}"#;
     let now = std::time::SystemTime::now()

@@ -72,7 +72,7 @@ pub async fn route(app: &App, request: Request<Incoming>) -> (&'static str, Http
             app.metrics.render(),
             "text/plain; version=0.0.4; charset=utf-8",
         )),
-        "/admin/reload" => admin_reload(app, request),
+        "/admin/reload" => admin_reload(app, request).await,
         "/hooks/mlflow" => webhook(app, request).await,
         _ => Err(ApiError::not_found(&path)),
     };
@@ -373,8 +373,12 @@ fn model_metadata(app: &App) -> Result<HttpResponse, ApiError> {
     Ok(with_version(json(200, &body), &model))
 }
 
-/// `POST /admin/reload`: a registry check now, behind the admin bearer token.
-fn admin_reload(app: &App, request: Request<Incoming>) -> Result<HttpResponse, ApiError> {
+/// How long `POST /admin/reload?wait=true` waits for the check (a cold download can be slow).
+const ADMIN_WAIT: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// `POST /admin/reload`: a registry check now, behind the admin bearer token. With
+/// `?wait=true` it answers once a check that started after the request has finished.
+async fn admin_reload(app: &App, request: Request<Incoming>) -> Result<HttpResponse, ApiError> {
     let Some(token) = &app.config.admin_token else {
         return Err(ApiError::new(
             404,
@@ -388,24 +392,50 @@ fn admin_reload(app: &App, request: Request<Incoming>) -> Result<HttpResponse, A
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     match presented {
-        None => Err(ApiError::new(
-            401,
-            "UNAUTHENTICATED",
-            "send Authorization: Bearer <HOTSERVE_ADMIN_TOKEN>",
-        )),
-        Some(given) if !constant_time_eq(given.as_bytes(), token.as_bytes()) => Err(ApiError::new(
-            403,
-            "PERMISSION_DENIED",
-            "the admin token is wrong",
-        )),
-        Some(_) => {
-            app.triggers.request("admin");
-            Ok(json(
-                202,
-                &json!({"status": "reload requested", "hint": "GET /health shows last_check and last_reload"}),
+        None => {
+            return Err(ApiError::new(
+                401,
+                "UNAUTHENTICATED",
+                "send Authorization: Bearer <HOTSERVE_ADMIN_TOKEN>",
             ))
         }
+        Some(given) if !constant_time_eq(given.as_bytes(), token.as_bytes()) => {
+            return Err(ApiError::new(
+                403,
+                "PERMISSION_DENIED",
+                "the admin token is wrong",
+            ))
+        }
+        Some(_) => {}
     }
+    let wait = request.uri().query().is_some_and(|q| {
+        q.split('&')
+            .any(|pair| pair == "wait=true" || pair == "wait=1")
+    });
+    let ticket = app.triggers.request("admin");
+    if !wait {
+        return Ok(json(
+            202,
+            &json!({"status": "reload requested", "hint": "GET /health shows last_check and last_reload, or add ?wait=true"}),
+        ));
+    }
+    if !app.triggers.wait_for(ticket, ADMIN_WAIT).await {
+        return Ok(json(
+            202,
+            &json!({"status": "the check is still running", "hint": "GET /health shows its outcome"}),
+        ));
+    }
+    let status = app.live.status();
+    let model = app.live.current();
+    Ok(json(
+        200,
+        &json!({
+            "status": "checked",
+            "last_check": status.last_check,
+            "last_error": status.last_error,
+            "model": model.map(|m| json!({"name": m.info.name, "version": m.info.version})),
+        }),
+    ))
 }
 
 /// `POST /hooks/mlflow`: MLflow registry webhooks.

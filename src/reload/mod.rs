@@ -22,37 +22,62 @@ use tokio::sync::Notify;
 pub use pipeline::{Reloader, Source};
 
 /// Coalescing trigger: any number of [`Triggers::request`] calls between two checks cause one
-/// check. Cheap to clone.
-#[derive(Clone, Default)]
+/// check. Each request gets a ticket, and [`Triggers::wait_for`] waits until a check that
+/// started after the request has finished (for `POST /admin/reload?wait=true`). Cheap to clone.
+#[derive(Clone)]
 pub struct Triggers {
     state: Arc<TriggerState>,
 }
 
-#[derive(Default)]
 struct TriggerState {
-    /// The first reason requested since the last check started.
-    pending: Mutex<Option<&'static str>>,
+    pending: Mutex<Pending>,
     notify: Notify,
+    /// The ticket of the last request served by a finished check.
+    completed: tokio::sync::watch::Sender<u64>,
+}
+
+#[derive(Default)]
+struct Pending {
+    /// The first reason requested since the last check started.
+    reason: Option<&'static str>,
+    /// Tickets handed out so far.
+    requested: u64,
+    /// The last ticket covered by the check now running (or last run).
+    taken: u64,
+}
+
+impl Default for Triggers {
+    fn default() -> Self {
+        Triggers {
+            state: Arc::new(TriggerState {
+                pending: Mutex::new(Pending::default()),
+                notify: Notify::new(),
+                completed: tokio::sync::watch::channel(0).0,
+            }),
+        }
+    }
 }
 
 impl Triggers {
-    /// Asks for a check; `reason` names the trigger in logs and `/health`.
-    pub fn request(&self, reason: &'static str) {
-        let mut pending = self.state.pending.lock().unwrap_or_else(|p| p.into_inner());
-        if pending.is_none() {
-            *pending = Some(reason);
-        }
+    /// Asks for a check; `reason` names the trigger in logs and `/health`. Returns a ticket
+    /// for [`Triggers::wait_for`].
+    pub fn request(&self, reason: &'static str) -> u64 {
+        let mut pending = self.lock();
+        pending.reason.get_or_insert(reason);
+        pending.requested += 1;
+        let ticket = pending.requested;
         drop(pending);
         self.state.notify.notify_one();
+        ticket
     }
 
-    /// Takes the pending request, if any, without waiting.
+    /// Takes the pending request, if any, without waiting; the check that follows serves
+    /// every ticket handed out so far.
     pub fn take(&self) -> Option<&'static str> {
-        self.state
-            .pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
+        let mut pending = self.lock();
+        let reason = pending.reason.take()?;
+        pending.taken = pending.requested;
+        Some(reason)
     }
 
     /// Waits for a request and takes it.
@@ -64,6 +89,28 @@ impl Triggers {
             }
             notified.await;
         }
+    }
+
+    /// Marks the check started by the last [`Triggers::take`] as finished.
+    pub fn finished(&self) {
+        let taken = self.lock().taken;
+        self.state.completed.send_if_modified(|done| {
+            let newer = taken > *done;
+            *done = (*done).max(taken);
+            newer
+        });
+    }
+
+    /// Waits until a check serving `ticket` has finished; false if `timeout` passed first.
+    pub async fn wait_for(&self, ticket: u64, timeout: Duration) -> bool {
+        let mut completed = self.state.completed.subscribe();
+        tokio::time::timeout(timeout, completed.wait_for(|done| *done >= ticket))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
+        self.state.pending.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -92,12 +139,15 @@ pub async fn run(
             (None, Some(poll)) => jittered(poll, reloader.config.poll_jitter),
             (None, None) => Duration::from_secs(365 * 24 * 3600),
         };
-        let reason = tokio::select! {
-            reason = triggers.next() => reason,
-            _ = tokio::time::sleep(wait) => if backoff.is_some() { "retry" } else { "poll" },
+        let (reason, triggered) = tokio::select! {
+            reason = triggers.next() => (reason, true),
+            _ = tokio::time::sleep(wait) => (if backoff.is_some() { "retry" } else { "poll" }, false),
             _ = &mut shutdown => return,
         };
         let ok = reloader.check(reason).await;
+        if triggered {
+            triggers.finished();
+        }
         backoff = if ok {
             None
         } else {
@@ -139,6 +189,21 @@ mod tests {
         triggers.request("admin");
         assert_eq!(triggers.next().await, "signal");
         assert_eq!(triggers.take(), None);
+    }
+
+    #[tokio::test]
+    async fn tickets_are_served_by_a_check_that_started_after_them() {
+        let triggers = Triggers::default();
+        let first = triggers.request("admin");
+        assert_eq!(triggers.next().await, "admin");
+        // Requested while that check runs: it needs the next check.
+        let second = triggers.request("admin");
+        triggers.finished();
+        assert!(triggers.wait_for(first, Duration::from_millis(10)).await);
+        assert!(!triggers.wait_for(second, Duration::from_millis(10)).await);
+        assert_eq!(triggers.next().await, "admin");
+        triggers.finished();
+        assert!(triggers.wait_for(second, Duration::from_millis(10)).await);
     }
 
     #[test]
