@@ -169,6 +169,14 @@ async fn wait_for_version(server: &Hotserve, version: &str, timeout: Duration) -
     started.elapsed()
 }
 
+/// Registers the v1 fixture as version 1 of `name` with the `champion` alias.
+fn register_champion(name: &str) {
+    register(
+        mlflow(),
+        json!({"op": "register", "dir": "tests/fixtures/sentiment", "name": name, "aliases": ["champion"]}),
+    );
+}
+
 fn registry_start(name: &str, tracking_uri: &str) -> Start {
     Start::default()
         .arg("--model-uri")
@@ -180,10 +188,7 @@ fn registry_start(name: &str, tracking_uri: &str) -> Start {
 async fn serves_a_registered_model_and_follows_the_alias_with_zero_failed_requests() {
     let server = mlflow();
     let name = "reload-poll";
-    register(
-        server,
-        json!({"op": "register", "dir": "tests/fixtures/sentiment", "name": name, "aliases": ["champion"]}),
-    );
+    register_champion(name);
     let hotserve = registry_start(name, &server.url)
         .arg("--poll-interval")
         .arg("500ms")
@@ -354,10 +359,7 @@ async fn a_broken_version_is_refused_and_a_rollback_comes_from_the_cache() {
 async fn a_webhook_from_mlflow_triggers_the_reload() {
     let server = mlflow();
     let name = "reload-webhook";
-    register(
-        server,
-        json!({"op": "register", "dir": "tests/fixtures/sentiment", "name": name, "aliases": ["champion"]}),
-    );
+    register_champion(name);
     let hotserve = registry_start(name, &server.url)
         .arg("--poll-interval")
         .arg("0")
@@ -393,10 +395,7 @@ async fn restarts_from_the_cache_when_the_registry_is_down() {
     let server = mlflow();
     let proxy = FaultProxy::start(server.addr).await;
     let name = "reload-cache";
-    register(
-        server,
-        json!({"op": "register", "dir": "tests/fixtures/sentiment", "name": name, "aliases": ["champion"]}),
-    );
+    register_champion(name);
     let cache = tempfile::tempdir().unwrap();
     let first = registry_start(name, &proxy.url())
         .cache(cache.path())
