@@ -8,30 +8,14 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
 
 use arc_swap::ArcSwapOption;
 use serde::Serialize;
 use tokio::sync::watch;
 
 use crate::metrics::Metrics;
-use crate::model::{rfc3339, Model};
-
-/// The outcome of one registry check or reload attempt, for `/health`.
-#[derive(Clone, Debug, Serialize)]
-pub struct Attempt {
-    #[serde(with = "rfc3339")]
-    pub at: SystemTime,
-    /// What started it: startup, poll, watch, admin, webhook, signal.
-    pub trigger: String,
-    /// unchanged, loaded, failed, skipped_bad.
-    pub result: String,
-    /// The version it was about, when known.
-    pub version: Option<String>,
-    /// What went wrong, in words.
-    pub error: Option<String>,
-    pub duration_ms: u64,
-}
+use crate::model::Model;
+use crate::reload::Attempt;
 
 /// What `/health` reports besides the model itself.
 #[derive(Clone, Debug, Default, Serialize)]

@@ -150,10 +150,7 @@ async fn serve(config: Config) -> u8 {
         Ok(()) => 0,
         Err(err) => {
             tracing::error!("{err}");
-            match err {
-                hotserve::app::StartError::Config(_) => 2,
-                hotserve::app::StartError::Model(_) => 1,
-            }
+            err.exit_code()
         }
     }
 }
@@ -188,7 +185,7 @@ fn spawn_sighup(triggers: hotserve::reload::Triggers) {
         tokio::spawn(async move {
             while hup.recv().await.is_some() {
                 tracing::info!("received SIGHUP: checking for a new model");
-                triggers.request("signal");
+                triggers.request(hotserve::reload::Trigger::Signal);
             }
         });
     }

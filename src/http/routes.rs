@@ -412,7 +412,7 @@ async fn admin_reload(app: &App, request: Request<Incoming>) -> Result<HttpRespo
         q.split('&')
             .any(|pair| pair == "wait=true" || pair == "wait=1")
     });
-    let ticket = app.triggers.request("admin");
+    let ticket = app.triggers.request(crate::reload::Trigger::Admin);
     if !wait {
         return Ok(json(
             202,
@@ -475,7 +475,7 @@ async fn webhook(app: &App, request: Request<Incoming>) -> Result<HttpResponse, 
     match verifier.verify(&delivery, now, app.registered_name.as_deref()) {
         Ok(Verdict::Check { event }) => {
             tracing::info!(%event, "webhook: checking the registry");
-            app.triggers.request("webhook");
+            app.triggers.request(crate::reload::Trigger::Webhook);
             Ok(json(
                 200,
                 &json!({"status": "check requested", "event": event}),

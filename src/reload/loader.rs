@@ -16,6 +16,17 @@ use crate::model::Model;
 
 type Task = Box<dyn FnOnce() + Send>;
 
+/// Why work handed to the loading thread produced no result.
+#[derive(Debug, thiserror::Error)]
+pub enum LoaderError {
+    /// The work panicked (a bug in hotserve or in ONNX Runtime's bindings); the thread lives on.
+    #[error("loading the model panicked; this is a bug, please report it with the logs")]
+    Panicked,
+    /// The loading thread is gone, so no model can be loaded until a restart.
+    #[error("the model-loading thread is gone; restart hotserve")]
+    Gone,
+}
+
 fn sender() -> &'static mpsc::Sender<Task> {
     static SENDER: OnceLock<mpsc::Sender<Task>> = OnceLock::new();
     SENDER.get_or_init(|| {
@@ -35,19 +46,17 @@ fn sender() -> &'static mpsc::Sender<Task> {
 /// Runs `work` on the loading thread and waits for its result without blocking the runtime.
 pub async fn run<T: Send + 'static>(
     work: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, String> {
+) -> Result<T, LoaderError> {
     let (reply, receiver) = tokio::sync::oneshot::channel();
     let task: Task = Box::new(move || {
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work));
         let _ = reply.send(result);
     });
-    sender()
-        .send(task)
-        .map_err(|_| "the model-loading thread is gone".to_string())?;
+    sender().send(task).map_err(|_| LoaderError::Gone)?;
     match receiver.await {
         Ok(Ok(value)) => Ok(value),
-        Ok(Err(_)) => Err("loading the model panicked".into()),
-        Err(_) => Err("the model-loading thread dropped the task".into()),
+        Ok(Err(_)) => Err(LoaderError::Panicked),
+        Err(_) => Err(LoaderError::Gone),
     }
 }
 

@@ -3,23 +3,92 @@
 //! One task ([`run`]) owns every check, so two reloads never run at once. Triggers — the poll
 //! timer (with jitter), the file watcher, `POST /admin/reload`, `POST /hooks/mlflow` and
 //! `SIGHUP` — only set a pending flag through [`Triggers`]; a burst of them while a check runs
-//! causes exactly one more check. A check runs the pipeline in [`pipeline`]: resolve, skip if
-//! unchanged, download to staging, validate (the gate in [`crate::model::load`]), move into
-//! the cache, publish with `ArcSwap`. A failed version is remembered and not retried until the
-//! registry points somewhere else.
+//! causes exactly one more check. A check ([`Reloader::check`]) goes through files named
+//! after its steps:
+//!
+//! - `local.rs` / `remote.rs`: what the source is now (a staged copy of a local directory or
+//!   bundle; a registry resolution), and getting its files into the cache;
+//! - [`decide`]: what to do with that, as a pure function (keep the live model, skip a version
+//!   known to be bad, load the cached copy, or fetch);
+//! - `publish.rs`: the validation gate (on the loading thread, [`loader`]) and the swap;
+//! - [`report`]: the typed [`Outcome`], told to metrics, logs, `/health` and systemd.
+//!
+//! A failed version is remembered and not tried again until the source points somewhere
+//! else. Failures are [`ReloadError`]s, which know whether they are worth a quick retry.
+//! All file work goes through [`on_disk`] (tokio's blocking pool) or the loading thread.
 
 pub mod cache;
+pub mod decide;
+mod error;
 pub mod loader;
-pub mod pipeline;
+mod local;
+mod publish;
+mod reloader;
+mod remote;
+pub mod report;
 pub mod watch;
 pub mod webhook;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use serde::Serialize;
 use tokio::sync::Notify;
 
-pub use pipeline::{Reloader, Source};
+pub use error::{ReloadError, SetupError};
+pub use reloader::{Reloader, Source};
+pub use report::{Attempt, CheckResult, Outcome};
+
+/// What started a check; named in logs and in `/health`'s `last_check.trigger`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Trigger {
+    /// The first check when the daemon starts.
+    Startup,
+    /// The poll timer.
+    Poll,
+    /// The backoff timer after a check that may succeed soon (registry down, directory busy).
+    Retry,
+    /// The file watcher of a local model directory.
+    Watch,
+    /// `POST /admin/reload`.
+    Admin,
+    /// `POST /hooks/mlflow`.
+    Webhook,
+    /// `SIGHUP` (`systemctl reload`).
+    Signal,
+}
+
+impl Trigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Startup => "startup",
+            Trigger::Poll => "poll",
+            Trigger::Retry => "retry",
+            Trigger::Watch => "watch",
+            Trigger::Admin => "admin",
+            Trigger::Webhook => "webhook",
+            Trigger::Signal => "signal",
+        }
+    }
+}
+
+impl std::fmt::Display for Trigger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Runs file-system work of the reload path on tokio's blocking pool. Every `std::fs` call of
+/// the pipeline goes through here (or through the loading thread), so the async runtime never
+/// waits on the disk.
+pub(crate) async fn on_disk<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ReloadError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|err| ReloadError::Blocking(err.to_string()))
+}
 
 /// Coalescing trigger: any number of [`Triggers::request`] calls between two checks cause one
 /// check. Each request gets a ticket, and [`Triggers::wait_for`] waits until a check that
@@ -38,8 +107,8 @@ struct TriggerState {
 
 #[derive(Default)]
 struct Pending {
-    /// The first reason requested since the last check started.
-    reason: Option<&'static str>,
+    /// The first trigger requested since the last check started.
+    reason: Option<Trigger>,
     /// Tickets handed out so far.
     requested: u64,
     /// The last ticket covered by the check now running (or last run).
@@ -61,7 +130,7 @@ impl Default for Triggers {
 impl Triggers {
     /// Asks for a check; `reason` names the trigger in logs and `/health`. Returns a ticket
     /// for [`Triggers::wait_for`].
-    pub fn request(&self, reason: &'static str) -> u64 {
+    pub fn request(&self, reason: Trigger) -> u64 {
         let mut pending = self.lock();
         pending.reason.get_or_insert(reason);
         pending.requested += 1;
@@ -73,7 +142,7 @@ impl Triggers {
 
     /// Takes the pending request, if any, without waiting; the check that follows serves
     /// every ticket handed out so far.
-    pub fn take(&self) -> Option<&'static str> {
+    pub fn take(&self) -> Option<Trigger> {
         let mut pending = self.lock();
         let reason = pending.reason.take()?;
         pending.taken = pending.requested;
@@ -81,7 +150,7 @@ impl Triggers {
     }
 
     /// Waits for a request and takes it.
-    pub async fn next(&self) -> &'static str {
+    pub async fn next(&self) -> Trigger {
         loop {
             let notified = self.state.notify.notified();
             if let Some(reason) = self.take() {
@@ -141,20 +210,18 @@ pub async fn run(
         };
         let (reason, triggered) = tokio::select! {
             reason = triggers.next() => (reason, true),
-            _ = tokio::time::sleep(wait) => (if backoff.is_some() { "retry" } else { "poll" }, false),
+            _ = tokio::time::sleep(wait) => (if backoff.is_some() { Trigger::Retry } else { Trigger::Poll }, false),
             _ = &mut shutdown => return,
         };
-        let ok = reloader.check(reason).await;
+        let outcome = reloader.check(reason).await;
         if triggered {
             triggers.finished();
         }
-        backoff = if ok {
-            None
-        } else {
-            Some(backoff.map_or(Duration::from_secs(1), |b| {
+        backoff = outcome.retry_soon().then(|| {
+            backoff.map_or(Duration::from_secs(1), |b| {
                 (b * 2).min(Duration::from_secs(300))
-            }))
-        };
+            })
+        });
     }
 }
 
@@ -166,10 +233,14 @@ mod tests {
     async fn a_burst_of_triggers_causes_one_check() {
         let triggers = Triggers::default();
         for _ in 0..100 {
-            triggers.request("poll");
+            triggers.request(Trigger::Poll);
         }
-        triggers.request("admin");
-        assert_eq!(triggers.next().await, "poll", "the first reason is kept");
+        triggers.request(Trigger::Admin);
+        assert_eq!(
+            triggers.next().await,
+            Trigger::Poll,
+            "the first reason is kept"
+        );
         assert_eq!(
             triggers.take(),
             None,
@@ -182,26 +253,26 @@ mod tests {
     #[tokio::test]
     async fn a_trigger_during_a_check_causes_one_more() {
         let triggers = Triggers::default();
-        triggers.request("webhook");
-        assert_eq!(triggers.next().await, "webhook");
+        triggers.request(Trigger::Webhook);
+        assert_eq!(triggers.next().await, Trigger::Webhook);
         // A check is running now; more triggers arrive.
-        triggers.request("signal");
-        triggers.request("admin");
-        assert_eq!(triggers.next().await, "signal");
+        triggers.request(Trigger::Signal);
+        triggers.request(Trigger::Admin);
+        assert_eq!(triggers.next().await, Trigger::Signal);
         assert_eq!(triggers.take(), None);
     }
 
     #[tokio::test]
     async fn tickets_are_served_by_a_check_that_started_after_them() {
         let triggers = Triggers::default();
-        let first = triggers.request("admin");
-        assert_eq!(triggers.next().await, "admin");
+        let first = triggers.request(Trigger::Admin);
+        assert_eq!(triggers.next().await, Trigger::Admin);
         // Requested while that check runs: it needs the next check.
-        let second = triggers.request("admin");
+        let second = triggers.request(Trigger::Admin);
         triggers.finished();
         assert!(triggers.wait_for(first, Duration::from_millis(10)).await);
         assert!(!triggers.wait_for(second, Duration::from_millis(10)).await);
-        assert_eq!(triggers.next().await, "admin");
+        assert_eq!(triggers.next().await, Trigger::Admin);
         triggers.finished();
         assert!(triggers.wait_for(second, Duration::from_millis(10)).await);
     }

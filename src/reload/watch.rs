@@ -44,7 +44,7 @@ pub fn spawn(
                 }
             }
             tracing::info!(dir = %watched.display(), "model directory changed; checking it");
-            triggers.request("watch");
+            triggers.request(super::Trigger::Watch);
         }
     });
     Ok(watcher)

@@ -1,0 +1,164 @@
+//! Why a check failed ([`ReloadError`]) and why the reload pipeline could not be set up at all
+//! ([`SetupError`]). Whether a failure is worth retrying soon is a method of the error, decided
+//! by its kind, never by its wording.
+
+use std::path::PathBuf;
+
+use super::loader::LoaderError;
+use crate::model::bundle::BundleError;
+use crate::model::ModelError;
+use crate::registry::RegistryError;
+
+/// Why one check did not make a new version live.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The registry could not be asked, refused the request, or a download failed (boxed:
+    /// registry errors are large and this travels through every check).
+    #[error(transparent)]
+    Registry(Box<RegistryError>),
+    /// A local model directory could not be copied into staging.
+    #[error("cannot copy the model directory {dir}: {source}")]
+    Copy {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A local model directory changed while it was being copied: a writer is still at work.
+    #[error("the model directory is still changing: {dir} changed while it was being copied; retrying once it is stable")]
+    StillChanging { dir: PathBuf },
+    /// A `.zip` bundle could not be extracted safely.
+    #[error(transparent)]
+    Bundle(#[from] BundleError),
+    /// The model failed the validation gate.
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    /// A validated model could not be moved into the cache.
+    #[error("cannot move the model into the cache at {dir}: {source}; check the free space and permissions of HOTSERVE_CACHE_DIR")]
+    Cache {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The model-loading thread failed.
+    #[error(transparent)]
+    Loader(#[from] LoaderError),
+    /// File-system work on the blocking pool panicked.
+    #[error("file work of the reload pipeline panicked: {0}")]
+    Blocking(String),
+}
+
+impl ReloadError {
+    /// True when the same check may succeed soon without anything changing in the registry:
+    /// an unreachable or overloaded registry, or a local directory still being written. Such
+    /// failures are retried with backoff and never mark a version as bad.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ReloadError::Registry(err) => err.is_transient(),
+            ReloadError::StillChanging { .. } => true,
+            ReloadError::Copy { .. }
+            | ReloadError::Bundle(_)
+            | ReloadError::Model(_)
+            | ReloadError::Cache { .. }
+            | ReloadError::Loader(_)
+            | ReloadError::Blocking(_) => false,
+        }
+    }
+}
+
+/// Why the daemon cannot start serving `MODEL_URI` at all. These are configuration mistakes:
+/// the process exits with code 2 and the message says what to set.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// `MODEL_URI` is unset and the bundled model is not next to the binary or the sources.
+    #[error("MODEL_URI is not set and the bundled model was not found; set MODEL_URI to models:/<name>@<alias> or a model directory")]
+    NoModelUri,
+    /// `MODEL_URI` (or an `MLFLOW_*` variable) does not parse.
+    #[error(transparent)]
+    Uri(Box<RegistryError>),
+    /// A registry URI without a server to ask.
+    #[error("MODEL_URI {uri} needs an MLflow server but MLFLOW_TRACKING_URI is not set; set it, e.g. MLFLOW_TRACKING_URI=http://mlflow.internal:5000")]
+    NoTrackingUri { uri: String },
+    /// A local `MODEL_URI` that is not a directory.
+    #[error("MODEL_URI {uri} is not a directory; set MODEL_URI to a model directory, a .zip bundle or models:/<name>@<alias>")]
+    NotADirectory { uri: String },
+    /// The cache directory cannot be created or written.
+    #[error("cannot use the model cache at {dir}: {source}; set HOTSERVE_CACHE_DIR (or --cache-dir) to a writable directory")]
+    Cache {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl From<RegistryError> for ReloadError {
+    fn from(error: RegistryError) -> Self {
+        ReloadError::Registry(Box::new(error))
+    }
+}
+
+impl From<RegistryError> for SetupError {
+    fn from(error: RegistryError) -> Self {
+        SetupError::Uri(Box::new(error))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transience_follows_the_kind_of_failure() {
+        let io = || std::io::Error::other("disk on fire");
+        let cases: [(ReloadError, bool); 6] = [
+            (ReloadError::StillChanging { dir: "/m".into() }, true),
+            (
+                ReloadError::from(RegistryError::Unreachable {
+                    uri: "models:/s@champion".into(),
+                    server: "http://mlflow:5000".into(),
+                    reason: "connection refused".into(),
+                    hint: String::new(),
+                }),
+                true,
+            ),
+            (
+                ReloadError::Copy {
+                    dir: "/m".into(),
+                    source: io(),
+                },
+                false,
+            ),
+            (
+                ReloadError::Cache {
+                    dir: "/c".into(),
+                    source: io(),
+                },
+                false,
+            ),
+            (ReloadError::Loader(LoaderError::Panicked), false),
+            (ReloadError::Blocking("boom".into()), false),
+        ];
+        for (error, transient) in cases {
+            assert_eq!(error.is_transient(), transient, "{error}");
+        }
+    }
+
+    #[test]
+    fn messages_say_what_to_do() {
+        let cases = [
+            (
+                SetupError::NoTrackingUri {
+                    uri: "models:/s@champion".into(),
+                }
+                .to_string(),
+                "MODEL_URI models:/s@champion needs an MLflow server but MLFLOW_TRACKING_URI is not set; set it, e.g. MLFLOW_TRACKING_URI=http://mlflow.internal:5000",
+            ),
+            (
+                ReloadError::StillChanging { dir: "/m".into() }.to_string(),
+                "the model directory is still changing: /m changed while it was being copied; retrying once it is stable",
+            ),
+        ];
+        for (got, expected) in cases {
+            assert_eq!(got, expected);
+        }
+    }
+}

@@ -1,0 +1,214 @@
+//! The [`Reloader`]: one `MODEL_URI`'s source, its cache, and what it remembers between
+//! checks (the live model's identity, the versions that failed). [`Reloader::check`] runs one
+//! check: the source's own steps ([`super::local`] or [`super::remote`]), the decision
+//! ([`super::decide`]), the gate and the swap ([`super::publish`]), then the report
+//! ([`super::report`]).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::cache::{Cache, Manifest};
+use super::decide::{decide, Action, Identity};
+use super::report::{report, Outcome};
+use super::{local, on_disk, remote, SetupError, Trigger};
+use crate::config::Config;
+use crate::live::Live;
+use crate::metrics::Metrics;
+use crate::registry::{self, MlflowClient, ModelUri, RemoteUri};
+use crate::sdnotify::Notifier;
+
+/// Where models come from.
+pub enum Source {
+    /// A local model directory (or `file://` path), followed by the file watcher.
+    Local { dir: PathBuf },
+    /// A local `.zip` bundle.
+    Zip { path: PathBuf },
+    /// A registry or tracking-server URI, followed by the poller.
+    Remote {
+        uri: RemoteUri,
+        client: MlflowClient,
+        /// The same client without retries: when nothing is live yet but the cache has a
+        /// last-known-good model, an unreachable registry should not delay serving it.
+        impatient: MlflowClient,
+    },
+}
+
+impl Source {
+    /// The source `uri` names, with registry clients configured from the `MLFLOW_*`
+    /// variables `env` returns.
+    pub fn from_uri(uri: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Source, SetupError> {
+        Ok(match ModelUri::parse(uri)? {
+            ModelUri::Local(dir) => Source::Local { dir },
+            ModelUri::Zip(path) => Source::Zip { path },
+            ModelUri::Remote(remote) => {
+                let settings = registry::hotserve_settings(env)?;
+                if settings.tracking_uri.is_none() && settings.registry_uri.is_none() {
+                    return Err(SetupError::NoTrackingUri { uri: uri.into() });
+                }
+                let impatient = MlflowClient::new(registry::MlflowSettings {
+                    max_retries: 0,
+                    ..settings.clone()
+                })?;
+                Source::Remote {
+                    uri: remote,
+                    client: MlflowClient::new(settings)?,
+                    impatient,
+                }
+            }
+        })
+    }
+}
+
+/// The reload pipeline of one `MODEL_URI`.
+pub struct Reloader {
+    pub config: Arc<Config>,
+    pub live: Arc<Live>,
+    pub metrics: Arc<Metrics>,
+    /// systemd notifications (`RELOADING=1`, `READY=1` after a reload).
+    pub notifier: Notifier,
+    /// `MODEL_URI` as configured (or the bundled model's path): the key of the last-good record.
+    pub uri: String,
+    pub source: Source,
+    /// Validated models on disk; only this pipeline writes it.
+    pub cache: Cache,
+    /// Name reported for local models (`model_name`, else the directory's name).
+    pub local_name: String,
+    /// What is remembered between checks.
+    memory: Mutex<Memory>,
+}
+
+/// What a [`Reloader`] remembers between checks.
+#[derive(Default)]
+struct Memory {
+    /// Listing keys (or local digests) of versions that failed the gate -> why. Not fetched
+    /// again until the source points somewhere else.
+    known_bad: HashMap<String, String>,
+    /// The identity of the model this pipeline made live last.
+    live: Option<Identity>,
+}
+
+impl Reloader {
+    /// A pipeline for `source`, caching in `cache` (opened by the caller, off the runtime).
+    pub fn new(
+        config: Arc<Config>,
+        live: Arc<Live>,
+        metrics: Arc<Metrics>,
+        notifier: Notifier,
+        uri: String,
+        source: Source,
+        cache: Cache,
+    ) -> Reloader {
+        let local_name = config.model_name.clone().unwrap_or_else(|| match &source {
+            Source::Local { dir } => name_of(dir),
+            Source::Zip { path } => name_of(&path.with_extension("")),
+            Source::Remote { .. } => "model".into(),
+        });
+        Reloader {
+            config,
+            live,
+            metrics,
+            notifier,
+            uri,
+            source,
+            cache,
+            local_name,
+            memory: Mutex::new(Memory::default()),
+        }
+    }
+
+    /// How often to poll: the configured interval for registry URIs; local sources are
+    /// followed by the file watcher instead.
+    pub fn poll_interval(&self) -> Option<Duration> {
+        match self.source {
+            Source::Remote { .. } => self.config.poll_interval,
+            Source::Local { .. } | Source::Zip { .. } => None,
+        }
+    }
+
+    /// The registered model name the webhook filters on, when there is one.
+    pub fn registered_name(&self) -> Option<String> {
+        match &self.source {
+            Source::Remote { uri, .. } => uri.registered_name().map(str::to_string),
+            Source::Local { .. } | Source::Zip { .. } => None,
+        }
+    }
+
+    /// The local directory to watch, if the source is one.
+    pub fn watched_dir(&self) -> Option<&Path> {
+        match &self.source {
+            Source::Local { dir } => Some(dir),
+            Source::Zip { .. } | Source::Remote { .. } => None,
+        }
+    }
+
+    /// Whether the source is on this machine (a failed first load then cannot get better by
+    /// waiting for a registry).
+    pub fn is_local(&self) -> bool {
+        !matches!(self.source, Source::Remote { .. })
+    }
+
+    /// Runs one check and reports it (metrics, logs, `/health`, systemd).
+    pub async fn check(&self, trigger: Trigger) -> Outcome {
+        let started = Instant::now();
+        let was_live = self.live.current().is_some();
+        if trigger == Trigger::Signal {
+            self.notifier.reloading();
+        }
+        let outcome = match &self.source {
+            Source::Local { dir } => local::check(self, dir, local::Form::Directory).await,
+            Source::Zip { path } => local::check(self, path, local::Form::Zip).await,
+            Source::Remote {
+                uri,
+                client,
+                impatient,
+            } => {
+                let client = if !was_live && self.has_last_good().await {
+                    impatient
+                } else {
+                    client
+                };
+                remote::check(self, uri, client).await
+            }
+        };
+        report(self, trigger, was_live, &outcome, started.elapsed());
+        outcome
+    }
+
+    /// Decides what to do with `found` given what this pipeline remembers.
+    pub(super) fn decide(&self, found: &Identity, cached: Option<&Manifest>) -> Action {
+        let memory = self.memory();
+        decide(memory.live.as_ref(), found, &memory.known_bad, cached)
+    }
+
+    /// Remembers that the version with listing key `key` failed, and why.
+    pub(super) fn remember_bad(&self, key: &str, why: String) {
+        self.memory().known_bad.insert(key.to_string(), why);
+    }
+
+    /// Remembers which model is live now.
+    pub(super) fn remember_live(&self, identity: Identity) {
+        self.memory().live = Some(identity);
+    }
+
+    async fn has_last_good(&self) -> bool {
+        let cache = self.cache.clone();
+        let uri = self.uri.clone();
+        on_disk(move || cache.last_good(&uri).is_some())
+            .await
+            .unwrap_or(false)
+    }
+
+    fn memory(&self) -> std::sync::MutexGuard<'_, Memory> {
+        self.memory.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn name_of(path: &Path) -> String {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .filter(|n| !n.is_empty())
+        .unwrap_or("model")
+        .to_string()
+}

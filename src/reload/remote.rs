@@ -1,0 +1,160 @@
+//! Registry sources (`models:/`, `runs:/`, `mlflow-artifacts:/`): resolve what the URI
+//! points at, decide ([`super::decide`]), and reuse the cached copy or download it into the
+//! cache. When the registry cannot be reached and nothing is live, the last known good model
+//! of this URI is served from the cache.
+
+use std::sync::atomic::Ordering;
+use std::time::SystemTime;
+
+use super::cache::Manifest;
+use super::decide::{identity_of, Action, Identity};
+use super::report::Outcome;
+use super::{on_disk, publish, ReloadError, Reloader};
+use crate::live::describe;
+use crate::registry::{self, MlflowClient, RemoteUri};
+
+/// One check of a registry URI.
+pub async fn check(reloader: &Reloader, uri: &RemoteUri, client: &MlflowClient) -> Outcome {
+    let resolution = match registry::resolve(client, uri).await {
+        Ok(resolution) => resolution,
+        Err(err) => {
+            let kind = if err.is_transient() {
+                "unreachable"
+            } else {
+                "rejected"
+            };
+            reloader.metrics.registry_errors.inc(&[("kind", kind)]);
+            let error = ReloadError::from(err);
+            if reloader.live.current().is_none() {
+                return serve_last_good(reloader, error).await;
+            }
+            return Outcome::Failed {
+                version: None,
+                error,
+            };
+        }
+    };
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    reloader
+        .metrics
+        .last_registry_success
+        .store(now, Ordering::Relaxed);
+
+    let found = identity_of(&resolution);
+    let cached = {
+        let cache = reloader.cache.clone();
+        let (name, version) = (found.name.clone(), found.version.clone());
+        on_disk(move || cache.manifest(&name, &version))
+            .await
+            .ok()
+            .flatten()
+    };
+    let manifest = match reloader.decide(&found, cached.as_ref()) {
+        Action::KeepLive => {
+            reloader.live.update(|status| status.from_cache = false);
+            return Outcome::Unchanged {
+                version: found.version,
+            };
+        }
+        Action::SkipKnownBad { why } => {
+            return Outcome::SkippedBad {
+                version: found.version,
+                why,
+            }
+        }
+        Action::LoadCached(manifest) => {
+            tracing::info!(name = %found.name, version = %found.version, "using the cached copy (no download)");
+            manifest
+        }
+        Action::Fetch => match download(reloader, client, &resolution, &found).await {
+            Ok(manifest) => manifest,
+            Err(outcome) => return outcome,
+        },
+    };
+    // Aliases move without the files changing: record the current ones.
+    let manifest = Manifest {
+        aliases: resolution.aliases.clone(),
+        ..manifest
+    };
+    let outcome = publish::load_and_publish(reloader, manifest, found).await;
+    if matches!(outcome, Outcome::Loaded { .. }) {
+        reloader.live.update(|status| status.from_cache = false);
+    }
+    outcome
+}
+
+/// Downloads the resolved version into its cache directory (staged, then renamed there).
+async fn download(
+    reloader: &Reloader,
+    client: &MlflowClient,
+    resolution: &registry::Resolution,
+    found: &Identity,
+) -> Result<Manifest, Outcome> {
+    let dest = reloader.cache.model_dir(&found.name, &found.version);
+    {
+        let cache = reloader.cache.clone();
+        let dest = dest.clone();
+        let _ = on_disk(move || cache.remove(&dest)).await;
+    }
+    reloader.live.set_message(format!(
+        "downloading {}",
+        describe(&found.name, &found.version)
+    ));
+    match registry::download(client, resolution, &dest).await {
+        Ok(digests) => Ok(Manifest {
+            uri: reloader.uri.clone(),
+            name: found.name.clone(),
+            version: found.version.clone(),
+            aliases: resolution.aliases.clone(),
+            model_id: resolution.model_id.clone(),
+            run_id: resolution.run_id.clone(),
+            listing_key: found.key.clone(),
+            digests,
+            dir: dest,
+        }),
+        Err(err) => {
+            let error = ReloadError::from(err);
+            if !error.is_transient() {
+                reloader.remember_bad(&found.key, error.to_string());
+            }
+            Err(Outcome::Failed {
+                version: Some(found.version.clone()),
+                error,
+            })
+        }
+    }
+}
+
+/// The registry is unreachable and nothing is live: serve what this URI served last.
+async fn serve_last_good(reloader: &Reloader, error: ReloadError) -> Outcome {
+    let last_good = {
+        let cache = reloader.cache.clone();
+        let uri = reloader.uri.clone();
+        on_disk(move || cache.last_good(&uri)).await.ok().flatten()
+    };
+    let Some(manifest) = last_good else {
+        return Outcome::Failed {
+            version: None,
+            error,
+        };
+    };
+    tracing::warn!(version = %manifest.version, "the registry is unreachable; serving the last known good model from the cache");
+    let identity = Identity {
+        name: manifest.name.clone(),
+        version: manifest.version.clone(),
+        key: manifest.listing_key.clone(),
+    };
+    match publish::load_and_publish(reloader, manifest, identity).await {
+        Outcome::Loaded { version } => {
+            reloader.live.update(|status| status.from_cache = true);
+            Outcome::ServingCached { version, error }
+        }
+        _ => Outcome::Failed {
+            version: None,
+            error,
+        },
+    }
+}
