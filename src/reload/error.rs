@@ -26,6 +26,13 @@ pub enum ReloadError {
     /// A local model directory changed while it was being copied: a writer is still at work.
     #[error("the model directory is still changing: {dir} changed while it was being copied; retrying once it is stable")]
     StillChanging { dir: PathBuf },
+    /// A local directory's files do not match its `SHA256SUMS`: a writer is replacing the
+    /// model in place and the copy mixes two versions.
+    #[error("the model directory is still changing: {dir} mixes two versions ({why}); retrying once its files match SHA256SUMS")]
+    Mixture { dir: PathBuf, why: String },
+    /// A local directory with neither a model nor version directories.
+    #[error("{dir} holds neither an MLmodel file nor version directories (1/, 2/, ...); point MODEL_URI at a model directory or a model repository")]
+    NoModel { dir: PathBuf },
     /// A `.zip` bundle could not be extracted safely.
     #[error(transparent)]
     Bundle(#[from] BundleError),
@@ -54,8 +61,9 @@ impl ReloadError {
     pub fn is_transient(&self) -> bool {
         match self {
             ReloadError::Registry(err) => err.is_transient(),
-            ReloadError::StillChanging { .. } => true,
-            ReloadError::Copy { .. }
+            ReloadError::StillChanging { .. } | ReloadError::Mixture { .. } => true,
+            ReloadError::NoModel { .. }
+            | ReloadError::Copy { .. }
             | ReloadError::Bundle(_)
             | ReloadError::Model(_)
             | ReloadError::Cache { .. }

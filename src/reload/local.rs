@@ -1,7 +1,24 @@
-//! Local sources: a model directory (or `file://` path) and a `.zip` bundle. Each check
-//! copies or extracts the source into staging first, so the gate never reads a directory that
-//! is being rewritten, then identifies it by the digest of its files; a directory that changed
-//! during the copy is discarded and retried. All file work runs on the blocking pool.
+//! Local sources: a model directory (or `file://` path), a model repository, and a `.zip`
+//! bundle. Each check copies or extracts the source into staging first, so the gate never
+//! reads files that are being rewritten, then identifies the copy by the digest of its files.
+//! All file work runs on the blocking pool.
+//!
+//! What a local `MODEL_URI` may be ([`Layout`], read anew at every check):
+//! - **a model directory** (it has an `MLmodel`), or a symbolic link to one. A link is resolved
+//!   once per check, so replacing it atomically (`ln -s v8 tmp && mv -T tmp current`) switches
+//!   versions with no moment where a mixture can be read;
+//! - **a model repository** (no `MLmodel`, numbered version directories `1/`, `2/`, ... as in
+//!   TF Serving and Triton): the highest version that passes the gate is served, and a broken
+//!   newest version leaves the next one serving. Only names made of digits count, so a writer
+//!   publishes a version by writing it under another name (`.tmp-3/`) and renaming it into
+//!   place; a half-copied version is never considered. Pin a version by pointing `MODEL_URI`
+//!   at its directory.
+//!
+//! A directory rewritten in place is safe only if the writer finishes within `watch_debounce`:
+//! the copy is discarded if a file changed while it was copied, but no quiet period can tell a
+//! finished writer from a slow one. A `SHA256SUMS` file (`sha256sum` format) written last
+//! closes that gap: when present, a copy whose files do not match it is a mixture of two
+//! versions and is refused (and retried) instead of loaded.
 
 use std::path::{Path, PathBuf};
 
@@ -19,6 +36,18 @@ pub enum Form {
     Zip,
 }
 
+/// What a local directory holds right now.
+#[derive(Debug, PartialEq)]
+enum Layout {
+    /// A model directory (symbolic links resolved).
+    Model(PathBuf),
+    /// A model repository: its complete versions, highest first.
+    Repository(Vec<(u64, PathBuf)>),
+}
+
+/// The publish-time digests a writer may put beside the model files.
+const SUMS_FILE: &str = "SHA256SUMS";
+
 /// A local source copied into staging.
 struct Staged {
     /// The model root inside staging (a bundle may hold it one folder down).
@@ -32,6 +61,59 @@ struct Staged {
 
 /// One check of a local source.
 pub async fn check(reloader: &Reloader, path: &Path, form: Form) -> Outcome {
+    if let Form::Zip = form {
+        return check_one(reloader, path, Form::Zip, None).await;
+    }
+    let dir = path.to_path_buf();
+    match on_disk(move || layout_of(&dir)).await {
+        Ok(Ok(Layout::Model(dir))) => check_one(reloader, &dir, Form::Directory, None).await,
+        Ok(Ok(Layout::Repository(versions))) => check_repository(reloader, versions).await,
+        Ok(Err(error)) | Err(error) => Outcome::Failed {
+            version: None,
+            error,
+        },
+    }
+}
+
+/// A repository: the highest version that passes the gate. Versions are tried from the
+/// highest down until one is live or goes live; the first failure on the way is what the check
+/// reports when an older version stays live.
+async fn check_repository(reloader: &Reloader, versions: Vec<(u64, PathBuf)>) -> Outcome {
+    let mut newest_failure: Option<Outcome> = None;
+    for (number, dir) in versions {
+        let outcome = check_one(reloader, &dir, Form::Directory, Some(number.to_string())).await;
+        match outcome {
+            Outcome::Unchanged { .. } => return newest_failure.unwrap_or(outcome),
+            Outcome::Loaded { .. } | Outcome::ServingCached { .. } => {
+                if let Some(failure) = newest_failure {
+                    tracing::warn!(version = ?failure.version(), "a newer version was not served: {}", failure.error_message().unwrap_or_default());
+                }
+                return outcome;
+            }
+            Outcome::SkippedBad { .. } | Outcome::Failed { .. } => {
+                newest_failure.get_or_insert(outcome);
+            }
+        }
+    }
+    newest_failure.unwrap_or_else(|| Outcome::Failed {
+        version: None,
+        error: ReloadError::NoModel {
+            dir: reloader
+                .watched_dir()
+                .map(Path::to_path_buf)
+                .unwrap_or_default(),
+        },
+    })
+}
+
+/// One model directory or bundle; `version` names a repository version (else the version is
+/// `local-` and the start of the content digest).
+async fn check_one(
+    reloader: &Reloader,
+    path: &Path,
+    form: Form,
+    version: Option<String>,
+) -> Outcome {
     let staging = reloader.cache.staging_path();
     let max_bundle_bytes = reloader.config.max_bundle_bytes;
     let source = path.to_path_buf();
@@ -46,7 +128,7 @@ pub async fn check(reloader: &Reloader, path: &Path, form: Form) -> Outcome {
     };
     let found = Identity {
         name: reloader.local_name.clone(),
-        version: format!("local-{}", &staged.digest[..12]),
+        version: version.unwrap_or_else(|| format!("local-{}", &staged.digest[..12])),
         key: staged.digest.clone(),
     };
     match reloader.decide(&found, None) {
@@ -117,6 +199,12 @@ fn stage(
             }
         };
         let digests = digest_dir(&root)?;
+        if let Some(sums) = read_sums(&root, source)? {
+            check_sums(&sums, &digests).map_err(|why| ReloadError::Mixture {
+                dir: source.to_path_buf(),
+                why,
+            })?;
+        }
         Ok::<_, ReloadError>((root, digests))
     })();
     match staged {
@@ -131,6 +219,91 @@ fn stage(
             Err(error)
         }
     }
+}
+
+/// What `dir` holds: a model (it has an `MLmodel`; links resolved) or a repository of
+/// numbered versions. Blocking.
+fn layout_of(dir: &Path) -> Result<Layout, ReloadError> {
+    let read_error = |source| ReloadError::Copy {
+        dir: dir.to_path_buf(),
+        source,
+    };
+    let real = std::fs::canonicalize(dir).map_err(read_error)?;
+    if real.join("MLmodel").is_file() {
+        return Ok(Layout::Model(real));
+    }
+    let mut versions = Vec::new();
+    for entry in std::fs::read_dir(&real).map_err(read_error)? {
+        let entry = entry.map_err(read_error)?;
+        let Some(number) = entry.file_name().to_str().and_then(version_number) else {
+            continue;
+        };
+        // A version may itself be a link; resolve it once, here.
+        match std::fs::canonicalize(entry.path()) {
+            Ok(version_dir) if version_dir.is_dir() => versions.push((number, version_dir)),
+            _ => continue,
+        }
+    }
+    if versions.is_empty() {
+        return Err(ReloadError::NoModel {
+            dir: dir.to_path_buf(),
+        });
+    }
+    versions.sort_by(|a, b| b.0.cmp(&a.0));
+    Ok(Layout::Repository(versions))
+}
+
+/// The version a repository entry stands for: a name made of ASCII digits only (`3`, `0042`).
+/// Anything else (`.tmp-3`, `3.partial`, `latest`) is not a version.
+fn version_number(name: &str) -> Option<u64> {
+    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    name.parse().ok()
+}
+
+/// The staged copy's `SHA256SUMS`, if the model has one. Blocking.
+fn read_sums(root: &Path, source: &Path) -> Result<Option<String>, ReloadError> {
+    match std::fs::read_to_string(root.join(SUMS_FILE)) {
+        Ok(text) => Ok(Some(text)),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source_error) => Err(ReloadError::Copy {
+            dir: source.to_path_buf(),
+            source: source_error,
+        }),
+    }
+}
+
+/// Checks the files against a `SHA256SUMS` text (`<hex>  <path>` per line, as `sha256sum`
+/// writes it; `*` before the path for binary mode is accepted). Every listed file must exist
+/// with that digest.
+fn check_sums(sums: &str, digests: &[FileDigest]) -> Result<(), String> {
+    for (number, line) in sums.lines().enumerate() {
+        let line = line.trim_end();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let malformed = || {
+            format!(
+                "{SUMS_FILE} line {}: expected '<sha256>  <path>'",
+                number + 1
+            )
+        };
+        let (hash, path) = line.split_once(' ').ok_or_else(malformed)?;
+        let path = path.trim_start_matches(' ').trim_start_matches('*');
+        let path = path.strip_prefix("./").unwrap_or(path);
+        if hash.len() != 64 || path.is_empty() {
+            return Err(malformed());
+        }
+        match digests.iter().find(|d| d.path == path) {
+            None => return Err(format!("{path} is listed in {SUMS_FILE} but missing")),
+            Some(digest) if !digest.sha256.eq_ignore_ascii_case(hash) => {
+                return Err(format!("{path} does not match its digest in {SUMS_FILE}"))
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
 }
 
 /// Copies `dir` to `to`, and fails with [`ReloadError::StillChanging`] if any file's name,
@@ -264,6 +437,148 @@ mod tests {
         .expect("a missing bundle cannot be staged");
         assert!(matches!(error, ReloadError::Bundle(_)), "{error}");
         assert!(!staging.exists());
+    }
+
+    #[test]
+    fn version_names() {
+        let cases = [
+            ("1", Some(1)),
+            ("0042", Some(42)),
+            ("", None),
+            (".tmp-3", None),
+            ("3.partial", None),
+            ("latest", None),
+            ("-1", None),
+            ("+2", None),
+            ("99999999999999999999999", None),
+        ];
+        for (name, expected) in cases {
+            assert_eq!(version_number(name), expected, "{name:?}");
+        }
+    }
+
+    #[test]
+    fn layouts() {
+        let area = tempfile::tempdir().unwrap();
+        let root = area.path().canonicalize().unwrap();
+        let model = root.join("model");
+        write(&model, &[("MLmodel", "m")]);
+        assert_eq!(layout_of(&model).unwrap(), Layout::Model(model.clone()));
+
+        let link = root.join("current");
+        std::os::unix::fs::symlink(&model, &link).unwrap();
+        assert_eq!(
+            layout_of(&link).unwrap(),
+            Layout::Model(model.clone()),
+            "links are resolved"
+        );
+
+        let repo = root.join("repo");
+        write(
+            &repo,
+            &[("1/MLmodel", "m"), ("10/MLmodel", "m"), ("2/MLmodel", "m")],
+        );
+        write(
+            &repo,
+            &[
+                (".tmp-11/MLmodel", "m"),
+                ("12.partial/MLmodel", "m"),
+                ("13", "a file"),
+            ],
+        );
+        std::os::unix::fs::symlink(&model, repo.join("7")).unwrap();
+        assert_eq!(
+            layout_of(&repo).unwrap(),
+            Layout::Repository(vec![
+                (10, repo.join("10")),
+                (7, model.clone()),
+                (2, repo.join("2")),
+                (1, repo.join("1")),
+            ]),
+            "numbered directories only, highest first, links resolved"
+        );
+
+        let empty = root.join("empty");
+        write(&empty, &[(".tmp-1/MLmodel", "m")]);
+        let error = layout_of(&empty).unwrap_err();
+        assert!(matches!(error, ReloadError::NoModel { .. }), "{error}");
+        assert!(!error.is_transient());
+    }
+
+    fn digest(path: &str, sha256: &str) -> FileDigest {
+        FileDigest {
+            path: path.into(),
+            size: 1,
+            sha256: sha256.into(),
+        }
+    }
+
+    #[test]
+    fn sums() {
+        let a = "a".repeat(64);
+        let b = "b".repeat(64);
+        let files = [digest("MLmodel", &a), digest("sub/model.onnx", &b)];
+        let check = |sums: String, expected: Result<(), &str>| {
+            assert_eq!(
+                check_sums(&sums, &files),
+                expected.map_err(str::to_string),
+                "{sums:?}"
+            );
+        };
+        check(format!("{a}  MLmodel\n{b}  sub/model.onnx\n"), Ok(()));
+        check(format!("{a} *MLmodel\n{b}  ./sub/model.onnx"), Ok(()));
+        check(format!("{}  MLmodel\n", a.to_uppercase()), Ok(()));
+        check(format!("# comment\n\n{a}  MLmodel\n"), Ok(()));
+        check(String::new(), Ok(()));
+        check(
+            format!("{b}  MLmodel\n"),
+            Err("MLmodel does not match its digest in SHA256SUMS"),
+        );
+        check(
+            format!("{a}  tokenizer.json\n"),
+            Err("tokenizer.json is listed in SHA256SUMS but missing"),
+        );
+        check(
+            "abc  MLmodel\n".into(),
+            Err("SHA256SUMS line 1: expected '<sha256>  <path>'"),
+        );
+        check(
+            format!("{a}\n"),
+            Err("SHA256SUMS line 1: expected '<sha256>  <path>'"),
+        );
+    }
+
+    #[test]
+    fn a_copy_that_does_not_match_its_sums_is_a_mixture() {
+        let source = tempfile::tempdir().unwrap();
+        write(source.path(), &[("MLmodel", "new"), ("model.onnx", "old")]);
+        // The sums of the version being written: MLmodel is new already, the graph not yet.
+        let sums = |graph: &str| {
+            use sha2::{Digest, Sha256};
+            let hex = |text: &str| crate::model::load::hex(&Sha256::digest(text.as_bytes()));
+            format!("{}  MLmodel\n{}  model.onnx\n", hex("new"), hex(graph))
+        };
+        write(source.path(), &[(SUMS_FILE, &sums("new graph"))]);
+        let area = tempfile::tempdir().unwrap();
+        let error = stage(
+            source.path(),
+            area.path().join("s1"),
+            Form::Directory,
+            1 << 20,
+        )
+        .err()
+        .expect("a mixture is refused");
+        assert!(matches!(error, ReloadError::Mixture { .. }), "{error}");
+        assert!(error.is_transient(), "retried until the writer is done");
+        assert!(!area.path().join("s1").exists());
+        write(source.path(), &[("model.onnx", "new graph")]);
+        stage(
+            source.path(),
+            area.path().join("s2"),
+            Form::Directory,
+            1 << 20,
+        )
+        .expect("the finished version matches its sums");
     }
 
     #[test]
