@@ -305,7 +305,7 @@ impl Metrics {
             &mut out,
             "hotserve_reloads_total",
             "counter",
-            "Reload attempts by result (success, failed, unchanged, skipped_bad).",
+            "Reload attempts by result (loaded, unchanged, failed, skipped_bad).",
         );
         self.reloads.render(&mut out, "hotserve_reloads_total");
         header(

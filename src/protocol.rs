@@ -307,65 +307,42 @@ fn dataframe_records(value: Value) -> Result<Data, BadRequest> {
     Ok(Data::Frame { columns, rows })
 }
 
-/// RFC 4180 CSV with a header row; quoted fields may hold commas, quotes (`""`) and newlines.
+/// CSV with a header row, read by the `csv` crate: RFC 4180 quoting (quoted fields may hold
+/// commas, doubled quotes and newlines), a UTF-8 BOM skipped, blank lines skipped, and a line
+/// holding `""` a row with an empty text. As in pandas, which MLflow's own server reads CSV
+/// with, a quote that does not open a field is an ordinary character: ` "a"` (a space before
+/// the quote) is the text ` "a"`. The crate has no strict mode (BurntSushi/rust-csv#77) and
+/// would take an unclosed quote as a field running to the end of the body, so one check is
+/// ours: a record with an unpaired quote is refused.
 fn parse_csv(body: &[u8]) -> Result<Data, BadRequest> {
-    let text = std::str::from_utf8(body)
+    std::str::from_utf8(body)
         .map_err(|err| malformed(format!("the CSV body is not valid UTF-8: {err}")))?;
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(body);
     let mut records: Vec<Vec<String>> = Vec::new();
-    let mut record: Vec<String> = Vec::new();
-    let mut field = String::new();
-    let mut chars = text.chars().peekable();
-    let mut in_quotes = false;
-    let mut field_started = false;
-    while let Some(c) = chars.next() {
-        if in_quotes {
-            match c {
-                '"' if chars.peek() == Some(&'"') => {
-                    chars.next();
-                    field.push('"');
-                }
-                '"' => in_quotes = false,
-                _ => field.push(c),
-            }
-            continue;
+    let mut record = csv::StringRecord::new();
+    let mut record_start = 0;
+    while reader
+        .read_record(&mut record)
+        .map_err(|err| malformed(format!("CSV: {err}")))?
+    {
+        let record_end = reader.position().byte() as usize;
+        let quotes = body[record_start..record_end]
+            .iter()
+            .filter(|&&byte| byte == b'"')
+            .count();
+        if quotes % 2 == 1 {
+            let line = record.position().map_or(0, |p| p.line());
+            return Err(malformed(format!(
+                "CSV line {line}: an unpaired quote; either a quoted field is not closed or there is a quote inside an unquoted field (quote that field and double its quotes: \"say \"\"hi\"\"\")"
+            )));
         }
-        match c {
-            '"' if !field_started => {
-                in_quotes = true;
-                field_started = true;
-            }
-            '"' => {
-                return Err(malformed(format!(
-                    "CSV line {}: a quote inside an unquoted field",
-                    records.len() + 1
-                )))
-            }
-            ',' => {
-                record.push(std::mem::take(&mut field));
-                field_started = false;
-            }
-            '\r' if chars.peek() == Some(&'\n') => {}
-            '\n' => {
-                record.push(std::mem::take(&mut field));
-                records.push(std::mem::take(&mut record));
-                field_started = false;
-            }
-            _ => {
-                field.push(c);
-                field_started = true;
-            }
-        }
+        record_start = record_end;
+        records.push(record.iter().map(str::to_string).collect());
     }
-    if in_quotes {
-        return Err(malformed("CSV: a quoted field is not closed"));
-    }
-    if field_started || !record.is_empty() {
-        record.push(field);
-        records.push(record);
-    }
-    let mut records = records
-        .into_iter()
-        .filter(|r| !(r.len() == 1 && r[0].is_empty()));
+    let mut records = records.into_iter();
     let columns = records
         .next()
         .ok_or_else(|| malformed("CSV: the body has no header row"))?;
@@ -516,34 +493,42 @@ mod tests {
         check(r#"{"inputs": {"x": [1]}}"#, Err("got fields [\"x\"]"));
     }
 
+    fn check_csv(body: &str, expected: Result<&[&str], &str>) {
+        check_as(body, ContentType::Csv, expected)
+    }
+
     #[test]
+    #[rustfmt::skip]
     fn csv() {
-        check_as(
-            "text\nhello\nworld\n",
-            ContentType::Csv,
-            Ok(&["hello", "world"]),
-        );
-        check_as(
-            "id,text\r\n1,\"a, b\"\r\n2,\"say \"\"hi\"\"\"\r\n",
-            ContentType::Csv,
-            Ok(&["a, b", "say \"hi\""]),
-        );
-        check_as(
-            "text\n\"multi\nline\"",
-            ContentType::Csv,
-            Ok(&["multi\nline"]),
-        );
-        check_as("", ContentType::Csv, Err("no header row"));
-        check_as("text\n\"open", ContentType::Csv, Err("not closed"));
-        check_as(
-            "a,b\n1\n",
-            ContentType::Csv,
-            Err("CSV row 1 has 1 fields for 2 columns"),
-        );
-        check_as(
-            "text\nab\"c\n",
-            ContentType::Csv,
-            Err("a quote inside an unquoted field"),
+        check_csv("text\nhello\nworld\n", Ok(&["hello", "world"]));
+        check_csv("id,text\r\n1,\"a, b\"\r\n2,\"say \"\"hi\"\"\"\r\n", Ok(&["a, b", "say \"hi\""]));
+        check_csv("text\n\"multi\nline\"", Ok(&["multi\nline"]));
+        check_csv("text\na\n\nb\n", Ok(&["a", "b"]));
+        // A UTF-8 BOM is not part of the first column's name.
+        check_csv("\u{feff}text,id\nhello,1\n", Ok(&["hello"]));
+        check_csv("\u{feff}", Err("no header row"));
+        // A quoted empty field is a row, not a blank line.
+        check_csv("\"text\"\n\"a\"\n\"\"\n\"b\"\n", Ok(&["a", "", "b"]));
+        check_csv("text\n\"\"\n", Ok(&[""]));
+        // A space before a quote makes the quotes ordinary characters, as in pandas.
+        check_csv("text\n \"a\"\n", Ok(&[" \"a\""]));
+        check_csv("id,text\n1, \"a, b\"\n", Err("CSV row 1 has 3 fields for 2 columns"));
+        check_csv("", Err("no header row"));
+        check_csv("\n\n", Err("no header row"));
+        check_csv("text\n\"open", Err("BAD_REQUEST: CSV line 2: an unpaired quote; either a quoted field is not closed"));
+        check_csv("text\na\n\"open\nb\n", Err("CSV line 3: an unpaired quote"));
+        check_csv("a,b\n1\n", Err("INVALID_PARAMETER_VALUE: CSV row 1 has 1 fields for 2 columns"));
+        check_csv("text\nab\"c\n", Err("a quote inside an unquoted field"));
+        check_csv("text\n\"a\"b\"c\n", Err("a quote inside an unquoted field"));
+    }
+
+    #[test]
+    fn csv_bytes() {
+        let err = parse_invocation(b"text\n\xff\n", ContentType::Csv).unwrap_err();
+        assert_eq!(err.code, "BAD_REQUEST");
+        assert!(
+            err.message.starts_with("the CSV body is not valid UTF-8"),
+            "{err:?}"
         );
     }
 

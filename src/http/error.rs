@@ -1,113 +1,264 @@
-//! The one place where errors become HTTP statuses and MLflow error codes
-//! (`{"error_code": ..., "message": ...}`).
+//! The one place where an outcome becomes an HTTP status: every error becomes a status, an
+//! MLflow `error_code` (`{"error_code": ..., "message": ...}`) and, where a retry helps, a
+//! `Retry-After`; every health probe becomes 200 or 503. Handlers say which error happened
+//! (a typed error through a `From` impl, or a named constructor below); they never pick a
+//! number, and nothing outside this file can build an [`ApiError`] with a status of its own.
 
+use std::fmt::Display;
+
+use hyper::header::{HeaderValue, ALLOW, RETRY_AFTER};
+use hyper::{Method, StatusCode};
+
+use super::{text, HttpResponse};
+use crate::model::InferError;
 use crate::protocol::BadRequest;
 use crate::queue::PoolError;
+use crate::reload::webhook::WebhookError;
 
-/// An error response.
+/// An error response: a status, an MLflow error code and a message for the client.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ApiError {
-    pub status: u16,
-    pub code: &'static str,
-    pub message: String,
-    /// Seconds for a `Retry-After` header.
-    pub retry_after: Option<u64>,
+    /// The HTTP status, chosen only by the constructors in this file.
+    status: StatusCode,
+    /// The MLflow `error_code` (`INVALID_PARAMETER_VALUE`, `RESOURCE_EXHAUSTED`, ...).
+    code: &'static str,
+    /// What went wrong and what to do about it, for the client.
+    message: String,
+    /// Seconds for a `Retry-After` header, on answers where retrying later helps.
+    retry_after: Option<u64>,
+    /// The `Allow` header of a 405.
+    allow: Option<&'static str>,
 }
 
 impl ApiError {
-    pub fn new(status: u16, code: &'static str, message: impl Into<String>) -> ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
         ApiError {
             status,
             code,
             message: message.into(),
             retry_after: None,
+            allow: None,
         }
     }
 
-    pub fn invalid(message: impl Into<String>) -> ApiError {
-        ApiError::new(400, "INVALID_PARAMETER_VALUE", message)
+    fn retry_after(mut self, seconds: u64) -> ApiError {
+        self.retry_after = Some(seconds);
+        self
     }
 
+    /// A value that parses but does not fit (too many texts, a text too long, a wrong type).
+    pub fn invalid(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "INVALID_PARAMETER_VALUE", message)
+    }
+
+    /// A request body that could not be read (the connection failed mid-body).
+    pub fn unreadable_body(err: impl Display) -> ApiError {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "BAD_REQUEST",
+            format!("cannot read the request body: {err}"),
+        )
+    }
+
+    /// A path that is not a route.
     pub fn not_found(path: &str) -> ApiError {
         ApiError::new(
-            404,
+            StatusCode::NOT_FOUND,
             "ENDPOINT_NOT_FOUND",
             format!("no route for {path}; see README.md for the API"),
         )
     }
 
-    pub fn method_not_allowed(method: &str, path: &str, allowed: &str) -> ApiError {
-        ApiError::new(
-            405,
+    /// A route that exists but is switched off by configuration; answered like an unknown
+    /// route, so a scanner learns nothing. `message` says which setting turns it on.
+    pub fn route_disabled(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, "ENDPOINT_NOT_FOUND", message)
+    }
+
+    /// A route called with the wrong method; `allowed` is the route's method (`GET` routes
+    /// also answer `HEAD`).
+    pub fn method_not_allowed(method: &Method, path: &str, allowed: &Method) -> ApiError {
+        let mut err = ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
             "BAD_REQUEST",
             format!("{method} is not allowed on {path}; use {allowed}"),
+        );
+        err.allow = Some(if allowed == Method::GET {
+            "GET, HEAD"
+        } else {
+            "POST"
+        });
+        err
+    }
+
+    /// No credentials were presented on a route that needs them.
+    pub fn unauthorized(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", message)
+    }
+
+    /// The credentials presented are wrong.
+    pub fn forbidden(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::FORBIDDEN, "PERMISSION_DENIED", message)
+    }
+
+    /// The client did not send its whole body before `request_timeout`.
+    pub fn request_timeout() -> ApiError {
+        ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "BAD_REQUEST",
+            "the request body did not arrive before request_timeout",
         )
     }
 
+    /// A body larger than `max_body_bytes`.
     pub fn too_large(limit: usize) -> ApiError {
         ApiError::new(
-            413,
+            StatusCode::PAYLOAD_TOO_LARGE,
             "MAX_READ_SIZE_EXCEEDED",
             format!("the request body is larger than {limit} bytes (max_body_bytes)"),
         )
     }
 
+    /// A content type the route does not take.
     pub fn unsupported_media_type(got: &str, expected: &str) -> ApiError {
         ApiError::new(
-            415,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "BAD_REQUEST",
             format!("content type '{got}' is not supported here; send {expected}"),
         )
     }
 
-    pub fn no_model(why: &str) -> ApiError {
-        let mut err = ApiError::new(
-            503,
-            "TEMPORARILY_UNAVAILABLE",
-            format!("no model is live: {why}"),
-        );
-        err.retry_after = Some(5);
-        err
+    /// The request as a whole (tokenization, queueing, inference) took longer than
+    /// `request_timeout`.
+    pub fn deadline_exceeded() -> ApiError {
+        ApiError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "DEADLINE_EXCEEDED",
+            "the request took longer than request_timeout",
+        )
     }
 
+    /// A failure of ours that the client cannot fix (a task that panicked).
+    pub fn internal(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR", message)
+    }
+
+    /// No model is live yet (or none could be loaded); `why` is the status in words.
+    pub fn no_model(why: &str) -> ApiError {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "TEMPORARILY_UNAVAILABLE",
+            format!("no model is live: {why}"),
+        )
+        .retry_after(5)
+    }
+
+    /// The JSON body: `{"error_code": ..., "message": ...}`.
     pub fn body(&self) -> String {
         serde_json::json!({ "error_code": self.code, "message": self.message }).to_string()
+    }
+
+    /// The whole response: status, JSON body, `Retry-After` and `Allow` where they apply.
+    pub fn response(&self) -> HttpResponse {
+        let mut response = text(self.status, self.body(), "application/json");
+        let headers = response.headers_mut();
+        if let Some(seconds) = self.retry_after {
+            headers.insert(RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        if let Some(allow) = self.allow {
+            headers.insert(ALLOW, HeaderValue::from_static(allow));
+        }
+        response
     }
 }
 
 impl From<BadRequest> for ApiError {
     fn from(err: BadRequest) -> Self {
-        ApiError::new(400, err.code, err.message)
+        ApiError::new(StatusCode::BAD_REQUEST, err.code, err.message)
+    }
+}
+
+impl From<InferError> for ApiError {
+    fn from(err: InferError) -> Self {
+        match err {
+            InferError::BadInput(message) => ApiError::invalid(message),
+            InferError::Runtime(message) => {
+                ApiError::internal(format!("inference failed: {message}"))
+            }
+        }
     }
 }
 
 impl From<PoolError> for ApiError {
     fn from(err: PoolError) -> Self {
         match err {
-            PoolError::QueueFull { .. } => {
-                let mut api = ApiError::new(429, "RESOURCE_EXHAUSTED", err.to_string());
-                api.retry_after = Some(1);
-                api
-            }
-            PoolError::DeadlineExceeded => ApiError::new(504, "DEADLINE_EXCEEDED", err.to_string()),
-            PoolError::ShuttingDown => {
-                let mut api = ApiError::new(503, "TEMPORARILY_UNAVAILABLE", err.to_string());
-                api.retry_after = Some(1);
-                api
-            }
-            PoolError::Infer(crate::model::InferError::BadInput(message)) => {
-                ApiError::invalid(message)
-            }
-            PoolError::Infer(crate::model::InferError::Runtime(message)) => ApiError::new(
-                500,
-                "INTERNAL_ERROR",
-                format!("inference failed: {message}"),
+            PoolError::QueueFull { .. } => ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "RESOURCE_EXHAUSTED",
+                err.to_string(),
+            )
+            .retry_after(1),
+            PoolError::DeadlineExceeded => ApiError::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "DEADLINE_EXCEEDED",
+                err.to_string(),
             ),
-            PoolError::Panicked(message) => ApiError::new(
-                500,
-                "INTERNAL_ERROR",
-                format!("inference failed: {message}"),
-            ),
+            PoolError::ShuttingDown => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "TEMPORARILY_UNAVAILABLE",
+                err.to_string(),
+            )
+            .retry_after(1),
+            PoolError::Infer(err) => err.into(),
+            PoolError::Panicked(message) => {
+                ApiError::internal(format!("inference failed: {message}"))
+            }
+        }
+    }
+}
+
+/// A delivery that cannot be authenticated (bad signature, too old, replayed) is a 401, so
+/// MLflow's delivery log shows an authentication problem; one that is malformed is a 400.
+impl From<WebhookError> for ApiError {
+    fn from(err: WebhookError) -> Self {
+        match err {
+            WebhookError::BadSignature | WebhookError::Stale | WebhookError::Replayed(_) => {
+                ApiError::unauthorized(err.to_string())
+            }
+            WebhookError::MissingHeader(_)
+            | WebhookError::BadTimestamp
+            | WebhookError::MalformedSignature
+            | WebhookError::BadPayload(_) => {
+                ApiError::new(StatusCode::BAD_REQUEST, "BAD_REQUEST", err.to_string())
+            }
+        }
+    }
+}
+
+/// What a health probe (`/ping`, `/health`, `/health/ready`) found. Probes answer with their
+/// own body rather than an MLflow error, but their status is decided here too.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Probe {
+    /// The probe's condition holds: 200.
+    Pass,
+    /// It does not: 503, so a load balancer or the kubelet takes the pod out of rotation.
+    Fail,
+}
+
+impl Probe {
+    /// `Pass` when `condition` holds.
+    pub fn of(condition: bool) -> Probe {
+        if condition {
+            Probe::Pass
+        } else {
+            Probe::Fail
+        }
+    }
+
+    pub fn status(self) -> StatusCode {
+        match self {
+            Probe::Pass => StatusCode::OK,
+            Probe::Fail => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 }
@@ -115,75 +266,99 @@ impl From<PoolError> for ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::InferError;
+
+    /// One error's expected status, `error_code` and `Retry-After`, and that the body and
+    /// headers carry them.
+    fn check(err: ApiError, status: u16, code: &str, retry_after: Option<u64>) {
+        assert_eq!(
+            (err.status.as_u16(), err.code, err.retry_after),
+            (status, code, retry_after),
+            "{err:?}"
+        );
+        let response = err.response();
+        assert_eq!(response.status().as_u16(), status, "{err:?}");
+        assert_eq!(
+            response.headers().get(RETRY_AFTER).map(|v| v
+                .to_str()
+                .unwrap()
+                .parse::<u64>()
+                .unwrap()),
+            retry_after,
+            "{err:?}"
+        );
+        let body: serde_json::Value = serde_json::from_str(&err.body()).unwrap();
+        assert_eq!(body["error_code"], code, "{err:?}");
+        assert!(
+            body["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{err:?}"
+        );
+    }
+
+    // The tables below are one case per line, so rustfmt is told to leave them alone.
 
     #[test]
-    fn mapping() {
-        let cases: Vec<(ApiError, u16, &str, Option<u64>)> = vec![
-            (
-                PoolError::QueueFull { capacity: 8 }.into(),
-                429,
-                "RESOURCE_EXHAUSTED",
-                Some(1),
-            ),
-            (
-                PoolError::DeadlineExceeded.into(),
-                504,
-                "DEADLINE_EXCEEDED",
-                None,
-            ),
-            (
-                PoolError::ShuttingDown.into(),
-                503,
-                "TEMPORARILY_UNAVAILABLE",
-                Some(1),
-            ),
-            (
-                PoolError::Infer(InferError::BadInput("x".into())).into(),
-                400,
-                "INVALID_PARAMETER_VALUE",
-                None,
-            ),
-            (
-                PoolError::Infer(InferError::Runtime("x".into())).into(),
-                500,
-                "INTERNAL_ERROR",
-                None,
-            ),
-            (
-                BadRequest {
-                    code: "BAD_REQUEST",
-                    message: "m".into(),
-                }
-                .into(),
-                400,
-                "BAD_REQUEST",
-                None,
-            ),
-            (ApiError::too_large(10), 413, "MAX_READ_SIZE_EXCEEDED", None),
-            (
-                ApiError::unsupported_media_type("text/plain", "application/json"),
-                415,
-                "BAD_REQUEST",
-                None,
-            ),
-            (
-                ApiError::no_model("loading"),
-                503,
-                "TEMPORARILY_UNAVAILABLE",
-                Some(5),
-            ),
-            (ApiError::not_found("/x"), 404, "ENDPOINT_NOT_FOUND", None),
-        ];
-        for (err, status, code, retry_after) in cases {
-            assert_eq!(
-                (err.status, err.code, err.retry_after),
-                (status, code, retry_after),
-                "{err:?}"
-            );
-            let body: serde_json::Value = serde_json::from_str(&err.body()).unwrap();
-            assert_eq!(body["error_code"], code);
-            assert!(body["message"].is_string());
-        }
+    #[rustfmt::skip]
+    fn pool_errors() {
+        check(PoolError::QueueFull { capacity: 8 }.into(), 429, "RESOURCE_EXHAUSTED", Some(1));
+        check(PoolError::DeadlineExceeded.into(), 504, "DEADLINE_EXCEEDED", None);
+        check(PoolError::ShuttingDown.into(), 503, "TEMPORARILY_UNAVAILABLE", Some(1));
+        check(PoolError::Infer(InferError::BadInput("x".into())).into(), 400, "INVALID_PARAMETER_VALUE", None);
+        check(PoolError::Infer(InferError::Runtime("x".into())).into(), 500, "INTERNAL_ERROR", None);
+        check(PoolError::Panicked("x".into()).into(), 500, "INTERNAL_ERROR", None);
+    }
+
+    #[test]
+    #[rustfmt::skip]
+    fn infer_and_parse_errors() {
+        check(InferError::BadInput("x".into()).into(), 400, "INVALID_PARAMETER_VALUE", None);
+        check(InferError::Runtime("x".into()).into(), 500, "INTERNAL_ERROR", None);
+        check(BadRequest { code: "BAD_REQUEST", message: "m".into() }.into(), 400, "BAD_REQUEST", None);
+        check(BadRequest { code: "INVALID_PARAMETER_VALUE", message: "m".into() }.into(), 400, "INVALID_PARAMETER_VALUE", None);
+    }
+
+    #[test]
+    #[rustfmt::skip]
+    fn webhook_errors() {
+        check(WebhookError::BadSignature.into(), 401, "UNAUTHENTICATED", None);
+        check(WebhookError::Stale.into(), 401, "UNAUTHENTICATED", None);
+        check(WebhookError::Replayed("d1".into()).into(), 401, "UNAUTHENTICATED", None);
+        check(WebhookError::MissingHeader("X-MLflow-Timestamp").into(), 400, "BAD_REQUEST", None);
+        check(WebhookError::BadTimestamp.into(), 400, "BAD_REQUEST", None);
+        check(WebhookError::MalformedSignature.into(), 400, "BAD_REQUEST", None);
+        check(WebhookError::BadPayload("x".into()).into(), 400, "BAD_REQUEST", None);
+    }
+
+    #[test]
+    #[rustfmt::skip]
+    fn named_errors() {
+        check(ApiError::invalid("x"), 400, "INVALID_PARAMETER_VALUE", None);
+        check(ApiError::unreadable_body("reset"), 400, "BAD_REQUEST", None);
+        check(ApiError::unauthorized("x"), 401, "UNAUTHENTICATED", None);
+        check(ApiError::forbidden("x"), 403, "PERMISSION_DENIED", None);
+        check(ApiError::not_found("/x"), 404, "ENDPOINT_NOT_FOUND", None);
+        check(ApiError::route_disabled("x"), 404, "ENDPOINT_NOT_FOUND", None);
+        check(ApiError::method_not_allowed(&Method::GET, "/predict", &Method::POST), 405, "BAD_REQUEST", None);
+        check(ApiError::request_timeout(), 408, "BAD_REQUEST", None);
+        check(ApiError::too_large(10), 413, "MAX_READ_SIZE_EXCEEDED", None);
+        check(ApiError::unsupported_media_type("text/plain", "application/json"), 415, "BAD_REQUEST", None);
+        check(ApiError::internal("x"), 500, "INTERNAL_ERROR", None);
+        check(ApiError::no_model("loading"), 503, "TEMPORARILY_UNAVAILABLE", Some(5));
+        check(ApiError::deadline_exceeded(), 504, "DEADLINE_EXCEEDED", None);
+    }
+
+    #[test]
+    fn method_not_allowed_names_the_allowed_methods() {
+        let allow = |allowed: &Method| {
+            let response = ApiError::method_not_allowed(&Method::PUT, "/x", allowed).response();
+            response.headers()[ALLOW].to_str().unwrap().to_string()
+        };
+        assert_eq!(allow(&Method::GET), "GET, HEAD");
+        assert_eq!(allow(&Method::POST), "POST");
+    }
+
+    #[test]
+    fn probes() {
+        assert_eq!(Probe::of(true).status(), StatusCode::OK);
+        assert_eq!(Probe::of(false).status(), StatusCode::SERVICE_UNAVAILABLE);
     }
 }

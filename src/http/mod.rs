@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper::header::{HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
+use hyper::header::{HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
@@ -149,9 +149,9 @@ fn new_request_id() -> HeaderValue {
     HeaderValue::from_str(&format!("{id:016x}")).expect("hex is a valid header value")
 }
 
-/// Reads the whole body, refusing more than `limit` bytes (413) without buffering them, and
-/// a client that has not sent it all by `deadline` (408), so a slow sender cannot hold a
-/// connection and a task forever.
+/// Reads the whole body, refusing more than `limit` bytes without buffering them, and a
+/// client that has not sent it all by `deadline`, so a slow sender cannot hold a connection
+/// and a task forever.
 pub async fn read_body(
     request: Request<Incoming>,
     limit: usize,
@@ -165,11 +165,7 @@ pub async fn read_body(
     }
     let collect = Limited::new(request.into_body(), limit).collect();
     match tokio::time::timeout_at(deadline.into(), collect).await {
-        Err(_) => Err(ApiError::new(
-            408,
-            "BAD_REQUEST",
-            "the request body did not arrive before request_timeout",
-        )),
+        Err(_) => Err(ApiError::request_timeout()),
         Ok(Ok(collected)) => Ok(collected.to_bytes()),
         Ok(Err(err))
             if err
@@ -178,43 +174,25 @@ pub async fn read_body(
         {
             Err(ApiError::too_large(limit))
         }
-        Ok(Err(err)) => Err(ApiError::new(
-            400,
-            "BAD_REQUEST",
-            format!("cannot read the request body: {err}"),
-        )),
+        Ok(Err(err)) => Err(ApiError::unreadable_body(err)),
     }
 }
 
 /// A JSON response.
-pub fn json(status: u16, body: &serde_json::Value) -> HttpResponse {
-    let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
-    *response.status_mut() =
-        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    response
+pub fn json(status: StatusCode, body: &serde_json::Value) -> HttpResponse {
+    text(status, body.to_string(), "application/json")
 }
 
-/// A plain-text response.
-pub fn text(status: u16, body: impl Into<Bytes>, content_type: &'static str) -> HttpResponse {
+/// A response with any body and content type.
+pub fn text(
+    status: StatusCode,
+    body: impl Into<Bytes>,
+    content_type: &'static str,
+) -> HttpResponse {
     let mut response = Response::new(Full::new(body.into()));
-    *response.status_mut() =
-        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    *response.status_mut() = status;
     response
         .headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
-    response
-}
-
-/// The MLflow-style error response.
-pub fn error_response(err: &ApiError) -> HttpResponse {
-    let mut response = text(err.status, err.body(), "application/json");
-    if let Some(seconds) = err.retry_after {
-        response
-            .headers_mut()
-            .insert(RETRY_AFTER, HeaderValue::from(seconds));
-    }
     response
 }

@@ -7,11 +7,11 @@ use std::time::{Instant, SystemTime};
 
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
-use hyper::{Method, Request};
+use hyper::{Method, Request, StatusCode};
 use serde_json::{json, Map, Value};
 
-use super::error::ApiError;
-use super::{error_response, json, read_body, text, App, HttpResponse, X_MODEL_VERSION};
+use super::error::{ApiError, Probe};
+use super::{json, read_body, text, App, HttpResponse, X_MODEL_VERSION};
 use crate::model::load::argmax;
 use crate::model::{tensor, Encoded, Model, Scores};
 use crate::protocol::{self, ContentType};
@@ -34,24 +34,12 @@ pub async fn route(app: &App, request: Request<Incoming>) -> (&'static str, Http
         "/metrics" => ("/metrics", Method::GET),
         "/admin/reload" => ("/admin/reload", Method::POST),
         "/hooks/mlflow" => ("/hooks/mlflow", Method::POST),
-        _ => return ("other", error_response(&ApiError::not_found(&path))),
+        _ => return ("other", ApiError::not_found(&path).response()),
     };
     let method_ok = method == allowed || (allowed == Method::GET && method == Method::HEAD);
     if !method_ok {
-        let mut response = error_response(&ApiError::method_not_allowed(
-            method.as_str(),
-            &path,
-            allowed.as_str(),
-        ));
-        response.headers_mut().insert(
-            hyper::header::ALLOW,
-            HeaderValue::from_static(if allowed == Method::GET {
-                "GET, HEAD"
-            } else {
-                "POST"
-            }),
-        );
-        return (name, response);
+        let err = ApiError::method_not_allowed(&method, &path, &allowed);
+        return (name, err.response());
     }
     let result = match name {
         "/predict" => predict(app, request).await,
@@ -59,16 +47,16 @@ pub async fn route(app: &App, request: Request<Incoming>) -> (&'static str, Http
         "/invocations" => invocations(app, request).await,
         "/ping" => Ok(ping(app)),
         "/version" => Ok(text(
-            200,
+            StatusCode::OK,
             format!("{}\n", env!("CARGO_PKG_VERSION")),
             "text/plain; charset=utf-8",
         )),
         "/health" => Ok(health(app)),
-        "/health/live" => Ok(json(200, &json!({"status": "alive"}))),
+        "/health/live" => Ok(json(StatusCode::OK, &json!({"status": "alive"}))),
         "/health/ready" => Ok(ready(app)),
         "/v1/model" => model_metadata(app),
         "/metrics" => Ok(text(
-            200,
+            StatusCode::OK,
             app.metrics.render(),
             "text/plain; version=0.0.4; charset=utf-8",
         )),
@@ -76,7 +64,7 @@ pub async fn route(app: &App, request: Request<Incoming>) -> (&'static str, Http
         "/hooks/mlflow" => webhook(app, request).await,
         _ => Err(ApiError::not_found(&path)),
     };
-    (name, result.unwrap_or_else(|err| error_response(&err)))
+    (name, result.unwrap_or_else(|err| err.response()))
 }
 
 /// `POST /predict` `{"text": "..."}`.
@@ -91,7 +79,7 @@ async fn predict(app: &App, request: Request<Incoming>) -> Result<HttpResponse, 
     let labels = &model.text().expect("classify checked the task").labels;
     let mut body = prediction(labels, &scores[0]);
     body["model_version"] = json!(model.info.version);
-    Ok(with_version(json(200, &body), &model))
+    Ok(with_version(json(StatusCode::OK, &body), &model))
 }
 
 /// `POST /predict/batch` `{"texts": [...]}`: one model version for the whole batch.
@@ -107,7 +95,7 @@ async fn predict_batch(app: &App, request: Request<Incoming>) -> Result<HttpResp
     let predictions: Vec<Value> = scores.iter().map(|s| prediction(labels, s)).collect();
     Ok(with_version(
         json(
-            200,
+            StatusCode::OK,
             &json!({"predictions": predictions, "model_version": model.info.version}),
         ),
         &model,
@@ -151,18 +139,12 @@ async fn invocations(app: &App, request: Request<Incoming>) -> Result<HttpRespon
                 app.pool.run_tensors(&model, inputs, deadline),
             )
             .await
-            .map_err(|_| {
-                ApiError::new(
-                    504,
-                    "DEADLINE_EXCEEDED",
-                    "the request took longer than request_timeout",
-                )
-            })??;
+            .map_err(|_| ApiError::deadline_exceeded())??;
             tensor::to_predictions(&outputs)
         }
     };
     Ok(with_version(
-        json(200, &json!({"predictions": predictions})),
+        json(StatusCode::OK, &json!({"predictions": predictions})),
         &model,
     ))
 }
@@ -189,8 +171,7 @@ async fn classify(
                 .collect::<Result<Vec<_>, _>>()
         })
         .await
-        .map_err(|err| ApiError::new(500, "INTERNAL_ERROR", format!("tokenization failed: {err}")))?
-        .map_err(|err| ApiError::invalid(err.to_string()))?;
+        .map_err(|err| ApiError::internal(format!("tokenization failed: {err}")))??;
         app.metrics
             .tokenize_seconds
             .observe_duration(tokenize_started.elapsed());
@@ -208,11 +189,7 @@ async fn classify(
         Ok(result) => result,
         Err(_) => {
             app.metrics.rejected.inc(&[("reason", "deadline")]);
-            Err(ApiError::new(
-                504,
-                "DEADLINE_EXCEEDED",
-                "the request took longer than request_timeout",
-            ))
+            Err(ApiError::deadline_exceeded())
         }
     }
 }
@@ -293,17 +270,17 @@ fn check_text(app: &App, index: usize, text: &str) -> Result<(), ApiError> {
 
 /// `GET /ping`: MLflow's liveness-with-model check.
 fn ping(app: &App) -> HttpResponse {
-    if app.live.is_ready() {
-        text(200, "\n", "application/json")
-    } else {
-        text(503, "\n", "application/json")
-    }
+    text(
+        Probe::of(app.live.is_ready()).status(),
+        "\n",
+        "application/json",
+    )
 }
 
 /// `GET /health/ready`.
 fn ready(app: &App) -> HttpResponse {
     if app.live.is_ready() {
-        return json(200, &json!({"status": "ready"}));
+        return json(Probe::Pass.status(), &json!({"status": "ready"}));
     }
     let status = app.live.status();
     let reason = if app.live.is_draining() {
@@ -311,19 +288,22 @@ fn ready(app: &App) -> HttpResponse {
     } else {
         status.last_error.unwrap_or(status.message)
     };
-    json(503, &json!({"status": "not ready", "reason": reason}))
+    json(
+        Probe::Fail.status(),
+        &json!({"status": "not ready", "reason": reason}),
+    )
 }
 
-/// `GET /health`.
+/// `GET /health`: the whole status in words, and whether a model is live. It fails (503, with
+/// the same body) while no model is live, so a probe copied from an MLflow or TEI setup, where
+/// `/health` means "can predict", never passes a pod without a model. While draining with a model
+/// live it stays 200 with `"status": "draining"`: the model still answers requests until the
+/// listener closes; taking the pod out of rotation is `/health/ready`'s job (503 at once).
 fn health(app: &App) -> HttpResponse {
     let status = app.live.status();
     let model = app.live.current();
     let runtime = crate::model::runtime::get();
-    let state = match (&model, app.live.is_draining()) {
-        (_, true) => "draining",
-        (Some(_), false) => "ok",
-        (None, false) => "unavailable",
-    };
+    let (state, probe) = health_state(model.is_some(), app.live.is_draining());
     let body = json!({
         "status": state,
         "model_loaded": model.is_some(),
@@ -347,7 +327,18 @@ fn health(app: &App) -> HttpResponse {
         "onnxruntime": runtime.map(|r| json!({"version": r.version, "library": r.library})),
         "hotserve_version": env!("CARGO_PKG_VERSION"),
     });
-    json(200, &body)
+    json(probe.status(), &body)
+}
+
+/// `/health`'s `status` word and probe result: the probe follows the model alone (draining
+/// is readiness's business), the word says draining first.
+fn health_state(model_live: bool, draining: bool) -> (&'static str, Probe) {
+    let state = match (model_live, draining) {
+        (_, true) => "draining",
+        (true, false) => "ok",
+        (false, false) => "unavailable",
+    };
+    (state, Probe::of(model_live))
 }
 
 /// `GET /v1/model`.
@@ -370,7 +361,7 @@ fn model_metadata(app: &App) -> Result<HttpResponse, ApiError> {
         "files": model.info.digests,
         "loaded_at": crate::model::rfc3339::format(model.info.loaded_at),
     });
-    Ok(with_version(json(200, &body), &model))
+    Ok(with_version(json(StatusCode::OK, &body), &model))
 }
 
 /// How long `POST /admin/reload?wait=true` waits for the check (a cold download can be slow).
@@ -380,9 +371,7 @@ const ADMIN_WAIT: std::time::Duration = std::time::Duration::from_secs(300);
 /// `?wait=true` it answers once a check that started after the request has finished.
 async fn admin_reload(app: &App, request: Request<Incoming>) -> Result<HttpResponse, ApiError> {
     let Some(token) = &app.config.admin_token else {
-        return Err(ApiError::new(
-            404,
-            "ENDPOINT_NOT_FOUND",
+        return Err(ApiError::route_disabled(
             "admin routes are disabled; set HOTSERVE_ADMIN_TOKEN to enable them",
         ));
     };
@@ -393,18 +382,12 @@ async fn admin_reload(app: &App, request: Request<Incoming>) -> Result<HttpRespo
         .and_then(|v| v.strip_prefix("Bearer "));
     match presented {
         None => {
-            return Err(ApiError::new(
-                401,
-                "UNAUTHENTICATED",
+            return Err(ApiError::unauthorized(
                 "send Authorization: Bearer <HOTSERVE_ADMIN_TOKEN>",
             ))
         }
         Some(given) if !constant_time_eq(given.as_bytes(), token.as_bytes()) => {
-            return Err(ApiError::new(
-                403,
-                "PERMISSION_DENIED",
-                "the admin token is wrong",
-            ))
+            return Err(ApiError::forbidden("the admin token is wrong"))
         }
         Some(_) => {}
     }
@@ -415,20 +398,20 @@ async fn admin_reload(app: &App, request: Request<Incoming>) -> Result<HttpRespo
     let ticket = app.triggers.request(crate::reload::Trigger::Admin);
     if !wait {
         return Ok(json(
-            202,
+            StatusCode::ACCEPTED,
             &json!({"status": "reload requested", "hint": "GET /health shows last_check and last_reload, or add ?wait=true"}),
         ));
     }
     if !app.triggers.wait_for(ticket, ADMIN_WAIT).await {
         return Ok(json(
-            202,
+            StatusCode::ACCEPTED,
             &json!({"status": "the check is still running", "hint": "GET /health shows its outcome"}),
         ));
     }
     let status = app.live.status();
     let model = app.live.current();
     Ok(json(
-        200,
+        StatusCode::OK,
         &json!({
             "status": "checked",
             "last_check": status.last_check,
@@ -441,9 +424,7 @@ async fn admin_reload(app: &App, request: Request<Incoming>) -> Result<HttpRespo
 /// `POST /hooks/mlflow`: MLflow registry webhooks.
 async fn webhook(app: &App, request: Request<Incoming>) -> Result<HttpResponse, ApiError> {
     let Some(verifier) = &app.webhook else {
-        return Err(ApiError::new(
-            404,
-            "ENDPOINT_NOT_FOUND",
+        return Err(ApiError::route_disabled(
             "the webhook receiver is disabled; set HOTSERVE_WEBHOOK_SECRET to enable it",
         ));
     };
@@ -471,24 +452,37 @@ async fn webhook(app: &App, request: Request<Incoming>) -> Result<HttpResponse, 
         signature: signature.as_deref(),
         body: &body,
     };
-    use crate::reload::webhook::WebhookError;
-    match verifier.verify(&delivery, now, app.registered_name.as_deref()) {
-        Ok(Verdict::Check { event }) => {
+    let body = match verifier.verify(&delivery, now, app.registered_name.as_deref())? {
+        Verdict::Check { event } => {
             tracing::info!(%event, "webhook: checking the registry");
             app.triggers.request(crate::reload::Trigger::Webhook);
-            Ok(json(
-                200,
-                &json!({"status": "check requested", "event": event}),
-            ))
+            json!({"status": "check requested", "event": event})
         }
-        Ok(Verdict::Ignore { why }) => Ok(json(200, &json!({"status": "ignored", "reason": why}))),
-        Err(
-            err @ (WebhookError::BadSignature | WebhookError::Stale | WebhookError::Replayed(_)),
-        ) => Err(ApiError::new(401, "UNAUTHENTICATED", err.to_string())),
-        Err(err) => Err(ApiError::new(400, "BAD_REQUEST", err.to_string())),
-    }
+        Verdict::Ignore { why } => json!({"status": "ignored", "reason": why}),
+    };
+    Ok(json(StatusCode::OK, &body))
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn health_states() {
+        let check = |model_live, draining, expected| {
+            assert_eq!(
+                health_state(model_live, draining),
+                expected,
+                "model_live {model_live}, draining {draining}"
+            );
+        };
+        check(true, false, ("ok", Probe::Pass));
+        check(false, false, ("unavailable", Probe::Fail));
+        check(true, true, ("draining", Probe::Pass));
+        check(false, true, ("draining", Probe::Fail));
+    }
 }

@@ -249,7 +249,7 @@ fn layout_of(dir: &Path) -> Result<Layout, ReloadError> {
             dir: dir.to_path_buf(),
         });
     }
-    versions.sort_by(|a, b| b.0.cmp(&a.0));
+    versions.sort_by_key(|version| std::cmp::Reverse(version.0));
     Ok(Layout::Repository(versions))
 }
 
