@@ -1,11 +1,11 @@
 //! The `hotserve` binary: parses the command line and configuration, sets up logging and the
 //! tokio runtime, and hands over to the library (`hotserve::app::run`, `hotserve::cli`).
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use hotserve::config::{Config, Inputs, LogFormat};
+use hotserve::config::flags::Flags;
+use hotserve::config::{Config, LogFormat};
 
 #[derive(Parser)]
 #[command(
@@ -16,34 +16,10 @@ use hotserve::config::{Config, Inputs, LogFormat};
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    // `--config`, the dedicated setting flags and `--set key=value`, built from the declared
+    // settings (precedence: flags > environment > file > defaults).
     #[command(flatten)]
     flags: Flags,
-}
-
-/// Flags shared by every subcommand (precedence: flags > environment > file > defaults).
-#[derive(clap::Args, Clone, Default)]
-struct Flags {
-    /// YAML configuration file (also HOTSERVE_CONFIG); see config/hotserve.yaml
-    #[arg(long, global = true, value_name = "FILE")]
-    config: Option<PathBuf>,
-    /// What to serve (MODEL_URI): models:/name@alias, models:/name/3, runs:/id/path, a directory or .zip
-    #[arg(long, global = true, value_name = "URI")]
-    model_uri: Option<String>,
-    /// Address:port of the HTTP server (HOTSERVE_LISTEN)
-    #[arg(long, global = true, value_name = "ADDR")]
-    listen: Option<String>,
-    /// Validated-model cache (HOTSERVE_CACHE_DIR)
-    #[arg(long, global = true, value_name = "DIR")]
-    cache_dir: Option<String>,
-    /// Registry check period, e.g. 30s or 0 to turn polling off (HOTSERVE_POLL_INTERVAL)
-    #[arg(long, global = true, value_name = "DURATION")]
-    poll_interval: Option<String>,
-    /// text or json (HOTSERVE_LOG_FORMAT)
-    #[arg(long, global = true, value_name = "FORMAT")]
-    log_format: Option<String>,
-    /// Any other setting, as key=value (repeatable); `hotserve settings` lists them
-    #[arg(long = "set", global = true, value_name = "KEY=VALUE")]
-    set: Vec<String>,
 }
 
 #[derive(Subcommand)]
@@ -67,35 +43,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let env = |name: &str| std::env::var(name).ok();
-    let mut flags: Vec<(String, String, String)> = Vec::new();
-    let named = [
-        ("model_uri", "--model-uri", &cli.flags.model_uri),
-        ("listen", "--listen", &cli.flags.listen),
-        ("cache_dir", "--cache-dir", &cli.flags.cache_dir),
-        ("poll_interval", "--poll-interval", &cli.flags.poll_interval),
-        ("log_format", "--log-format", &cli.flags.log_format),
-    ];
-    for (key, flag, value) in named {
-        if let Some(value) = value {
-            flags.push((key.into(), flag.into(), value.clone()));
-        }
-    }
-    for pair in &cli.flags.set {
-        match pair.split_once('=') {
-            Some((key, value)) => {
-                flags.push((key.trim().into(), format!("--set {key}"), value.into()))
-            }
-            None => {
-                eprintln!("hotserve: --set takes key=value, got '{pair}'");
-                return ExitCode::from(2);
-            }
-        }
-    }
-    let config = match Config::load(&Inputs {
-        config_file: cli.flags.config.clone(),
-        flags,
-        env: &env,
-    }) {
+    let config = match Config::load(&cli.flags.inputs(&env)) {
         Ok(config) => config,
         Err(err) => {
             eprintln!("hotserve: {err}");

@@ -1,0 +1,247 @@
+//! The command-line flags that feed configuration, built from the declared settings:
+//! `--config FILE`, one dedicated flag for each setting that declares one (`--listen`,
+//! `--model-uri`, ...), and `--set key=value` (repeatable) for any setting. All are global, so
+//! they work before or after a subcommand. The binary flattens [`Flags`] into its clap parser.
+
+use std::path::PathBuf;
+
+use clap::{Arg, ArgAction, ArgMatches, Command, FromArgMatches};
+
+use super::{Inputs, SETTINGS};
+
+/// What the configuration flags of one command line said.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Flags {
+    /// `--config FILE`.
+    pub config_file: Option<PathBuf>,
+    /// Setting values as (key, flag as the user wrote it, value): dedicated flags first, then
+    /// each `--set` in order, so a later `--set` wins over a dedicated flag.
+    pub values: Vec<(String, String, String)>,
+}
+
+impl Flags {
+    /// The inputs of [`Config::load`](super::Config::load) for these flags and `env`.
+    pub fn inputs<'a>(&self, env: &'a dyn Fn(&str) -> Option<String>) -> Inputs<'a> {
+        Inputs {
+            config_file: self.config_file.clone(),
+            flags: self.values.clone(),
+            env,
+        }
+    }
+}
+
+const CONFIG: &str = "config";
+const SET: &str = "set";
+
+/// The flag arguments: `--config`, the declared dedicated flags, `--set`.
+pub fn args() -> Vec<Arg> {
+    let mut args = vec![Arg::new(CONFIG)
+        .long("config")
+        .global(true)
+        .value_name("FILE")
+        .value_parser(clap::value_parser!(PathBuf))
+        .help("YAML configuration file (also HOTSERVE_CONFIG); see config/hotserve.yaml")];
+    for setting in SETTINGS {
+        let Some((long, value_name)) = setting.flag.and_then(split_flag) else {
+            continue;
+        };
+        args.push(
+            Arg::new(setting.key)
+                .long(long)
+                .global(true)
+                .value_name(value_name)
+                .help(format!("{} ({})", capitalized(setting.help), setting.env)),
+        );
+    }
+    args.push(
+        Arg::new(SET)
+            .long("set")
+            .global(true)
+            .action(ArgAction::Append)
+            .value_name("KEY=VALUE")
+            .value_parser(parse_key_value)
+            .help("Any other setting, as key=value (repeatable); `hotserve settings` lists them"),
+    );
+    args
+}
+
+/// Splits a declared flag `--listen=ADDR` into its long name and value name.
+fn split_flag(flag: &'static str) -> Option<(&'static str, &'static str)> {
+    flag.strip_prefix("--")?.split_once('=')
+}
+
+/// `help` with its first letter in capitals, as clap writes its own flags' help.
+fn capitalized(help: &str) -> String {
+    let mut chars = help.chars();
+    chars
+        .next()
+        .map(|first| first.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
+}
+
+fn parse_key_value(pair: &str) -> Result<(String, String), String> {
+    match pair.split_once('=') {
+        Some((key, value)) => Ok((key.to_string(), value.to_string())),
+        None => Err("expected key=value, e.g. --set watch=false".to_string()),
+    }
+}
+
+impl FromArgMatches for Flags {
+    fn from_arg_matches(matches: &ArgMatches) -> Result<Self, clap::Error> {
+        let mut flags = Flags::default();
+        flags.update_from_arg_matches(matches)?;
+        Ok(flags)
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &ArgMatches) -> Result<(), clap::Error> {
+        if let Some(path) = matches.get_one::<PathBuf>(CONFIG) {
+            self.config_file = Some(path.clone());
+        }
+        for setting in SETTINGS {
+            let Some((long, _)) = setting.flag.and_then(split_flag) else {
+                continue;
+            };
+            if let Some(value) = matches.get_one::<String>(setting.key) {
+                self.values
+                    .push((setting.key.into(), format!("--{long}"), value.clone()));
+            }
+        }
+        for (key, value) in matches
+            .get_many::<(String, String)>(SET)
+            .into_iter()
+            .flatten()
+        {
+            self.values
+                .push((key.trim().into(), format!("--set {key}"), value.clone()));
+        }
+        Ok(())
+    }
+}
+
+impl clap::Args for Flags {
+    fn augment_args(cmd: Command) -> Command {
+        cmd.args(args())
+    }
+
+    fn augment_args_for_update(cmd: Command) -> Command {
+        cmd.args(args())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(command_line: &[&str]) -> Result<Flags, String> {
+        let cmd = Command::new("hotserve")
+            .args(args())
+            .subcommand(Command::new("settings"));
+        let matches = cmd
+            .try_get_matches_from(command_line)
+            .map_err(|err| err.to_string())?;
+        Flags::from_arg_matches(&matches).map_err(|err| err.to_string())
+    }
+
+    /// Parses `hotserve <command_line>` and renders the setting values as
+    /// `key=value (flag)`, comma-separated.
+    fn check(command_line: &str, expected: &str) {
+        let words: Vec<&str> = std::iter::once("hotserve")
+            .chain(command_line.split_whitespace())
+            .collect();
+        let flags = parse(&words).expect("the command line parses");
+        let rendered: Vec<String> = flags
+            .values
+            .iter()
+            .map(|(key, flag, value)| format!("{key}={value} ({flag})"))
+            .collect();
+        assert_eq!(rendered.join(", "), expected, "hotserve {command_line}");
+    }
+
+    #[test]
+    fn dedicated_flags_and_set() {
+        check("", "");
+        check("--listen 127.0.0.1:1", "listen=127.0.0.1:1 (--listen)");
+        check(
+            "--model-uri=models:/m@a",
+            "model_uri=models:/m@a (--model-uri)",
+        );
+        check("--cache-dir /c", "cache_dir=/c (--cache-dir)");
+        check("--poll-interval 0", "poll_interval=0 (--poll-interval)");
+        check("--log-format json", "log_format=json (--log-format)");
+        check("--set watch=false", "watch=false (--set watch)");
+        check(
+            "--set admin_token=a=b",
+            "admin_token=a=b (--set admin_token)",
+        );
+        check(
+            "--set poll-interval=1s",
+            "poll-interval=1s (--set poll-interval)",
+        );
+        check("--set no_such=1", "no_such=1 (--set no_such)");
+        check(
+            "--set listen=b --listen a --set watch=0",
+            "listen=a (--listen), listen=b (--set listen), watch=0 (--set watch)",
+        );
+    }
+
+    #[test]
+    fn set_trims_the_key_but_reports_it_as_written() {
+        let flags = parse(&["hotserve", "--set", " watch =no"]).unwrap();
+        assert_eq!(
+            flags.values,
+            [("watch".into(), "--set  watch ".into(), "no".into())]
+        );
+    }
+
+    #[test]
+    fn flags_work_after_the_subcommand() {
+        check("settings --listen x", "listen=x (--listen)");
+        check("settings --set watch=1", "watch=1 (--set watch)");
+        let flags = parse(&["hotserve", "settings", "--config", "/etc/h.yaml"]).unwrap();
+        assert_eq!(flags.config_file, Some(PathBuf::from("/etc/h.yaml")));
+    }
+
+    #[test]
+    fn bad_command_lines() {
+        let err = parse(&["hotserve", "--set", "watch"]).unwrap_err();
+        assert!(
+            err.contains("invalid value 'watch' for '--set <KEY=VALUE>': expected key=value"),
+            "{err}"
+        );
+        let err = parse(&["hotserve", "--poll-intervall", "5s"]).unwrap_err();
+        assert!(
+            err.contains("unexpected argument '--poll-intervall'"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn exactly_these_settings_have_a_dedicated_flag() {
+        let flagged: Vec<(&str, &str)> = SETTINGS
+            .iter()
+            .filter_map(|setting| Some((setting.key, setting.flag.and_then(split_flag)?.0)))
+            .collect();
+        assert_eq!(
+            flagged,
+            [
+                ("model_uri", "model-uri"),
+                ("listen", "listen"),
+                ("cache_dir", "cache-dir"),
+                ("poll_interval", "poll-interval"),
+                ("log_format", "log-format"),
+            ]
+        );
+        for setting in SETTINGS {
+            if let Some(flag) = setting.flag {
+                let (long, value_name) = split_flag(flag).expect("a flag is written --name=VALUE");
+                assert_eq!(
+                    long,
+                    setting.key.replace('_', "-"),
+                    "the flag of {}",
+                    setting.key
+                );
+                assert!(!value_name.is_empty(), "{flag} names its value");
+            }
+        }
+    }
+}

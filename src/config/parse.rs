@@ -1,0 +1,131 @@
+//! Parsers for setting values: each takes the trimmed text from any layer and returns the
+//! typed value or a lowercase reason that says what is expected.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Parses `30s`, `500ms`, `2m`, `1h`, `1.5s` or a bare `0`.
+pub fn parse_duration(value: &str) -> Result<Duration, String> {
+    const HINT: &str = "expected a duration like 30s, 500ms, 2m or 0";
+    if value == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let split = value
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .ok_or_else(|| format!("{HINT} (the unit is missing)"))?;
+    let (number, unit) = value.split_at(split);
+    let number: f64 = number.parse().map_err(|_| HINT.to_string())?;
+    let seconds = match unit {
+        "ms" => number / 1000.0,
+        "s" => number,
+        "m" => number * 60.0,
+        "h" => number * 3600.0,
+        _ => return Err(HINT.to_string()),
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|_| HINT.to_string())
+}
+
+/// A period where `0` means "never": `None`.
+pub(super) fn parse_interval(value: &str) -> Result<Option<Duration>, String> {
+    parse_duration(value).map(|period| Some(period).filter(|period| !period.is_zero()))
+}
+
+pub(super) fn parse_positive_duration(value: &str) -> Result<Duration, String> {
+    match parse_duration(value)? {
+        d if d.is_zero() => Err("must be more than 0".into()),
+        d => Ok(d),
+    }
+}
+
+pub(super) fn parse_nonempty(value: &str) -> Result<String, String> {
+    if value.is_empty() {
+        Err("must not be empty".into())
+    } else {
+        Ok(value.to_string())
+    }
+}
+
+pub(super) fn parse_path(value: &str) -> Result<PathBuf, String> {
+    parse_nonempty(value).map(PathBuf::from)
+}
+
+pub(super) fn parse_socket_addr(value: &str) -> Result<SocketAddr, String> {
+    value
+        .parse()
+        .map_err(|_| "expected address:port, e.g. 0.0.0.0:8080 or 127.0.0.1:9000".into())
+}
+
+pub(super) fn parse_bool(value: &str) -> Result<bool, String> {
+    match value.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err("expected true or false".into()),
+    }
+}
+
+pub(super) fn parse_count(value: &str, min: usize, max: usize) -> Result<usize, String> {
+    match value.parse::<usize>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        _ => Err(format!("expected a whole number from {min} to {max}")),
+    }
+}
+
+pub(super) fn parse_bytes(value: &str) -> Result<u64, String> {
+    value
+        .parse::<u64>()
+        .map_err(|_| "expected a whole number of bytes".to_string())
+}
+
+pub(super) fn parse_fraction(value: &str, max: f64) -> Result<f64, String> {
+    match value.parse::<f64>() {
+        Ok(f) if (0.0..=max).contains(&f) => Ok(f),
+        _ => Err(format!("expected a number from 0 to {max}")),
+    }
+}
+
+/// A `tracing` filter directive such as `info` or `hotserve=debug,info`.
+pub(super) fn parse_log_filter(value: &str) -> Result<String, String> {
+    tracing_subscriber::EnvFilter::try_new(value)
+        .map(|_| value.to_string())
+        .map_err(|e| format!("not a log filter ({e}); use e.g. info, debug or hotserve=debug,info"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check_duration(input: &str, millis: Option<u64>) {
+        let parsed = parse_duration(input).ok().map(|d| d.as_millis() as u64);
+        assert_eq!(parsed, millis, "parse_duration({input:?})");
+    }
+
+    fn check_interval(input: &str, expected: Result<Option<u64>, ()>) {
+        let parsed = parse_interval(input)
+            .map(|d| d.map(|d| d.as_millis() as u64))
+            .map_err(drop);
+        assert_eq!(parsed, expected, "parse_interval({input:?})");
+    }
+
+    #[test]
+    fn durations() {
+        check_duration("30s", Some(30_000));
+        check_duration("500ms", Some(500));
+        check_duration("2m", Some(120_000));
+        check_duration("1h", Some(3_600_000));
+        check_duration("1.5s", Some(1_500));
+        check_duration("0", Some(0));
+        check_duration("30", None);
+        check_duration("s", None);
+        check_duration("-1s", None);
+        check_duration("3d", None);
+    }
+
+    #[test]
+    fn intervals_turn_off_at_zero() {
+        check_interval("30s", Ok(Some(30_000)));
+        check_interval("0", Ok(None));
+        check_interval("0s", Ok(None));
+        check_interval("soon", Err(()));
+    }
+}

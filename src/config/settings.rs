@@ -1,0 +1,456 @@
+//! Every setting hotserve knows, declared once: field type, environment variable, optional
+//! dedicated flag, default, parser, secrecy and help. The `Config` struct, the `SETTINGS`
+//! table, the parsing in `Config::load`, the command-line flags, `hotserve settings` and the
+//! checks on `config/hotserve.yaml` all come from this list (see `declare.rs`).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::declare::settings;
+use super::parse::{
+    parse_bool, parse_bytes, parse_count, parse_duration, parse_fraction, parse_interval,
+    parse_log_filter, parse_nonempty, parse_path, parse_positive_duration, parse_socket_addr,
+};
+
+settings! {
+    /// The fully parsed configuration. Built only by [`Config::load`], so every value in it
+    /// has been checked.
+    #[derive(Clone, Debug)]
+    pub struct Config {
+        // --- What to serve -------------------------------------------------------------
+        /// `None`: the bundled model.
+        model_uri: Option<String> {
+            env: "MODEL_URI",
+            flag: "--model-uri=URI",
+            parse: parse_nonempty,
+            help: "what to serve: models:/name@alias, models:/name/3, runs:/id/path, a directory, file:// path or .zip (default: the bundled sentiment model)",
+        },
+        model_name: Option<String> {
+            env: "HOTSERVE_MODEL_NAME",
+            parse: parse_nonempty,
+            help: "name reported for local models (default: the directory name)",
+        },
+
+        // --- HTTP --------------------------------------------------------------------------
+        listen: SocketAddr {
+            env: "HOTSERVE_LISTEN",
+            flag: "--listen=ADDR",
+            default: "0.0.0.0:8080",
+            parse: parse_socket_addr,
+            help: "address:port of the HTTP server",
+        },
+
+        // --- Files -------------------------------------------------------------------------
+        state_dir: PathBuf {
+            env: "HOTSERVE_STATE_DIR",
+            derived: default_state_dir,
+            parse: parse_path,
+            help: "state directory (default: $STATE_DIRECTORY, else $XDG_STATE_HOME/hotserve, else ~/.local/state/hotserve)",
+        },
+        cache_dir: PathBuf {
+            env: "HOTSERVE_CACHE_DIR",
+            flag: "--cache-dir=DIR",
+            // `state_dir` is the setting above, already parsed.
+            derived: |_env| state_dir.join("models"),
+            parse: parse_path,
+            help: "validated-model cache (default: <state_dir>/models)",
+        },
+
+        // --- Registry and hot reload -------------------------------------------------------
+        /// `None` when polling is off.
+        poll_interval: Option<Duration> {
+            env: "HOTSERVE_POLL_INTERVAL",
+            flag: "--poll-interval=DURATION",
+            default: "30s",
+            parse: parse_interval,
+            help: "registry check period, e.g. 30s, 500ms; 0 turns polling off",
+        },
+        poll_jitter: f64 {
+            env: "HOTSERVE_POLL_JITTER",
+            default: "0.1",
+            parse: |value| parse_fraction(value, 0.5),
+            help: "random fraction added to or taken from each poll interval (0 to 0.5)",
+        },
+        watch: bool {
+            env: "HOTSERVE_WATCH",
+            default: "true",
+            parse: parse_bool,
+            help: "watch a local model directory and reload when it changes (true/false)",
+        },
+        watch_debounce: Duration {
+            env: "HOTSERVE_WATCH_DEBOUNCE",
+            default: "1s",
+            parse: parse_duration,
+            help: "how long a watched directory must stay unchanged before it is loaded",
+        },
+        reload_policy: ReloadPolicy {
+            env: "HOTSERVE_RELOAD_POLICY",
+            default: "availability",
+            parse: ReloadPolicy::parse,
+            help: "availability (load new, swap, drop old) or resource (drop old first; not ready during the gap)",
+        },
+        admin_token: Option<String> {
+            env: "HOTSERVE_ADMIN_TOKEN",
+            parse: parse_nonempty,
+            secret: true,
+            help: "bearer token for /admin/*; admin routes are off when unset",
+        },
+        webhook_secret: Option<String> {
+            env: "HOTSERVE_WEBHOOK_SECRET",
+            parse: parse_nonempty,
+            secret: true,
+            help: "HMAC secret for /hooks/mlflow; the route is off when unset",
+        },
+
+        // --- Logs --------------------------------------------------------------------------
+        log_format: LogFormat {
+            env: "HOTSERVE_LOG_FORMAT",
+            flag: "--log-format=FORMAT",
+            default: "text",
+            parse: LogFormat::parse,
+            help: "text or json",
+        },
+        log_level: String {
+            env: "HOTSERVE_LOG_LEVEL",
+            default: "info",
+            parse: parse_log_filter,
+            help: "tracing filter, e.g. info or hotserve=debug,info",
+        },
+
+        // --- Inference pool and batching ---------------------------------------------------
+        ort_dylib_path: Option<PathBuf> {
+            env: "ORT_DYLIB_PATH",
+            parse: parse_path,
+            help: "ONNX Runtime shared library (default: the project's .venv)",
+        },
+        intra_op_threads: usize {
+            env: "HOTSERVE_INTRA_OP_THREADS",
+            default: "1",
+            parse: |value| parse_count(value, 0, 256),
+            help: "ONNX Runtime intra-op threads per inference worker (0 = ONNX Runtime decides)",
+        },
+        inference_workers: usize {
+            env: "HOTSERVE_INFERENCE_WORKERS",
+            default: "2",
+            parse: |value| parse_count(value, 1, 64),
+            help: "inference threads, each with its own ONNX Runtime session",
+        },
+        max_batch_size: usize {
+            env: "HOTSERVE_MAX_BATCH_SIZE",
+            default: "32",
+            parse: |value| parse_count(value, 1, 4096),
+            help: "most texts one inference call takes",
+        },
+        max_batch_delay: Duration {
+            env: "HOTSERVE_MAX_BATCH_DELAY",
+            default: "0",
+            parse: parse_duration,
+            help: "how long a worker waits for a batch to fill once it has work (0 = never wait)",
+        },
+        max_batch_tokens: usize {
+            env: "HOTSERVE_MAX_BATCH_TOKENS",
+            default: "16384",
+            parse: |value| parse_count(value, 1, 1 << 24),
+            help: "token budget of one batch (padded length x texts)",
+        },
+        queue_capacity: usize {
+            env: "HOTSERVE_QUEUE_CAPACITY",
+            default: "1024",
+            parse: |value| parse_count(value, 1, 1 << 20),
+            help: "most texts waiting for inference; beyond it requests get 429",
+        },
+
+        // --- Requests and connections ------------------------------------------------------
+        request_timeout: Duration {
+            env: "HOTSERVE_REQUEST_TIMEOUT",
+            default: "10s",
+            parse: parse_positive_duration,
+            help: "deadline of a prediction request; a request still queued then gets 504",
+        },
+        max_body_bytes: usize {
+            env: "HOTSERVE_MAX_BODY_BYTES",
+            default: "1048576",
+            parse: |value| parse_count(value, 1, 1 << 30),
+            help: "largest request body accepted (413 beyond)",
+        },
+        max_batch_texts: usize {
+            env: "HOTSERVE_MAX_BATCH_TEXTS",
+            default: "256",
+            parse: |value| parse_count(value, 1, 1 << 20),
+            help: "most texts in one request",
+        },
+        max_text_bytes: usize {
+            env: "HOTSERVE_MAX_TEXT_BYTES",
+            default: "16384",
+            parse: |value| parse_count(value, 1, 1 << 26),
+            help: "longest text accepted, in UTF-8 bytes",
+        },
+        max_sequence_length: usize {
+            env: "HOTSERVE_MAX_SEQUENCE_LENGTH",
+            default: "0",
+            parse: |value| parse_count(value, 0, 1 << 16),
+            help: "tokens kept per text (longer texts are truncated); 0 = the model's metadata.max_sequence_length or 512",
+        },
+        max_connections: usize {
+            env: "HOTSERVE_MAX_CONNECTIONS",
+            default: "10000",
+            parse: |value| parse_count(value, 1, 1 << 20),
+            help: "most open client connections; further ones wait to be accepted",
+        },
+        header_read_timeout: Duration {
+            env: "HOTSERVE_HEADER_READ_TIMEOUT",
+            default: "10s",
+            parse: parse_positive_duration,
+            help: "how long a client may take to send request headers",
+        },
+
+        // --- Lifecycle ---------------------------------------------------------------------
+        drain_delay: Duration {
+            env: "HOTSERVE_DRAIN_DELAY",
+            default: "0",
+            parse: parse_duration,
+            help: "on SIGTERM, how long to keep serving with readiness 503 before closing the listener",
+        },
+        shutdown_timeout: Duration {
+            env: "HOTSERVE_SHUTDOWN_TIMEOUT",
+            default: "30s",
+            parse: parse_duration,
+            help: "after the drain, how long in-flight requests may take before exit",
+        },
+        max_bundle_bytes: u64 {
+            env: "HOTSERVE_MAX_BUNDLE_BYTES",
+            default: "4294967296",
+            parse: parse_bytes,
+            help: "largest total size a .zip bundle may extract to",
+        },
+    }
+}
+
+/// The default state directory: systemd's `$STATE_DIRECTORY`, else XDG's, else `~/.local/state`.
+fn default_state_dir(env: &dyn Fn(&str) -> Option<String>) -> PathBuf {
+    if let Some(dir) = env("STATE_DIRECTORY").filter(|d| !d.is_empty()) {
+        // systemd passes a colon-separated list when several StateDirectory= entries exist.
+        return PathBuf::from(dir.split(':').next().unwrap_or(&dir));
+    }
+    if let Some(dir) = env("XDG_STATE_HOME").filter(|d| !d.is_empty()) {
+        return Path::new(&dir).join("hotserve");
+    }
+    match env("HOME").filter(|d| !d.is_empty()) {
+        Some(home) => Path::new(&home).join(".local/state/hotserve"),
+        None => PathBuf::from("/var/lib/hotserve"),
+    }
+}
+
+/// Which reload order to use when a new model version arrives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReloadPolicy {
+    /// Load the new model, swap, then drop the old one (two models resident for a moment).
+    Availability,
+    /// Drop the old model first, then load the new one (readiness is 503 during the gap).
+    Resource,
+}
+
+impl ReloadPolicy {
+    fn parse(value: &str) -> Result<ReloadPolicy, String> {
+        match value {
+            "availability" => Ok(ReloadPolicy::Availability),
+            "resource" => Ok(ReloadPolicy::Resource),
+            _ => Err("expected availability or resource".into()),
+        }
+    }
+}
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl LogFormat {
+    fn parse(value: &str) -> Result<LogFormat, String> {
+        match value {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            _ => Err("expected text or json".into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::super::{describe, DefaultValue, Inputs, Setting, SETTINGS};
+    use super::Config;
+
+    fn each_setting(check: impl Fn(&Setting)) {
+        assert!(SETTINGS.len() >= 30, "the table lost settings");
+        for setting in SETTINGS {
+            check(setting);
+        }
+    }
+
+    #[test]
+    fn environment_variables_are_hotserve_key_unless_owned_by_mlflow_or_ort() {
+        each_setting(|setting| {
+            let expected = match setting.key {
+                "model_uri" => "MODEL_URI".to_string(),
+                "ort_dylib_path" => "ORT_DYLIB_PATH".to_string(),
+                key => format!("HOTSERVE_{}", key.to_ascii_uppercase()),
+            };
+            assert_eq!(
+                setting.env, expected,
+                "environment variable of {}",
+                setting.key
+            );
+        });
+    }
+
+    #[test]
+    fn every_literal_default_parses() {
+        each_setting(|setting| {
+            if let DefaultValue::Literal(text) = setting.default {
+                assert_eq!(
+                    (setting.validate)(text),
+                    Ok(()),
+                    "default of {}",
+                    setting.key
+                );
+            }
+        });
+    }
+
+    #[test]
+    fn keys_are_unique_snake_case() {
+        each_setting(|setting| {
+            let snake = setting
+                .key
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c == '_');
+            assert!(snake, "{} is not snake_case", setting.key);
+            let count = SETTINGS.iter().filter(|s| s.key == setting.key).count();
+            assert_eq!(count, 1, "{} is declared once", setting.key);
+        });
+    }
+
+    #[test]
+    fn secrets_are_the_token_and_the_webhook_secret() {
+        let secrets: Vec<&str> = SETTINGS
+            .iter()
+            .filter(|s| s.secret)
+            .map(|s| s.key)
+            .collect();
+        assert_eq!(secrets, ["admin_token", "webhook_secret"]);
+        for key in secrets {
+            let env = |name: &str| {
+                (name == format!("HOTSERVE_{}", key.to_ascii_uppercase())).then(String::new)
+            };
+            let err = Config::load(&Inputs {
+                config_file: None,
+                flags: Vec::new(),
+                env: &env,
+            })
+            .expect_err("an empty secret is rejected");
+            assert_eq!(err.problems.len(), 1, "{:?}", err.problems);
+            assert!(
+                err.problems[0].starts_with(&format!("{key} = <redacted> ")),
+                "{:?}",
+                err.problems
+            );
+        }
+    }
+
+    #[test]
+    fn settings_output_lists_every_key_once() {
+        let output = describe();
+        each_setting(|setting| {
+            let lines: Vec<&str> = output
+                .lines()
+                .filter(|line| line.split_whitespace().next() == Some(setting.key))
+                .collect();
+            assert_eq!(
+                lines.len(),
+                1,
+                "hotserve settings lists {} once",
+                setting.key
+            );
+            assert!(lines[0].contains(setting.env) && lines[0].contains(setting.help));
+        });
+    }
+
+    /// The settings `config/hotserve.yaml` documents: `key: value` lines are active (and must
+    /// show the default), `# key: example` lines are commented out.
+    fn documented(text: &str) -> Vec<(String, bool, String)> {
+        let mut found = Vec::new();
+        for line in text.lines() {
+            let (active, rest) = match line.strip_prefix("# ") {
+                Some(rest) => (false, rest),
+                None if line.starts_with('#') => continue,
+                None => (true, line),
+            };
+            let Some((key, value)) = rest.split_once(": ") else {
+                continue;
+            };
+            if !key.is_empty() && key.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
+                found.push((key.to_string(), active, value.trim().to_string()));
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn the_example_file_documents_exactly_the_declared_settings() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/hotserve.yaml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let env = |_: &str| None;
+        Config::load(&Inputs {
+            config_file: Some(path),
+            flags: Vec::new(),
+            env: &env,
+        })
+        .expect("config/hotserve.yaml is valid");
+
+        let documented = documented(&text);
+        let mut keys: Vec<&str> = documented.iter().map(|(key, _, _)| key.as_str()).collect();
+        keys.sort();
+        let mut declared: Vec<&str> = SETTINGS.iter().map(|s| s.key).collect();
+        declared.sort();
+        assert_eq!(
+            keys, declared,
+            "config/hotserve.yaml documents each declared key once"
+        );
+
+        for (key, active, value) in &documented {
+            let setting = SETTINGS.iter().find(|s| s.key == key).unwrap();
+            match setting.default {
+                DefaultValue::Literal(default) => {
+                    assert!(active, "{key} has a default; show it as an active line");
+                    assert_eq!(
+                        value, default,
+                        "config/hotserve.yaml shows the default of {key}"
+                    );
+                }
+                DefaultValue::Derived | DefaultValue::Unset => {
+                    assert!(
+                        !active,
+                        "{key} has no literal default; show an example commented out"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn documented_lines() {
+        let text = "listen: 0.0.0.0:8080\n# model_uri: models:/m@a\n# models:/<name>@<alias>\n# Unset: no\n#key: x\n";
+        assert_eq!(
+            documented(text),
+            [
+                ("listen".to_string(), true, "0.0.0.0:8080".to_string()),
+                ("model_uri".to_string(), false, "models:/m@a".to_string()),
+            ]
+        );
+    }
+}
