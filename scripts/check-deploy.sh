@@ -10,7 +10,7 @@
 #   image     deploy/Containerfile              hadolint (skipped where no wheel exists)
 #   together  tests/deploy/test_manifests.py    probe paths/port vs deploy/k8s/probes.json and
 #                                               src/, setting and variable names vs
-#                                               src/config.rs, grace periods vs drain/shutdown,
+#                                               src/config/settings.rs, grace periods vs drain/shutdown,
 #                                               ONNX Runtime pin, user ids, paths
 #   smoke     target/{release,debug}/hotserve   when built: run as each rendered Deployment
 #                                               configures it (bundled model), probe it, SIGTERM

@@ -165,11 +165,14 @@ def by_key(docs: list[dict]) -> dict[tuple, dict]:
 # --- Facts from the source tree -------------------------------------------------------------
 
 
+SETTINGS_RS = ROOT / "src" / "config" / "settings.rs"
+
+
 def settings_table() -> dict[str, str]:
-    """SETTINGS in src/config.rs: YAML key -> environment variable."""
-    text = (ROOT / "src" / "config.rs").read_text()
-    pairs = re.findall(r'Setting\s*\{\s*key:\s*"([a-z_]+)",\s*env:\s*"([A-Z_]+)"', text)
-    assert len(pairs) >= 20, f"could not read the SETTINGS table from src/config.rs ({len(pairs)} found)"
+    """The settings! list in src/config/settings.rs: YAML key -> environment variable."""
+    text = SETTINGS_RS.read_text()
+    pairs = re.findall(r'^\s*([a-z_]+): [^{\n]+\{\s*env:\s*"([A-Z_]+)"', text, re.M)
+    assert len(pairs) >= 20, f"could not read the settings from {SETTINGS_RS} ({len(pairs)} found)"
     return dict(pairs)
 
 
@@ -317,8 +320,9 @@ def test_binary_serves_the_probe_paths():
     source = "\n".join(p.read_text() for p in (ROOT / "src").rglob("*.rs"))
     for path in {probes["liveness"], probes["readiness"], probes["startup"], probes["metrics"]}:
         assert f'"{path}"' in source, f"no route {path} in src/"
-    assert '"listen", "0.0.0.0:8080"' in (ROOT / "src" / "config.rs").read_text().replace("\n", " "), (
-        "the default listen address in src/config.rs is no longer 0.0.0.0:8080"
+    listen = re.search(r'^\s*listen: SocketAddr \{[^}]*default: "([^"]+)"', SETTINGS_RS.read_text(), re.M)
+    assert listen and listen.group(1) == "0.0.0.0:8080", (
+        "the default listen address in src/config/settings.rs is no longer 0.0.0.0:8080"
     )
     assert containerfile_facts()["expose"] == [str(probes["port"])]
 
