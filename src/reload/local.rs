@@ -76,19 +76,21 @@ pub async fn check(reloader: &Reloader, path: &Path, form: Form) -> Outcome {
 }
 
 /// A repository: the highest version that passes the gate. Versions are tried from the
-/// highest down until one is live or goes live; the first failure on the way is what the check
-/// reports when an older version stays live.
+/// highest down until one is live or goes live; when that is not the newest, the check reports
+/// the newest version's failure (the older one serves meanwhile, as with a registry).
 async fn check_repository(reloader: &Reloader, versions: Vec<(u64, PathBuf)>) -> Outcome {
     let mut newest_failure: Option<Outcome> = None;
     for (number, dir) in versions {
         let outcome = check_one(reloader, &dir, Form::Directory, Some(number.to_string())).await;
-        match outcome {
-            Outcome::Unchanged { .. } => return newest_failure.unwrap_or(outcome),
-            Outcome::Loaded { .. } | Outcome::ServingCached { .. } => {
-                if let Some(failure) = newest_failure {
-                    tracing::warn!(version = ?failure.version(), "a newer version was not served: {}", failure.error_message().unwrap_or_default());
-                }
-                return outcome;
+        match &outcome {
+            Outcome::Unchanged { .. } | Outcome::ServingCached { .. } => {
+                return newest_failure.unwrap_or(outcome)
+            }
+            Outcome::Loaded { version } => {
+                // Report the newer version's failure, as for a registry: /health then says
+                // why the version served is not the newest.
+                tracing::info!(%version, "serving version {version}, the newest that passes the gate");
+                return newest_failure.unwrap_or(outcome);
             }
             Outcome::SkippedBad { .. } | Outcome::Failed { .. } => {
                 newest_failure.get_or_insert(outcome);
