@@ -32,9 +32,6 @@ const CONCURRENT_FILES: usize = 4;
 /// Listings beyond these bounds are treated as hostile.
 const MAX_FILES: usize = 100_000;
 const MAX_DIRECTORIES: usize = 10_000;
-/// The proxy's route, below the tracking server's base URL.
-const PROXY_ROUTE: [&str; 4] = ["api", "2.0", "mlflow-artifacts", "artifacts"];
-const PROXY_ANCHOR: &str = "/api/2.0/mlflow-artifacts/artifacts";
 
 /// A readable artifact location.
 #[derive(Clone, Debug, PartialEq)]
@@ -51,65 +48,20 @@ pub(crate) enum ArtifactRoot {
 pub(crate) enum RootError {
     /// The proxy needs the tracking server, and none is configured.
     NoServer(String),
+    /// No backend reads this URI; the text says why and what to do.
     Unsupported(String),
 }
 
 /// Maps an artifact URI onto a readable location. `tracking` is the tracking server's base URL
-/// (or why there is none); `mlflow-artifacts:` URIs take its scheme and path prefix, and its
-/// host unless they name their own, as MLflow's `MlflowArtifactsRepository.resolve_uri` does.
+/// (or why there is none), which `mlflow-artifacts:` URIs need ([`proxied::locate`]).
 pub(crate) fn artifact_root(
     artifact_uri: &str,
     tracking: Result<&Url, &str>,
 ) -> Result<ArtifactRoot, RootError> {
+    if let Some(proxied) = proxied::locate(artifact_uri, tracking) {
+        return proxied;
+    }
     let unsupported = |why: &str| RootError::Unsupported(why.to_string());
-    if let Some(rest) = artifact_uri.strip_prefix("mlflow-artifacts:") {
-        let tracking = tracking.map_err(|why| RootError::NoServer(why.to_string()))?;
-        let (host, path) = match rest.strip_prefix("//") {
-            Some(authority_and_path) => authority_and_path.split_at(
-                authority_and_path
-                    .find('/')
-                    .unwrap_or(authority_and_path.len()),
-            ),
-            None => ("", rest),
-        };
-        let mut proxy = tracking.clone();
-        if !host.is_empty() {
-            let authority = Url::parse(&format!("{}://{host}", tracking.scheme()))
-                .ok()
-                .filter(|u| u.username().is_empty() && u.path() == "/")
-                .ok_or_else(|| unsupported("the host in the URI is not a valid host[:port]"))?;
-            proxy
-                .set_host(authority.host_str())
-                .map_err(|_| unsupported("the host in the URI is not valid"))?;
-            proxy
-                .set_port(authority.port())
-                .map_err(|_| unsupported("the port in the URI is not valid"))?;
-        }
-        proxy
-            .path_segments_mut()
-            .map_err(|_| unsupported("the tracking URI cannot take a path"))?
-            .pop_if_empty()
-            .extend(PROXY_ROUTE);
-        return Ok(ArtifactRoot::Proxied {
-            proxy,
-            path: path.trim_matches('/').to_string(),
-        });
-    }
-    if artifact_uri.starts_with("http://") || artifact_uri.starts_with("https://") {
-        let url = Url::parse(artifact_uri).map_err(|_| unsupported("it is not a valid URL"))?;
-        let Some((before, after)) = url.path().split_once(PROXY_ANCHOR) else {
-            return Err(unsupported(
-                "plain http(s) artifact stores are not supported; serve artifacts through the \
-                 MLflow tracking server (mlflow server --serve-artifacts)",
-            ));
-        };
-        let path = super::uri::percent_decode(after.trim_matches('/'))
-            .ok_or_else(|| unsupported("the path has an invalid percent escape"))?;
-        let mut proxy = url.clone();
-        proxy.set_path(&format!("{before}{PROXY_ANCHOR}"));
-        proxy.set_query(None);
-        return Ok(ArtifactRoot::Proxied { proxy, path });
-    }
     match super::ModelUri::parse(artifact_uri) {
         Ok(super::ModelUri::Local(path) | super::ModelUri::Zip(path)) if path.is_absolute() => {
             Ok(ArtifactRoot::Local(path))
