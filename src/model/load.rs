@@ -11,14 +11,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::SystemTime;
 
+use ort::session::builder::GraphOptimizationLevel;
+use ort::session::Session;
+use ort::value::{TensorElementType, ValueType};
+
 use super::mlmodel::{MlModel, MlModelError};
 use super::runtime::{self, RuntimeError};
 use super::{FileDigest, Model, ModelInfo, Task, TensorDesc, TextTask};
 use crate::files::{self, combined_digest, DigestError};
 use crate::protocol;
-use ort::session::builder::GraphOptimizationLevel;
-use ort::session::Session;
-use ort::value::{TensorElementType, ValueType};
 
 // Kept at their old paths for callers outside this module's owners: `src/cli.rs` calls
 // `model::load::digest_dir` and `src/http/routes.rs` imports `model::load::argmax`. Remove once
@@ -50,22 +51,29 @@ pub struct LoadOptions {
 /// Why a model directory was rejected. Every message names the file and what is wrong.
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
+    /// A file is missing, unreadable or wrong; `why` says which and what to do.
     #[error("{path}: {why}")]
     File { path: PathBuf, why: String },
+    /// `MLmodel` does not parse or lacks what a servable model needs.
     #[error("{path}: {source}")]
     MlModel {
         path: PathBuf,
         #[source]
         source: MlModelError,
     },
+    /// The ONNX Runtime library cannot be found or loaded.
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
+    /// ONNX Runtime refused the graph.
     #[error("{path}: ONNX Runtime cannot load the graph: {why}")]
     Session { path: PathBuf, why: String },
+    /// The graph's inputs or outputs are not those of a text classifier.
     #[error("{path}: the graph does not fit a text classifier: {why}")]
     Graph { path: PathBuf, why: String },
+    /// The model directory could not be read to compute its digest.
     #[error(transparent)]
     Digest(#[from] DigestError),
+    /// Inference on the saved input example (or a stand-in) failed or gave unusable output.
     #[error("warm-up inference failed: {0}")]
     Warmup(String),
     /// Some `metadata.golden` examples did not get their label: the model's author said this
@@ -80,7 +88,7 @@ pub enum ModelError {
         /// Every example that got the wrong label, in `metadata.golden` order.
         misses: Vec<GoldenMiss>,
     },
-    /// The golden examples could not be run at all.
+    /// The golden examples could not be run at all: a tensor model, or inference failed.
     #[error("golden examples could not be checked (metadata.golden in MLmodel): {why}")]
     GoldenUnchecked { why: String },
 }
@@ -92,8 +100,9 @@ pub struct GoldenMiss {
     pub text: String,
     /// The label `metadata.golden` requires.
     pub expected: String,
-    /// The label the model chose, and its probability.
+    /// The label the model chose.
     pub got: String,
+    /// The probability the model gave `got`.
     pub probability: f32,
 }
 
