@@ -23,7 +23,7 @@ pub async fn resolve(
             eprintln!("hotserve resolve: {err}");
             1
         }
-        Ok(ModelUri::Local(dir)) => match model::load::digest_dir(&dir) {
+        Ok(ModelUri::Local(dir)) => match crate::files::digest_dir(&dir) {
             Ok(digests) => {
                 println!(
                     "uri: {uri}\nkind: local directory\npath: {}\nfiles:",

@@ -11,12 +11,14 @@
 //! - [`protocol`]: request formats (`/predict`, MLflow's scoring protocol), parsed purely.
 //! - [`http`]: hyper server, routes, the error -> status mapping.
 //! - [`app`]: wiring and lifecycle; [`cli`]: `resolve` and `validate`.
+//! - [`files`]: path confinement and content digests, shared by `registry` and `model`.
 //! - [`metrics`], [`sdnotify`]: Prometheus text and systemd notifications.
 
 pub mod app;
 pub mod cli;
 pub mod config;
 pub mod failpoints;
+pub mod files;
 pub mod http;
 pub mod live;
 pub mod metrics;

@@ -12,7 +12,7 @@ use serde_json::{json, Map, Value};
 
 use super::error::{ApiError, Probe};
 use super::{json, read_body, text, App, HttpResponse, X_MODEL_VERSION};
-use crate::model::load::argmax;
+use crate::model::argmax;
 use crate::model::{tensor, Encoded, Model, Scores};
 use crate::protocol::{self, ContentType};
 use crate::reload::webhook::{Delivery, Verdict};

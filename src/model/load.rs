@@ -6,18 +6,19 @@
 //! Runtime session per inference worker -> find the tokenizer -> check the graph's inputs and
 //! outputs -> read labels -> warm up on the saved input example -> classify the golden examples.
 
-use std::path::{Component, Path, PathBuf};
+use std::fmt;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::SystemTime;
 
 use ort::session::builder::GraphOptimizationLevel;
 use ort::session::Session;
 use ort::value::{TensorElementType, ValueType};
-use sha2::{Digest, Sha256};
 
 use super::mlmodel::{MlModel, MlModelError};
 use super::runtime::{self, RuntimeError};
-use super::{FileDigest, Model, ModelInfo, Task, TensorDesc, TextTask};
+use super::{argmax, FileDigest, Model, ModelInfo, Task, TensorDesc, TextTask};
+use crate::files::{self, combined_digest, DigestError};
 use crate::protocol;
 
 /// How to load a model; the identity fields come from the registry (or the directory name).
@@ -44,24 +45,69 @@ pub struct LoadOptions {
 /// Why a model directory was rejected. Every message names the file and what is wrong.
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
+    /// A file is missing, unreadable or wrong; `why` says which and what to do.
     #[error("{path}: {why}")]
     File { path: PathBuf, why: String },
+    /// `MLmodel` does not parse or lacks what a servable model needs.
     #[error("{path}: {source}")]
     MlModel {
         path: PathBuf,
         #[source]
         source: MlModelError,
     },
+    /// The ONNX Runtime library cannot be found or loaded.
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
+    /// ONNX Runtime refused the graph.
     #[error("{path}: ONNX Runtime cannot load the graph: {why}")]
     Session { path: PathBuf, why: String },
+    /// The graph's inputs or outputs are not those of a text classifier.
     #[error("{path}: the graph does not fit a text classifier: {why}")]
     Graph { path: PathBuf, why: String },
+    /// The model directory could not be read to compute its digest.
+    #[error(transparent)]
+    Digest(#[from] DigestError),
+    /// Inference on the saved input example (or a stand-in) failed or gave unusable output.
     #[error("warm-up inference failed: {0}")]
     Warmup(String),
-    #[error("golden examples failed (metadata.golden in MLmodel): {}", .0.join("; "))]
-    Golden(Vec<String>),
+    /// Some `metadata.golden` examples did not get their label: the model's author said this
+    /// version must classify them correctly, so it may not go live.
+    #[error(
+        "golden examples failed (metadata.golden in MLmodel): {}; this version does not \
+         classify its own examples as its author required, so it was not loaded: retrain or \
+         fix the model, or correct metadata.golden if the examples are wrong",
+        misses.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+    )]
+    Golden {
+        /// Every example that got the wrong label, in `metadata.golden` order.
+        misses: Vec<GoldenMiss>,
+    },
+    /// The golden examples could not be run at all: a tensor model, or inference failed.
+    #[error("golden examples could not be checked (metadata.golden in MLmodel): {why}")]
+    GoldenUnchecked { why: String },
+}
+
+/// One `metadata.golden` example that got the wrong label.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GoldenMiss {
+    /// The example's text.
+    pub text: String,
+    /// The label `metadata.golden` requires.
+    pub expected: String,
+    /// The label the model chose.
+    pub got: String,
+    /// The probability the model gave `got`.
+    pub probability: f32,
+}
+
+impl fmt::Display for GoldenMiss {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "'{}' expected {} but got {} ({:.3})",
+            self.text, self.expected, self.got, self.probability
+        )
+    }
 }
 
 impl ModelError {
@@ -87,15 +133,7 @@ pub fn load(dir: &Path, options: &LoadOptions) -> Result<Model, ModelError> {
         source,
     })?;
 
-    let onnx_path = confined(dir, &mlmodel.onnx_file).ok_or_else(|| {
-        ModelError::file(
-            &mlmodel_path,
-            format!(
-                "flavors.onnx.data '{}' escapes the model directory",
-                mlmodel.onnx_file
-            ),
-        )
-    })?;
+    let onnx_path = named_path(dir, "flavors.onnx.data", &mlmodel.onnx_file)?;
     if !onnx_path.is_file() {
         return Err(ModelError::file(
             &onnx_path,
@@ -132,7 +170,7 @@ pub fn load(dir: &Path, options: &LoadOptions) -> Result<Model, ModelError> {
 
     let digests = match &options.digests {
         Some(digests) => digests.clone(),
-        None => digest_dir(dir)?,
+        None => files::digest_dir(dir)?,
     };
     let digest = combined_digest(&digests);
     let version = options
@@ -226,12 +264,7 @@ pub fn dtype_name(ty: TensorElementType) -> &'static str {
 /// `metadata.tokenizer`, else `tokenizer.json`, else `tokenizer/tokenizer.json`.
 fn find_tokenizer(dir: &Path, mlmodel: &MlModel) -> Result<Option<PathBuf>, ModelError> {
     if let Some(named) = &mlmodel.tokenizer {
-        let path = confined(dir, named).ok_or_else(|| {
-            ModelError::file(
-                &dir.join("MLmodel"),
-                format!("metadata.tokenizer '{named}' escapes the model directory"),
-            )
-        })?;
+        let path = named_path(dir, "metadata.tokenizer", named)?;
         return if path.is_file() {
             Ok(Some(path))
         } else {
@@ -418,12 +451,7 @@ fn labels_from_config(dir: &Path) -> Result<Option<Vec<String>>, ModelError> {
 fn warm_up(model: &Model, dir: &Path) -> Result<(), ModelError> {
     let example = match &model.mlmodel.serving_input_path {
         Some(name) => {
-            let path = confined(dir, name).ok_or_else(|| {
-                ModelError::file(
-                    &dir.join("MLmodel"),
-                    format!("serving_input_path '{name}' escapes the model directory"),
-                )
-            })?;
+            let path = named_path(dir, "serving_input_path", name)?;
             match std::fs::read(&path) {
                 Ok(bytes) => Some(
                     protocol::parse_invocation(&bytes, protocol::ContentType::Json).map_err(
@@ -499,109 +527,58 @@ fn check_golden(model: &Model) -> Result<(), ModelError> {
     if golden.is_empty() {
         return Ok(());
     }
+    let unchecked = |why: String| ModelError::GoldenUnchecked { why };
     let Some(task) = model.text() else {
-        return Err(ModelError::Golden(vec![
-            "golden examples need a text model with a tokenizer".into(),
-        ]));
+        return Err(unchecked(
+            "golden examples need a text model with a tokenizer; remove metadata.golden from \
+             a tensor model"
+                .into(),
+        ));
     };
     let encoded = golden
         .iter()
         .map(|g| model.encode(&g.text))
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| ModelError::Warmup(e.to_string()))?;
+        .map_err(|e| unchecked(e.to_string()))?;
     let refs: Vec<_> = encoded.iter().collect();
     let scores = model
         .classify(0, &refs)
-        .map_err(|e| ModelError::Warmup(e.to_string()))?;
-    let failures: Vec<String> = golden
+        .map_err(|e| unchecked(e.to_string()))?;
+    let misses: Vec<GoldenMiss> = golden
         .iter()
         .zip(&scores)
         .filter_map(|(example, scores)| {
-            let (best, p) = argmax(&scores.0);
+            let (best, probability) = argmax(&scores.0);
             let got = &task.labels[best];
-            (got != &example.label).then(|| {
-                format!(
-                    "'{}' expected {} but got {got} ({p:.3})",
-                    example.text, example.label
-                )
+            (got != &example.label).then(|| GoldenMiss {
+                text: example.text.clone(),
+                expected: example.label.clone(),
+                got: got.clone(),
+                probability,
             })
         })
         .collect();
-    if failures.is_empty() {
+    if misses.is_empty() {
         Ok(())
     } else {
-        Err(ModelError::Golden(failures))
+        Err(ModelError::Golden { misses })
     }
 }
 
-/// Index and value of the largest score.
-pub fn argmax(scores: &[f32]) -> (usize, f32) {
-    scores
-        .iter()
-        .copied()
-        .enumerate()
-        .fold((0, f32::NEG_INFINITY), |best, (i, p)| {
-            if p > best.1 {
-                (i, p)
-            } else {
-                best
-            }
+/// `dir/relative` for a path that `MLmodel` names in `field`; it must stay inside `dir`.
+fn named_path(dir: &Path, field: &str, relative: &str) -> Result<PathBuf, ModelError> {
+    // People write `./tokenizer.json` in hand-edited MLmodel files; it means the same file.
+    files::confine(relative.strip_prefix("./").unwrap_or(relative))
+        .map(|inside| dir.join(inside))
+        .map_err(|why| {
+            ModelError::file(
+                &dir.join("MLmodel"),
+                format!(
+                    "{field} '{relative}' is not a plain path inside the model directory \
+                     ({why}); name the file relative to MLmodel, e.g. model.onnx"
+                ),
+            )
         })
-}
-
-/// `dir/relative` if `relative` stays inside `dir` (no `..`, not absolute).
-pub fn confined(dir: &Path, relative: &str) -> Option<PathBuf> {
-    let path = Path::new(relative);
-    let safe = !relative.is_empty()
-        && path
-            .components()
-            .all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
-    safe.then(|| dir.join(path))
-}
-
-/// sha256 and size of every regular file under `dir`, sorted by relative path.
-pub fn digest_dir(dir: &Path) -> Result<Vec<FileDigest>, ModelError> {
-    let mut digests = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(current) = stack.pop() {
-        let entries = std::fs::read_dir(&current).map_err(|e| ModelError::file(&current, e))?;
-        for entry in entries {
-            let entry = entry.map_err(|e| ModelError::file(&current, e))?;
-            let path = entry.path();
-            let file_type = entry.file_type().map_err(|e| ModelError::file(&path, e))?;
-            if file_type.is_dir() {
-                stack.push(path);
-            } else if file_type.is_file() {
-                let mut file =
-                    std::fs::File::open(&path).map_err(|e| ModelError::file(&path, e))?;
-                let mut hasher = Sha256::new();
-                let size = std::io::copy(&mut file, &mut hasher)
-                    .map_err(|e| ModelError::file(&path, e))?;
-                let relative = path.strip_prefix(dir).unwrap_or(&path);
-                digests.push(FileDigest {
-                    path: relative.to_string_lossy().replace('\\', "/"),
-                    size,
-                    sha256: hex(&hasher.finalize()),
-                });
-            }
-        }
-    }
-    digests.sort_by(|a, b| a.path.cmp(&b.path));
-    Ok(digests)
-}
-
-/// One digest for a whole model: sha256 over "path size sha256\n" lines.
-pub fn combined_digest(digests: &[FileDigest]) -> String {
-    let mut hasher = Sha256::new();
-    for d in digests {
-        hasher.update(format!("{} {} {}\n", d.path, d.size, d.sha256));
-    }
-    hex(&hasher.finalize())
-}
-
-/// Lowercase hex.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]
@@ -609,44 +586,73 @@ mod tests {
     use super::*;
 
     #[test]
-    fn confinement() {
-        let dir = Path::new("/m");
-        let cases = [
-            ("model.onnx", Some("/m/model.onnx")),
-            ("tok/tokenizer.json", Some("/m/tok/tokenizer.json")),
-            ("./model.onnx", Some("/m/./model.onnx")),
-            ("../model.onnx", None),
-            ("a/../../b", None),
-            ("/etc/passwd", None),
-            ("", None),
-        ];
-        for (input, expected) in cases {
-            assert_eq!(confined(dir, input), expected.map(PathBuf::from), "{input}");
-        }
-    }
-
-    #[test]
-    fn argmax_picks_largest() {
-        assert_eq!(argmax(&[0.1, 0.7, 0.2]), (1, 0.7));
-        assert_eq!(argmax(&[0.5, 0.5]).0, 0);
-    }
-
-    #[test]
-    fn digests_are_stable_and_sorted() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir(dir.path().join("sub")).unwrap();
-        std::fs::write(dir.path().join("b.txt"), "b").unwrap();
-        std::fs::write(dir.path().join("sub/a.txt"), "").unwrap();
-        let digests = digest_dir(dir.path()).unwrap();
-        let paths: Vec<_> = digests.iter().map(|d| d.path.as_str()).collect();
-        assert_eq!(paths, ["b.txt", "sub/a.txt"]);
-        assert_eq!(
-            digests[1].sha256,
-            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+    fn paths_named_in_mlmodel_stay_inside() {
+        let check = |relative: &str, expected: Result<&str, &str>| match (
+            named_path(Path::new("/m"), "metadata.tokenizer", relative),
+            expected,
+        ) {
+            (Ok(got), Ok(want)) => assert_eq!(got, PathBuf::from(want), "{relative:?}"),
+            (Err(err), Err(want)) => assert_eq!(err.to_string(), want, "{relative:?}"),
+            (got, want) => panic!("{relative:?}: got {got:?}, expected {want:?}"),
+        };
+        check("model.onnx", Ok("/m/model.onnx"));
+        check("tok/tokenizer.json", Ok("/m/tok/tokenizer.json"));
+        check(
+            "../tokenizer.json",
+            Err(
+                "/m/MLmodel: metadata.tokenizer '../tokenizer.json' is not a plain path inside \
+                 the model directory ('..' segments are not allowed); name the file relative to \
+                 MLmodel, e.g. model.onnx",
+            ),
         );
+        check("./tokenizer.json", Ok("/m/tokenizer.json"));
+        check(
+            "tok/./tokenizer.json",
+            Err(
+                "/m/MLmodel: metadata.tokenizer 'tok/./tokenizer.json' is not a plain path \
+                 inside the model directory ('.' segments are not allowed); name the file \
+                 relative to MLmodel, e.g. model.onnx",
+            ),
+        );
+        check(
+            "/etc/passwd",
+            Err(
+                "/m/MLmodel: metadata.tokenizer '/etc/passwd' is not a plain path inside the \
+                 model directory (absolute paths are not allowed); name the file relative to \
+                 MLmodel, e.g. model.onnx",
+            ),
+        );
+    }
+
+    #[test]
+    fn golden_failures_name_each_example_and_what_to_do() {
+        let miss = |text: &str, expected: &str, got: &str, probability: f32| GoldenMiss {
+            text: text.into(),
+            expected: expected.into(),
+            got: got.into(),
+            probability,
+        };
+        let err = ModelError::Golden {
+            misses: vec![
+                miss("great film", "POSITIVE", "NEGATIVE", 0.9123),
+                miss("awful", "NEGATIVE", "POSITIVE", 0.6),
+            ],
+        };
         assert_eq!(
-            combined_digest(&digests),
-            combined_digest(&digest_dir(dir.path()).unwrap())
+            err.to_string(),
+            "golden examples failed (metadata.golden in MLmodel): 'great film' expected \
+             POSITIVE but got NEGATIVE (0.912); 'awful' expected NEGATIVE but got POSITIVE \
+             (0.600); this version does not classify its own examples as its author required, \
+             so it was not loaded: retrain or fix the model, or correct metadata.golden if the \
+             examples are wrong"
+        );
+        let err = ModelError::GoldenUnchecked {
+            why: "cannot tokenize text: x".into(),
+        };
+        assert_eq!(
+            err.to_string(),
+            "golden examples could not be checked (metadata.golden in MLmodel): cannot \
+             tokenize text: x"
         );
     }
 }

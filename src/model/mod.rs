@@ -6,10 +6,13 @@
 //! - [`load`] turns a model directory into a [`Model`], running the validation gate.
 //! - [`runtime`] finds and loads the ONNX Runtime library.
 //! - [`bundle`] extracts `.zip` bundles safely.
+//! - [`tensor`] runs models that take tensors rather than text.
+//! - [`rfc3339`] formats the times a model (and the live status) reports.
 
 pub mod bundle;
 pub mod load;
 pub mod mlmodel;
+pub mod rfc3339;
 pub mod runtime;
 pub mod tensor;
 
@@ -50,8 +53,8 @@ pub struct ModelInfo {
     pub loaded_at: SystemTime,
 }
 
-/// The sha256 and size of one file of a model (the registry records them while downloading).
-pub use crate::registry::FileDigest;
+/// The type of [`ModelInfo::digests`], so that users of a model need not import `files`.
+pub use crate::files::FileDigest;
 
 /// The shape and type of one graph input or output, for `/v1/model`.
 #[derive(Clone, Debug, Serialize)]
@@ -249,57 +252,27 @@ fn id_tensor(
     })
 }
 
+/// Index and value of the largest score; the first one on a tie.
+pub fn argmax(scores: &[f32]) -> (usize, f32) {
+    scores
+        .iter()
+        .copied()
+        .enumerate()
+        .fold((0, f32::NEG_INFINITY), |best, (i, p)| {
+            if p > best.1 {
+                (i, p)
+            } else {
+                best
+            }
+        })
+}
+
 /// Numerically stable softmax.
 pub fn softmax(logits: &[f32]) -> Vec<f32> {
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let exps: Vec<f32> = logits.iter().map(|&x| (x - max).exp()).collect();
     let sum: f32 = exps.iter().sum();
     exps.into_iter().map(|e| e / sum).collect()
-}
-
-/// Serializes `SystemTime` as RFC 3339 UTC.
-pub mod rfc3339 {
-    use std::time::SystemTime;
-
-    pub fn serialize<S: serde::Serializer>(time: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&format(*time))
-    }
-
-    /// Formats a time as `2025-01-02T03:04:05.678Z`.
-    pub fn format(time: SystemTime) -> String {
-        let since = time
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap_or_default();
-        let secs = since.as_secs() as i64;
-        let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-        // Civil-from-days (Howard Hinnant's algorithm).
-        let z = days + 719_468;
-        let era = z.div_euclid(146_097);
-        let doe = z - era * 146_097;
-        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-        let mp = (5 * doy + 2) / 153;
-        let day = doy - (153 * mp + 2) / 5 + 1;
-        let month = if mp < 10 { mp + 3 } else { mp - 9 };
-        let year = yoe + era * 400 + i64::from(month <= 2);
-        format!(
-            "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-            rem / 3600,
-            rem % 3600 / 60,
-            rem % 60,
-            since.subsec_millis()
-        )
-    }
-
-    #[cfg(test)]
-    #[test]
-    fn formats_known_times() {
-        use std::time::Duration;
-        let at = |secs| SystemTime::UNIX_EPOCH + Duration::from_secs(secs);
-        assert_eq!(format(at(0)), "1970-01-01T00:00:00.000Z");
-        assert_eq!(format(at(951_782_400)), "2000-02-29T00:00:00.000Z");
-        assert_eq!(format(at(1_767_225_599)), "2025-12-31T23:59:59.000Z");
-    }
 }
 
 #[cfg(test)]
@@ -312,5 +285,15 @@ mod tests {
         assert_eq!(probs, vec![0.5, 0.5]);
         let probs = softmax(&[0.0, (3.0f32).ln()]);
         assert!((probs[1] - 0.75).abs() < 1e-6);
+    }
+
+    #[test]
+    fn argmax_picks_the_first_largest() {
+        let check = |scores: &[f32], expected: (usize, f32)| {
+            assert_eq!(argmax(scores), expected, "{scores:?}")
+        };
+        check(&[0.1, 0.7, 0.2], (1, 0.7));
+        check(&[0.5, 0.5], (0, 0.5));
+        check(&[-3.0, -1.0], (1, -1.0));
     }
 }

@@ -8,7 +8,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, RETRY_AFTER};
 use reqwest::{Response, StatusCode, Url};
@@ -630,54 +630,16 @@ pub fn backoff_delay(retry: u32, factor: f64, jitter: f64, random: f64) -> Durat
         .min(MAX_BACKOFF)
 }
 
-/// Parses a `Retry-After` value: delay seconds, or an HTTP date (IMF-fixdate, e.g. `Wed, 21 Oct
-/// 2015 07:28:00 GMT`) turned into a wait from `now`. A date in the past means no wait.
+/// Parses a `Retry-After` value: delay seconds, or an HTTP date (any of the three formats RFC
+/// 9110 makes recipients accept, e.g. `Wed, 21 Oct 2015 07:28:00 GMT`) turned into a wait from
+/// `now`. A date in the past means no wait.
 pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let value = value.trim();
     if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
         return value.parse::<u64>().ok().map(Duration::from_secs);
     }
-    let at = parse_http_date(value)?;
-    let now = now.duration_since(UNIX_EPOCH).ok()?.as_secs();
-    Some(Duration::from_secs(at.saturating_sub(now)))
-}
-
-/// IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`) to seconds since the Unix epoch.
-fn parse_http_date(value: &str) -> Option<u64> {
-    let (_weekday, rest) = value.split_once(", ")?;
-    let parts: Vec<&str> = rest.split(' ').collect();
-    let [day, month, year, time, "GMT"] = parts.as_slice() else {
-        return None;
-    };
-    let day: u64 = day.parse().ok()?;
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let month = MONTHS.iter().position(|m| m == month)? as u64 + 1;
-    let year: u64 = year.parse().ok()?;
-    let clock: Vec<u64> = time
-        .split(':')
-        .map(|p| p.parse().ok())
-        .collect::<Option<_>>()?;
-    let [hours, minutes, seconds] = clock.as_slice() else {
-        return None;
-    };
-    if !(1..=31).contains(&day) || year < 1970 || *hours > 23 || *minutes > 59 || *seconds > 60 {
-        return None;
-    }
-    let days = days_from_civil(year, month, day);
-    Some(days * 86_400 + hours * 3600 + minutes * 60 + seconds)
-}
-
-/// Days since 1970-01-01 of a Gregorian date (Howard Hinnant's `days_from_civil`).
-fn days_from_civil(year: u64, month: u64, day: u64) -> u64 {
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year / 400;
-    let year_of_era = year - era * 400;
-    let month_from_march = (month + 9) % 12;
-    let day_of_year = (153 * month_from_march + 2) / 5 + day - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    era * 146_097 + day_of_era - 719_468
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
 #[cfg(test)]
@@ -707,7 +669,7 @@ mod tests {
     #[test]
     fn retry_after_values() {
         // 2015-10-21 07:28:00 UTC.
-        let now = UNIX_EPOCH + Duration::from_secs(1_445_412_480);
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_445_412_480);
         let check = |value: &str, expected: Option<u64>| {
             assert_eq!(
                 parse_retry_after(value, now),
@@ -730,13 +692,9 @@ mod tests {
         check("Wed, 32 Oct 2015 07:28:00 GMT", None);
         check("Wed, 21 Foo 2015 07:28:00 GMT", None);
         check("Wed, 21 Oct 2015 25:28:00 GMT", None);
-    }
-
-    #[test]
-    fn civil_days() {
-        assert_eq!(days_from_civil(1970, 1, 1), 0);
-        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
-        assert_eq!(days_from_civil(2024, 2, 29), 19_782);
+        check("Mon, 21 Oct 2015 07:28:30 GMT", None);
+        check("Wednesday, 21-Oct-15 07:28:30 GMT", Some(30));
+        check("Wed Oct 21 07:28:30 2015", Some(30));
     }
 
     #[test]

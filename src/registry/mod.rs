@@ -21,12 +21,15 @@ mod rest;
 pub mod settings;
 pub mod uri;
 
-pub use artifacts::{confine, download};
+pub use artifacts::download;
 pub use client::MlflowClient;
 pub use error::RegistryError;
 pub use resolve::resolve;
 pub use settings::{MlflowSettings, Secret};
 pub use uri::{ModelUri, RemoteUri, Stage};
+
+/// What [`download()`] returns per file (defined with the other facts about a model's files).
+pub use crate::files::FileDigest;
 
 use std::fmt::Write as _;
 
@@ -60,22 +63,11 @@ pub struct Resolution {
 /// One file of a model as the artifact store lists it.
 #[derive(Clone, Debug, serde::Serialize, PartialEq)]
 pub struct RemoteFile {
-    /// Path relative to the artifact root, `/`-separated; checked by [`confine`].
+    /// Path relative to the artifact root, `/`-separated; checked by
+    /// [`confine`](crate::files::confine).
     pub path: String,
     /// Size in bytes when the store reports it; downloads are checked against it.
     pub size: Option<u64>,
-}
-
-/// One downloaded file: what was written and its content hash. The same type describes the
-/// files of a loaded model (`crate::model::FileDigest` is this).
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
-pub struct FileDigest {
-    /// Path relative to the model directory, `/`-separated.
-    pub path: String,
-    /// Bytes written.
-    pub size: u64,
-    /// Lowercase hex SHA-256 of the content.
-    pub sha256: String,
 }
 
 /// Renders a resolution for `hotserve resolve`: one `key: value` line per known field, then the

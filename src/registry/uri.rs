@@ -336,22 +336,28 @@ fn parse_file(rest: &str) -> Result<PathBuf, String> {
         .ok_or_else(|| "the path has an invalid percent escape".into())
 }
 
-/// Decodes `%XX` escapes; `None` for a malformed escape or a result that is not UTF-8.
+/// Decodes `%XX` escapes; `None` when a `%` is not followed by two hex digits (`%zz`, `%+1`, a
+/// trailing `%`) or the result is not UTF-8. The `percent-encoding` crate decodes, but keeps a
+/// malformed escape as text; in a path or a password that is a typo the user should hear about,
+/// so it is refused first.
 pub(crate) fn percent_decode(text: &str) -> Option<String> {
     let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = text.get(i + 1..i + 3)?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
+    let well_formed = bytes
+        .iter()
+        .enumerate()
+        .filter(|(_, byte)| **byte == b'%')
+        .all(|(at, _)| {
+            bytes
+                .get(at + 1..at + 3)
+                .is_some_and(|digits| digits.iter().all(u8::is_ascii_hexdigit))
+        });
+    if !well_formed {
+        return None;
     }
-    String::from_utf8(out).ok()
+    let decoded = percent_encoding::percent_decode_str(text)
+        .decode_utf8()
+        .ok()?;
+    Some(decoded.into_owned())
 }
 
 #[cfg(test)]
@@ -369,6 +375,30 @@ mod tests {
     fn check_remote(input: &str, expected: RemoteUri, printed: &str) {
         check(input, ModelUri::Remote(expected.clone()));
         assert_eq!(expected.to_string(), printed, "display of {input:?}");
+    }
+
+    #[test]
+    fn percent_escapes() {
+        let check = |text: &str, expected: Option<&str>| {
+            assert_eq!(percent_decode(text).as_deref(), expected, "{text:?}")
+        };
+        check("", Some(""));
+        check("plain/path", Some("plain/path"));
+        check("a%20b", Some("a b"));
+        check("%2F", Some("/"));
+        check("%2f", Some("/"));
+        check("%e2%82%ac", Some("€"));
+        check("%E2%82%AC", Some("€"));
+        check("%2525", Some("%25"));
+        check("p%40ss%3Aword", Some("p@ss:word"));
+        check("%+1", None);
+        check("%-1", None);
+        check("%", None);
+        check("a%", None);
+        check("a%2", None);
+        check("%zz", None);
+        check("%ff", None);
+        check("%e2%82", None);
     }
 
     fn check_error(input: &str, expected_reason: &str) {
@@ -566,6 +596,8 @@ mod tests {
         check_error("mlflow-artifacts:/0/../../etc", "'.' or '..'");
         check_error("file://remote-host/x", "not host 'remote-host'");
         check_error("file:///a%zz", "invalid percent escape");
+        check_error("file:///a%+1", "invalid percent escape");
+        check_error("file:///a%", "invalid percent escape");
         check_error("s3://bucket/model", "does not read s3:// directly");
         check_error(
             "https://example.com/model.zip",

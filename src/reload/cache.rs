@@ -13,8 +13,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::model::load::hex;
-use crate::model::FileDigest;
+use crate::files::{hex, FileDigest};
 
 /// What is known about a cached model.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

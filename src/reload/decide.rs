@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use sha2::{Digest, Sha256};
 
 use super::cache::Manifest;
-use crate::model::load::hex;
+use crate::files::hex;
 use crate::registry::Resolution;
 
 /// Which model a check is about. Two equal identities mean the same files.

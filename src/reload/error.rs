@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 
 use super::loader::LoaderError;
+use crate::files::DigestError;
 use crate::model::bundle::BundleError;
 use crate::model::ModelError;
 use crate::registry::RegistryError;
@@ -33,6 +34,9 @@ pub enum ReloadError {
     /// A local directory with neither a model nor version directories.
     #[error("{dir} holds neither an MLmodel file nor version directories (1/, 2/, ...); point MODEL_URI at a model directory or a model repository")]
     NoModel { dir: PathBuf },
+    /// The staged copy could not be read back to digest it.
+    #[error(transparent)]
+    Digest(#[from] DigestError),
     /// A `.zip` bundle could not be extracted safely.
     #[error(transparent)]
     Bundle(#[from] BundleError),
@@ -64,6 +68,7 @@ impl ReloadError {
             ReloadError::StillChanging { .. } | ReloadError::Mixture { .. } => true,
             ReloadError::NoModel { .. }
             | ReloadError::Copy { .. }
+            | ReloadError::Digest(_)
             | ReloadError::Bundle(_)
             | ReloadError::Model(_)
             | ReloadError::Cache { .. }

@@ -26,7 +26,7 @@ use super::cache::Manifest;
 use super::decide::{Action, Identity};
 use super::report::Outcome;
 use super::{on_disk, publish, ReloadError, Reloader};
-use crate::model::load::{combined_digest, digest_dir};
+use crate::files::{combined_digest, digest_dir};
 use crate::model::{self, FileDigest};
 
 /// What kind of local source.
@@ -557,7 +557,7 @@ mod tests {
         // The sums of the version being written: MLmodel is new already, the graph not yet.
         let sums = |graph: &str| {
             use sha2::{Digest, Sha256};
-            let hex = |text: &str| crate::model::load::hex(&Sha256::digest(text.as_bytes()));
+            let hex = |text: &str| crate::files::hex(&Sha256::digest(text.as_bytes()));
             format!("{}  MLmodel\n{}  model.onnx\n", hex("new"), hex(graph))
         };
         write(source.path(), &[(SUMS_FILE, &sums("new graph"))]);

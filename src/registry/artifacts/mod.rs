@@ -1,36 +1,37 @@
-//! Model artifacts: where an artifact URI's files live, listing them recursively, and
-//! [`download()`] — streamed, size-checked, SHA-256 hashed, confined to a staging directory
-//! beside the destination and renamed into place only when every file is complete.
+//! Model artifacts: where an artifact URI's files live ([`artifact_root`]), listing them
+//! recursively ([`list_files`]), and [`download()`]: streamed, size-checked, SHA-256 hashed,
+//! confined to a staging directory beside the destination and renamed into place only when
+//! every file is complete.
 //!
-//! Two kinds of artifact location are readable: the tracking server's artifact proxy
-//! (`mlflow-artifacts:/...`, `mlflow-artifacts://host/...`, or an `http(s)://` URL of
-//! `/api/2.0/mlflow-artifacts/artifacts`), and local directories (`file://` or an absolute path,
-//! as a server with a local artifact store reports them). Object stores (`s3://`, `gs://`, ...)
-//! are refused with advice to serve artifacts through the tracking server.
+//! Two kinds of artifact location are readable, one backend each: the tracking server's
+//! artifact proxy ([`proxied`]: `mlflow-artifacts:/...`, `mlflow-artifacts://host/...`, or an
+//! `http(s)://` URL of `/api/2.0/mlflow-artifacts/artifacts`), and local directories
+//! ([`local`]: `file://` or an absolute path, as a server with a local artifact store reports
+//! them). Object stores (`s3://`, `gs://`, ...) are refused with advice to serve artifacts
+//! through the tracking server. This module maps URIs onto backends, checks listings and runs
+//! the download; the backends only list and fetch.
 //!
 //! Every listed path goes through [`confine`] before anything is written, and local sources may
 //! not contain symbolic links, so a hostile listing cannot write outside the model directory.
 
+mod local;
+mod proxied;
+
 use std::collections::BTreeSet;
-use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
 
 use futures_util::{stream, StreamExt as _, TryStreamExt as _};
 use reqwest::Url;
-use sha2::{Digest as _, Sha256};
-use tokio::io::AsyncWriteExt as _;
 
-use super::client::{error_chain, Api, MlflowClient};
-use super::{rest, FileDigest, RegistryError, RemoteFile, Resolution};
+use super::client::{Api, MlflowClient};
+use super::{RegistryError, RemoteFile, Resolution};
+use crate::files::{confine, FileDigest};
 
 /// Files downloaded at the same time.
 const CONCURRENT_FILES: usize = 4;
 /// Listings beyond these bounds are treated as hostile.
 const MAX_FILES: usize = 100_000;
 const MAX_DIRECTORIES: usize = 10_000;
-/// The proxy's route, below the tracking server's base URL.
-const PROXY_ROUTE: [&str; 4] = ["api", "2.0", "mlflow-artifacts", "artifacts"];
-const PROXY_ANCHOR: &str = "/api/2.0/mlflow-artifacts/artifacts";
 
 /// A readable artifact location.
 #[derive(Clone, Debug, PartialEq)]
@@ -47,65 +48,20 @@ pub(crate) enum ArtifactRoot {
 pub(crate) enum RootError {
     /// The proxy needs the tracking server, and none is configured.
     NoServer(String),
+    /// No backend reads this URI; the text says why and what to do.
     Unsupported(String),
 }
 
 /// Maps an artifact URI onto a readable location. `tracking` is the tracking server's base URL
-/// (or why there is none); `mlflow-artifacts:` URIs take its scheme and path prefix, and its
-/// host unless they name their own, as MLflow's `MlflowArtifactsRepository.resolve_uri` does.
+/// (or why there is none), which `mlflow-artifacts:` URIs need ([`proxied::locate`]).
 pub(crate) fn artifact_root(
     artifact_uri: &str,
     tracking: Result<&Url, &str>,
 ) -> Result<ArtifactRoot, RootError> {
+    if let Some(proxied) = proxied::locate(artifact_uri, tracking) {
+        return proxied;
+    }
     let unsupported = |why: &str| RootError::Unsupported(why.to_string());
-    if let Some(rest) = artifact_uri.strip_prefix("mlflow-artifacts:") {
-        let tracking = tracking.map_err(|why| RootError::NoServer(why.to_string()))?;
-        let (host, path) = match rest.strip_prefix("//") {
-            Some(authority_and_path) => authority_and_path.split_at(
-                authority_and_path
-                    .find('/')
-                    .unwrap_or(authority_and_path.len()),
-            ),
-            None => ("", rest),
-        };
-        let mut proxy = tracking.clone();
-        if !host.is_empty() {
-            let authority = Url::parse(&format!("{}://{host}", tracking.scheme()))
-                .ok()
-                .filter(|u| u.username().is_empty() && u.path() == "/")
-                .ok_or_else(|| unsupported("the host in the URI is not a valid host[:port]"))?;
-            proxy
-                .set_host(authority.host_str())
-                .map_err(|_| unsupported("the host in the URI is not valid"))?;
-            proxy
-                .set_port(authority.port())
-                .map_err(|_| unsupported("the port in the URI is not valid"))?;
-        }
-        proxy
-            .path_segments_mut()
-            .map_err(|_| unsupported("the tracking URI cannot take a path"))?
-            .pop_if_empty()
-            .extend(PROXY_ROUTE);
-        return Ok(ArtifactRoot::Proxied {
-            proxy,
-            path: path.trim_matches('/').to_string(),
-        });
-    }
-    if artifact_uri.starts_with("http://") || artifact_uri.starts_with("https://") {
-        let url = Url::parse(artifact_uri).map_err(|_| unsupported("it is not a valid URL"))?;
-        let Some((before, after)) = url.path().split_once(PROXY_ANCHOR) else {
-            return Err(unsupported(
-                "plain http(s) artifact stores are not supported; serve artifacts through the \
-                 MLflow tracking server (mlflow server --serve-artifacts)",
-            ));
-        };
-        let path = super::uri::percent_decode(after.trim_matches('/'))
-            .ok_or_else(|| unsupported("the path has an invalid percent escape"))?;
-        let mut proxy = url.clone();
-        proxy.set_path(&format!("{before}{PROXY_ANCHOR}"));
-        proxy.set_query(None);
-        return Ok(ArtifactRoot::Proxied { proxy, path });
-    }
     match super::ModelUri::parse(artifact_uri) {
         Ok(super::ModelUri::Local(path) | super::ModelUri::Zip(path)) if path.is_absolute() => {
             Ok(ArtifactRoot::Local(path))
@@ -123,35 +79,6 @@ pub(crate) fn artifact_root(
     }
 }
 
-/// Checks a listed artifact path and returns it as a relative path that stays inside the
-/// model directory: `/`-separated, no empty, `.` or `..` segments, not absolute, no NUL,
-/// backslash or other control characters.
-pub fn confine(path: &str) -> Result<PathBuf, String> {
-    if path.is_empty() {
-        return Err("the path is empty".into());
-    }
-    if path.starts_with('/') {
-        return Err("absolute paths are not allowed".into());
-    }
-    if path.contains('\\') {
-        return Err("backslashes are not allowed".into());
-    }
-    if path.chars().any(char::is_control) {
-        return Err("NUL and control characters are not allowed".into());
-    }
-    let mut relative = PathBuf::new();
-    for segment in path.split('/') {
-        match segment {
-            "" => {
-                return Err("empty path segments ('//' or a trailing '/') are not allowed".into())
-            }
-            "." | ".." => return Err(format!("'{segment}' segments are not allowed")),
-            _ => relative.push(segment),
-        }
-    }
-    Ok(relative)
-}
-
 /// Lists every file under `artifact_uri`, sorted by path; an empty list when there are none.
 pub(crate) async fn list_files(
     client: &MlflowClient,
@@ -159,14 +86,8 @@ pub(crate) async fn list_files(
     artifact_uri: &str,
 ) -> Result<Vec<RemoteFile>, RegistryError> {
     let mut files = match root(client, uri, artifact_uri)? {
-        ArtifactRoot::Proxied { proxy, path } => list_proxied(client, uri, &proxy, &path).await?,
-        ArtifactRoot::Local(dir) => {
-            let uri_owned = uri.to_string();
-            let artifact_uri = artifact_uri.to_string();
-            tokio::task::spawn_blocking(move || list_local(&uri_owned, &artifact_uri, &dir))
-                .await
-                .expect("listing a local directory does not panic")?
-        }
+        ArtifactRoot::Proxied { proxy, path } => proxied::list(client, uri, &proxy, &path).await?,
+        ArtifactRoot::Local(dir) => local::list(uri, artifact_uri, &dir).await?,
     };
     files.sort_by(|a, b| a.path.cmp(&b.path));
     check_listing(uri, &files)?;
@@ -210,7 +131,8 @@ pub async fn download(
         .map(|file| {
             Ok((
                 file,
-                confine(&file.path).map_err(|r| unsafe_path(uri, &file.path, r))?,
+                confine(&file.path)
+                    .map_err(|reason| unsafe_path(uri, &file.path, reason.to_string()))?,
             ))
         })
         .collect::<Result<_, RegistryError>>()?;
@@ -230,8 +152,36 @@ pub async fn download(
     tokio::fs::create_dir(&staging)
         .await
         .map_err(|e| io_error("create", &staging, e))?;
-    let mut guard = StagingGuard(Some(staging.clone()));
+    let guard = StagingGuard::new(staging.clone());
+    match fill(client, uri, &root, &staging, plan, dest).await {
+        Ok(mut digests) => {
+            guard.keep();
+            digests.sort_by(|a, b| a.path.cmp(&b.path));
+            tracing::debug!(uri, dest = %dest.display(), files = digests.len(), "downloaded");
+            Ok(digests)
+        }
+        Err(err) => {
+            guard.remove().await;
+            Err(err)
+        }
+    }
+}
 
+/// Fetches every planned file into `staging` and renames it to `dest`.
+async fn fill(
+    client: &MlflowClient,
+    uri: &str,
+    root: &ArtifactRoot,
+    staging: &Path,
+    plan: Vec<(&RemoteFile, PathBuf)>,
+    dest: &Path,
+) -> Result<Vec<FileDigest>, RegistryError> {
+    let io_error = |action: &'static str, path: &Path, source: std::io::Error| RegistryError::Io {
+        uri: uri.to_string(),
+        action,
+        path: path.to_path_buf(),
+        source,
+    };
     // Directories first, so that no concurrent task creates one after a failure cleaned up.
     let directories: BTreeSet<PathBuf> = plan
         .iter()
@@ -248,54 +198,78 @@ pub async fn download(
     // make the download future's Send-ness depend on higher-ranked lifetimes rustc cannot prove.
     let fetches: Vec<_> = plan
         .into_iter()
-        .map(|(file, relative)| fetch(client, uri, &root, &staging, file, relative))
+        .map(|(file, relative)| fetch(client, uri, root, staging, file, relative))
         .collect();
-    let fetched = stream::iter(fetches)
+    let digests = stream::iter(fetches)
         .buffer_unordered(CONCURRENT_FILES)
         .try_collect::<Vec<FileDigest>>()
-        .await;
-    let mut digests = match fetched {
-        Ok(digests) => digests,
-        Err(err) => {
-            guard.remove().await;
-            return Err(err);
-        }
-    };
+        .await?;
     if tokio::fs::symlink_metadata(dest).await.is_ok() {
-        guard.remove().await;
         return Err(RegistryError::DestinationExists {
             uri: uri.to_string(),
             dest: dest.into(),
         });
     }
-    if let Err(err) = tokio::fs::rename(&staging, dest).await {
-        guard.remove().await;
-        return Err(io_error("move the finished download to", dest, err));
-    }
-    guard.0 = None;
-    digests.sort_by(|a, b| a.path.cmp(&b.path));
-    tracing::debug!(uri, dest = %dest.display(), files = digests.len(), "downloaded");
+    tokio::fs::rename(staging, dest)
+        .await
+        .map_err(|e| io_error("move the finished download to", dest, e))?;
     Ok(digests)
 }
 
-/// Removes the staging directory unless the download completed, also when the download future
-/// is dropped half-way.
+/// The staging directory of a download in progress: removed unless the download completed,
+/// also when the download future is dropped half-way (the reload loop cancelled, the runtime
+/// shutting down).
+///
+/// Removing a directory tree is blocking IO, and a `Drop` cannot await, so a drop on the
+/// runtime hands the removal to tokio's blocking pool. The pool may discard jobs it has not
+/// started when the runtime shuts down; the job owns a [`Removal`], whose own `Drop` then
+/// removes the directory where the pool discards it, so a dropped download leaves nothing
+/// behind in every case. Outside a runtime the removal happens in place.
 struct StagingGuard(Option<PathBuf>);
 
+/// A directory to remove when this value is dropped, wherever that happens.
+struct Removal(PathBuf);
+
 impl StagingGuard {
-    async fn remove(&mut self) {
+    fn new(staging: PathBuf) -> StagingGuard {
+        StagingGuard(Some(staging))
+    }
+
+    /// The download completed and the directory was renamed: nothing to remove.
+    fn keep(mut self) {
+        self.0 = None;
+    }
+
+    /// Removes the directory now, on the blocking pool, and waits for it.
+    async fn remove(mut self) {
         if let Some(path) = self.0.take() {
-            if let Err(err) = tokio::fs::remove_dir_all(&path).await {
-                tracing::warn!(path = %path.display(), %err, "cannot remove a failed download");
-            }
+            let removal = Removal(path);
+            let _ = tokio::task::spawn_blocking(move || drop(removal)).await;
         }
     }
 }
 
 impl Drop for StagingGuard {
     fn drop(&mut self) {
-        if let Some(path) = self.0.take() {
-            let _ = std::fs::remove_dir_all(path);
+        let Some(path) = self.0.take() else {
+            return;
+        };
+        let removal = Removal(path);
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn_blocking(move || drop(removal))),
+            Err(_) => drop(removal),
+        }
+    }
+}
+
+impl Drop for Removal {
+    fn drop(&mut self) {
+        match std::fs::remove_dir_all(&self.0) {
+            Ok(()) => {}
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(err) => {
+                tracing::warn!(path = %self.0.display(), %err, "cannot remove a failed download")
+            }
         }
     }
 }
@@ -324,6 +298,7 @@ fn root(
     })
 }
 
+/// A listed path that may not be written; `reason` completes "refusing artifact path ...".
 fn unsafe_path(uri: &str, path: &str, reason: String) -> RegistryError {
     RegistryError::UnsafePath {
         uri: uri.to_string(),
@@ -336,7 +311,7 @@ fn unsafe_path(uri: &str, path: &str, reason: String) -> RegistryError {
 /// must be sorted by path.
 fn check_listing(uri: &str, files: &[RemoteFile]) -> Result<(), RegistryError> {
     for file in files {
-        confine(&file.path).map_err(|reason| unsafe_path(uri, &file.path, reason))?;
+        confine(&file.path).map_err(|reason| unsafe_path(uri, &file.path, reason.to_string()))?;
     }
     let paths: BTreeSet<&str> = files.iter().map(|f| f.path.as_str()).collect();
     if paths.len() != files.len() {
@@ -370,135 +345,6 @@ fn check_listing(uri: &str, files: &[RemoteFile]) -> Result<(), RegistryError> {
     Ok(())
 }
 
-async fn list_proxied(
-    client: &MlflowClient,
-    uri: &str,
-    proxy: &Url,
-    root: &str,
-) -> Result<Vec<RemoteFile>, RegistryError> {
-    let mut files = Vec::new();
-    let mut pending = vec![String::new()];
-    let mut directories_seen = 0;
-    while let Some(directory) = pending.pop() {
-        directories_seen += 1;
-        if directories_seen > MAX_DIRECTORIES || files.len() > MAX_FILES {
-            return Err(unsafe_path(
-                uri,
-                &directory,
-                "the listing is implausibly large".into(),
-            ));
-        }
-        let location = [root, directory.as_str()]
-            .iter()
-            .filter(|part| !part.is_empty())
-            .copied()
-            .collect::<Vec<_>>()
-            .join("/");
-        let entries = rest::list_artifacts(client, proxy, &location)
-            .await
-            .map_err(|err| err.into_registry(uri, client.request_timeout()))?;
-        for entry in entries {
-            let path = if directory.is_empty() {
-                entry.path
-            } else {
-                format!("{directory}/{}", entry.path)
-            };
-            confine(&path).map_err(|reason| unsafe_path(uri, &path, reason))?;
-            if entry.is_dir {
-                pending.push(path);
-            } else {
-                files.push(RemoteFile {
-                    path,
-                    size: entry.file_size,
-                });
-            }
-        }
-    }
-    Ok(files)
-}
-
-fn list_local(
-    uri: &str,
-    artifact_uri: &str,
-    root: &Path,
-) -> Result<Vec<RemoteFile>, RegistryError> {
-    match std::fs::metadata(root) {
-        Ok(meta) if meta.is_dir() => {}
-        Ok(_) => {
-            return Err(RegistryError::UnsupportedArtifactUri {
-                uri: uri.to_string(),
-                artifact_uri: artifact_uri.to_string(),
-                reason: "it is a single file; point the URI at the model directory".into(),
-            })
-        }
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-            return Err(RegistryError::UnsupportedArtifactUri {
-                uri: uri.to_string(),
-                artifact_uri: artifact_uri.to_string(),
-                reason: "no such directory on this machine; the MLflow server keeps artifacts \
-                         on its own disk, run it with --serve-artifacts --artifacts-destination \
-                         so that hotserve can fetch them over HTTP"
-                    .into(),
-            })
-        }
-        Err(source) => {
-            return Err(RegistryError::Io {
-                uri: uri.to_string(),
-                action: "read",
-                path: root.to_path_buf(),
-                source,
-            })
-        }
-    }
-    let mut files = Vec::new();
-    let mut pending = vec![PathBuf::new()];
-    while let Some(relative) = pending.pop() {
-        let directory = root.join(&relative);
-        let io_error = |source| RegistryError::Io {
-            uri: uri.to_string(),
-            action: "read",
-            path: directory.clone(),
-            source,
-        };
-        for entry in std::fs::read_dir(&directory).map_err(io_error)? {
-            let entry = entry.map_err(io_error)?;
-            let child = relative.join(entry.file_name());
-            let shown = child.to_string_lossy().into_owned();
-            let Some(path) = child.to_str().map(str::to_string) else {
-                return Err(unsafe_path(
-                    uri,
-                    &shown,
-                    "the name is not valid UTF-8".into(),
-                ));
-            };
-            let meta = entry.metadata().map_err(io_error)?;
-            if meta.file_type().is_symlink() {
-                return Err(unsafe_path(
-                    uri,
-                    &path,
-                    "it is a symbolic link; copy the real file into the model directory".into(),
-                ));
-            } else if meta.is_dir() {
-                pending.push(child);
-            } else if !meta.is_file() {
-                return Err(unsafe_path(uri, &path, "it is not a regular file".into()));
-            } else if files.len() >= MAX_FILES {
-                return Err(unsafe_path(
-                    uri,
-                    &path,
-                    "the directory is implausibly large".into(),
-                ));
-            } else {
-                files.push(RemoteFile {
-                    path,
-                    size: Some(meta.len()),
-                });
-            }
-        }
-    }
-    Ok(files)
-}
-
 /// Fetches one file into `staging/relative`, hashing it and checking its size.
 async fn fetch(
     client: &MlflowClient,
@@ -511,17 +357,9 @@ async fn fetch(
     let target = staging.join(&relative);
     let digest = match root {
         ArtifactRoot::Proxied { proxy, path } => {
-            fetch_proxied(client, uri, proxy, path, file, &target).await?
+            proxied::fetch(client, uri, proxy, path, file, &target).await?
         }
-        ArtifactRoot::Local(dir) => {
-            let (uri_owned, source, file_owned) =
-                (uri.to_string(), dir.join(&relative), file.clone());
-            tokio::task::spawn_blocking(move || {
-                copy_local(&uri_owned, &source, &file_owned, &target)
-            })
-            .await
-            .expect("copying a local file does not panic")?
-        }
+        ArtifactRoot::Local(dir) => local::fetch(uri, dir, &relative, file, target).await?,
     };
     if let Some(expected) = file.size {
         if expected != digest.size {
@@ -536,151 +374,10 @@ async fn fetch(
     Ok(digest)
 }
 
-async fn fetch_proxied(
-    client: &MlflowClient,
-    uri: &str,
-    proxy: &Url,
-    root: &str,
-    file: &RemoteFile,
-    target: &Path,
-) -> Result<FileDigest, RegistryError> {
-    let mut url = proxy.clone();
-    url.path_segments_mut()
-        .expect("proxy URLs are http(s) URLs, which have paths")
-        .pop_if_empty()
-        .extend(root.split('/').filter(|s| !s.is_empty()))
-        .extend(file.path.split('/'));
-    let mut response = client
-        .get_stream(url)
-        .await
-        .map_err(|err| err.into_registry(uri, client.request_timeout()))?;
-    let io_error = |source| RegistryError::Io {
-        uri: uri.to_string(),
-        action: "write",
-        path: target.to_path_buf(),
-        source,
-    };
-    let handle = tokio::fs::File::create_new(target)
-        .await
-        .map_err(io_error)?;
-    let mut writer = tokio::io::BufWriter::with_capacity(256 * 1024, handle);
-    let mut hasher = Sha256::new();
-    let mut received: u64 = 0;
-    loop {
-        let chunk = match response.chunk().await {
-            Ok(Some(chunk)) => chunk,
-            Ok(None) => break,
-            Err(err) => {
-                return Err(RegistryError::Interrupted {
-                    uri: uri.to_string(),
-                    path: file.path.clone(),
-                    received,
-                    reason: error_chain(&err),
-                })
-            }
-        };
-        received += chunk.len() as u64;
-        if file.size.is_some_and(|expected| received > expected) {
-            return Err(RegistryError::SizeMismatch {
-                uri: uri.to_string(),
-                path: file.path.clone(),
-                expected: file.size.unwrap_or(0),
-                actual: received,
-            });
-        }
-        hasher.update(&chunk);
-        writer.write_all(&chunk).await.map_err(io_error)?;
-    }
-    writer.flush().await.map_err(io_error)?;
-    writer.get_ref().sync_all().await.map_err(io_error)?;
-    Ok(FileDigest {
-        path: file.path.clone(),
-        size: received,
-        sha256: hex(&hasher.finalize()),
-    })
-}
-
-fn copy_local(
-    uri: &str,
-    source: &Path,
-    file: &RemoteFile,
-    target: &Path,
-) -> Result<FileDigest, RegistryError> {
-    let io_error = |action: &'static str, path: &Path| {
-        let path = path.to_path_buf();
-        move |source| RegistryError::Io {
-            uri: uri.to_string(),
-            action,
-            path,
-            source,
-        }
-    };
-    let meta = std::fs::symlink_metadata(source).map_err(io_error("read", source))?;
-    if !meta.is_file() {
-        return Err(unsafe_path(
-            uri,
-            &file.path,
-            "it is a symbolic link or not a regular file; copy the real file into the model \
-             directory"
-                .into(),
-        ));
-    }
-    let mut input = std::fs::File::open(source).map_err(io_error("read", source))?;
-    let mut output = std::fs::File::create_new(target).map_err(io_error("write", target))?;
-    let mut hasher = Sha256::new();
-    let mut buffer = vec![0u8; 256 * 1024];
-    let mut copied: u64 = 0;
-    loop {
-        let read = input.read(&mut buffer).map_err(io_error("read", source))?;
-        if read == 0 {
-            break;
-        }
-        hasher.update(&buffer[..read]);
-        output
-            .write_all(&buffer[..read])
-            .map_err(io_error("write", target))?;
-        copied += read as u64;
-    }
-    output.sync_all().map_err(io_error("write", target))?;
-    Ok(FileDigest {
-        path: file.path.clone(),
-        size: copied,
-        sha256: hex(&hasher.finalize()),
-    })
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::registry::MlflowSettings;
-
-    #[test]
-    fn confinement() {
-        let check = |path: &str, expected: Result<&str, &str>| match (confine(path), expected) {
-            (Ok(got), Ok(want)) => assert_eq!(got, PathBuf::from(want), "{path:?}"),
-            (Err(why), Err(want)) => {
-                assert!(why.contains(want), "{path:?}: {why:?} lacks {want:?}")
-            }
-            (got, want) => panic!("confine({path:?}) = {got:?}, expected {want:?}"),
-        };
-        check("MLmodel", Ok("MLmodel"));
-        check("tokenizer/tokenizer.json", Ok("tokenizer/tokenizer.json"));
-        check("a b/..c/d..", Ok("a b/..c/d.."));
-        check("", Err("empty"));
-        check("../evil", Err("'..' segments"));
-        check("a/../../evil", Err("'..' segments"));
-        check("./MLmodel", Err("'.' segments"));
-        check("/etc/passwd", Err("absolute"));
-        check("a//b", Err("empty path segments"));
-        check("dir/", Err("empty path segments"));
-        check("..\\evil", Err("backslashes"));
-        check("a\0b", Err("NUL"));
-        check("a\nb", Err("control characters"));
-    }
 
     #[test]
     fn listings_are_checked_as_a_whole() {
@@ -810,6 +507,85 @@ mod tests {
             artifact_uri: format!("file://{}", dir.display()),
             files,
         }
+    }
+
+    /// Entries of `dir`, by name.
+    fn entries(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn a_dropped_staging_guard_removes_its_directory() {
+        let out = tempfile::tempdir().unwrap();
+        let staging = out.path().join(".v1.partial-0");
+
+        // Outside a runtime: in place.
+        std::fs::create_dir_all(staging.join("sub")).unwrap();
+        drop(StagingGuard::new(staging.clone()));
+        assert_eq!(
+            entries(out.path()),
+            Vec::<String>::new(),
+            "outside a runtime"
+        );
+
+        // Held by a task that the runtime drops as it shuts down: gone with the runtime.
+        std::fs::create_dir_all(staging.join("sub")).unwrap();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .build()
+            .unwrap();
+        let (held, is_held) = std::sync::mpsc::channel();
+        runtime.spawn(async move {
+            let _guard = StagingGuard::new(staging);
+            held.send(()).unwrap();
+            std::future::pending::<()>().await
+        });
+        is_held.recv().unwrap();
+        drop(runtime);
+        assert_eq!(entries(out.path()), Vec::<String>::new(), "at shutdown");
+    }
+
+    #[test]
+    fn a_dropped_download_leaves_nothing_behind() {
+        // A proxy that accepts the file's connection and never answers holds the download
+        // half-way, with its staging directory on disk.
+        let proxy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let resolution = Resolution {
+            artifact_uri: format!(
+                "http://{}/api/2.0/mlflow-artifacts/artifacts/0/x",
+                proxy.local_addr().unwrap()
+            ),
+            ..local_resolution(
+                Path::new("/unused"),
+                vec![RemoteFile {
+                    path: "MLmodel".into(),
+                    size: Some(3),
+                }],
+            )
+        };
+        let out = tempfile::tempdir().unwrap();
+        let dest = out.path().join("v1");
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let client = MlflowClient::new(MlflowSettings::default()).unwrap();
+        let task = runtime.spawn(async move { download(&client, &resolution, &dest).await });
+        let _connection = proxy.accept().unwrap();
+        let staged = entries(out.path());
+        assert!(
+            staged.len() == 1 && staged[0].starts_with(".v1.partial-"),
+            "{staged:?}"
+        );
+        task.abort();
+        drop(runtime);
+        assert_eq!(entries(out.path()), Vec::<String>::new());
     }
 
     #[tokio::test]
