@@ -201,6 +201,16 @@ fn register_champion(name: &str) {
     );
 }
 
+/// Runs [`register`] on the blocking pool, so that a running [`Load`] (tasks on this test's
+/// runtime) keeps sending meanwhile. MLflow's Python client takes seconds; blocking the
+/// runtime that long stalls the load and leaves its connections idle past the server's
+/// header timeout, which then closes them under the next request.
+async fn register_meanwhile(commands: Value) -> Value {
+    tokio::task::spawn_blocking(move || register(mlflow(), commands))
+        .await
+        .expect("register")
+}
+
 fn registry_start(name: &str, tracking_uri: &str) -> Start {
     Start::default()
         .arg("--model-uri")
@@ -230,14 +240,11 @@ async fn serves_a_registered_model_and_follows_the_alias_with_zero_failed_reques
 
     let load = Load::start(&hotserve, 4);
     load.answered_by("1", 20).await;
-    register(
-        server,
-        json!({"op": "register", "dir": "tests/fixtures/sentiment_v2", "name": name}),
-    );
-    register(
-        server,
-        json!({"op": "set-alias", "name": name, "alias": "champion", "version": "2"}),
-    );
+    register_meanwhile(json!([
+        {"op": "register", "dir": "tests/fixtures/sentiment_v2", "name": name},
+        {"op": "set-alias", "name": name, "alias": "champion", "version": "2"},
+    ]))
+    .await;
     // The poll interval is 500 ms; a minute leaves room for a busy machine.
     let took = wait_for_version(&hotserve, "2", Duration::from_secs(60)).await;
     eprintln!("v2 went live {took:?} after the alias moved");
@@ -295,10 +302,10 @@ async fn a_broken_version_is_refused_and_a_rollback_comes_from_the_cache() {
     wait_for_version(&hotserve, "2", Duration::from_secs(30)).await;
 
     let load = Load::start(&hotserve, 2);
-    register(
-        server,
+    register_meanwhile(
         json!({"op": "set-alias", "name": name, "alias": "champion", "version": "3"}),
-    );
+    )
+    .await;
     let health = health_until(&hotserve, Duration::from_secs(30), "v3 tried", |h| {
         h["last_reload"]["version"] == "3"
     })
@@ -367,10 +374,10 @@ async fn a_broken_version_is_refused_and_a_rollback_comes_from_the_cache() {
             .count()
     };
     let before = artifact_requests(&proxy);
-    register(
-        server,
+    register_meanwhile(
         json!({"op": "set-alias", "name": name, "alias": "champion", "version": "1"}),
-    );
+    )
+    .await;
     wait_for_version(&hotserve, "1", Duration::from_secs(30)).await;
     assert_eq!(
         artifact_requests(&proxy),
@@ -406,13 +413,11 @@ async fn a_webhook_from_mlflow_triggers_the_reload() {
                             "webhook_name": name, "events": ["model_version_alias.created"]}),
     );
     let load = Load::start(&hotserve, 2);
-    register(
-        server,
-        json!([
-            {"op": "register", "dir": "tests/fixtures/sentiment_v2", "name": name},
-            {"op": "set-alias", "name": name, "alias": "champion", "version": "2"},
-        ]),
-    );
+    register_meanwhile(json!([
+        {"op": "register", "dir": "tests/fixtures/sentiment_v2", "name": name},
+        {"op": "set-alias", "name": name, "alias": "champion", "version": "2"},
+    ]))
+    .await;
     let took = wait_for_version(&hotserve, "2", Duration::from_secs(30)).await;
     let counts = check_observations(&load.finish().await);
     assert!(counts.contains_key("2"), "{counts:?}");
@@ -631,13 +636,10 @@ async fn the_resource_policy_unloads_first_and_restores_on_failure() {
             gap_reason
         })
     };
-    let url = server.url.clone();
-    tokio::task::spawn_blocking(move || {
-        let server = crate::support::MlflowServer { url, addr: "127.0.0.1:1".parse().unwrap(), root: Default::default() };
-        register(&server, json!({"op": "set-alias", "name": "reload-resource", "alias": "champion", "version": "2"}))
-    })
-    .await
-    .unwrap();
+    register_meanwhile(
+        json!({"op": "set-alias", "name": name, "alias": "champion", "version": "2"}),
+    )
+    .await;
     wait_for_version(&hotserve, "2", Duration::from_secs(30)).await;
     stop.store(true, Ordering::Relaxed);
     let gap_reason = watcher.await.unwrap();
