@@ -11,7 +11,33 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::support::hotserve::{fixture, run, Hotserve, Start};
+use crate::support::inprocess;
 use crate::support::{eventually, metric, metric_reaches, mlflow, register, Fault, FaultProxy};
+
+/// What these tests need from a server, whether in the test process or the real binary.
+trait Served {
+    fn url(&self, path: &str) -> String;
+    /// Its log lines, to show when a wait fails.
+    fn logs(&self) -> String;
+}
+
+impl Served for Hotserve {
+    fn url(&self, path: &str) -> String {
+        Hotserve::url(self, path)
+    }
+    fn logs(&self) -> String {
+        Hotserve::logs(self)
+    }
+}
+
+impl Served for inprocess::Server {
+    fn url(&self, path: &str) -> String {
+        inprocess::Server::url(self, path)
+    }
+    fn logs(&self) -> String {
+        "(in the test process: no logs captured)".into()
+    }
+}
 
 /// One answered request of the background load.
 #[derive(Debug)]
@@ -33,7 +59,7 @@ struct Load {
 }
 
 impl Load {
-    fn start(server: &Hotserve, clients: usize) -> Load {
+    fn start(server: &impl Served, clients: usize) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
         let answered = Arc::new(Mutex::new(HashMap::new()));
         let clients = (0..clients)
@@ -150,7 +176,7 @@ fn check_observations(observations: &[Observation]) -> HashMap<String, usize> {
     counts
 }
 
-async fn get_health(server: &Hotserve) -> Value {
+async fn get_health(server: &impl Served) -> Value {
     reqwest::get(server.url("/health"))
         .await
         .unwrap()
@@ -162,7 +188,7 @@ async fn get_health(server: &Hotserve) -> Value {
 /// Polls `/health` until `done` holds and returns that answer; fails after `timeout`, saying
 /// `waiting_for` and showing the last answer and the logs.
 async fn health_until(
-    server: &Hotserve,
+    server: &impl Served,
     timeout: Duration,
     waiting_for: &str,
     done: impl Fn(&Value) -> bool,
@@ -184,7 +210,7 @@ async fn health_until(
 }
 
 /// Waits until `/health` says `version` is live; returns how long that took.
-async fn wait_for_version(server: &Hotserve, version: &str, timeout: Duration) -> Duration {
+async fn wait_for_version(server: &impl Served, version: &str, timeout: Duration) -> Duration {
     let started = Instant::now();
     health_until(server, timeout, &format!("version {version} live"), |h| {
         h["model"]["version"] == version
@@ -518,13 +544,16 @@ async fn restarts_from_the_cache_when_the_registry_is_down() {
     );
 }
 
+/// In the test process: the file watcher needs no registry and no process of its own.
 #[tokio::test]
 async fn a_watched_directory_rewritten_in_place_is_reloaded() {
     let dir = tempfile::tempdir().unwrap();
     let model = dir.path().join("model");
     copy_dir(&fixture("sentiment"), &model);
-    let hotserve = Start::model(&model).set("watch_debounce", "300ms").spawn();
-    hotserve.wait_ready(Duration::from_secs(60)).await;
+    let hotserve = inprocess::Start::model(&model)
+        .set("watch_debounce", "300ms")
+        .ready()
+        .await;
     let v1 = get_health(&hotserve).await["model"]["version"]
         .as_str()
         .unwrap()
@@ -554,6 +583,7 @@ async fn a_watched_directory_rewritten_in_place_is_reloaded() {
     assert!(counts.contains_key(&v2), "{counts:?}");
     let health = get_health(&hotserve).await;
     assert_eq!(health["last_reload"]["trigger"], "watch");
+    hotserve.stop().await.expect("a clean shutdown");
 }
 
 #[tokio::test]
