@@ -445,6 +445,7 @@ async fn a_webhook_from_mlflow_triggers_the_reload() {
     ]))
     .await;
     let took = wait_for_version(&hotserve, "2", Duration::from_secs(30)).await;
+    load.answered_by("2", 10).await;
     let counts = check_observations(&load.finish().await);
     assert!(counts.contains_key("2"), "{counts:?}");
     let health = get_health(&hotserve).await;
