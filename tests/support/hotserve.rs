@@ -1,5 +1,7 @@
-//! Starts the real `hotserve` binary on an ephemeral loopback port and talks to it. Shared by
-//! every integration test binary (`#[path = "support/hotserve.rs"] mod hotserve;`).
+//! Starts the real `hotserve` binary on an ephemeral loopback port and talks to it. For tests
+//! where the process is the point: signals, exit codes, `resolve` and `validate`, its log
+//! lines, and the debug failpoints, which read the process environment. Everything else runs
+//! in the test process (`support::inprocess`).
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
@@ -85,7 +87,7 @@ impl Start {
         let stderr = child.stderr.take().expect("stderr is piped");
         let logs = Arc::new(Mutex::new(Vec::new()));
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-        {
+        let reader = {
             let logs = logs.clone();
             std::thread::spawn(move || {
                 for line in BufReader::new(stderr).lines().map_while(Result::ok) {
@@ -94,13 +96,15 @@ impl Start {
                     }
                     logs.lock().unwrap().push(line);
                 }
-            });
-        }
+            })
+        };
         let addr = match addr_rx.recv_timeout(Duration::from_secs(60)) {
             Ok(addr) => addr,
             Err(_) => {
                 let _ = child.kill();
-                std::thread::sleep(Duration::from_millis(100));
+                let _ = child.wait();
+                // The process is gone, so its stderr ends: every line has been read then.
+                let _ = reader.join();
                 panic!(
                     "hotserve did not start listening; logs:\n{}",
                     logs.lock().unwrap().join("\n")
@@ -151,6 +155,7 @@ impl Hotserve {
                     self.logs()
                 );
             }
+            // The polling interval; the loop ends on the condition.
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -175,6 +180,7 @@ impl Hotserve {
             if Instant::now() > deadline {
                 return None;
             }
+            // The polling interval; the loop ends when the process has exited.
             std::thread::sleep(Duration::from_millis(20));
         }
     }
