@@ -1,19 +1,20 @@
-//! Publishing local models safely, against the real binary and the real fixture models: a
+//! Publishing local models safely, in-process against the real fixture models: a
 //! model repository of numbered versions (written under a temporary name, renamed into place),
 //! a symbolic link flipped atomically, and an in-place rewrite guarded by `SHA256SUMS`. A slow
 //! writer (pauses longer than `watch_debounce`) must never get a mixture of two versions
 //! served: every answer is exactly what v1 or v2 answers on its own.
 
-#[path = "support/hotserve.rs"]
-mod harness;
+#[path = "support/mod.rs"]
+mod support;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use harness::{fixture, Hotserve, Start};
 use serde_json::{json, Value};
+use support::hotserve::fixture;
+use support::inprocess::{Server, Start};
 
 /// Longer than the test's `watch_debounce`, so each file a writer adds triggers its own check.
 const WRITER_PAUSE: Duration = Duration::from_millis(500);
@@ -34,7 +35,7 @@ impl Answer {
     }
 }
 
-async fn ask(server: &Hotserve) -> Answer {
+async fn ask(server: &Server) -> Answer {
     let response = reqwest::Client::new()
         .post(server.url("/predict"))
         .json(&json!({"text": "I love this"}))
@@ -54,7 +55,7 @@ async fn ask(server: &Hotserve) -> Answer {
     }
 }
 
-async fn health(server: &Hotserve) -> Value {
+async fn health(server: &Server) -> Value {
     reqwest::get(server.url("/health"))
         .await
         .unwrap()
@@ -64,11 +65,7 @@ async fn health(server: &Hotserve) -> Value {
 }
 
 /// Polls `/health` until `done` holds (generous deadline: a busy 2-core machine).
-async fn health_until(
-    server: &Hotserve,
-    waiting_for: &str,
-    done: impl Fn(&Value) -> bool,
-) -> Value {
+async fn health_until(server: &Server, waiting_for: &str, done: impl Fn(&Value) -> bool) -> Value {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let health = health(server).await;
@@ -77,8 +74,7 @@ async fn health_until(
         }
         assert!(
             Instant::now() < deadline,
-            "waited 60 s for {waiting_for}; /health: {health:#}\nlogs:\n{}",
-            server.logs()
+            "waited 60 s for {waiting_for}; /health: {health:#}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -95,7 +91,7 @@ struct Watcher {
 }
 
 impl Watcher {
-    fn start(server: &Hotserve) -> Watcher {
+    fn start(server: &Server) -> Watcher {
         let stop = Arc::new(AtomicBool::new(false));
         let url = server.url("/predict");
         let task = tokio::spawn({
@@ -166,8 +162,7 @@ fn files_mlmodel_first(model: &Path) -> Vec<std::path::PathBuf> {
 
 /// What v2 answers on its own.
 async fn answer_of_v2() -> Answer {
-    let server = Start::model(fixture("sentiment_v2")).spawn();
-    server.wait_ready(Duration::from_secs(60)).await;
+    let server = Start::model(fixture("sentiment_v2")).ready().await;
     ask(&server).await
 }
 
@@ -176,8 +171,10 @@ async fn a_slow_writer_publishing_into_a_repository_never_serves_a_mixture() {
     let area = tempfile::tempdir().unwrap();
     let repo = area.path().join("sentiment");
     copy_dir(&fixture("sentiment"), &repo.join("1"));
-    let server = Start::model(&repo).set("watch_debounce", DEBOUNCE).spawn();
-    server.wait_ready(Duration::from_secs(60)).await;
+    let server = Start::model(&repo)
+        .set("watch_debounce", DEBOUNCE)
+        .ready()
+        .await;
     let v1 = ask(&server).await;
     assert_eq!(
         v1.version, "1",
@@ -222,8 +219,10 @@ async fn a_broken_newest_version_leaves_the_previous_one_serving_and_removing_a_
     std::fs::write(repo.join("2/model.onnx"), b"not an onnx graph").unwrap();
 
     // At startup: the newest is broken, so version 1 serves, and /health says why.
-    let server = Start::model(&repo).set("watch_debounce", DEBOUNCE).spawn();
-    server.wait_ready(Duration::from_secs(60)).await;
+    let server = Start::model(&repo)
+        .set("watch_debounce", DEBOUNCE)
+        .ready()
+        .await;
     let health = health(&server).await;
     assert_eq!(served_version(&health), "1", "{health:#}");
     assert_eq!(health["last_check"]["version"], "2", "{health:#}");
@@ -263,8 +262,8 @@ async fn flipping_a_symbolic_link_switches_versions_and_flipping_it_back_rolls_b
 
     let server = Start::model(root.join("current"))
         .set("watch_debounce", DEBOUNCE)
-        .spawn();
-    server.wait_ready(Duration::from_secs(60)).await;
+        .ready()
+        .await;
     let v1 = ask(&server).await;
     let v2 = answer_of_v2().await;
     let watcher = Watcher::start(&server);
@@ -292,8 +291,10 @@ async fn an_in_place_rewrite_with_sha256sums_is_refused_until_complete() {
     let model = area.path().join("sentiment");
     copy_dir(&fixture("sentiment"), &model);
     std::fs::write(model.join("SHA256SUMS"), sums(&model)).unwrap();
-    let server = Start::model(&model).set("watch_debounce", DEBOUNCE).spawn();
-    server.wait_ready(Duration::from_secs(60)).await;
+    let server = Start::model(&model)
+        .set("watch_debounce", DEBOUNCE)
+        .ready()
+        .await;
     let v1 = ask(&server).await;
     let v2 = answer_of_v2().await;
 
