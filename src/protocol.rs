@@ -12,28 +12,55 @@ pub enum ContentType {
     Csv,
 }
 
-/// Why a body was rejected: the MLflow error code and a message for the client.
+/// Why a body was rejected, and a message for the client. `http/error.rs` turns the
+/// [`Problem`] into a status and an MLflow error code.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
 pub struct BadRequest {
-    /// `BAD_REQUEST` for bodies that do not parse, `INVALID_PARAMETER_VALUE` for values that
-    /// parse but do not fit.
-    pub code: &'static str,
+    pub problem: Problem,
     pub message: String,
 }
 
-fn malformed(message: impl Into<String>) -> BadRequest {
-    BadRequest {
-        code: "BAD_REQUEST",
-        message: message.into(),
+/// The two ways a body can be wrong.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Problem {
+    /// It does not parse (not JSON, not CSV, not the expected shape).
+    Malformed,
+    /// It parses, but a value does not fit (a type, a count, a column).
+    Invalid,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Problem::Malformed => "malformed",
+            Problem::Invalid => "invalid",
+        })
     }
 }
 
-fn invalid(message: impl Into<String>) -> BadRequest {
-    BadRequest {
-        code: "INVALID_PARAMETER_VALUE",
-        message: message.into(),
+impl BadRequest {
+    pub fn malformed(message: impl Into<String>) -> BadRequest {
+        BadRequest {
+            problem: Problem::Malformed,
+            message: message.into(),
+        }
     }
+
+    pub fn invalid(message: impl Into<String>) -> BadRequest {
+        BadRequest {
+            problem: Problem::Invalid,
+            message: message.into(),
+        }
+    }
+}
+
+fn malformed(message: impl Into<String>) -> BadRequest {
+    BadRequest::malformed(message)
+}
+
+fn invalid(message: impl Into<String>) -> BadRequest {
+    BadRequest::invalid(message)
 }
 
 /// A parsed `/invocations` request.
@@ -383,7 +410,7 @@ mod tests {
     fn texts(body: &str, content_type: ContentType) -> Result<Vec<String>, String> {
         parse_invocation(body.as_bytes(), content_type)
             .and_then(|inv| inv.texts())
-            .map_err(|e| format!("{}: {}", e.code, e.message))
+            .map_err(|e| format!("{}: {}", e.problem, e.message))
     }
 
     fn check(body: &str, expected: Result<&[&str], &str>) {
@@ -444,10 +471,10 @@ mod tests {
 
     #[test]
     fn invocation_errors() {
-        check("", Err("BAD_REQUEST: the body is empty"));
-        check("{", Err("BAD_REQUEST: the body is not valid JSON"));
-        check("[1]", Err("BAD_REQUEST: expected a JSON object"));
-        check("{}", Err("BAD_REQUEST: the body must have exactly one of"));
+        check("", Err("malformed: the body is empty"));
+        check("{", Err("malformed: the body is not valid JSON"));
+        check("[1]", Err("malformed: expected a JSON object"));
+        check("{}", Err("malformed: the body must have exactly one of"));
         check(
             r#"{"inputs": [], "instances": []}"#,
             Err("found instances, inputs"),
@@ -455,7 +482,7 @@ mod tests {
         check(r#"{"input": []}"#, Err("unknown field(s) [\"input\"]"));
         check(
             r#"{"dataframe_split": []}"#,
-            Err("INVALID_PARAMETER_VALUE: dataframe_split must be an object"),
+            Err("invalid: dataframe_split must be an object"),
         );
         check(
             r#"{"dataframe_split": {"columns": ["text"]}}"#,
@@ -515,9 +542,9 @@ mod tests {
         check_csv("id,text\n1, \"a, b\"\n", Err("CSV row 1 has 3 fields for 2 columns"));
         check_csv("", Err("no header row"));
         check_csv("\n\n", Err("no header row"));
-        check_csv("text\n\"open", Err("BAD_REQUEST: CSV line 2: an unpaired quote; either a quoted field is not closed"));
+        check_csv("text\n\"open", Err("malformed: CSV line 2: an unpaired quote; either a quoted field is not closed"));
         check_csv("text\na\n\"open\nb\n", Err("CSV line 3: an unpaired quote"));
-        check_csv("a,b\n1\n", Err("INVALID_PARAMETER_VALUE: CSV row 1 has 1 fields for 2 columns"));
+        check_csv("a,b\n1\n", Err("invalid: CSV row 1 has 1 fields for 2 columns"));
         check_csv("text\nab\"c\n", Err("a quote inside an unquoted field"));
         check_csv("text\n\"a\"b\"c\n", Err("a quote inside an unquoted field"));
     }
@@ -525,7 +552,7 @@ mod tests {
     #[test]
     fn csv_bytes() {
         let err = parse_invocation(b"text\n\xff\n", ContentType::Csv).unwrap_err();
-        assert_eq!(err.code, "BAD_REQUEST");
+        assert_eq!(err.problem, Problem::Malformed);
         assert!(
             err.message.starts_with("the CSV body is not valid UTF-8"),
             "{err:?}"
@@ -559,16 +586,16 @@ mod tests {
             Ok(vec!["a".into(), "b".into()])
         );
         assert_eq!(
-            parse_batch(br#"{"texts": "a"}"#).unwrap_err().code,
-            "INVALID_PARAMETER_VALUE"
+            parse_batch(br#"{"texts": "a"}"#).unwrap_err().problem,
+            Problem::Invalid
         );
         assert_eq!(
             parse_batch(br#"{"texts": [null]}"#).unwrap_err().message,
             "texts[0] must be a string, not null"
         );
         assert_eq!(
-            parse_batch(br#"{"text": ["a"]}"#).unwrap_err().code,
-            "INVALID_PARAMETER_VALUE"
+            parse_batch(br#"{"text": ["a"]}"#).unwrap_err().problem,
+            Problem::Invalid
         );
     }
 }

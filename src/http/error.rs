@@ -11,7 +11,7 @@ use hyper::{Method, StatusCode};
 
 use super::{text, HttpResponse};
 use crate::model::InferError;
-use crate::protocol::BadRequest;
+use crate::protocol::{BadRequest, Problem};
 use crate::queue::PoolError;
 use crate::reload::webhook::WebhookError;
 
@@ -174,7 +174,11 @@ impl ApiError {
 
 impl From<BadRequest> for ApiError {
     fn from(err: BadRequest) -> Self {
-        ApiError::new(StatusCode::BAD_REQUEST, err.code, err.message)
+        let code = match err.problem {
+            Problem::Malformed => "BAD_REQUEST",
+            Problem::Invalid => "INVALID_PARAMETER_VALUE",
+        };
+        ApiError::new(StatusCode::BAD_REQUEST, code, err.message)
     }
 }
 
@@ -312,8 +316,8 @@ mod tests {
     fn infer_and_parse_errors() {
         check(InferError::BadInput("x".into()).into(), 400, "INVALID_PARAMETER_VALUE", None);
         check(InferError::Runtime("x".into()).into(), 500, "INTERNAL_ERROR", None);
-        check(BadRequest { code: "BAD_REQUEST", message: "m".into() }.into(), 400, "BAD_REQUEST", None);
-        check(BadRequest { code: "INVALID_PARAMETER_VALUE", message: "m".into() }.into(), 400, "INVALID_PARAMETER_VALUE", None);
+        check(BadRequest::malformed("m").into(), 400, "BAD_REQUEST", None);
+        check(BadRequest::invalid("m").into(), 400, "INVALID_PARAMETER_VALUE", None);
     }
 
     #[test]
