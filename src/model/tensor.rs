@@ -52,7 +52,7 @@ pub fn from_request(
     model: &Model,
     request: Invocation,
 ) -> Result<Vec<NamedTensor>, protocol::BadRequest> {
-    let bad = protocol::BadRequest::invalid::<String>;
+    let bad = |message: String| protocol::BadRequest::invalid(message);
     let mut named: Vec<(String, Value)> = match request.data {
         Data::Tensor(Value::Object(object)) => object.into_iter().collect(),
         Data::Tensor(value) if model.inputs.len() == 1 => {
