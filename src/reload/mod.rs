@@ -128,11 +128,18 @@ impl Default for Triggers {
 }
 
 impl Triggers {
-    /// Asks for a check; `reason` names the trigger in logs and `/health`. Returns a ticket
-    /// for [`Triggers::wait_for`].
+    /// Asks for a check; `reason` names the trigger in logs and `/health` (the first one
+    /// requested since the last check started, or [`Trigger::Signal`] if any was). Returns a
+    /// ticket for [`Triggers::wait_for`].
     pub fn request(&self, reason: Trigger) -> u64 {
         let mut pending = self.lock();
-        pending.reason.get_or_insert(reason);
+        // The first reason names the check, except that a signal always wins: systemd's
+        // `Type=notify-reload` waits for the RELOADING=1 / READY=1 pair only a check started
+        // by the signal sends, so a SIGHUP coalesced into a pending watch or webhook check
+        // must not lose its name.
+        if pending.reason.is_none() || reason == Trigger::Signal {
+            pending.reason = Some(reason);
+        }
         pending.requested += 1;
         let ticket = pending.requested;
         drop(pending);
@@ -206,7 +213,7 @@ pub async fn run(
             (Some(backoff), Some(poll)) => backoff.min(poll),
             (Some(backoff), None) => backoff,
             (None, Some(poll)) => jittered(poll, reloader.config.poll_jitter),
-            (None, None) => Duration::from_secs(365 * 24 * 3600),
+            (None, None) => NEVER,
         };
         let (reason, triggered) = tokio::select! {
             reason = triggers.next() => (reason, true),
@@ -217,19 +224,26 @@ pub async fn run(
         if triggered {
             triggers.finished();
         }
-        backoff = outcome.retry_soon().then(|| {
-            backoff.map_or(Duration::from_secs(1), |b| {
-                (b * 2).min(Duration::from_secs(300))
-            })
-        });
+        backoff = next_backoff(backoff, outcome.retry_soon());
     }
+}
+
+/// A wait that never ends in practice: no polling, triggers only.
+const NEVER: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// The retry delay after a check: none after a check that needs no quick retry, else 1 s,
+/// doubling up to 5 minutes (capped further by the poll interval in [`run`]).
+fn next_backoff(previous: Option<Duration>, retry_soon: bool) -> Option<Duration> {
+    const FIRST: Duration = Duration::from_secs(1);
+    const MAX: Duration = Duration::from_secs(300);
+    retry_soon.then(|| previous.map_or(FIRST, |backoff| (backoff * 2).min(MAX)))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_burst_of_triggers_causes_one_check() {
         let triggers = Triggers::default();
         for _ in 0..100 {
@@ -246,7 +260,8 @@ mod tests {
             None,
             "the burst was coalesced into one request"
         );
-        let waiting = tokio::time::timeout(Duration::from_millis(20), triggers.next()).await;
+        // Paused time: an hour passes at once if nothing else can happen.
+        let waiting = tokio::time::timeout(Duration::from_secs(3600), triggers.next()).await;
         assert!(waiting.is_err(), "no second check is pending");
     }
 
@@ -263,6 +278,16 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_signal_names_the_check_it_is_coalesced_into() {
+        let triggers = Triggers::default();
+        triggers.request(Trigger::Watch);
+        triggers.request(Trigger::Signal);
+        triggers.request(Trigger::Admin);
+        assert_eq!(triggers.next().await, Trigger::Signal);
+        assert_eq!(triggers.take(), None);
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn tickets_are_served_by_a_check_that_started_after_them() {
         let triggers = Triggers::default();
         let first = triggers.request(Trigger::Admin);
@@ -270,11 +295,32 @@ mod tests {
         // Requested while that check runs: it needs the next check.
         let second = triggers.request(Trigger::Admin);
         triggers.finished();
-        assert!(triggers.wait_for(first, Duration::from_millis(10)).await);
-        assert!(!triggers.wait_for(second, Duration::from_millis(10)).await);
+        assert!(triggers.wait_for(first, Duration::from_secs(60)).await);
+        assert!(!triggers.wait_for(second, Duration::from_secs(60)).await);
         assert_eq!(triggers.next().await, Trigger::Admin);
         triggers.finished();
-        assert!(triggers.wait_for(second, Duration::from_millis(10)).await);
+        assert!(triggers.wait_for(second, Duration::from_secs(60)).await);
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_five_minutes_and_resets_after_success() {
+        let s = Duration::from_secs;
+        let cases = [
+            (None, true, Some(s(1))),
+            (Some(s(1)), true, Some(s(2))),
+            (Some(s(128)), true, Some(s(256))),
+            (Some(s(256)), true, Some(s(300))),
+            (Some(s(300)), true, Some(s(300))),
+            (Some(s(64)), false, None),
+            (None, false, None),
+        ];
+        for (previous, retry_soon, expected) in cases {
+            assert_eq!(
+                next_backoff(previous, retry_soon),
+                expected,
+                "{previous:?} {retry_soon}"
+            );
+        }
     }
 
     #[test]
