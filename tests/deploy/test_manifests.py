@@ -730,7 +730,7 @@ def podman_run_args(docs: list[dict], work: Path, model_dir: Path, port: int) ->
     """`podman run` options that run the image as the rendered Deployment's pod would: its user,
     read-only root file system (and nothing else writable but its volumes), dropped
     capabilities, no privilege escalation, its ConfigMap at its mount path, its environment,
-    its emptyDir volumes (as tmpfs, world-writable like an emptyDir) and its args. The registry
+    its emptyDir volumes (fresh world-writable directories, like an emptyDir) and its args. The registry
     model is replaced by the bundled one, mounted read-only; MLflow variables are left out.
     Returns (options, container arguments)."""
     spec = pod_spec(find(docs, "Deployment", "hotserve"))
@@ -755,7 +755,12 @@ def podman_run_args(docs: list[dict], work: Path, model_dir: Path, port: int) ->
                 (directory / key).write_text(text)
             options += ["-v", f"{directory}:{mount['mountPath']}:ro"]
         elif "emptyDir" in volume:
-            options += ["--tmpfs", f"{mount['mountPath']}:rw,mode=1777"]
+            # An emptyDir is a fresh host directory, mode 0777. (podman's --tmpfs takes the
+            # image directory's mode and owner instead: not what a pod gets.)
+            directory = work / mount["name"]
+            directory.mkdir(parents=True, exist_ok=True)
+            directory.chmod(0o777)
+            options += ["-v", f"{directory}:{mount['mountPath']}"]
         else:
             raise SystemExit(f"podman-run: volume {mount['name']}: only configMap and emptyDir are supported")
     for name, value in env_of(docs).items():
