@@ -79,6 +79,10 @@ py="$venv/bin/python"
 [ -x "$py" ] || { echo "check-deploy-real: no $py; run scripts/setup.sh (or scripts/check-deploy.sh) first" >&2; exit 1; }
 ok "$(podman --version), $(runc --version | head -n 1), debootstrap $(dpkg-query -W -f '${Version}' debootstrap)"
 
+# The release build (minutes) runs while debootstrap downloads and unpacks.
+cargo build --release --locked >"$work/cargo-release.log" 2>&1 &
+cargo_pid=$!
+
 # --- base images --------------------------------------------------------------------------------
 section "base images (debootstrap, imported into podman)"
 mirror="$(sed -n 's/^URIs:[[:space:]]*//p' /etc/apt/sources.list.d/*.sources 2>/dev/null | grep -v security | head -n 1 || true)"
@@ -124,7 +128,12 @@ done
 
 # --- the binary --------------------------------------------------------------------------------
 section "build: cargo build --release --locked"
-cargo build --release --locked 2>&1 | tail -n 1
+if ! wait "$cargo_pid"; then
+  tail -n 30 "$work/cargo-release.log"
+  echo "check-deploy-real: cargo build --release --locked failed" >&2
+  exit 1
+fi
+tail -n 1 "$work/cargo-release.log"
 bin="$root/target/release/hotserve"
 ort_version="$(sed -n 's/^ARG ORT_VERSION=//p' deploy/Containerfile)"
 lib="$(ls "$venv"/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so."$ort_version" 2>/dev/null | head -n 1 || true)"
