@@ -272,7 +272,7 @@ if ! command -v podman >/dev/null 2>&1; then
   echo "  skip real image and systemd checks: skipped: podman not installed"
   echo "       (scripts/check-deploy-real.sh installs podman, runc and debootstrap and runs them)"
 elif [ "${CHECK_DEPLOY_REAL:-0}" = 1 ]; then
-  scripts/check-deploy-real.sh --no-install || fail "scripts/check-deploy-real.sh"
+  bash scripts/check-deploy-real.sh --no-install || fail "scripts/check-deploy-real.sh"
 else
   echo "  skip real image and systemd checks: skipped: they take minutes; run"
   echo "       scripts/check-deploy-real.sh (or CHECK_DEPLOY_REAL=1 scripts/check-deploy.sh)"
