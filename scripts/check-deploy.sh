@@ -3,10 +3,13 @@
 #
 #   systemd   deploy/systemd/hotserve.service   systemd-analyze verify (any diagnostic fails)
 #                                               and systemd-analyze security (exposure <= 2.0)
-#   k8s       deploy/k8s/{base,overlays/pinned} rendered with kustomize (kubectl kustomize,
-#                                               else kustomize, else the fallback renderer in
+#   k8s       deploy/k8s/{base,overlays/pinned,     rendered with kustomize (kubectl kustomize,
+#             overlays/prometheus}              else kustomize, else the fallback renderer in
 #                                               tests/deploy/test_manifests.py), every object
-#                                               validated with kubernetes-validate --strict
+#                                               validated with kubernetes-validate --strict,
+#                                               except objects of CRDs (PodMonitor), which
+#                                               are not in its schemas: test_manifests.py
+#                                               checks those
 #   image     deploy/Containerfile              hadolint (skipped where no wheel exists)
 #   together  tests/deploy/test_manifests.py    probe paths/port vs deploy/k8s/probes.json and
 #                                               src/, setting and variable names vs
@@ -14,6 +17,9 @@
 #                                               ONNX Runtime pin, user ids, paths
 #   smoke     target/{release,debug}/hotserve   when built: run as each rendered Deployment
 #                                               configures it (bundled model), probe it, SIGTERM
+#   real      the image built and run with podman, the unit under a real systemd: not here
+#                                               (minutes, root, apt): scripts/check-deploy-real.sh
+#                                               runs them; here they report "skipped"
 #
 # Each tool is first shown a broken input and must reject it, so a tool that silently passes
 # everything fails the check. Exit status non-zero on any failure.
@@ -83,7 +89,12 @@ chmod +x "$tmp/bin/hotserve"
 if [ "$(grep -c '^ExecStart=/usr/local/bin/hotserve ' "$unit")" != 1 ]; then
   fail "hotserve.service: expected one ExecStart=/usr/local/bin/hotserve line"
 fi
-sed "s#^ExecStart=/usr/local/bin/hotserve #ExecStart=$tmp/bin/hotserve #" "$unit" >"$tmp/unit/hotserve.service"
+if [ "$(grep -c '^ExecReload=/usr/local/libexec/hotserve-reload ' "$unit")" != 1 ]; then
+  fail "hotserve.service: expected one ExecReload=/usr/local/libexec/hotserve-reload line"
+fi
+sed -e "s#^ExecStart=/usr/local/bin/hotserve #ExecStart=$tmp/bin/hotserve #" \
+  -e "s#^ExecReload=/usr/local/libexec/hotserve-reload #ExecReload=$root/deploy/systemd/hotserve-reload #" \
+  "$unit" >"$tmp/unit/hotserve.service"
 sed 's/^Restart=on-failure$/Restart=on-failure\nRestartt=always\nProtectSystem=bogus/' \
   "$tmp/unit/hotserve.service" >"$tmp/bad/hotserve.service"
 
@@ -103,6 +114,24 @@ else
   fail "systemd-analyze verify hotserve.service:"
   echo "$out" | sed 's/^/         /'
 fi
+# The drop-in for systemd >= 253 (Type=notify-reload): only a systemd that knows the type
+# can verify it; scripts/check-deploy-real.sh runs it under systemd 257.
+systemd_version="$(systemd-analyze --version | awk 'NR == 1 { print $2 + 0 }')"
+if [ "$systemd_version" -ge 253 ]; then
+  mkdir -p "$tmp/unit/hotserve.service.d"
+  cp deploy/systemd/notify-reload.conf "$tmp/unit/hotserve.service.d/"
+  out="$(analyze_verify "$tmp/unit/hotserve.service")"
+  rm -r "$tmp/unit/hotserve.service.d"
+  if [ -z "$out" ]; then
+    ok "systemd-analyze verify with notify-reload.conf: no diagnostics"
+  else
+    fail "systemd-analyze verify hotserve.service + notify-reload.conf:"
+    echo "$out" | sed 's/^/         /'
+  fi
+else
+  echo "  skip notify-reload.conf: systemd $systemd_version < 253 does not know Type=notify-reload"
+  echo "       (scripts/check-deploy-real.sh runs it under systemd 257)"
+fi
 if sec="$(cd "$tmp/unit" && SYSTEMD_LOG_COLOR=0 systemd-analyze security --offline=yes --threshold=20 --no-pager hotserve.service 2>&1)"; then
   ok "systemd-analyze security: $(echo "$sec" | grep -o 'exposure level.*' | sed 's/ for hotserve.service//')"
 else
@@ -111,7 +140,7 @@ else
 fi
 
 # --- Kubernetes ----------------------------------------------------------------------------
-section "k8s: deploy/k8s (base, overlays/pinned)"
+section "k8s: deploy/k8s (base, overlays/pinned, overlays/prometheus)"
 mkdir -p "$tmp/k8s"
 renderer="${CHECK_DEPLOY_RENDERER:-}" # kubectl, kustomize or fallback; default: the best here
 if [ -n "$renderer" ]; then
@@ -134,11 +163,17 @@ render() { # $1 = kustomization directory
   esac
 }
 rendered=()
-for overlay in base overlays/pinned; do
+validate=() # the rendered objects kubernetes-validate knows (not those of CRDs)
+for overlay in base overlays/pinned overlays/prometheus; do
   name="$(basename "$overlay")"
   if render "deploy/k8s/$overlay" >"$tmp/k8s/$name.yaml" 2>"$tmp/k8s/$name.err"; then
     ok "rendered deploy/k8s/$overlay with $renderer ($(grep -c '^kind:' "$tmp/k8s/$name.yaml") objects)"
     rendered+=("$tmp/k8s/$name.yaml")
+    crds="$("$py" tests/deploy/test_manifests.py split "$tmp/k8s/$name.yaml" "$tmp/k8s/$name.core.yaml" "$tmp/k8s/$name.crd.yaml")"
+    validate+=("$tmp/k8s/$name.core.yaml")
+    if [ -n "$crds" ]; then
+      ok "not in kubernetes-validate's schemas, left to test_manifests.py: $(echo $crds) in $name"
+    fi
   else
     fail "rendering deploy/k8s/$overlay with $renderer: $(cat "$tmp/k8s/$name.err")"
   fi
@@ -160,7 +195,7 @@ if kubernetes-validate --strict --quiet -k "$k8s_version" "$tmp/k8s/broken.yaml"
 else
   ok "kubernetes-validate --strict rejects a broken copy"
 fi
-if out="$(kubernetes-validate --strict -k "$k8s_version" "${rendered[@]}" "$tmp/k8s/secret.yaml" 2>&1)"; then
+if out="$(kubernetes-validate --strict -k "$k8s_version" "${validate[@]}" "$tmp/k8s/secret.yaml" 2>&1)"; then
   while read -r line; do
     ok "kubernetes-validate: ${line#INFO }"
   done <<<"$(echo "$out" | sed "s#$tmp/k8s/##")"
@@ -207,8 +242,8 @@ fi
 # --- consistency ---------------------------------------------------------------------------
 section "consistency: tests/deploy/test_manifests.py"
 args=()
-if [ "$renderer" != fallback ] && [ "${#rendered[@]}" = 2 ]; then
-  args=(--base "$tmp/k8s/base.yaml" --pinned "$tmp/k8s/pinned.yaml")
+if [ "$renderer" != fallback ] && [ "${#rendered[@]}" = 3 ]; then
+  args=(--base "$tmp/k8s/base.yaml" --pinned "$tmp/k8s/pinned.yaml" --prometheus "$tmp/k8s/prometheus.yaml")
 fi
 if ! "$py" tests/deploy/test_manifests.py "${args[@]}"; then
   fail "tests/deploy/test_manifests.py"
@@ -226,9 +261,21 @@ if [ -z "$bin" ] || [ -z "$lib" ]; then
   echo "       build it and run scripts/setup.sh to include this check"
 else
   tools+=("hotserve: $bin ($("$bin" --version 2>&1)), ONNX Runtime ${lib##*/}")
-  for f in "${rendered[@]}"; do
+  for f in "${rendered[@]:0:2}"; do # base and pinned (prometheus runs the base's pod)
     "$py" tests/deploy/test_manifests.py smoke "$bin" "$f" "$lib" || fail "smoke test of $bin with $(basename "$f")"
   done
+fi
+
+# --- real: the image under podman, the unit under systemd ------------------------------------
+section "real: the image built and run, the unit under a real systemd"
+if ! command -v podman >/dev/null 2>&1; then
+  echo "  skip real image and systemd checks: skipped: podman not installed"
+  echo "       (scripts/check-deploy-real.sh installs podman, runc and debootstrap and runs them)"
+elif [ "${CHECK_DEPLOY_REAL:-0}" = 1 ]; then
+  bash scripts/check-deploy-real.sh --no-install || fail "scripts/check-deploy-real.sh"
+else
+  echo "  skip real image and systemd checks: skipped: they take minutes; run"
+  echo "       scripts/check-deploy-real.sh (or CHECK_DEPLOY_REAL=1 scripts/check-deploy.sh)"
 fi
 
 # --- summary -------------------------------------------------------------------------------

@@ -2,6 +2,10 @@
 //! `READY=1`, `STATUS=serving sentiment v3`, `RELOADING=1`, `STOPPING=1` and `WATCHDOG=1` sent
 //! to the socket named by `NOTIFY_SOCKET` (a path, or `@name` for the abstract namespace).
 //! Outside systemd the variable is unset and every call is a no-op.
+//!
+//! `RELOADING=1` carries `MONOTONIC_USEC=` (the `CLOCK_MONOTONIC` time it was sent), as
+//! `Type=notify-reload` units (systemd 253 and later) require: systemd accepts a reload as
+//! started only with a timestamp no older than its own `SIGHUP`. Older systemd ignores it.
 
 use std::os::unix::net::UnixDatagram;
 use std::path::PathBuf;
@@ -67,9 +71,12 @@ impl Notifier {
         self.notify(&format!("READY=1\nSTATUS={status}"));
     }
 
-    /// `RELOADING=1` (a `Type=notify` unit needs no timestamp with it).
+    /// `RELOADING=1` with `MONOTONIC_USEC=` (needed by `Type=notify-reload`, see the module).
     pub fn reloading(&self) {
-        self.notify("RELOADING=1\nSTATUS=reloading");
+        if self.target.is_none() {
+            return;
+        }
+        self.notify(&reloading_message(monotonic_usec()));
     }
 
     pub fn stopping(&self) {
@@ -84,6 +91,33 @@ impl Notifier {
     pub fn watchdog_interval(&self) -> Option<Duration> {
         self.target.as_ref().and_then(|t| t.watchdog)
     }
+}
+
+fn reloading_message(monotonic_usec: u64) -> String {
+    format!("RELOADING=1\nMONOTONIC_USEC={monotonic_usec}\nSTATUS=reloading")
+}
+
+/// `CLOCK_MONOTONIC` in microseconds, the clock systemd stamps a reload with. (std's `Instant`
+/// reads the same clock but does not expose its value.)
+fn monotonic_usec() -> u64 {
+    #[repr(C)]
+    struct Timespec {
+        tv_sec: std::ffi::c_long,
+        tv_nsec: std::ffi::c_long,
+    }
+    extern "C" {
+        fn clock_gettime(clock: std::ffi::c_int, time: *mut Timespec) -> std::ffi::c_int;
+    }
+    const CLOCK_MONOTONIC: std::ffi::c_int = 1;
+    let mut time = Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec (two C longs on Linux) through a valid pointer.
+    if unsafe { clock_gettime(CLOCK_MONOTONIC, &mut time) } != 0 {
+        return 0;
+    }
+    time.tv_sec as u64 * 1_000_000 + time.tv_nsec as u64 / 1_000
 }
 
 #[cfg(test)]
@@ -110,6 +144,18 @@ mod tests {
         assert_eq!(&buffer[..n], b"READY=1\nSTATUS=serving sentiment v3");
         let n = listener.recv(&mut buffer).unwrap();
         assert_eq!(&buffer[..n], b"STOPPING=1\nSTATUS=shutting down");
+    }
+
+    #[test]
+    fn reloading_carries_a_monotonic_timestamp() {
+        assert_eq!(
+            reloading_message(1_234_567),
+            "RELOADING=1\nMONOTONIC_USEC=1234567\nSTATUS=reloading"
+        );
+        let before = monotonic_usec();
+        std::thread::sleep(Duration::from_millis(5));
+        let after = monotonic_usec();
+        assert!(before > 0 && after >= before + 5_000, "{before} -> {after}");
     }
 
     #[test]

@@ -7,12 +7,16 @@ build agree with each other and with the binary (probe paths and port, setting a
 names, timeouts, user ids, the pinned ONNX Runtime).
 
     python tests/deploy/test_manifests.py                    # render with the fallback below
-    python tests/deploy/test_manifests.py --base B.yaml --pinned P.yaml
+    python tests/deploy/test_manifests.py --base B.yaml --pinned P.yaml --prometheus M.yaml
                                              # check manifests rendered by real kustomize, and
                                              # check that the fallback renders the same objects
     python tests/deploy/test_manifests.py render DIR         # the fallback renderer alone
+    python tests/deploy/test_manifests.py split RENDERED.yaml CORE.yaml CRD.yaml
+                                             # objects of CRDs apart (not strictly validated)
     python tests/deploy/test_manifests.py smoke BINARY RENDERED.yaml LIBONNXRUNTIME
                                              # run the built binary as the Deployment would
+    python tests/deploy/test_manifests.py image-smoke IMAGE RENDERED.yaml
+                                             # run the built image with podman, likewise
 
 Every `test_*` function also runs under pytest (rendering with the fallback).
 Needs PyYAML only.
@@ -37,7 +41,15 @@ DEPLOY = ROOT / "deploy"
 K8S = DEPLOY / "k8s"
 BASE = K8S / "base"
 PINNED = K8S / "overlays" / "pinned"
+PROMETHEUS = K8S / "overlays" / "prometheus"
+OVERLAYS = {"base": BASE, "pinned": PINNED, "prometheus": PROMETHEUS}
+# Objects of the Prometheus Operator's CRDs: not in kubernetes-validate's schemas, so
+# scripts/check-deploy.sh leaves them out of strict validation and test_prometheus_scaling
+# checks them here.
+CRD_API_GROUPS = ("monitoring.coreos.com/",)
 UNIT = DEPLOY / "systemd" / "hotserve.service"
+NOTIFY_RELOAD = DEPLOY / "systemd" / "notify-reload.conf"
+INSTALL = DEPLOY / "systemd" / "install.sh"
 ENV_EXAMPLE = DEPLOY / "systemd" / "hotserve.env.example"
 CONTAINERFILE = DEPLOY / "Containerfile"
 PROBES = K8S / "probes.json"
@@ -222,6 +234,7 @@ def containerfile_facts() -> dict:
     text = CONTAINERFILE.read_text()
     args = dict(re.findall(r"^ARG\s+([A-Z0-9_]+)=(\S+)", text, re.M))
     env = dict(re.findall(r"\b(ORT_DYLIB_PATH|HOTSERVE_STATE_DIR|HOTSERVE_LISTEN)=(\S+)", text))
+    args.update(re.findall(r"^ARG\s+(BASE_IMAGE)=(\S+)", text, re.M))
     return {
         "args": args,
         "env": env,
@@ -243,7 +256,7 @@ def config_layer(text: str) -> dict:
 
 def rendered(name: str) -> list[dict]:
     if name not in RENDERED:
-        RENDERED[name] = render({"base": BASE, "pinned": PINNED}[name])
+        RENDERED[name] = render(OVERLAYS[name])
     return RENDERED[name]
 
 
@@ -445,7 +458,7 @@ def test_pod_security_and_writable_paths():
 
 
 def test_resources_and_scaling():
-    for name in ("base", "pinned"):
+    for name in OVERLAYS:
         docs = rendered(name)
         resources = container(docs)["resources"]
         mib = {"Mi": 1, "Gi": 1024}
@@ -462,8 +475,52 @@ def test_resources_and_scaling():
         target = hpa["spec"]["scaleTargetRef"]
         assert (target["kind"], target["name"]) == ("Deployment", deployment["metadata"]["name"])
         assert hpa["spec"]["minReplicas"] > pdb["spec"]["minAvailable"], "a node drain must be able to evict a pod"
-        assert deployment["spec"]["replicas"] >= hpa["spec"]["minReplicas"]
+        assert "replicas" not in deployment["spec"], "the HPA owns the pod count: spec.replicas would reset it on every apply"
         assert container(docs)["image"].startswith("registry.example.com/ml/hotserve:")
+
+
+def exported_metrics() -> dict[str, str]:
+    """Metric name -> type, as src/metrics.rs writes its # TYPE headers."""
+    text = (ROOT / "src" / "metrics.rs").read_text()
+    found = dict(re.findall(r'"(hotserve_[a-z_]+)",\s*"(counter|gauge|histogram)"', text))
+    assert "hotserve_in_flight_requests" in found, "could not read the metric names from src/metrics.rs"
+    return found
+
+
+def test_prometheus_scaling():
+    docs = rendered("prometheus")
+    metrics = exported_metrics()
+    probes = json.loads(PROBES.read_text())
+    deployment = find(docs, "Deployment", "hotserve")
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    monitor = find(docs, "PodMonitor", "hotserve")
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    assert all(labels.get(k) == v for k, v in monitor["spec"]["selector"]["matchLabels"].items()), "PodMonitor selector"
+    (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
+    assert set(endpoint) <= {"port", "path", "interval", "scrapeTimeout", "scheme"}, f"unexpected PodMonitor fields {set(endpoint)}"
+    assert resolve_port(endpoint["port"], container(docs)["ports"]) == probes["port"]
+    assert endpoint["path"] == probes["metrics"]
+    hpa = find(docs, "HorizontalPodAutoscaler", "hotserve")
+    pods_metrics = [m["pods"]["metric"]["name"] for m in hpa["spec"]["metrics"] if m["type"] == "Pods"]
+    assert pods_metrics, "the prometheus overlay's HPA has no Pods metric"
+    rules = yaml.safe_load((PROMETHEUS / "prometheus-adapter-rules.yaml").read_text())["rules"]["custom"]
+    served = {}
+    for rule in rules:
+        series = re.match(r"(hotserve_[a-z_]+)\{", rule["seriesQuery"]).group(1)
+        assert metrics.get(series) == "gauge", f"adapter rule for {series}: not a gauge hotserve exports"
+        assert {"namespace", "pod"} <= set(rule["resources"]["overrides"]), "per-pod metrics need namespace and pod"
+        served[rule["name"]["as"]] = series
+    for name in pods_metrics:
+        assert name in served, f"HPA metric {name} is served by no adapter rule"
+    assert "prometheus-adapter-rules.yaml" not in (PROMETHEUS / "kustomization.yaml").read_text().split("resources:")[1].split("patches:")[0]
+    # The overlay adds the PodMonitor and changes the HPA's metrics, nothing else.
+    base = {(d["kind"], d["metadata"]["name"]): d for d in rendered("base")}
+    for d in docs:
+        key = (d["kind"], d["metadata"]["name"])
+        if key == ("HorizontalPodAutoscaler", "hotserve"):
+            assert {**d["spec"], "metrics": None} == {**base[key]["spec"], "metrics": None}
+        elif key != ("PodMonitor", "hotserve"):
+            assert normalize(d) == normalize(base[key]), f"the prometheus overlay changes {key}"
 
 
 def test_systemd_unit_matches_the_binary():
@@ -472,8 +529,9 @@ def test_systemd_unit_matches_the_binary():
         "Type": "notify",
         "NotifyAccess": "main",
         "ExecStart": "/usr/local/bin/hotserve serve --config /etc/hotserve/hotserve.yaml",
-        "ExecReload": "/bin/kill -HUP $MAINPID",
+        "ExecReload": "/usr/local/libexec/hotserve-reload $MAINPID /etc/hotserve/hotserve.yaml",
         "Restart": "on-failure",
+        "RestartPreventExitStatus": "2",
         "DynamicUser": "yes",
         "StateDirectory": "hotserve",
         "ProtectSystem": "strict",
@@ -501,6 +559,34 @@ def test_systemd_unit_matches_the_binary():
     assert json.loads(facts["entrypoint"][-1])[0] == d["ExecStart"][0].split()[0]
 
 
+def test_systemd_reload_and_install():
+    """systemd < 253: ExecReload= runs hotserve-reload (POST /admin/reload?wait=true); >= 253:
+    install.sh adds notify-reload.conf (Type=notify-reload, ExecReload= cleared). install.sh
+    installs every file the unit and the drop-in name, where they name it."""
+    d = unit_directives()
+    helper = d["ExecReload"][0].split()[0]
+    install = INSTALL.read_text()
+    assert f'"$checkout/deploy/systemd/hotserve-reload" {helper}' in install, f"install.sh does not install {helper}"
+    assert "/etc/systemd/system/hotserve.service.d/notify-reload.conf" in install
+    assert re.search(r'-ge 253 \]', install), "install.sh picks notify-reload.conf by the systemd version"
+    dropin: dict[str, list[str]] = {}
+    for line in NOTIFY_RELOAD.read_text().splitlines():
+        if line and not line.startswith(("#", "[")):
+            key, _, value = line.partition("=")
+            dropin.setdefault(key, []).append(value)
+    assert dropin == {"Type": ["notify-reload"], "ExecReload": [""]}, dropin
+    helper_text = (DEPLOY / "systemd" / "hotserve-reload").read_text()
+    assert "/admin/reload?wait=true" in helper_text and "HOTSERVE_ADMIN_TOKEN" in helper_text
+    assert "HOTSERVE_ADMIN_TOKEN" in known_variables() and "HOTSERVE_LISTEN" in known_variables()
+    source = (ROOT / "src" / "http" / "routes.rs").read_text()
+    assert '"/admin/reload"' in source and 'pair == "wait=true"' in source, "the admin route or its ?wait=true is gone"
+    assert "MONOTONIC_USEC=" in (ROOT / "src" / "sdnotify.rs").read_text(), "Type=notify-reload needs MONOTONIC_USEC in RELOADING=1"
+    for path in ("/usr/local/bin/hotserve", "/usr/local/lib/onnxruntime/libonnxruntime.so", "/etc/systemd/system/hotserve.service"):
+        assert path in install, f"install.sh does not install {path}"
+    readme = (DEPLOY / "systemd" / "README.md").read_text()
+    assert "deploy/systemd/install.sh" in readme, "the README's install steps are install.sh"
+
+
 def test_onnxruntime_pin_is_consistent():
     facts = containerfile_facts()
     args = facts["args"]
@@ -510,7 +596,9 @@ def test_onnxruntime_pin_is_consistent():
     assert re.fullmatch(r"[0-9a-f]{64}", args["ORT_WHEEL_SHA256"]) and re.fullmatch(r"[0-9a-f]{64}", args["ORT_LIB_SHA256"])
     readme = (DEPLOY / "systemd" / "README.md").read_text()
     assert args["ORT_WHEEL_SHA256"] in readme and f"onnxruntime=={args['ORT_VERSION']}" in readme
-    assert facts["from"][-1].startswith("gcr.io/distroless/cc-debian12:nonroot")
+    assert facts["from"] == ["${BASE_IMAGE}"] and args["BASE_IMAGE"] == "debian:bookworm-slim", (
+        "deploy/Containerfile: FROM ${BASE_IMAGE}, default debian:bookworm-slim (CI builds it on a local base)"
+    )
     # The library the tests run against (scripts/setup.sh puts it in .venv) is the one the
     # image ships, and it loads under MemoryDenyWriteExecute=yes.
     libs = sorted(ROOT.glob(f".venv/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.{args['ORT_VERSION']}"))
@@ -642,6 +730,165 @@ def smoke(binary: str, rendered_file: str, ort_library: str) -> int:
     return 0
 
 
+def podman_run_args(docs: list[dict], work: Path, model_dir: Path, port: int) -> tuple[list[str], list[str]]:
+    """`podman run` options that run the image as the rendered Deployment's pod would: its user,
+    read-only root file system (and nothing else writable but its volumes), dropped
+    capabilities, no privilege escalation, its ConfigMap at its mount path, its environment,
+    its emptyDir volumes (fresh world-writable directories, like an emptyDir) and its args. The registry
+    model is replaced by the bundled one, mounted read-only; MLflow variables are left out.
+    Returns (options, container arguments)."""
+    spec = pod_spec(find(docs, "Deployment", "hotserve"))
+    c = container(docs)
+    pod_sc, sc = spec.get("securityContext", {}), c.get("securityContext", {})
+    user = sc.get("runAsUser", pod_sc.get("runAsUser"))
+    group = sc.get("runAsGroup", pod_sc.get("runAsGroup"))
+    options = ["--user", f"{user}:{group}"]
+    if sc.get("readOnlyRootFilesystem"):
+        options += ["--read-only", "--read-only-tmpfs=false"]
+    if sc.get("allowPrivilegeEscalation") is False:
+        options += ["--security-opt", "no-new-privileges"]
+    options += [f"--cap-drop={cap}" for cap in sc.get("capabilities", {}).get("drop", [])]
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    for mount in c["volumeMounts"]:
+        volume = volumes[mount["name"]]
+        if "configMap" in volume:
+            configmap = find(docs, "ConfigMap", volume["configMap"]["name"])
+            directory = work / mount["name"]
+            directory.mkdir(parents=True, exist_ok=True)
+            for key, text in configmap["data"].items():
+                (directory / key).write_text(text)
+            options += ["-v", f"{directory}:{mount['mountPath']}:ro"]
+        elif "emptyDir" in volume:
+            # An emptyDir is a fresh host directory, mode 0777. (podman's --tmpfs takes the
+            # image directory's mode and owner instead: not what a pod gets.)
+            directory = work / mount["name"]
+            directory.mkdir(parents=True, exist_ok=True)
+            directory.chmod(0o777)
+            options += ["-v", f"{directory}:{mount['mountPath']}"]
+        else:
+            raise SystemExit(f"podman-run: volume {mount['name']}: only configMap and emptyDir are supported")
+    for name, value in env_of(docs).items():
+        if not name.startswith("MLFLOW_") and name != "MODEL_URI":
+            options += ["-e", f"{name}={value}"]
+    options += ["-e", "MODEL_URI=/models/sentiment", "-v", f"{model_dir}:/models/sentiment:ro"]
+    options += ["-p", f"127.0.0.1:{port}:{container_port(c)}"]
+    return options, list(c.get("args", []))
+
+
+def container_port(c: dict) -> int:
+    return resolve_port("http", c["ports"])
+
+
+def image_smoke(image: str, rendered_file: str) -> int:
+    """Runs the built image with podman as the rendered Deployment runs it (podman_run_args)
+    and checks: /health/ready 200 (start-to-ready time measured from `podman run`), /predict
+    answers, the process runs as the Deployment's user, the root file system is read-only,
+    and SIGTERM ends it with exit status 0 within terminationGracePeriodSeconds (readiness 503
+    while draining). Prints the image size."""
+    import socket
+    import subprocess
+    import tempfile
+    import time
+    import urllib.error
+    import urllib.request
+
+    docs = [d for d in yaml.safe_load_all(Path(rendered_file).read_text()) if d]
+    probes = json.loads(PROBES.read_text())
+    spec = pod_spec(find(docs, "Deployment", "hotserve"))
+    settings = effective_settings(docs)
+    grace = spec["terminationGracePeriodSeconds"]
+    user = str(spec["securityContext"]["runAsUser"])
+    work = Path(tempfile.mkdtemp(prefix="hotserve-image-"))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    options, args = podman_run_args(docs, work, ROOT / "tests" / "fixtures" / "sentiment", port)
+    name = f"hotserve-image-smoke-{os.getpid()}"
+
+    def podman(*argv: str, check: bool = True) -> str:
+        done = subprocess.run(["podman", *argv], capture_output=True, text=True)
+        if check and done.returncode != 0:
+            raise RuntimeError(f"podman {' '.join(argv)}: {done.stderr.strip()}")
+        return done.stdout.strip()
+
+    def request(path: str, body: bytes | None = None) -> tuple[int, bytes]:
+        headers = {"content-type": "application/json"} if body is not None else {}
+        req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=body, headers=headers)
+        try:
+            with urllib.request.urlopen(req, timeout=5) as r:
+                return r.status, r.read()
+        except urllib.error.HTTPError as err:
+            return err.code, err.read()
+        except OSError:
+            return 0, b""
+
+    problems: list[str] = []
+    size = int(podman("image", "inspect", "--format", "{{.Size}}", image))
+    print(f"  ok   image {image}: {size / 1e6:.1f} MB")
+    print(f"       podman run {' '.join(options)} {image} {' '.join(args)}")
+    started = time.monotonic()
+    try:
+        podman("run", "-d", "--name", name, *options, image, *args)
+        deadline = started + 60
+        while request(probes["readiness"])[0] != 200:
+            state = podman("inspect", "--format", "{{.State.Status}}", name, check=False)
+            if state not in ("running", "created", "configured") or time.monotonic() > deadline:
+                raise RuntimeError(f"never ready on {probes['readiness']} (container {state})")
+            time.sleep(0.1)
+        ready = time.monotonic() - started
+        print(f"  ok   {probes['readiness']} 200 {ready:.2f}s after podman run (start-to-ready)")
+        status, body = request("/predict", b'{"text": "I love this"}')
+        if status == 200 and b"label" in body:
+            print(f"  ok   POST /predict 200: {body.decode()[:120]}")
+        else:
+            problems.append(f"POST /predict -> {status} {body[:200]!r}")
+        uid = podman("exec", name, "sh", "-c", "stat -c %u /proc/1 && id -u")
+        uids = set(uid.split())
+        if uids == {user}:
+            print(f"  ok   hotserve runs as uid {user} (runAsUser of the Deployment)")
+        else:
+            problems.append(f"process uid {sorted(uids)}, the Deployment says {user}")
+        readonly = podman("inspect", "--format", "{{.HostConfig.ReadonlyRootfs}}", name)
+        write = subprocess.run(["podman", "exec", "--user", "0", name, "touch", "/usr/local/bin/x"],
+                               capture_output=True, text=True)
+        if readonly == "true" and write.returncode != 0 and "Read-only file system" in write.stderr:
+            print("  ok   root file system read-only (even root in the container: \"Read-only file system\")")
+        else:
+            problems.append(f"root file system writable? ReadonlyRootfs={readonly}, touch: {write.returncode} {write.stderr.strip()}")
+        for path in (settings["state_dir"], "/tmp"):
+            probe = subprocess.run(["podman", "exec", name, "touch", f"{path}/.w"], capture_output=True, text=True)
+            if probe.returncode != 0:
+                problems.append(f"{path} is not writable for uid {user}: {probe.stderr.strip()}")
+        cached = podman("exec", name, "sh", "-c", f"find {settings['cache_dir']} -type f | wc -l")
+        print(f"  ok   model cache {settings['cache_dir']} (emptyDir): {cached} files")
+        podman("kill", "--signal", "TERM", name)
+        term = time.monotonic()
+        time.sleep(0.5)
+        drain = parse_duration(settings.get("drain_delay", "0"))
+        if drain >= 1 and request(probes["readiness"])[0] != 503:
+            problems.append("readiness is not 503 while draining after SIGTERM")
+        waited = subprocess.run(["timeout", str(grace), "podman", "wait", name], capture_output=True, text=True)
+        elapsed = time.monotonic() - term
+        code = waited.stdout.strip()
+        if waited.returncode == 0 and code == "0":
+            print(f"  ok   SIGTERM: readiness 503 while draining, exit 0 after {elapsed:.1f}s "
+                  f"(terminationGracePeriodSeconds {grace})")
+        else:
+            problems.append(f"after SIGTERM: exit status {code or '?'} after {elapsed:.1f}s (grace {grace}s)")
+    except RuntimeError as err:
+        problems.append(str(err))
+    finally:
+        logs = subprocess.run(["podman", "logs", name], capture_output=True, text=True)
+        subprocess.run(["podman", "rm", "-f", "-t", "0", name], capture_output=True)
+        shutil.rmtree(work, ignore_errors=True)
+    if problems:
+        for problem in problems:
+            print(f"  FAIL image: {problem}")
+        print("         " + (logs.stdout + logs.stderr)[-3000:].replace("\n", "\n         "))
+        return 1
+    return 0
+
+
 TESTS = [value for key, value in sorted(globals().items()) if key.startswith("test_") and callable(value)]
 
 
@@ -649,13 +896,23 @@ def main(argv: list[str]) -> int:
     if argv[:1] == ["render"]:
         yaml.safe_dump_all(render(Path(argv[1])), sys.stdout, sort_keys=False)
         return 0
+    if argv[:1] == ["split"]:
+        docs = [d for d in yaml.safe_load_all(Path(argv[1]).read_text()) if d]
+        crd = [d for d in docs if d["apiVersion"].startswith(CRD_API_GROUPS)]
+        yaml.safe_dump_all([d for d in docs if d not in crd], open(argv[2], "w"), sort_keys=False)
+        yaml.safe_dump_all(crd, open(argv[3], "w"), sort_keys=False)
+        for d in crd:
+            print(f"{d['kind']}/{d['metadata']['name']} ({d['apiVersion']})")
+        return 0
     if argv[:1] == ["smoke"]:
         return smoke(*argv[1:4])
+    if argv[:1] == ["image-smoke"]:
+        return image_smoke(*argv[1:3])
     files = dict(zip(argv[0::2], argv[1::2]))
-    for name in ("base", "pinned"):
+    for name in OVERLAYS:
         if f"--{name}" in files:
             real = [d for d in yaml.safe_load_all(Path(files[f"--{name}"]).read_text()) if d]
-            ours = render({"base": BASE, "pinned": PINNED}[name])
+            ours = render(OVERLAYS[name])
             if by_key(real) != by_key(ours):
                 print(f"FAIL fallback renderer disagrees with kustomize on {name}", file=sys.stderr)
                 return 1
