@@ -3,10 +3,16 @@
 //! with the registry down still serves. Only the reload pipeline writes here.
 //!
 //! Layout under `cache_dir`:
-//! - `<name>/<version>/` — the model files (only complete, validated downloads get here);
-//! - `<name>/<version>.json` — its [`Manifest`];
+//! - `<name>/<version>/` — the model files (only complete downloads get here, renamed in);
+//! - `<name>/<version>.json` — its [`Manifest`], written once the model passed the gate, so a
+//!   version without one is not trusted (it is downloaded again);
 //! - `last-good/<sha256 of MODEL_URI>.json` — the manifest of what that URI last served;
-//! - `.staging/` — downloads and copies in progress (cleared at startup).
+//! - `.staging/` — local copies in progress, and `<name>/.<version>.partial-<n>/` — downloads
+//!   in progress (both removed at startup: a crash can leave them behind).
+//!
+//! Manifests and last-good records are written durably (temporary file, fsync, rename, fsync
+//! of the directory), so a crash or power loss leaves the old record or the new, never a torn
+//! one.
 
 use std::path::{Path, PathBuf};
 
@@ -48,6 +54,14 @@ impl Cache {
             std::fs::remove_dir_all(&staging)?;
         }
         std::fs::create_dir_all(&staging)?;
+        for leftover in leftovers(root)? {
+            tracing::info!(path = %leftover.display(), "removing what an interrupted process left");
+            if leftover.is_dir() {
+                std::fs::remove_dir_all(&leftover)?;
+            } else {
+                std::fs::remove_file(&leftover)?;
+            }
+        }
         Ok(Cache {
             root: root.to_path_buf(),
         })
@@ -135,6 +149,28 @@ impl Cache {
     }
 }
 
+/// What an interrupted process can leave in the model folders and `last-good/`: download
+/// directories (`.<version>.partial-<n>/`) and temporary files of atomic writes
+/// (`.<name>.tmp-<n>`).
+fn leftovers(root: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut found = Vec::new();
+    for model in std::fs::read_dir(root)? {
+        let model = model?;
+        if !model.file_type()?.is_dir() {
+            continue;
+        }
+        for entry in std::fs::read_dir(model.path())? {
+            let entry = entry?;
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with('.') && (name.contains(".partial-") || name.contains(TEMPORARY)) {
+                found.push(entry.path());
+            }
+        }
+    }
+    Ok(found)
+}
+
 fn manifest_path(dir: &Path) -> PathBuf {
     let mut name = dir.file_name().unwrap_or_default().to_os_string();
     name.push(".json");
@@ -145,10 +181,39 @@ fn last_good_name(uri: &str) -> String {
     format!("{}.json", &hex(&Sha256::digest(uri.as_bytes()))[..32])
 }
 
+/// Writes `path` so that a crash or power loss at any moment leaves either the old content
+/// or the new one, never a torn or empty file: write a temporary file beside it, flush it to
+/// the disk, rename it over `path`, then flush the directory so the rename itself is durable.
 fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let temporary = path.with_extension(format!("tmp{:08x}", fastrand::u32(..)));
-    std::fs::write(&temporary, bytes)?;
-    std::fs::rename(&temporary, path)
+    use std::io::Write;
+    let temporary = temporary_path(path);
+    let written = (|| {
+        let mut file = std::fs::File::create_new(&temporary)?;
+        file.write_all(bytes)?;
+        file.sync_all()
+    })();
+    if let Err(err) = written.and_then(|()| std::fs::rename(&temporary, path)) {
+        let _ = std::fs::remove_file(&temporary);
+        return Err(err);
+    }
+    sync_parent(path)
+}
+
+/// Where [`write_atomic`] writes before the rename: `.<name>.tmp-<n>` beside `path`.
+fn temporary_path(path: &Path) -> PathBuf {
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    path.with_file_name(format!(".{name}{TEMPORARY}{:08x}", fastrand::u32(..)))
+}
+
+/// Marks the temporary files of [`write_atomic`].
+const TEMPORARY: &str = ".tmp-";
+
+/// Flushes the directory holding `path`, so that a rename into it survives a power loss.
+pub fn sync_parent(path: &Path) -> std::io::Result<()> {
+    match path.parent() {
+        Some(parent) => std::fs::File::open(parent)?.sync_all(),
+        None => Ok(()),
+    }
 }
 
 /// A path component from a registry name or version: `[A-Za-z0-9._-]` kept, the rest `_`,
@@ -256,12 +321,38 @@ mod tests {
     }
 
     #[test]
-    fn staging_is_cleared_on_open() {
+    fn atomic_writes_replace_whole_files_and_leave_no_temporaries() {
+        let root = tempfile::tempdir().unwrap();
+        let path = root.path().join("m.json");
+        write_atomic(&path, b"old").unwrap();
+        write_atomic(&path, b"new content").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"new content");
+        let names: Vec<_> = std::fs::read_dir(root.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["m.json"]);
+        let missing = root.path().join("no-such-dir/m.json");
+        assert!(write_atomic(&missing, b"x").is_err());
+    }
+
+    #[test]
+    fn staging_and_interrupted_downloads_are_cleared_on_open() {
         let root = tempfile::tempdir().unwrap();
         let cache = Cache::open(root.path()).unwrap();
         let partial = cache.staging_path();
         std::fs::create_dir_all(&partial).unwrap();
+        let download = root.path().join("sentiment/.3.partial-00ff00ff00ff00ff");
+        std::fs::create_dir_all(download.join("sub")).unwrap();
+        let kept = cache.model_dir("sentiment", "2");
+        std::fs::create_dir_all(&kept).unwrap();
+        std::fs::create_dir_all(root.path().join("last-good")).unwrap();
+        let torn = temporary_path(&root.path().join("last-good/abc.json"));
+        std::fs::write(&torn, "{\"uri\":").unwrap();
         Cache::open(root.path()).unwrap();
         assert!(!partial.exists());
+        assert!(!download.exists());
+        assert!(!torn.exists());
+        assert!(kept.exists(), "complete versions stay");
     }
 }

@@ -363,7 +363,8 @@ fn move_into(root: &Path, dest: &Path) -> Result<(), ReloadError> {
     };
     std::fs::create_dir_all(dest.parent().expect("cache directories have parents"))
         .map_err(cache_error)?;
-    std::fs::rename(root, dest).map_err(cache_error)
+    std::fs::rename(root, dest).map_err(cache_error)?;
+    super::cache::sync_parent(dest).map_err(cache_error)
 }
 
 /// Removes a staging directory that is not needed.
