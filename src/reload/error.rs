@@ -60,18 +60,23 @@ pub enum ReloadError {
 
 impl ReloadError {
     /// True when the same check may succeed soon without anything changing in the registry:
-    /// an unreachable or overloaded registry, or a local directory still being written. Such
-    /// failures are retried with backoff and never mark a version as bad.
+    /// an unreachable or overloaded registry, a local directory still being written, or a
+    /// problem on our side of the disk (full, unwritable, unreadable). Such failures are
+    /// retried with backoff and never mark a version as bad; only what is wrong with the
+    /// version itself (the gate, an unsafe bundle, a registry that refuses) does.
     pub fn is_transient(&self) -> bool {
         match self {
-            ReloadError::Registry(err) => err.is_transient(),
-            ReloadError::StillChanging { .. } | ReloadError::Mixture { .. } => true,
-            ReloadError::NoModel { .. }
+            ReloadError::Registry(err) => {
+                err.is_transient() || matches!(**err, RegistryError::Io { .. })
+            }
+            ReloadError::StillChanging { .. }
+            | ReloadError::Mixture { .. }
             | ReloadError::Copy { .. }
             | ReloadError::Digest(_)
+            | ReloadError::Cache { .. } => true,
+            ReloadError::NoModel { .. }
             | ReloadError::Bundle(_)
             | ReloadError::Model(_)
-            | ReloadError::Cache { .. }
             | ReloadError::Loader(_)
             | ReloadError::Blocking(_) => false,
         }
@@ -122,7 +127,7 @@ mod tests {
     #[test]
     fn transience_follows_the_kind_of_failure() {
         let io = || std::io::Error::other("disk on fire");
-        let cases: [(ReloadError, bool); 6] = [
+        let cases: [(ReloadError, bool); 7] = [
             (ReloadError::StillChanging { dir: "/m".into() }, true),
             (
                 ReloadError::from(RegistryError::Unreachable {
@@ -138,14 +143,23 @@ mod tests {
                     dir: "/m".into(),
                     source: io(),
                 },
-                false,
+                true,
             ),
             (
                 ReloadError::Cache {
                     dir: "/c".into(),
                     source: io(),
                 },
-                false,
+                true,
+            ),
+            (
+                ReloadError::from(RegistryError::Io {
+                    uri: "models:/s@champion".into(),
+                    action: "write",
+                    path: "/c/s/.2.partial-1/model.onnx".into(),
+                    source: std::io::Error::from_raw_os_error(28),
+                }),
+                true,
             ),
             (ReloadError::Loader(LoaderError::Panicked), false),
             (ReloadError::Blocking("boom".into()), false),

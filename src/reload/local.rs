@@ -428,7 +428,10 @@ mod tests {
             .err()
             .expect("a missing directory cannot be staged");
         assert!(matches!(error, ReloadError::Copy { .. }), "{error}");
-        assert!(!error.is_transient());
+        assert!(
+            error.is_transient(),
+            "a directory unreadable now may be readable later"
+        );
         assert!(!staging.exists());
         let error = stage(
             &missing.with_extension("zip"),

@@ -1,7 +1,10 @@
-//! Crashes mid-reload: the real binary is killed with SIGKILL at random moments of a reload
-//! (resolving, downloading, renaming into the cache, writing the manifest and the last-good
-//! record, loading), then restarted with the registry down. Every restart must serve a
-//! complete, validated model from the cache, and no cache entry may ever be half-written.
+//! Crashes and full disks mid-reload. The real binary is killed with SIGKILL at random moments
+//! of a reload (resolving, downloading, renaming into the cache, writing the manifest and the
+//! last-good record, loading), then restarted with the registry down: every restart must serve
+//! a complete, validated model from the cache, and no cache entry may ever be half-written.
+//! And a cache on a small tmpfs fills up during a download: the old model keeps serving, the
+//! download is cleaned up, `/health` says "no space left on device", and once there is space
+//! the next check succeeds.
 
 use std::path::Path;
 use std::time::Duration;
@@ -9,6 +12,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::support::hotserve::{Hotserve, Start};
+use crate::support::inprocess;
 use crate::support::{eventually, mlflow, register};
 
 /// How many kill-and-restart rounds (the issue asks for at least 20).
@@ -187,4 +191,108 @@ async fn sigkill_at_random_moments_of_a_reload_never_leaves_a_broken_cache() {
         drop(restarted);
         check_cache(cache.path());
     }
+}
+
+/// A tmpfs mounted for one test, unmounted when dropped (needs root, as CI runs).
+struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    fn mount(size: &str) -> Tmpfs {
+        let dir = tempfile::tempdir().unwrap();
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .expect("run mount");
+        assert!(
+            status.success(),
+            "mounting a tmpfs needs root (CI runs as root)"
+        );
+        Tmpfs { dir }
+    }
+
+    fn resize(&self, size: &str) {
+        let status = std::process::Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(self.dir.path())
+            .status()
+            .expect("run mount");
+        assert!(status.success());
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+#[tokio::test]
+async fn a_full_disk_during_a_download_keeps_the_old_model_and_recovers() {
+    let server = mlflow();
+    let name = "disk-full";
+    register(
+        server,
+        json!([
+            {"op": "register", "dir": "tests/fixtures/sentiment", "name": name, "aliases": ["champion"]},
+            {"op": "register", "dir": "tests/fixtures/sentiment_v2", "name": name},
+        ]),
+    );
+    // Room for one copy of the fixture (about 260 KB), not for two.
+    let disk = Tmpfs::mount("400k");
+    let hotserve = inprocess::Start::model(format!("models:/{name}@champion"))
+        .env("MLFLOW_TRACKING_URI", &server.url)
+        .set("poll_interval", "200ms")
+        .cache(disk.dir.path())
+        .ready()
+        .await;
+    let health = |server: &inprocess::Server| {
+        let url = server.url("/health");
+        async move {
+            reqwest::get(url)
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(health(&hotserve).await["model"]["version"], "1");
+
+    move_alias(&server.url, name, "champion", "2").await;
+    let failed = eventually("the download to fail for lack of space", || async {
+        let health = health(&hotserve).await;
+        let error = health["last_error"]
+            .as_str()
+            .unwrap_or_default()
+            .to_lowercase();
+        error.contains("no space left on device").then_some(health)
+    })
+    .await;
+    assert_eq!(
+        failed["model"]["version"], "1",
+        "the old model keeps serving: {failed:#}"
+    );
+    assert_eq!(failed["status"], "ok", "{failed:#}");
+    let ready = reqwest::get(hotserve.url("/health/ready")).await.unwrap();
+    assert_eq!(ready.status(), 200, "readiness stays green");
+    assert_eq!(
+        leftovers(disk.dir.path()),
+        Vec::<String>::new(),
+        "the download was cleaned up"
+    );
+
+    disk.resize("4m");
+    let recovered = eventually("version 2 once there is space", || async {
+        let health = health(&hotserve).await;
+        (health["model"]["version"] == "2").then_some(health)
+    })
+    .await;
+    assert_eq!(recovered["last_error"], Value::Null, "{recovered:#}");
+    hotserve.stop().await.unwrap();
 }
