@@ -5,7 +5,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// Parses `30s`, `500ms`, `2m`, `1h`, `1.5s` or a bare `0`.
+/// Parses `30s`, `500ms`, `2m`, `1h`, `1.5s` or a bare `0`, exactly: the digits are read as
+/// integers, so `100ms` is 100 ms to the nanosecond (not a float's nearest value).
 pub fn parse_duration(value: &str) -> Result<Duration, String> {
     const HINT: &str = "expected a duration like 30s, 500ms, 2m or 0";
     if value == "0" {
@@ -15,15 +16,39 @@ pub fn parse_duration(value: &str) -> Result<Duration, String> {
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .ok_or_else(|| format!("{HINT} (the unit is missing)"))?;
     let (number, unit) = value.split_at(split);
-    let number: f64 = number.parse().map_err(|_| HINT.to_string())?;
-    let seconds = match unit {
-        "ms" => number / 1000.0,
-        "s" => number,
-        "m" => number * 60.0,
-        "h" => number * 3600.0,
+    let nanos_per_unit: u128 = match unit {
+        "ms" => 1_000_000,
+        "s" => 1_000_000_000,
+        "m" => 60_000_000_000,
+        "h" => 3_600_000_000_000,
         _ => return Err(HINT.to_string()),
     };
-    Duration::try_from_secs_f64(seconds).map_err(|_| HINT.to_string())
+    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+    let digits = |text: &str| text.bytes().all(|b| b.is_ascii_digit());
+    if (whole.is_empty() && fraction.is_empty())
+        || !digits(whole)
+        || !digits(fraction)
+        || fraction.len() > 9
+    {
+        return Err(HINT.to_string());
+    }
+    let whole: u128 = if whole.is_empty() {
+        0
+    } else {
+        whole.parse().map_err(|_| HINT.to_string())?
+    };
+    let fraction_nanos = if fraction.is_empty() {
+        0
+    } else {
+        let scale = 10u128.pow(fraction.len() as u32);
+        fraction.parse::<u128>().map_err(|_| HINT.to_string())? * nanos_per_unit / scale
+    };
+    let nanos = whole
+        .checked_mul(nanos_per_unit)
+        .and_then(|n| n.checked_add(fraction_nanos))
+        .ok_or_else(|| HINT.to_string())?;
+    let seconds = u64::try_from(nanos / 1_000_000_000).map_err(|_| HINT.to_string())?;
+    Ok(Duration::new(seconds, (nanos % 1_000_000_000) as u32))
 }
 
 /// A period where `0` means "never": `None`.
@@ -119,6 +144,15 @@ mod tests {
         check_duration("s", None);
         check_duration("-1s", None);
         check_duration("3d", None);
+        check_duration("0.25s", Some(250));
+        check_duration(".5s", Some(500));
+        check_duration("1.5m", Some(90_000));
+        check_duration("9196685788ms", Some(9_196_685_788));
+        check_duration("1.s", Some(1_000));
+        check_duration(".s", None);
+        check_duration("1.2.3s", None);
+        check_duration("0.0000000001s", None);
+        check_duration("99999999999999999999999h", None);
     }
 
     #[test]

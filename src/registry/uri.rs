@@ -258,7 +258,24 @@ fn parse_runs(rest: &str) -> Result<RemoteUri, String> {
     if run_id.trim().is_empty() {
         return Err(format!("the run id is missing; {FORM}"));
     }
+    // MLflow's own rule for run ids (`_RUN_ID_REGEX`): a letter or digit, then letters,
+    // digits, `_` or `-`.
+    let valid_run_id = run_id.len() <= 256
+        && run_id.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && run_id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if !valid_run_id {
+        return Err(format!(
+            "'{run_id}' is not a run id (letters, digits, '_' and '-', starting with a letter or digit); {FORM}"
+        ));
+    }
     let artifact_path = artifact_path.trim_matches('/');
+    if let Some(segment) = spaced_segment(artifact_path) {
+        return Err(format!(
+            "the artifact path segment '{segment}' begins or ends with a space; remove it; {FORM}"
+        ));
+    }
     if let Some(segment) = artifact_path
         .split('/')
         .find(|segment| matches!(*segment, "." | ".."))
@@ -271,6 +288,12 @@ fn parse_runs(rest: &str) -> Result<RemoteUri, String> {
         run_id: run_id.to_string(),
         path: artifact_path.to_string(),
     })
+}
+
+/// A `/`-separated segment of `path` with whitespace at either end: almost surely a typo, and
+/// one that would not survive the trimming of `MODEL_URI` at the end of a URI.
+fn spaced_segment(path: &str) -> Option<&str> {
+    path.split('/').find(|segment| segment.trim() != *segment)
 }
 
 /// `rest` is everything after `mlflow-artifacts:`.
@@ -299,6 +322,11 @@ fn parse_artifacts(rest: &str) -> Result<RemoteUri, String> {
     let path = path.trim_matches('/');
     if path.is_empty() {
         return Err("the artifact path is missing; use mlflow-artifacts:/<experiment>/...".into());
+    }
+    if let Some(segment) = spaced_segment(path) {
+        return Err(format!(
+            "the artifact path segment '{segment}' begins or ends with a space; remove it"
+        ));
     }
     if path.split('/').any(|segment| matches!(segment, "." | "..")) {
         return Err("the artifact path may not contain '.' or '..' segments".into());
@@ -586,6 +614,10 @@ mod tests {
         check_error("models:/sentiment/1/MLmodel", "too many path segments");
         check_error("models://profile@databricks/x/1", "Databricks-only");
         check_error("runs:/", "the run id is missing");
+        check_error("runs:/_ /", "'_ ' is not a run id");
+        check_error("runs:/a b/model", "'a b' is not a run id");
+        check_error("runs:/abc/model /", "'model ' begins or ends with a space");
+        check_error("mlflow-artifacts:/// /", "' ' begins or ends with a space");
         check_error("runs:/abc/../secret", "may not contain '..'");
         check_error("mlflow-artifacts:/", "the artifact path is missing");
         check_error("mlflow-artifacts://5000/0/x", "a port without a host");
