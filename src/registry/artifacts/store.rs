@@ -691,7 +691,9 @@ fn silent(uri: &str, store: &Store, timeout: Duration) -> RegistryError {
 /// credentials) tell the user what to set; throttling, 5xx and broken connections are
 /// transient; an object rewritten since it was listed is a changed listing.
 fn store_error(uri: &str, location: &StoreLocation, err: object_store::Error) -> RegistryError {
-    let reason = redact(&error_chain(&err));
+    let chain = error_chain(&err);
+    let transient = is_transient_text(&chain);
+    let reason = summarize(&chain);
     let store = location.store.display();
     match err {
         object_store::Error::Precondition { path, .. } => RegistryError::ListingChanged {
@@ -699,13 +701,11 @@ fn store_error(uri: &str, location: &StoreLocation, err: object_store::Error) ->
             artifact_uri: location.display(),
             what: format!("'{path}' was rewritten"),
         },
-        object_store::Error::Generic { .. } if is_transient_text(&reason) => {
-            RegistryError::StoreUnavailable {
-                uri: uri.to_string(),
-                store,
-                reason,
-            }
-        }
+        object_store::Error::Generic { .. } if transient => RegistryError::StoreUnavailable {
+            uri: uri.to_string(),
+            store,
+            reason,
+        },
         _ => RegistryError::StoreRefused {
             uri: uri.to_string(),
             store,
@@ -726,6 +726,37 @@ fn is_transient_text(text: &str) -> bool {
         }
         None => !text.contains("Error getting credentials") && !text.contains("credential"),
     }
+}
+
+/// A store failure in one line: `HTTP 403 AccessDenied: Access Denied (after 3 retries)` when
+/// the store answered (S3 and Azure put `<Code>` and `<Message>` in their XML errors), the
+/// redacted error chain otherwise (a connection that failed, missing credentials).
+fn summarize(chain: &str) -> String {
+    const MARK: &str = "status code: ";
+    let Some(at) = chain.find(MARK) else {
+        return redact(chain);
+    };
+    let status: String = chain[at + MARK.len()..].chars().take(3).collect();
+    let element = |name: &str| {
+        let open = format!("<{name}>");
+        let close = format!("</{name}>");
+        let start = chain.find(&open)? + open.len();
+        let length = chain[start..].find(&close)?;
+        Some(redact(chain[start..start + length].trim()))
+    };
+    let mut text = match (element("Code"), element("Message")) {
+        (Some(code), Some(message)) => format!("HTTP {status} {code}: {message}"),
+        (Some(code), None) => format!("HTTP {status} {code}"),
+        _ => format!("HTTP {status}"),
+    };
+    if let Some(retries) = chain
+        .split(", after ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+    {
+        text.push_str(&format!(" (after {retries} retries)"));
+    }
+    text
 }
 
 /// An error and its sources, `: `-separated, with repeated texts dropped.
@@ -929,6 +960,26 @@ mod tests {
         check("GET http://user:pw@h/x failed", "GET http://h/x failed");
         check("bad Signature=abc here", "bad <redacted> here");
         check("plain", "plain");
+    }
+
+    #[test]
+    fn summaries() {
+        let check = |chain: &str, expected: &str| assert_eq!(summarize(chain), expected);
+        check(
+            "Generic S3 error: Error performing GET http://h/models?list-type=2 in 1ms - Server \
+             returned non-2xx status code: 403 Forbidden: <?xml version=\"1.0\"?><Error>\
+             <Code>AccessDenied</Code><Message>Access Denied</Message></Error>",
+            "HTTP 403 AccessDenied: Access Denied",
+        );
+        check(
+            "Error performing GET http://h/m/x in 100ms, after 3 retries, max_retries: 3, \
+             retry_timeout: 300s  - Server returned non-2xx status code: 503 Service Unavailable: ",
+            "HTTP 503 (after 3 retries)",
+        );
+        check(
+            "Generic S3 error: HTTP error: error sending request for url (http://h/x?sig=1)",
+            "Generic S3 error: HTTP error: error sending request for url (http://h/x?<redacted>",
+        );
     }
 
     #[test]
