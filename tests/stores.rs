@@ -397,7 +397,8 @@ async fn a_server_without_the_proxy_is_read_from_the_bucket() {
 }
 
 /// hotserve itself, in-process: `models:/` against the no-proxy server, then a bucket as
-/// `MODEL_URI` with no MLflow at all, followed by polling.
+/// `MODEL_URI` with no MLflow at all, published through a pointer object and followed by
+/// polling.
 #[tokio::test]
 async fn hotserve_serves_from_buckets() {
     register_no_proxy(json!({
@@ -422,9 +423,12 @@ async fn hotserve_serves_from_buckets() {
     predict(&server).await;
     server.stop().await.unwrap();
 
+    // Published the recommended way: each version under its own folder, then a small pointer
+    // object moved to it.
     let store = bucket();
-    upload(&store, "polled/sentiment", &fixture("sentiment")).await;
-    let server = with_s3(Start::model("s3://models/polled/sentiment"))
+    upload(&store, "pointed/versions/1", &fixture("sentiment")).await;
+    put(&store, "pointed/current", b"versions/1\n".to_vec()).await;
+    let server = with_s3(Start::model("s3://models/pointed/current"))
         .set("poll_interval", "200ms")
         .ready()
         .await;
@@ -439,10 +443,11 @@ async fn hotserve_serves_from_buckets() {
         !health.contains(SECRET_KEY) && !health.contains(ACCESS_KEY),
         "{health}"
     );
-    assert!(health.contains("s3://models/polled/sentiment"), "{health}");
+    assert!(health.contains("s3://models/pointed/current"), "{health}");
 
-    // A new version published in place: the poller notices and swaps.
-    upload(&store, "polled/sentiment", &fixture("sentiment_v2")).await;
+    // The next version: uploaded completely, then the pointer moves; the poller swaps.
+    upload(&store, "pointed/versions/2", &fixture("sentiment_v2")).await;
+    put(&store, "pointed/current", b"versions/2".to_vec()).await;
     let url = server.url("/predict");
     eventually("the new version to be served", async || {
         let version = version_of(&url).await;
@@ -450,6 +455,12 @@ async fn hotserve_serves_from_buckets() {
     })
     .await;
     server.stop().await.unwrap();
+
+    let resolution = resolve(&s3_client(&moto().url, &[]), &bucket_uri("pointed/current"))
+        .await
+        .unwrap();
+    assert_eq!(resolution.artifact_uri, "s3://models/pointed/versions/2");
+    assert_eq!(resolution.name.as_deref(), Some("pointed"));
 }
 
 /// Asks the server once; returns the `X-Model-Version` it answered with.

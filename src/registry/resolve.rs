@@ -16,13 +16,15 @@
 //! - `s3://`, `gs://`, `wasbs://`, `abfss://` buckets: no registry at all; the objects below
 //!   the prefix are the model, named after the prefix's last segment, and their listing (paths,
 //!   sizes, ETags) is digested into the version, so any change to the files is a new version.
+//!   When nothing is below the prefix but an object has exactly that key, it is a pointer: a
+//!   small text naming the current version's folder (see `artifacts::store::follow_pointer`).
 //!
 //! Whatever location the registry reports is then listed by its backend (the artifact proxy, a
 //! local directory, or an object store read directly when the server does not proxy).
 //!
 //! Versions that are not `READY` are refused, as are logged models that are not ready.
 
-use super::artifacts::store::StoreLocation;
+use super::artifacts::store::{self, StoreLocation};
 use super::artifacts::{list_files, store_snapshot};
 use super::client::{CallError, MlflowClient};
 use super::rest::{self, ModelVersion};
@@ -145,19 +147,28 @@ async fn resolve_bucket(
             reason: "it is not an object store URI".into(),
         });
     };
-    let snapshot = store_snapshot(client, uri, &parsed).await?;
+    let mut snapshot = store_snapshot(client, uri, &parsed).await?;
+    let mut artifact_uri = location.to_string();
+    // The model is named after its folder, or after the folder a pointer object is in.
+    let mut named = parsed.prefix.as_str();
+    if snapshot.0.is_empty() {
+        let pointer = store::follow_pointer(client.stores(), client.settings(), uri, &parsed);
+        if let Some(target) = pointer.await? {
+            snapshot = store_snapshot(client, uri, &target).await?;
+            artifact_uri = target.display();
+            named = parsed
+                .prefix
+                .rsplit_once('/')
+                .map_or(named, |(folder, _)| folder);
+        }
+    }
     if snapshot.0.is_empty() {
         return Err(RegistryError::NoFiles {
             uri: uri.to_string(),
-            artifact_uri: location.to_string(),
+            artifact_uri,
         });
     }
-    let name = parsed
-        .prefix
-        .rsplit('/')
-        .next()
-        .unwrap_or("model")
-        .to_string();
+    let name = named.rsplit('/').next().unwrap_or("model").to_string();
     tracing::debug!(uri, files = snapshot.0.len(), "resolved");
     Ok(Resolution {
         uri: uri.to_string(),
@@ -168,7 +179,7 @@ async fn resolve_bucket(
         model_id: None,
         run_id: None,
         status: None,
-        artifact_uri: location.to_string(),
+        artifact_uri,
         files: snapshot.files(),
     })
 }

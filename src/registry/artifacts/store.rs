@@ -675,6 +675,92 @@ pub(crate) async fn fetch(
     })
 }
 
+/// The largest object read as a pointer.
+const MAX_POINTER: u64 = 1024;
+
+/// Follows a pointer object: when `location`'s whole prefix is the key of one small object
+/// (`s3://bucket/sentiment/current`), its text names the model's location. `None` when there
+/// is no such object. Publishing a version is then one atomic `PUT` of the pointer, after
+/// every file of the version is in place under its own prefix.
+pub(crate) async fn follow_pointer(
+    stores: &Stores,
+    settings: &MlflowSettings,
+    uri: &str,
+    location: &StoreLocation,
+) -> Result<Option<StoreLocation>, RegistryError> {
+    if location.prefix.is_empty() {
+        return Ok(None);
+    }
+    let store = stores.open(settings, uri, &location.store)?;
+    let key = StorePath::from(location.prefix.as_str());
+    let timeout = settings.request_timeout;
+    let meta = match tokio::time::timeout(timeout, store.head(&key)).await {
+        Err(_) => return Err(silent(uri, &location.store, timeout)),
+        Ok(Err(object_store::Error::NotFound { .. })) => return Ok(None),
+        Ok(Err(err)) => return Err(store_error(uri, location, err)),
+        Ok(Ok(meta)) => meta,
+    };
+    let refused = |reason: String| RegistryError::UnsupportedArtifactUri {
+        uri: uri.to_string(),
+        artifact_uri: location.display(),
+        reason,
+    };
+    if meta.size > MAX_POINTER {
+        return Err(refused(format!(
+            "it is one object of {} bytes, not a folder of model files nor a pointer (at most \
+             {MAX_POINTER} bytes naming the model's folder); point MODEL_URI at the folder",
+            meta.size
+        )));
+    }
+    let read = async {
+        let got = store.get(&key).await?;
+        got.bytes().await
+    };
+    let bytes = match tokio::time::timeout(timeout, read).await {
+        Err(_) => return Err(silent(uri, &location.store, timeout)),
+        Ok(Err(err)) => return Err(store_error(uri, location, err)),
+        Ok(Ok(bytes)) => bytes,
+    };
+    let text = std::str::from_utf8(&bytes)
+        .map_err(|_| refused("the pointer object is not text".into()))?;
+    pointer_target(location, text).map(Some).map_err(refused)
+}
+
+/// The location a pointer's text names: a URI in the same store and bucket, or a folder
+/// relative to the pointer's own folder (`versions/7` beside `sentiment/current` is
+/// `sentiment/versions/7`).
+pub(crate) fn pointer_target(pointer: &StoreLocation, text: &str) -> Result<StoreLocation, String> {
+    let text = text.trim();
+    let advice = "the pointer must hold one line: the folder of the current version, relative to \
+                  the pointer (versions/7) or as a URI in the same bucket";
+    if text.is_empty() || text.contains('\n') {
+        return Err(format!(
+            "the pointer object is empty or has several lines; {advice}"
+        ));
+    }
+    if text.contains("://") {
+        return match StoreLocation::parse(text) {
+            Some(Ok(target)) if target.store == pointer.store && !target.prefix.is_empty() => {
+                Ok(target)
+            }
+            _ => Err(format!(
+                "the pointer names '{text}', which is not a folder in {}; {advice}",
+                pointer.store.display()
+            )),
+        };
+    }
+    let relative = text.trim_matches('/');
+    confine(relative).map_err(|why| format!("the pointer names '{text}': {why}; {advice}"))?;
+    let prefix = match pointer.prefix.rsplit_once('/') {
+        Some((folder, _)) => format!("{folder}/{relative}"),
+        None => relative.to_string(),
+    };
+    Ok(StoreLocation {
+        store: pointer.store.clone(),
+        prefix,
+    })
+}
+
 /// No byte within the request timeout.
 fn silent(uri: &str, store: &Store, timeout: Duration) -> RegistryError {
     RegistryError::StoreUnavailable {
@@ -1000,6 +1086,36 @@ mod tests {
         );
         check("HTTP error: error sending request", true);
         check("Error getting credentials from provider", false);
+    }
+
+    #[test]
+    fn pointers() {
+        let pointer = StoreLocation::parse("s3://models/sentiment/current")
+            .unwrap()
+            .unwrap();
+        let check = |text: &str, expected: Result<&str, &str>| match (
+            pointer_target(&pointer, text),
+            expected,
+        ) {
+            (Ok(target), Ok(want)) => assert_eq!(target.display(), want, "{text:?}"),
+            (Err(why), Err(want)) => assert!(why.contains(want), "{text:?}: {why}"),
+            (got, want) => panic!("{text:?}: got {got:?}, expected {want:?}"),
+        };
+        check("versions/7\n", Ok("s3://models/sentiment/versions/7"));
+        check("/versions/7/", Ok("s3://models/sentiment/versions/7"));
+        check("s3://models/elsewhere/7", Ok("s3://models/elsewhere/7"));
+        check("s3://other/7", Err("not a folder in s3://models"));
+        check("s3://models", Err("not a folder in s3://models"));
+        check("../x", Err("'..' segments"));
+        check("", Err("empty"));
+        check("a\nb", Err("several lines"));
+        let top = StoreLocation::parse("s3://models/current")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            pointer_target(&top, "v7").unwrap().display(),
+            "s3://models/v7"
+        );
     }
 
     #[test]
