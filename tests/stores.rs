@@ -197,6 +197,63 @@ async fn missing_prefixes_and_credentials_are_explained() {
 }
 
 #[tokio::test]
+async fn profiles_of_the_shared_files_sign_the_requests() {
+    let store = bucket();
+    upload(&store, "profiled/sentiment", &fixture("sentiment")).await;
+    let home = tempfile::tempdir().unwrap();
+    std::fs::create_dir(home.path().join(".aws")).unwrap();
+    std::fs::write(
+        home.path().join(".aws/credentials"),
+        "[default]\naws_access_key_id = AKIADEFAULTPROFILE\naws_secret_access_key = d\n\
+         [ci]\naws_access_key_id = AKIACIPROFILE\naws_secret_access_key = c\n",
+    )
+    .unwrap();
+    let proxy = FaultProxy::start(moto().addr).await;
+    let home_dir = home.path().to_str().unwrap();
+    for (profile, key_id) in [("", "AKIADEFAULTPROFILE"), ("ci", "AKIACIPROFILE")] {
+        let client = s3_client(
+            &proxy.url(),
+            &[
+                ("AWS_ACCESS_KEY_ID", ""),
+                ("AWS_SECRET_ACCESS_KEY", ""),
+                ("HOME", home_dir),
+                ("AWS_PROFILE", profile),
+            ],
+        );
+        resolve(&client, &bucket_uri("profiled/sentiment"))
+            .await
+            .unwrap_or_else(|err| panic!("profile {profile:?}: {err}"));
+        let signed = proxy
+            .seen()
+            .last()
+            .and_then(|seen| seen.authorization.clone());
+        let credential = format!("Credential={key_id}/");
+        assert!(
+            signed.as_deref().is_some_and(|a| a.contains(&credential)),
+            "{profile:?}: {signed:?}"
+        );
+    }
+    let client = s3_client(
+        &proxy.url(),
+        &[
+            ("AWS_ACCESS_KEY_ID", ""),
+            ("AWS_SECRET_ACCESS_KEY", ""),
+            ("HOME", home_dir),
+            ("AWS_PROFILE", "missing"),
+        ],
+    );
+    let err = resolve(&client, &bucket_uri("profiled/sentiment"))
+        .await
+        .unwrap_err();
+    check_error(
+        &err,
+        "s3://models/profiled/sentiment",
+        &["AWS_PROFILE='missing' is in neither"],
+        false,
+    );
+}
+
+#[tokio::test]
 async fn refusals_name_the_bucket_and_the_variables() {
     let store = bucket();
     upload(&store, "refused/sentiment", &fixture("sentiment")).await;

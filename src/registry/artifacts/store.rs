@@ -79,8 +79,9 @@ impl Store {
         match self {
             Store::S3 { .. } => {
                 "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN for \
-                 temporary credentials), or AWS_ROLE_ARN with AWS_WEB_IDENTITY_TOKEN_FILE, or run \
-                 where instance or container credentials are available; AWS_DEFAULT_REGION for \
+                 temporary credentials), or AWS_ROLE_ARN with AWS_WEB_IDENTITY_TOKEN_FILE, or \
+                 AWS_PROFILE with keys in ~/.aws/credentials, or run where instance or container \
+                 credentials are available; AWS_DEFAULT_REGION for \
                  the bucket's region, MLFLOW_S3_ENDPOINT_URL for S3-compatible stores; and check \
                  that these credentials may list and read the bucket"
             }
@@ -218,6 +219,10 @@ pub const VARIABLES: &[&str] = &[
     "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
     "AWS_CONTAINER_CREDENTIALS_FULL_URI",
     "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+    "AWS_PROFILE",
+    "AWS_SHARED_CREDENTIALS_FILE",
+    "AWS_CONFIG_FILE",
+    "HOME",
     "AWS_EC2_METADATA_DISABLED",
     "AWS_EC2_METADATA_SERVICE_ENDPOINT",
     "MLFLOW_S3_ENDPOINT_URL",
@@ -262,15 +267,45 @@ impl StoreSettings {
             .is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "true" | "1" | "yes"))
     }
 
-    /// Why no S3 credentials can be found, when that is certain before asking the store:
-    /// no keys, no web identity, no container credentials, and instance metadata disabled.
-    fn missing_s3_credentials(&self) -> bool {
+    /// Whether the environment itself carries S3 credentials (keys or web identity), which
+    /// win over a profile, as in boto3's chain.
+    fn has_s3_env_credentials(&self) -> bool {
         let has = |name| self.get(name).is_some();
-        !(has("AWS_ACCESS_KEY_ID")
-            || (has("AWS_ROLE_ARN") && has("AWS_WEB_IDENTITY_TOKEN_FILE"))
+        has("AWS_ACCESS_KEY_ID") || (has("AWS_ROLE_ARN") && has("AWS_WEB_IDENTITY_TOKEN_FILE"))
+    }
+
+    /// Why no S3 credentials can be found, when that is certain before asking the store:
+    /// no keys, no web identity, no profile keys, no container credentials, and instance
+    /// metadata disabled.
+    fn missing_s3_credentials(&self, profile: &Profile) -> bool {
+        let has = |name| self.get(name).is_some();
+        !(self.has_s3_env_credentials()
+            || profile.keys.is_some()
             || has("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI")
             || has("AWS_CONTAINER_CREDENTIALS_FULL_URI"))
             && self.flag("AWS_EC2_METADATA_DISABLED")
+    }
+
+    /// The shared credentials and config files of `AWS_PROFILE` (or `default`), as boto3
+    /// finds them. Blocking file IO: call it off the async runtime.
+    fn read_profile(&self) -> Result<Profile, String> {
+        if self.has_s3_env_credentials() {
+            return Ok(Profile::default());
+        }
+        let home = self.get("HOME").map(|home| Path::new(home).join(".aws"));
+        let path = |variable: &str, file: &str| {
+            self.get(variable)
+                .map(std::path::PathBuf::from)
+                .or_else(|| home.as_ref().map(|dir| dir.join(file)))
+        };
+        let read = |path: &Option<std::path::PathBuf>| {
+            path.as_ref()
+                .and_then(|path| std::fs::read_to_string(path).ok())
+                .unwrap_or_default()
+        };
+        let credentials = path("AWS_SHARED_CREDENTIALS_FILE", "credentials");
+        let config = path("AWS_CONFIG_FILE", "config");
+        parse_profile(&read(&credentials), &read(&config), self.get("AWS_PROFILE"))
     }
 
     /// The S3 configuration: `(object_store key, value)` pairs.
@@ -362,27 +397,123 @@ impl StoreSettings {
     }
 }
 
+/// What an AWS profile of the shared files provides.
+#[derive(Clone, Debug, Default, PartialEq)]
+struct Profile {
+    /// `aws_access_key_id`, `aws_secret_access_key`, `aws_session_token`.
+    keys: Option<(String, Secret, Option<Secret>)>,
+    /// `region`, from the config file.
+    region: Option<String>,
+}
+
+/// Reads profile `name` (`default` when `None`) from the texts of the shared credentials and
+/// config files. Only static keys are read; a profile named explicitly that does not exist or
+/// has no keys is an error that says what to do instead.
+fn parse_profile(credentials: &str, config: &str, name: Option<&str>) -> Result<Profile, String> {
+    let explicit = name.is_some();
+    let name = name.unwrap_or("default");
+    let config_section = if name == "default" {
+        "default".to_string()
+    } else {
+        format!("profile {name}")
+    };
+    let from_credentials = ini_section(credentials, name);
+    let from_config = ini_section(config, &config_section);
+    if explicit && from_credentials.is_none() && from_config.is_none() {
+        return Err(format!(
+            "AWS_PROFILE='{name}' is in neither the shared credentials file nor the config file \
+             (AWS_SHARED_CREDENTIALS_FILE, AWS_CONFIG_FILE, ~/.aws/)"
+        ));
+    }
+    let keys_from = |section: &HashMap<String, String>| {
+        let id = section.get("aws_access_key_id")?;
+        let secret = section.get("aws_secret_access_key")?;
+        Some((
+            id.clone(),
+            Secret::new(secret.clone()),
+            section
+                .get("aws_session_token")
+                .map(|t| Secret::new(t.clone())),
+        ))
+    };
+    let keys = from_credentials
+        .as_ref()
+        .and_then(keys_from)
+        .or_else(|| from_config.as_ref().and_then(keys_from));
+    if explicit && keys.is_none() {
+        return Err(format!(
+            "AWS_PROFILE='{name}' has no aws_access_key_id and aws_secret_access_key; hotserve \
+             reads static keys from profiles, so for role_arn, sso or credential_process \
+             profiles export the credentials (aws configure export-credentials --format env) or \
+             use AWS_ROLE_ARN with AWS_WEB_IDENTITY_TOKEN_FILE"
+        ));
+    }
+    Ok(Profile {
+        keys,
+        region: from_config.and_then(|section| section.get("region").cloned()),
+    })
+}
+
+/// The `key = value` pairs of `[section]` in an INI text, or `None` without that section.
+fn ini_section(text: &str, section: &str) -> Option<HashMap<String, String>> {
+    let mut found: Option<HashMap<String, String>> = None;
+    let mut inside = false;
+    for line in text.lines().map(str::trim) {
+        if line.starts_with('#') || line.starts_with(';') || line.is_empty() {
+            continue;
+        }
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            inside = name.trim() == section;
+            if inside {
+                found.get_or_insert_with(HashMap::new);
+            }
+            continue;
+        }
+        if let (true, Some((key, value))) = (inside, line.split_once('=')) {
+            if let Some(section) = found.as_mut() {
+                section.insert(key.trim().to_ascii_lowercase(), value.trim().to_string());
+            }
+        }
+    }
+    found
+}
+
 /// Stores opened so far, by [`Store::display`]: their connection pools and credential caches
 /// live as long as the client.
 #[derive(Default)]
 pub(crate) struct Stores(Mutex<HashMap<String, Arc<dyn ObjectStore>>>);
 
 impl Stores {
-    /// The store for `location`, opened on first use.
-    pub(crate) fn open(
+    /// The store for `location`, opened on first use (an S3 store reads the AWS profile
+    /// files then, on the blocking pool).
+    pub(crate) async fn open(
         &self,
         settings: &MlflowSettings,
         uri: &str,
         store: &Store,
     ) -> Result<Arc<dyn ObjectStore>, RegistryError> {
         let key = store.display();
-        let mut open = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(found) = open.get(&key) {
+        if let Some(found) = self.0.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
             return Ok(found.clone());
         }
-        let built = build(settings, uri, store)?;
-        open.insert(key, built.clone());
-        Ok(built)
+        let profile = match store {
+            Store::S3 { .. } => {
+                let vars = settings.stores.clone();
+                tokio::task::spawn_blocking(move || vars.read_profile())
+                    .await
+                    .expect("reading the AWS profile files does not panic")
+                    .map_err(|reason| RegistryError::StoreRefused {
+                        uri: uri.to_string(),
+                        store: store.display(),
+                        reason,
+                        advice: store.advice().to_string(),
+                    })?
+            }
+            _ => Profile::default(),
+        };
+        let built = build(settings, uri, store, &profile)?;
+        let mut open = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(open.entry(key).or_insert(built).clone())
     }
 }
 
@@ -391,6 +522,7 @@ fn build(
     settings: &MlflowSettings,
     uri: &str,
     store: &Store,
+    profile: &Profile,
 ) -> Result<Arc<dyn ObjectStore>, RegistryError> {
     let vars = &settings.stores;
     let refused = |reason: String| RegistryError::StoreRefused {
@@ -418,7 +550,7 @@ fn build(
     };
     let built: Result<Arc<dyn ObjectStore>, object_store::Error> = match store {
         Store::S3 { bucket } => {
-            if vars.missing_s3_credentials() {
+            if vars.missing_s3_credentials(profile) {
                 return Err(refused(
                     "no AWS credentials are configured and AWS_EC2_METADATA_DISABLED forbids \
                      instance metadata"
@@ -426,6 +558,18 @@ fn build(
                 ));
             }
             let mut builder = AmazonS3Builder::new().with_bucket_name(bucket);
+            if let Some((key_id, secret, token)) = &profile.keys {
+                builder = builder
+                    .with_access_key_id(key_id)
+                    .with_secret_access_key(secret.expose());
+                if let Some(token) = token {
+                    builder = builder.with_token(token.expose());
+                }
+            }
+            if let Some(region) = &profile.region {
+                builder = builder.with_region(region);
+            }
+            // The environment comes last: it wins over the profile, as in boto3.
             for (key, value) in vars.s3_config() {
                 builder = builder.with_config(key, value);
             }
@@ -540,7 +684,7 @@ pub(crate) async fn list(
     uri: &str,
     location: &StoreLocation,
 ) -> Result<Snapshot, RegistryError> {
-    let store = stores.open(settings, uri, &location.store)?;
+    let store = stores.open(settings, uri, &location.store).await?;
     let prefix = (!location.prefix.is_empty()).then(|| StorePath::from(location.prefix.as_str()));
     let mut listing = store.list(prefix.as_ref());
     let mut files = Vec::new();
@@ -589,7 +733,7 @@ pub(crate) async fn fetch(
     file: &Listed,
     target: &Path,
 ) -> Result<FileDigest, RegistryError> {
-    let store = stores.open(settings, uri, &location.store)?;
+    let store = stores.open(settings, uri, &location.store).await?;
     let key = match location.prefix.as_str() {
         "" => file.path.clone(),
         prefix => format!("{prefix}/{}", file.path),
@@ -691,7 +835,7 @@ pub(crate) async fn follow_pointer(
     if location.prefix.is_empty() {
         return Ok(None);
     }
-    let store = stores.open(settings, uri, &location.store)?;
+    let store = stores.open(settings, uri, &location.store).await?;
     let key = StorePath::from(location.prefix.as_str());
     let timeout = settings.request_timeout;
     let meta = match tokio::time::timeout(timeout, store.head(&key)).await {
@@ -993,11 +1137,52 @@ mod tests {
         assert!(StoreSettings::allows_http(
             vars.get("MLFLOW_S3_ENDPOINT_URL")
         ));
-        assert!(!vars.missing_s3_credentials());
-        assert!(settings(&[("AWS_EC2_METADATA_DISABLED", "true")]).missing_s3_credentials());
+        let none = Profile::default();
+        assert!(!vars.missing_s3_credentials(&none));
+        let no_metadata = settings(&[("AWS_EC2_METADATA_DISABLED", "true")]);
+        assert!(no_metadata.missing_s3_credentials(&none));
+        let profile = parse_profile(
+            "[default]\naws_access_key_id=a\naws_secret_access_key=b",
+            "",
+            None,
+        );
+        assert!(!no_metadata.missing_s3_credentials(&profile.unwrap()));
         assert!(
-            !settings(&[]).missing_s3_credentials(),
+            !settings(&[]).missing_s3_credentials(&none),
             "instance metadata may answer"
+        );
+    }
+
+    #[test]
+    fn profiles() {
+        let credentials = "# comment\n[default]\naws_access_key_id = AKIADEFAULT\n\
+                           aws_secret_access_key = d3fault\n\n[ci]\naws_access_key_id=AKIACI\n\
+                           aws_secret_access_key=c1\naws_session_token=t0ken\n";
+        let config = "[default]\nregion = eu-west-1\n[profile ci]\nregion=us-west-2\n\
+                      [profile sso]\nsso_start_url=https://x\n";
+        let check = |name: Option<&str>, expected: Result<(&str, Option<&str>), &str>| match (
+            parse_profile(credentials, config, name),
+            expected,
+        ) {
+            (Ok(profile), Ok((key_id, region))) => {
+                assert_eq!(
+                    profile.keys.map(|k| k.0).as_deref(),
+                    Some(key_id),
+                    "{name:?}"
+                );
+                assert_eq!(profile.region.as_deref(), region, "{name:?}");
+            }
+            (Err(why), Err(want)) => assert!(why.contains(want), "{name:?}: {why}"),
+            (got, want) => panic!("{name:?}: got {got:?}, expected {want:?}"),
+        };
+        check(None, Ok(("AKIADEFAULT", Some("eu-west-1"))));
+        check(Some("ci"), Ok(("AKIACI", Some("us-west-2"))));
+        check(Some("sso"), Err("export the credentials"));
+        check(Some("nope"), Err("AWS_PROFILE='nope' is in neither"));
+        assert_eq!(parse_profile("", "", None), Ok(Profile::default()));
+        let session = parse_profile(credentials, config, Some("ci")).unwrap();
+        assert!(
+            !format!("{session:?}").contains("t0ken") && !format!("{session:?}").contains("c1\"")
         );
     }
 
