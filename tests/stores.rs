@@ -1,7 +1,7 @@
 //! Object stores read directly, against real servers on loopback: a `moto` S3 server, an MLflow
 //! server run with `--no-serve-artifacts --default-artifact-root s3://...` whose models are
 //! registered with MLflow's own client (so boto3 writes them into the bucket), and a bucket as
-//! `MODEL_URI` without MLflow. Faults go through the shared fault proxy in front of moto:
+//! `MODEL_URI` without MLflow, and Azure Blob through azurite. Faults go through the shared fault proxy in front of moto:
 //! `503 SlowDown`, access denied and expired tokens, a truncated object, files that change
 //! while they are downloaded. Credentials must never show in errors, `Debug` or `/health`.
 
@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use hotserve::registry::{self, download, resolve, MlflowClient, RegistryError, RemoteUri};
 use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::azure::MicrosoftAzureBuilder;
 use object_store::path::Path as StorePath;
 use object_store::ObjectStore as _;
 use serde_json::{json, Value};
@@ -21,7 +22,8 @@ use support::hotserve::fixture;
 use support::inprocess::Start;
 use support::mlflow_server::list_dir;
 use support::stores::{
-    create_bucket, mlflow_no_proxy, moto, register_no_proxy, s3_env, ACCESS_KEY, REGION, SECRET_KEY,
+    azurite, create_bucket, create_container, mlflow_no_proxy, moto, register_no_proxy, s3_env,
+    ACCESS_KEY, AZURITE_ACCOUNT, AZURITE_KEY, REGION, SECRET_KEY,
 };
 use support::{eventually, Fault, FaultProxy};
 
@@ -518,6 +520,80 @@ async fn hotserve_serves_from_buckets() {
         .unwrap();
     assert_eq!(resolution.artifact_uri, "s3://models/pointed/versions/2");
     assert_eq!(resolution.name.as_deref(), Some("pointed"));
+}
+
+/// Azure Blob through azurite: a `wasbs://` bucket URI, credentials from
+/// `AZURE_STORAGE_CONNECTION_STRING`, listed, downloaded with digests, and refused with advice
+/// when the key is wrong.
+#[tokio::test]
+async fn azure_blob_is_read_with_a_connection_string() {
+    let azurite = azurite();
+    create_container("models");
+    let store = MicrosoftAzureBuilder::new()
+        .with_account(AZURITE_ACCOUNT)
+        .with_access_key(AZURITE_KEY)
+        .with_container_name("models")
+        .with_endpoint(azurite.endpoint.clone())
+        .with_allow_http(true)
+        .build()
+        .unwrap();
+    for (relative, _) in list_dir(&fixture("sentiment")) {
+        let bytes = std::fs::read(fixture("sentiment").join(&relative)).unwrap();
+        store
+            .put(
+                &StorePath::from(format!("sentiment/{relative}")),
+                bytes.into(),
+            )
+            .await
+            .unwrap();
+    }
+    let uri = RemoteUri::parse(&format!(
+        "wasbs://models@{AZURITE_ACCOUNT}.blob.core.windows.net/sentiment"
+    ))
+    .unwrap();
+    let env = |connection: &str| {
+        let vars: HashMap<String, String> = [
+            ("AZURE_STORAGE_CONNECTION_STRING", connection),
+            ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1"),
+            ("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "0.02"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let settings = registry::hotserve_settings(&|name| vars.get(name).cloned()).unwrap();
+        MlflowClient::new(settings).unwrap()
+    };
+    let client = env(&azurite.connection_string);
+    let resolution = resolve(&client, &uri).await.unwrap();
+    let expected = list_dir(&fixture("sentiment"));
+    let listed: Vec<(String, u64)> = resolution
+        .files
+        .iter()
+        .map(|f| (f.path.clone(), f.size.unwrap()))
+        .collect();
+    assert_eq!(listed, expected);
+    let out = tempfile::tempdir().unwrap();
+    let digests = download(&client, &resolution, &out.path().join("v1"))
+        .await
+        .unwrap();
+    assert_eq!(
+        digests,
+        hotserve::files::digest_dir(&fixture("sentiment")).unwrap()
+    );
+
+    let wrong_key = azurite.connection_string.replace(AZURITE_KEY, "d3JvbmcK");
+    let err = resolve(&env(&wrong_key), &uri).await.unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("cannot read wasbs://models@devstoreaccount1: HTTP 403")
+            && text.contains("AZURE_STORAGE_CONNECTION_STRING"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("d3JvbmcK") && !format!("{err:?}").contains("d3JvbmcK"),
+        "{text}"
+    );
+    assert!(!err.is_transient());
 }
 
 /// Asks the server once; returns the `X-Model-Version` it answered with.

@@ -1,5 +1,6 @@
 //! Object stores for the tests, on loopback: one `moto` S3 server per test binary
-//! ([`moto`], from the project's virtualenv), a second MLflow tracking server that does not
+//! ([`moto`], from the project's virtualenv), one azurite blob service ([`azurite`], from npm,
+//! kept in the virtualenv), a second MLflow tracking server that does not
 //! proxy artifacts and keeps them in moto's bucket ([`mlflow_no_proxy`]: `mlflow server
 //! --no-serve-artifacts --default-artifact-root s3://...` with `MLFLOW_S3_ENDPOINT_URL`), and
 //! [`register_no_proxy`] to register models in it with MLflow's own client, which writes the
@@ -59,6 +60,78 @@ pub fn moto() -> &'static Moto {
             addr,
         }
     })
+}
+
+/// Azurite's well-known development account and key.
+pub const AZURITE_ACCOUNT: &str = "devstoreaccount1";
+pub const AZURITE_KEY: &str =
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
+/// A running azurite blob service.
+#[derive(Debug)]
+pub struct Azurite {
+    /// The account's blob endpoint, `http://127.0.0.1:<port>/devstoreaccount1`.
+    pub endpoint: String,
+    /// `AZURE_STORAGE_CONNECTION_STRING` for it.
+    pub connection_string: String,
+}
+
+/// The shared azurite blob service (from `.venv/node`, installed by `scripts/setup.sh test`),
+/// in memory, started on first call.
+pub fn azurite() -> &'static Azurite {
+    static SERVER: OnceLock<Azurite> = OnceLock::new();
+    SERVER.get_or_init(|| {
+        let binary = venv().join("node/node_modules/.bin/azurite-blob");
+        assert!(
+            binary.is_file(),
+            "{} is missing; run scripts/setup.sh test first",
+            binary.display()
+        );
+        let port = free_port();
+        let root = temp_root("hotserve-azurite-");
+        watchdog(
+            &format!(
+                "\"{}\" --blobHost 127.0.0.1 --blobPort {port} --inMemoryPersistence \
+                 --skipApiVersionCheck",
+                binary.display()
+            ),
+            &root,
+            &[],
+        );
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        wait_listening(addr, &root);
+        let endpoint = format!("http://{addr}/{AZURITE_ACCOUNT}");
+        Azurite {
+            connection_string: format!(
+                "DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};\
+                 AccountKey={AZURITE_KEY};BlobEndpoint={endpoint};"
+            ),
+            endpoint,
+        }
+    })
+}
+
+/// Creates `container` in azurite with Azure's own Python client; an existing one is fine.
+pub fn create_container(container: &str) {
+    let script = "import sys\n\
+                  from azure.core.exceptions import ResourceExistsError\n\
+                  from azure.storage.blob import BlobServiceClient\n\
+                  client = BlobServiceClient.from_connection_string(sys.argv[1])\n\
+                  try:\n    client.create_container(sys.argv[2])\n\
+                  except ResourceExistsError:\n    pass\n";
+    let output = Command::new(venv().join("bin/python"))
+        .arg("-c")
+        .arg(script)
+        .arg(&azurite().connection_string)
+        .arg(container)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run python to create an Azure container");
+    assert!(
+        output.status.success(),
+        "creating container {container}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 /// The environment hotserve (and MLflow's client) need to reach `endpoint` as S3.
