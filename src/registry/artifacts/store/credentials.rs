@@ -546,6 +546,29 @@ mod tests {
     }
 
     #[test]
+    fn azure_keys_and_identities() {
+        let vars = settings(&[
+            ("AZURE_STORAGE_ACCESS_KEY", "a2V5"),
+            ("AZURE_CLIENT_ID", "client"),
+            ("AZURE_TENANT_ID", "tenant"),
+            ("AZURE_FEDERATED_TOKEN_FILE", "/var/run/token"),
+        ]);
+        assert_eq!(
+            vars.azure_config("acct"),
+            vec![
+                (AzureConfigKey::AccountName, "acct".to_string()),
+                (AzureConfigKey::AccessKey, "a2V5".to_string()),
+                (AzureConfigKey::ClientId, "client".to_string()),
+                (AzureConfigKey::AuthorityId, "tenant".to_string()),
+                (
+                    AzureConfigKey::FederatedTokenFile,
+                    "/var/run/token".to_string()
+                ),
+            ]
+        );
+    }
+
+    #[test]
     fn debug_shows_names_not_values() {
         let vars = settings(&[
             ("AWS_SECRET_ACCESS_KEY", "s3cr3t-value"),
