@@ -270,9 +270,10 @@ async fn fill(
 
     // The futures are built before they enter the stream: a closure inside the stream would
     // make the download future's Send-ness depend on higher-ranked lifetimes rustc cannot prove.
-    let listed = |file: &RemoteFile| {
-        before.and_then(|snapshot| snapshot.0.iter().find(|listed| listed.path == file.path))
-    };
+    let by_path: std::collections::HashMap<&str, &Listed> = before
+        .map(|snapshot| snapshot.0.iter().map(|l| (l.path.as_str(), l)).collect())
+        .unwrap_or_default();
+    let listed = |file: &RemoteFile| by_path.get(file.path.as_str()).copied();
     let fetches: Vec<_> = plan
         .into_iter()
         .map(|(file, relative)| fetch(client, uri, root, listed(file), staging, file, relative))
