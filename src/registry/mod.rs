@@ -5,7 +5,9 @@
 //! `Retry-After`; [`settings`], [`client`]), turning a registry URI into a concrete version and
 //! artifact location with MLflow's own REST endpoints ([`resolve()`]), and fetching those
 //! artifacts safely ([`download()`]: streamed, size-checked, hashed, confined to a staging
-//! directory that only becomes visible once complete).
+//! directory that only becomes visible once complete) from the tracking server's proxy, a local
+//! directory, or an object store read directly with the user's cloud credentials
+//! ([`artifacts::store`]: also a bucket named as `MODEL_URI` without MLflow).
 //!
 //! Nothing here knows about ONNX or serving; the reload pipeline calls [`resolve()`] to learn
 //! what the registry wants live and [`download()`] to fetch it. Every failure is a

@@ -1,6 +1,7 @@
 //! `MODEL_URI` parsing: every form hotserve accepts, as MLflow's own client reads them
 //! (`mlflow.store.artifact.utils.models._parse_model_uri`, `RunsArtifactRepository`), plus local
-//! directories and `.zip` bundles. Pure: text in, [`ModelUri`] out; nothing is looked up here.
+//! directories, `.zip` bundles and object store folders (`s3://`, `gs://`, `wasbs://`,
+//! `abfss://`) read without MLflow. Pure: text in, [`ModelUri`] out; nothing is looked up here.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -93,7 +94,7 @@ impl ModelUri {
         if text.is_empty() {
             return Err(invalid(
                 "it is empty; set MODEL_URI to models:/<name>@<alias>, models:/<name>/<version>, \
-                 runs:/<run_id>/<path> or a model directory"
+                 runs:/<run_id>/<path>, s3://<bucket>/<path> or a model directory"
                     .into(),
             ));
         }
@@ -115,8 +116,8 @@ impl ModelUri {
                 )))
             }
             _ => Err(invalid(format!(
-                "unknown scheme '{scheme}:'; use models:/, runs:/, mlflow-artifacts:/, file:// \
-                 or a local path"
+                "unknown scheme '{scheme}:'; use models:/, runs:/, mlflow-artifacts:/, s3://, \
+                 gs://, wasbs://, abfss://, file:// or a local path"
             ))),
         }
     }
