@@ -3,7 +3,8 @@
 # loads at run time, and, on request, the Python packages the tests and benchmarks need.
 #
 #   scripts/setup.sh            # runtime: onnxruntime only (what `hotserve serve` needs)
-#   scripts/setup.sh test       # + MLflow server/client, onnx, tokenizers (integration tests)
+#   scripts/setup.sh test       # + MLflow server/client, onnx, tokenizers, moto, boto3 and the
+#                               #   Azure storage emulator azurite (npm) for the integration tests
 #   scripts/setup.sh bench      # + FastAPI/uvicorn baseline and the realistic-model packages
 #
 # Every version is pinned in scripts/requirements-*.txt. Re-running is cheap: a profile whose
@@ -40,6 +41,19 @@ for profile in "${profiles[@]}"; do
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$req"
   cp "$req" "$stamp"
 done
+
+# Azure's storage emulator for tests/stores.rs, from the npm registry, pinned, kept inside the
+# virtualenv (node_modules under $venv/node) so that nothing outside it changes.
+azurite="azurite@3.37.0"
+if [[ " ${profiles[*]} " == *" test "* ]] && ! cmp -s <(echo "$azurite") "$venv/.installed-azurite" 2>/dev/null; then
+  if ! command -v npm >/dev/null 2>&1; then
+    echo "setup: npm is not installed; install Node.js (it runs the Azure storage emulator the tests use)" >&2
+    exit 1
+  fi
+  echo "setup: installing $azurite into $venv/node" >&2
+  npm install --prefix "$venv/node" --no-audit --no-fund --loglevel=error "$azurite" >&2
+  echo "$azurite" >"$venv/.installed-azurite"
+fi
 
 lib="$(ls "$venv"/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so* 2>/dev/null | head -n 1 || true)"
 if [ -z "$lib" ]; then

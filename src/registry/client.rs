@@ -38,6 +38,8 @@ struct Inner {
     authorization: Option<HeaderValue>,
     /// Retry, backoff and timeout settings.
     settings: MlflowSettings,
+    /// Object stores opened so far (artifact locations read directly).
+    stores: super::artifacts::store::Stores,
 }
 
 impl std::fmt::Debug for MlflowClient {
@@ -260,6 +262,7 @@ impl MlflowClient {
                 registry,
                 authorization,
                 settings,
+                stores: Default::default(),
             }),
         })
     }
@@ -272,6 +275,11 @@ impl MlflowClient {
     /// The tracking server's address without credentials, when one is configured.
     pub fn tracking_server(&self) -> Option<String> {
         self.inner.tracking.as_ref().ok().map(Server::display)
+    }
+
+    /// Object stores opened by this client, shared by its clones.
+    pub(crate) fn stores(&self) -> &super::artifacts::store::Stores {
+        &self.inner.stores
     }
 
     pub(crate) fn request_timeout(&self) -> Duration {

@@ -186,6 +186,39 @@ pub enum RegistryError {
         actual: u64,
     },
 
+    /// An object store refused hotserve, or hotserve has no credentials for it: 401, 403, a
+    /// missing bucket, credentials that cannot be found or do not work.
+    #[error("{uri}: cannot read {store}: {reason}; {advice}")]
+    StoreRefused {
+        uri: String,
+        /// The store and bucket, `s3://bucket`.
+        store: String,
+        reason: String,
+        /// Which variables to set, from [`super::artifacts::store::Store::advice`].
+        advice: String,
+    },
+
+    /// An object store failed in a way that may pass: throttling, 5xx, a broken connection,
+    /// silence beyond the request timeout.
+    #[error("{uri}: the object store {store} failed: {reason}; it will be retried")]
+    StoreUnavailable {
+        uri: String,
+        store: String,
+        reason: String,
+    },
+
+    /// Objects were added, removed or rewritten between the listing and the end of the
+    /// download: a version is being published. Nothing was kept.
+    #[error(
+        "{uri}: the files at {artifact_uri} changed during the download ({what}); a new version \
+         is being published, it will be tried again once the listing is stable"
+    )]
+    ListingChanged {
+        uri: String,
+        artifact_uri: String,
+        what: String,
+    },
+
     /// `download` never overwrites.
     #[error(
         "cannot download {uri} into {}: it already exists; remove it or choose a new directory",
@@ -214,7 +247,9 @@ impl RegistryError {
             RegistryError::Unreachable { .. }
             | RegistryError::Timeout { .. }
             | RegistryError::Interrupted { .. }
-            | RegistryError::SizeMismatch { .. } => true,
+            | RegistryError::SizeMismatch { .. }
+            | RegistryError::StoreUnavailable { .. }
+            | RegistryError::ListingChanged { .. } => true,
             RegistryError::Server { status, .. } => is_transient_status(*status),
             _ => false,
         }
@@ -349,6 +384,39 @@ mod tests {
             },
             "models:/s/2: 'model.onnx' has 5 bytes but the artifact listing says 10; the artifact \
              changed during the download or the store is inconsistent, try again",
+            true,
+        );
+    }
+
+    #[test]
+    fn store_messages() {
+        check(
+            RegistryError::StoreRefused {
+                uri: "s3://models/sentiment".into(),
+                store: "s3://models".into(),
+                reason: "access denied".into(),
+                advice: "set AWS_ACCESS_KEY_ID".into(),
+            },
+            "s3://models/sentiment: cannot read s3://models: access denied; set AWS_ACCESS_KEY_ID",
+            false,
+        );
+        check(
+            RegistryError::StoreUnavailable {
+                uri: "models:/s/1".into(),
+                store: "s3://models".into(),
+                reason: "503 SlowDown".into(),
+            },
+            "models:/s/1: the object store s3://models failed: 503 SlowDown; it will be retried",
+            true,
+        );
+        check(
+            RegistryError::ListingChanged {
+                uri: "s3://m/s".into(),
+                artifact_uri: "s3://m/s".into(),
+                what: "'x' was added".into(),
+            },
+            "s3://m/s: the files at s3://m/s changed during the download ('x' was added); a new \
+             version is being published, it will be tried again once the listing is stable",
             true,
         );
     }

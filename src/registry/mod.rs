@@ -5,7 +5,9 @@
 //! `Retry-After`; [`settings`], [`client`]), turning a registry URI into a concrete version and
 //! artifact location with MLflow's own REST endpoints ([`resolve()`]), and fetching those
 //! artifacts safely ([`download()`]: streamed, size-checked, hashed, confined to a staging
-//! directory that only becomes visible once complete).
+//! directory that only becomes visible once complete) from the tracking server's proxy, a local
+//! directory, or an object store read directly with the user's cloud credentials
+//! ([`artifacts::store`]: also a bucket named as `MODEL_URI` without MLflow).
 //!
 //! Nothing here knows about ONNX or serving; the reload pipeline calls [`resolve()`] to learn
 //! what the registry wants live and [`download()`] to fetch it. Every failure is a
@@ -22,6 +24,7 @@ pub mod settings;
 pub mod uri;
 
 pub use artifacts::download;
+pub use artifacts::store::StoreSettings;
 pub use client::MlflowClient;
 pub use error::RegistryError;
 pub use resolve::resolve;
@@ -40,9 +43,11 @@ pub struct Resolution {
     /// The URI as the user wrote it, in canonical spelling ([`RemoteUri`]'s `Display`: stages
     /// capitalised as the registry spells them, `latest` and schemes in lowercase).
     pub uri: String,
-    /// Registered model name, for `models:/` URIs of the registry.
+    /// Registered model name, for `models:/` URIs of the registry; for a bucket `MODEL_URI`,
+    /// the prefix's last segment.
     pub name: Option<String>,
-    /// Registered version ("3"); `None` for `runs:/`, `models:/m-<id>` and `mlflow-artifacts:/`.
+    /// Registered version ("3"); `None` for `runs:/`, `models:/m-<id>` and `mlflow-artifacts:/`;
+    /// for a bucket `MODEL_URI`, a digest of its listing (paths, sizes, ETags).
     pub version: Option<String>,
     /// Aliases currently pointing at this version.
     pub aliases: Vec<String>,
@@ -54,7 +59,8 @@ pub struct Resolution {
     pub run_id: Option<String>,
     /// Model version status as the registry reports it (always `READY` once resolved).
     pub status: Option<String>,
-    /// Where the files are: `mlflow-artifacts:/...`, `file:///...`, or a local path.
+    /// Where the files are: `mlflow-artifacts:/...`, `file:///...`, a local path, or an object
+    /// store location (`s3://...`).
     pub artifact_uri: String,
     /// Every file under `artifact_uri`, recursively, sorted by path.
     pub files: Vec<RemoteFile>,

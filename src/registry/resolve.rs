@@ -13,10 +13,19 @@
 //!   after the path's first segment; the run's own artifacts otherwise (MLflow 2 servers, or
 //!   files logged with `log_artifacts`).
 //! - `mlflow-artifacts:/<path>`: the path itself.
+//! - `s3://`, `gs://`, `wasbs://`, `abfss://` buckets: no registry at all; the objects below
+//!   the prefix are the model, named after the prefix's last segment, and their listing (paths,
+//!   sizes, ETags) is digested into the version, so any change to the files is a new version.
+//!   When nothing is below the prefix but an object has exactly that key, it is a pointer: a
+//!   small text naming the current version's folder (see `artifacts::store::follow_pointer`).
+//!
+//! Whatever location the registry reports is then listed by its backend (the artifact proxy, a
+//! local directory, or an object store read directly when the server does not proxy).
 //!
 //! Versions that are not `READY` are refused, as are logged models that are not ready.
 
-use super::artifacts::list_files;
+use super::artifacts::store::{self, StoreLocation};
+use super::artifacts::{list_files, store_snapshot};
 use super::client::{CallError, MlflowClient};
 use super::rest::{self, ModelVersion};
 use super::{RegistryError, RemoteUri, Resolution, Stage};
@@ -37,6 +46,9 @@ struct Target {
 /// Asks the registry what `uri` points at right now and lists its files.
 pub async fn resolve(client: &MlflowClient, uri: &RemoteUri) -> Result<Resolution, RegistryError> {
     let text = uri.to_string();
+    if let RemoteUri::Bucket { location } = uri {
+        return resolve_bucket(client, &text, location).await;
+    }
     let context = Context { client, uri: &text };
     let target = match uri {
         RemoteUri::Version { name, version } => {
@@ -81,7 +93,8 @@ pub async fn resolve(client: &MlflowClient, uri: &RemoteUri) -> Result<Resolutio
         },
         RemoteUri::LoggedModel { model_id } => context.logged_model(model_id).await?,
         RemoteUri::Run { run_id, path } => context.run(run_id, path).await?,
-        RemoteUri::Artifacts { .. } => Target {
+        // Buckets were resolved above; they share this arm to keep the match exhaustive.
+        RemoteUri::Artifacts { .. } | RemoteUri::Bucket { .. } => Target {
             name: None,
             version: None,
             aliases: Vec::new(),
@@ -119,6 +132,55 @@ pub async fn resolve(client: &MlflowClient, uri: &RemoteUri) -> Result<Resolutio
         status: target.status,
         artifact_uri,
         files,
+    })
+}
+
+/// A bucket `MODEL_URI`: its objects, named after the prefix and versioned by their listing.
+async fn resolve_bucket(
+    client: &MlflowClient,
+    uri: &str,
+    location: &str,
+) -> Result<Resolution, RegistryError> {
+    let Some(Ok(parsed)) = StoreLocation::parse(location) else {
+        return Err(RegistryError::InvalidUri {
+            uri: uri.to_string(),
+            reason: "it is not an object store URI".into(),
+        });
+    };
+    let mut snapshot = store_snapshot(client, uri, &parsed).await?;
+    let mut artifact_uri = location.to_string();
+    // The model is named after its folder, or after the folder a pointer object is in.
+    let mut named = parsed.prefix.as_str();
+    if snapshot.0.is_empty() {
+        let pointer = store::follow_pointer(client.stores(), client.settings(), uri, &parsed);
+        if let Some(target) = pointer.await? {
+            snapshot = store_snapshot(client, uri, &target).await?;
+            artifact_uri = target.display();
+            named = parsed
+                .prefix
+                .rsplit_once('/')
+                .map_or(named, |(folder, _)| folder);
+        }
+    }
+    if snapshot.0.is_empty() {
+        return Err(RegistryError::NoFiles {
+            uri: uri.to_string(),
+            artifact_uri,
+        });
+    }
+    let name = named.rsplit('/').next().unwrap_or("model").to_string();
+    tracing::debug!(uri, files = snapshot.0.len(), "resolved");
+    Ok(Resolution {
+        uri: uri.to_string(),
+        name: Some(name),
+        version: Some(snapshot.version()),
+        aliases: Vec::new(),
+        stage: None,
+        model_id: None,
+        run_id: None,
+        status: None,
+        artifact_uri,
+        files: snapshot.files(),
     })
 }
 

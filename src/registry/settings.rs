@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use reqwest::Url;
 
+use super::artifacts::store::StoreSettings;
 use super::RegistryError;
 
 /// A credential. Its `Debug` and `Display` never show the value.
@@ -69,6 +70,9 @@ pub struct MlflowSettings {
     pub backoff_jitter: f64,
     /// Longest wait a `Retry-After` header may impose; longer ones are cut to this.
     pub max_retry_after: Duration,
+    /// Object store credentials and endpoints (`AWS_*`, `MLFLOW_S3_*`, `GOOGLE_*`, `AZURE_*`),
+    /// for artifact locations read directly.
+    pub stores: StoreSettings,
 }
 
 impl Default for MlflowSettings {
@@ -88,6 +92,7 @@ impl Default for MlflowSettings {
             backoff_factor: 2.0,
             backoff_jitter: 1.0,
             max_retry_after: Duration::from_secs(60),
+            stores: StoreSettings::default(),
         }
     }
 }
@@ -113,6 +118,7 @@ impl fmt::Debug for MlflowSettings {
             .field("backoff_factor", &self.backoff_factor)
             .field("backoff_jitter", &self.backoff_jitter)
             .field("max_retry_after", &self.max_retry_after)
+            .field("stores", &self.stores)
             .finish()
     }
 }
@@ -205,6 +211,7 @@ impl MlflowSettings {
             backoff_factor,
             backoff_jitter,
             max_retry_after: defaults.max_retry_after,
+            stores: StoreSettings::from_env(env),
         })
     }
 }

@@ -1,6 +1,7 @@
 //! `MODEL_URI` parsing: every form hotserve accepts, as MLflow's own client reads them
 //! (`mlflow.store.artifact.utils.models._parse_model_uri`, `RunsArtifactRepository`), plus local
-//! directories and `.zip` bundles. Pure: text in, [`ModelUri`] out; nothing is looked up here.
+//! directories, `.zip` bundles and object store folders (`s3://`, `gs://`, `wasbs://`,
+//! `abfss://`) read without MLflow. Pure: text in, [`ModelUri`] out; nothing is looked up here.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -36,6 +37,10 @@ pub enum RemoteUri {
     /// `mlflow-artifacts:/<path>` or `mlflow-artifacts://<host>/<path>`: served by the
     /// tracking server's artifact proxy.
     Artifacts { host: Option<String>, path: String },
+    /// `s3://<bucket>/<prefix>`, `gs://...`, `wasbs://...`, `abfss://...`: every object below
+    /// the prefix is the model, read directly without MLflow. `location` is the canonical
+    /// spelling (scheme in lowercase, no trailing `/`).
+    Bucket { location: String },
 }
 
 /// A model registry stage. MLflow compares stages case-insensitively.
@@ -89,7 +94,7 @@ impl ModelUri {
         if text.is_empty() {
             return Err(invalid(
                 "it is empty; set MODEL_URI to models:/<name>@<alias>, models:/<name>/<version>, \
-                 runs:/<run_id>/<path> or a model directory"
+                 runs:/<run_id>/<path>, s3://<bucket>/<path> or a model directory"
                     .into(),
             ));
         }
@@ -101,15 +106,18 @@ impl ModelUri {
             "runs" => parse_runs(rest).map(ModelUri::Remote).map_err(invalid),
             "mlflow-artifacts" => parse_artifacts(rest).map(ModelUri::Remote).map_err(invalid),
             "file" => parse_file(rest).map(local).map_err(invalid),
-            "s3" | "gs" | "wasbs" | "abfss" | "hdfs" | "dbfs" | "http" | "https" | "ftp"
-            | "sftp" | "oci" | "uc" => Err(invalid(format!(
-                "hotserve does not read {scheme}:// directly; register the model in MLflow and \
-                 use models:/<name>@<alias>, or serve the artifacts through the tracking server \
-                 (mlflow server --serve-artifacts) and use mlflow-artifacts:/..."
-            ))),
+            "s3" | "s3a" | "gs" | "wasbs" | "abfss" => parse_bucket(text).map_err(invalid),
+            "hdfs" | "dbfs" | "http" | "https" | "ftp" | "sftp" | "oci" | "uc" => {
+                Err(invalid(format!(
+                    "hotserve does not read {scheme}:// directly; register the model in MLflow \
+                     and use models:/<name>@<alias>, or serve the artifacts through the tracking \
+                     server (mlflow server --serve-artifacts) and use mlflow-artifacts:/..., or \
+                     keep the model in an s3://, gs://, wasbs:// or abfss:// bucket"
+                )))
+            }
             _ => Err(invalid(format!(
-                "unknown scheme '{scheme}:'; use models:/, runs:/, mlflow-artifacts:/, file:// \
-                 or a local path"
+                "unknown scheme '{scheme}:'; use models:/, runs:/, mlflow-artifacts:/, s3://, \
+                 gs://, wasbs://, abfss://, file:// or a local path"
             ))),
         }
     }
@@ -157,6 +165,7 @@ impl fmt::Display for RemoteUri {
             } => {
                 write!(f, "mlflow-artifacts://{host}/{path}")
             }
+            RemoteUri::Bucket { location } => f.write_str(location),
         }
     }
 }
@@ -243,6 +252,28 @@ fn parse_models(rest: &str) -> Result<RemoteUri, String> {
             "too many path segments; {MODELS_FORMS} (paths inside a model are not supported)"
         )),
     }
+}
+
+/// A bucket URI as `MODEL_URI`: checked by the object store backend's parser; the whole
+/// bucket is refused, a model lives below a prefix.
+fn parse_bucket(text: &str) -> Result<ModelUri, String> {
+    let location = match super::artifacts::store::StoreLocation::parse(text) {
+        Some(Ok(location)) => location,
+        Some(Err(why)) => return Err(why),
+        None => return Err("it is not an object store URI".into()),
+    };
+    if location.prefix.is_empty() {
+        return Err(format!(
+            "it names a whole bucket; write {}/<path to the model>",
+            location.store.display()
+        ));
+    }
+    // Azure locations keep their host as written; other stores have one spelling.
+    let location = match location.store {
+        super::artifacts::store::Store::Azure { .. } => text.trim_end_matches('/').to_string(),
+        _ => location.display(),
+    };
+    Ok(ModelUri::Remote(RemoteUri::Bucket { location }))
 }
 
 /// `rest` is everything after `runs:`.
@@ -578,6 +609,30 @@ mod tests {
     }
 
     #[test]
+    fn bucket_forms() {
+        let bucket = |location: &str| RemoteUri::Bucket {
+            location: location.into(),
+        };
+        check_remote(
+            "s3://models/sentiment/",
+            bucket("s3://models/sentiment"),
+            "s3://models/sentiment",
+        );
+        check_remote(
+            "S3://models/a/b",
+            bucket("s3://models/a/b"),
+            "s3://models/a/b",
+        );
+        check_remote("s3a://models/a", bucket("s3://models/a"), "s3://models/a");
+        check_remote("gs://models/a", bucket("gs://models/a"), "gs://models/a");
+        check_remote(
+            "wasbs://c@acct.blob.core.windows.net/m/",
+            bucket("wasbs://c@acct.blob.core.windows.net/m"),
+            "wasbs://c@acct.blob.core.windows.net/m",
+        );
+    }
+
+    #[test]
     fn local_forms() {
         check(
             "/srv/models/sentiment",
@@ -630,7 +685,9 @@ mod tests {
         check_error("file:///a%zz", "invalid percent escape");
         check_error("file:///a%+1", "invalid percent escape");
         check_error("file:///a%", "invalid percent escape");
-        check_error("s3://bucket/model", "does not read s3:// directly");
+        check_error("hdfs://nn/model", "does not read hdfs:// directly");
+        check_error("s3://bucket", "names a whole bucket");
+        check_error("s3://Bucket/x", "not a bucket name");
         check_error(
             "https://example.com/model.zip",
             "does not read https:// directly",

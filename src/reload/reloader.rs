@@ -44,7 +44,11 @@ impl Source {
             ModelUri::Zip(path) => Source::Zip { path },
             ModelUri::Remote(remote) => {
                 let settings = registry::hotserve_settings(env)?;
-                if settings.tracking_uri.is_none() && settings.registry_uri.is_none() {
+                let needs_mlflow = !matches!(remote, RemoteUri::Bucket { .. });
+                if needs_mlflow
+                    && settings.tracking_uri.is_none()
+                    && settings.registry_uri.is_none()
+                {
                     return Err(SetupError::NoTrackingUri { uri: uri.into() });
                 }
                 let impatient = MlflowClient::new(registry::MlflowSettings {

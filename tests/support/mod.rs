@@ -3,7 +3,9 @@
 //! point: signals, exit codes, logs, debug failpoints), waiting for conditions instead of
 //! sleeping ([`wait`]), one real MLflow tracking server per test binary ([`mlflow_server`]),
 //! registering models in it with MLflow's own Python client (`register.py`), and a
-//! fault-injecting HTTP proxy to put in front of it ([`fault_proxy`]).
+//! fault-injecting HTTP proxy to put in front of it ([`fault_proxy`]), and object stores: an S3
+//! server and an MLflow server that keeps its artifacts there without proxying them
+//! ([`stores`]).
 //!
 //! Include it from a test binary with `#[path = "support/mod.rs"] mod support;` (from
 //! `tests/`) or `#[path = "../support/mod.rs"] mod support;` (from a folder under `tests/`).
@@ -13,6 +15,7 @@ pub mod fault_proxy;
 pub mod hotserve;
 pub mod inprocess;
 pub mod mlflow_server;
+pub mod stores;
 pub mod wait;
 
 pub use fault_proxy::{Fault, FaultProxy};

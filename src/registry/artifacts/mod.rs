@@ -3,19 +3,23 @@
 //! confined to a staging directory beside the destination and renamed into place only when
 //! every file is complete.
 //!
-//! Two kinds of artifact location are readable, one backend each: the tracking server's
+//! Three kinds of artifact location are readable, one backend each: the tracking server's
 //! artifact proxy ([`proxied`]: `mlflow-artifacts:/...`, `mlflow-artifacts://host/...`, or an
-//! `http(s)://` URL of `/api/2.0/mlflow-artifacts/artifacts`), and local directories
-//! ([`local`]: `file://` or an absolute path, as a server with a local artifact store reports
-//! them). Object stores (`s3://`, `gs://`, ...) are refused with advice to serve artifacts
-//! through the tracking server. This module maps URIs onto backends, checks listings and runs
-//! the download; the backends only list and fetch.
+//! `http(s)://` URL of `/api/2.0/mlflow-artifacts/artifacts`), local directories ([`local`]:
+//! `file://` or an absolute path, as a server with a local artifact store reports them), and
+//! object stores read directly with the user's own cloud credentials ([`store`]: `s3://`,
+//! `gs://`, `wasbs://`, `abfss://` and other `http(s)://` URLs, as a server run with
+//! `--no-serve-artifacts` reports them, or a bucket named as `MODEL_URI`). This module maps URIs
+//! onto backends, checks listings and runs the download; the backends only list and fetch.
 //!
 //! Every listed path goes through [`confine`] before anything is written, and local sources may
 //! not contain symbolic links, so a hostile listing cannot write outside the model directory.
+//! Object store downloads are also checked against a listing taken just before and just after
+//! them, so files that change meanwhile (a version being uploaded) are never kept.
 
 mod local;
 mod proxied;
+pub mod store;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -26,6 +30,7 @@ use reqwest::Url;
 use super::client::{Api, MlflowClient};
 use super::{RegistryError, RemoteFile, Resolution};
 use crate::files::{confine, FileDigest};
+use store::{Listed, Snapshot, StoreLocation};
 
 /// Files downloaded at the same time.
 const CONCURRENT_FILES: usize = 4;
@@ -41,6 +46,8 @@ pub(crate) enum ArtifactRoot {
     Proxied { proxy: Url, path: String },
     /// A directory on this machine.
     Local(PathBuf),
+    /// An object store, read directly.
+    Store(StoreLocation),
 }
 
 /// Why an artifact URI cannot be read.
@@ -59,7 +66,16 @@ pub(crate) fn artifact_root(
     tracking: Result<&Url, &str>,
 ) -> Result<ArtifactRoot, RootError> {
     if let Some(proxied) = proxied::locate(artifact_uri, tracking) {
-        return proxied;
+        match proxied {
+            // Any other http(s) URL is a plain file server, read like an object store.
+            Err(RootError::Unsupported(_)) if !artifact_uri.contains(proxied::ANCHOR) => {}
+            found => return found,
+        }
+    }
+    if let Some(location) = StoreLocation::parse(artifact_uri) {
+        return location
+            .map(ArtifactRoot::Store)
+            .map_err(RootError::Unsupported);
     }
     let unsupported = |why: &str| RootError::Unsupported(why.to_string());
     match super::ModelUri::parse(artifact_uri) {
@@ -71,11 +87,19 @@ pub(crate) fn artifact_root(
              with --artifacts-destination (proxied artifacts) or an absolute \
              --default-artifact-root",
         )),
-        _ => Err(unsupported(
-            "hotserve reads artifacts only through the MLflow tracking server's artifact proxy \
-             (mlflow-artifacts:/) or from local directories; run the server with \
-             --serve-artifacts --artifacts-destination <store> so that it proxies this store",
-        )),
+        _ => {
+            let scheme = artifact_uri.split(':').next().unwrap_or(artifact_uri);
+            let what = match scheme.to_ascii_lowercase().as_str() {
+                "dbfs" => "dbfs:/ is the Databricks file system, which hotserve cannot read".into(),
+                _ => format!("hotserve cannot read '{scheme}:' locations"),
+            };
+            Err(RootError::Unsupported(format!(
+                "{what}; it reads s3://, gs://, wasbs://, abfss://, http(s)://, mlflow-artifacts:/ \
+                 and local directories; log the model to one of those, or run the MLflow server \
+                 with --serve-artifacts --artifacts-destination <store> so that it proxies this \
+                 store"
+            )))
+        }
     }
 }
 
@@ -88,10 +112,22 @@ pub(crate) async fn list_files(
     let mut files = match root(client, uri, artifact_uri)? {
         ArtifactRoot::Proxied { proxy, path } => proxied::list(client, uri, &proxy, &path).await?,
         ArtifactRoot::Local(dir) => local::list(uri, artifact_uri, &dir).await?,
+        ArtifactRoot::Store(location) => store_snapshot(client, uri, &location).await?.files(),
     };
     files.sort_by(|a, b| a.path.cmp(&b.path));
     check_listing(uri, &files)?;
     Ok(files)
+}
+
+/// Lists an object store location, with what identifies each object's content.
+pub(crate) async fn store_snapshot(
+    client: &MlflowClient,
+    uri: &str,
+    location: &StoreLocation,
+) -> Result<Snapshot, RegistryError> {
+    let snapshot = store::list(client.stores(), client.settings(), uri, location).await?;
+    check_listing(uri, &snapshot.files())?;
+    Ok(snapshot)
 }
 
 /// Downloads every listed file into `dest`, which must not exist. Files are streamed into a
@@ -125,6 +161,12 @@ pub async fn download(
     }
     let root = root(client, uri, &resolution.artifact_uri)?;
     check_listing(uri, &resolution.files)?;
+    let before = match &root {
+        ArtifactRoot::Store(location) => {
+            Some(unchanged_since_resolve(client, resolution, location).await?)
+        }
+        _ => None,
+    };
     let plan: Vec<(&RemoteFile, PathBuf)> = resolution
         .files
         .iter()
@@ -153,7 +195,7 @@ pub async fn download(
         .await
         .map_err(|e| io_error("create", &staging, e))?;
     let guard = StagingGuard::new(staging.clone());
-    match fill(client, uri, &root, &staging, plan, dest).await {
+    match fill(client, uri, &root, before.as_ref(), &staging, plan, dest).await {
         Ok(mut digests) => {
             guard.keep();
             digests.sort_by(|a, b| a.path.cmp(&b.path));
@@ -167,11 +209,43 @@ pub async fn download(
     }
 }
 
-/// Fetches every planned file into `staging` and renames it to `dest`.
+/// An object store location listed again as the download starts: the same files and sizes
+/// as the resolution (and, for a bucket `MODEL_URI`, the same content version), or the files
+/// are changing and nothing is fetched.
+async fn unchanged_since_resolve(
+    client: &MlflowClient,
+    resolution: &Resolution,
+    location: &StoreLocation,
+) -> Result<Snapshot, RegistryError> {
+    let uri = resolution.uri.as_str();
+    let now = store_snapshot(client, uri, location).await?;
+    let changed = |what: String| RegistryError::ListingChanged {
+        uri: uri.to_string(),
+        artifact_uri: resolution.artifact_uri.clone(),
+        what,
+    };
+    if now.files() != resolution.files {
+        return Err(changed(
+            "the files or their sizes differ from the listing".into(),
+        ));
+    }
+    let is_bucket = matches!(
+        super::RemoteUri::parse(uri),
+        Ok(super::RemoteUri::Bucket { .. })
+    );
+    if is_bucket && resolution.version.as_deref() != Some(now.version().as_str()) {
+        return Err(changed("an object was rewritten".into()));
+    }
+    Ok(now)
+}
+
+/// Fetches every planned file into `staging` and renames it to `dest`. Object store files are
+/// fetched as listed in `before` and listed again before the rename.
 async fn fill(
     client: &MlflowClient,
     uri: &str,
     root: &ArtifactRoot,
+    before: Option<&Snapshot>,
     staging: &Path,
     plan: Vec<(&RemoteFile, PathBuf)>,
     dest: &Path,
@@ -196,14 +270,28 @@ async fn fill(
 
     // The futures are built before they enter the stream: a closure inside the stream would
     // make the download future's Send-ness depend on higher-ranked lifetimes rustc cannot prove.
+    let by_path: std::collections::HashMap<&str, &Listed> = before
+        .map(|snapshot| snapshot.0.iter().map(|l| (l.path.as_str(), l)).collect())
+        .unwrap_or_default();
+    let listed = |file: &RemoteFile| by_path.get(file.path.as_str()).copied();
     let fetches: Vec<_> = plan
         .into_iter()
-        .map(|(file, relative)| fetch(client, uri, root, staging, file, relative))
+        .map(|(file, relative)| fetch(client, uri, root, listed(file), staging, file, relative))
         .collect();
     let digests = stream::iter(fetches)
         .buffer_unordered(CONCURRENT_FILES)
         .try_collect::<Vec<FileDigest>>()
         .await?;
+    if let (ArtifactRoot::Store(location), Some(before)) = (root, before) {
+        let after = store_snapshot(client, uri, location).await?;
+        if let Some(what) = before.difference(&after) {
+            return Err(RegistryError::ListingChanged {
+                uri: uri.to_string(),
+                artifact_uri: location.display(),
+                what,
+            });
+        }
+    }
     if tokio::fs::symlink_metadata(dest).await.is_ok() {
         return Err(RegistryError::DestinationExists {
             uri: uri.to_string(),
@@ -350,6 +438,7 @@ async fn fetch(
     client: &MlflowClient,
     uri: &str,
     root: &ArtifactRoot,
+    listed: Option<&Listed>,
     staging: &Path,
     file: &RemoteFile,
     relative: PathBuf,
@@ -360,6 +449,18 @@ async fn fetch(
             proxied::fetch(client, uri, proxy, path, file, &target).await?
         }
         ArtifactRoot::Local(dir) => local::fetch(uri, dir, &relative, file, target).await?,
+        ArtifactRoot::Store(location) => {
+            let listed = listed.expect("object store downloads are planned from a snapshot");
+            store::fetch(
+                client.stores(),
+                client.settings(),
+                uri,
+                location,
+                listed,
+                &target,
+            )
+            .await?
+        }
     };
     if let Some(expected) = file.size {
         if expected != digest.size {
@@ -479,11 +580,28 @@ mod tests {
             &tracking,
             Err("relative to the MLflow server's working directory"),
         );
-        check("s3://bucket/0/x", &tracking, Err("--serve-artifacts"));
+        let store = |uri: &str| {
+            Ok(ArtifactRoot::Store(
+                StoreLocation::parse(uri).unwrap().unwrap(),
+            ))
+        };
+        check("s3://bucket/0/x", &tracking, store("s3://bucket/0/x"));
+        check("gs://bucket/0/x", &tracking, store("gs://bucket/0/x"));
         check(
             "https://bucket.example/model",
             &tracking,
-            Err("plain http(s) artifact stores"),
+            store("https://bucket.example/model"),
+        );
+        check("s3://Bucket/0/x", &tracking, Err("not a bucket name"));
+        check(
+            "dbfs:/databricks/x",
+            &tracking,
+            Err("dbfs:/ is the Databricks file system"),
+        );
+        check(
+            "hdfs://nn/x",
+            &tracking,
+            Err("cannot read 'hdfs:' locations"),
         );
         assert_eq!(
             artifact_root(

@@ -18,7 +18,7 @@ use crate::registry::{rest, uri, RegistryError, RemoteFile};
 
 /// The proxy's route, below the tracking server's base URL.
 const ROUTE: [&str; 4] = ["api", "2.0", "mlflow-artifacts", "artifacts"];
-const ANCHOR: &str = "/api/2.0/mlflow-artifacts/artifacts";
+pub(super) const ANCHOR: &str = "/api/2.0/mlflow-artifacts/artifacts";
 
 /// The proxy location an artifact URI names, or `None` when it does not name the proxy.
 /// `mlflow-artifacts:` URIs take the tracking server's scheme and path prefix, and its host
