@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, ModelMetrics};
 use crate::model::tensor::NamedTensor;
 use crate::model::{Encoded, InferError, Model, Scores};
 
@@ -65,6 +65,8 @@ type Reply = oneshot::Sender<Result<Answer, PoolError>>;
 
 struct Job {
     model: Arc<Model>,
+    /// The metrics of the configured model the job is for (`model` label).
+    metrics: Arc<ModelMetrics>,
     work: Work,
     reply: Reply,
     enqueued: Instant,
@@ -138,11 +140,12 @@ impl Pool {
         }
     }
 
-    /// Queues texts for classification with `model`; the answer has one [`Scores`] per text,
-    /// in order. Fails at once when the queue is full.
+    /// Queues texts for classification with `model`, counted in `metrics`; the answer has one
+    /// [`Scores`] per text, in order. Fails at once when the queue is full.
     pub async fn classify(
         &self,
         model: &Arc<Model>,
+        metrics: &Arc<ModelMetrics>,
         texts: Vec<Encoded>,
         deadline: Instant,
     ) -> Result<Vec<Scores>, PoolError> {
@@ -155,7 +158,8 @@ impl Pool {
             while !texts.is_empty() {
                 let rest = texts.split_off(chunk.min(texts.len()));
                 let (reply, receiver) = oneshot::channel();
-                self.push(&mut queue, model, Work::Classify(texts), reply, deadline);
+                let work = Work::Classify(texts);
+                self.push(&mut queue, (model, metrics), work, reply, deadline);
                 receivers.push(receiver);
                 texts = rest;
             }
@@ -171,10 +175,11 @@ impl Pool {
         Ok(scores)
     }
 
-    /// Queues one tensor-model call (never batched with others).
+    /// Queues one tensor-model call (never batched with others), counted in `metrics`.
     pub async fn run_tensors(
         &self,
         model: &Arc<Model>,
+        metrics: &Arc<ModelMetrics>,
         inputs: Vec<NamedTensor>,
         deadline: Instant,
     ) -> Result<Vec<NamedTensor>, PoolError> {
@@ -182,7 +187,8 @@ impl Pool {
         {
             let mut queue = self.lock();
             self.admit(&queue, 1)?;
-            self.push(&mut queue, model, Work::Tensors(inputs), reply, deadline);
+            let work = Work::Tensors(inputs);
+            self.push(&mut queue, (model, metrics), work, reply, deadline);
         }
         self.wake(1);
         match receiver.await.map_err(|_| PoolError::ShuttingDown)?? {
@@ -226,13 +232,14 @@ impl Pool {
     fn push(
         &self,
         queue: &mut Queue,
-        model: &Arc<Model>,
+        (model, metrics): (&Arc<Model>, &Arc<ModelMetrics>),
         work: Work,
         reply: Reply,
         deadline: Instant,
     ) {
         let job = Job {
             model: model.clone(),
+            metrics: metrics.clone(),
             work,
             reply,
             enqueued: Instant::now(),
@@ -308,7 +315,7 @@ impl Fill {
 
 fn worker(index: usize, shared: &Shared) {
     while let Some(batch) = next_batch(shared) {
-        run_batch(index, shared, batch);
+        run_batch(index, batch);
     }
 }
 
@@ -393,19 +400,20 @@ fn still_wanted(job: Job) -> Option<Job> {
     Some(job)
 }
 
-fn run_batch(index: usize, shared: &Shared, batch: Vec<Job>) {
+fn run_batch(index: usize, batch: Vec<Job>) {
     let batch: Vec<Job> = batch.into_iter().filter_map(still_wanted).collect();
     if batch.is_empty() {
         return;
     }
     let started = Instant::now();
     for job in &batch {
-        shared
-            .metrics
+        job.metrics
             .queue_seconds
             .observe_duration(started - job.enqueued);
     }
     let model = batch[0].model.clone();
+    // Jobs of one batch share their model, hence its configured name.
+    let metrics = batch[0].metrics.clone();
     if let Work::Tensors(_) = &batch[0].work {
         for job in batch {
             let Work::Tensors(inputs) = job.work else {
@@ -417,8 +425,7 @@ fn run_batch(index: usize, shared: &Shared, batch: Vec<Job>) {
                 Ok(Err(err)) => Err(PoolError::Infer(err)),
                 Err(panic) => Err(PoolError::Panicked(panic_message(&panic))),
             };
-            shared
-                .metrics
+            metrics
                 .inference_seconds
                 .observe_duration(started.elapsed());
             let _ = job.reply.send(answer);
@@ -432,11 +439,10 @@ fn run_batch(index: usize, shared: &Shared, batch: Vec<Job>) {
             Work::Tensors(_) => [].iter(),
         })
         .collect();
-    shared.metrics.batch_size.observe(texts.len() as f64);
+    metrics.batch_size.observe(texts.len() as f64);
     crate::failpoints::sleep("HOTSERVE_TEST_INFERENCE_DELAY_MS");
     let result = catch_unwind(AssertUnwindSafe(|| model.classify(index, &texts)));
-    shared
-        .metrics
+    metrics
         .inference_seconds
         .observe_duration(started.elapsed());
     match result {

@@ -36,7 +36,7 @@ use serde::Serialize;
 use tokio::sync::Notify;
 
 pub use error::{ReloadError, SetupError};
-pub use reloader::{Reloader, Source};
+pub use reloader::{Plan, Reloader, Source};
 pub use report::{Attempt, CheckResult, Outcome};
 
 /// What started a check; named in logs and in `/health`'s `last_check.trigger`.

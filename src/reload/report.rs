@@ -139,20 +139,21 @@ pub fn report(
         reloader.metrics.reload_seconds.observe_duration(elapsed);
     }
     let elapsed_ms = elapsed.as_millis() as u64;
-    let uri = &reloader.uri;
+    let uri = &reloader.plan.uri;
+    let model = reloader.name();
     match outcome {
-        Outcome::Unchanged { version } => tracing::debug!(%trigger, %version, "model unchanged"),
+        Outcome::Unchanged { version } => tracing::debug!(%model, %trigger, %version, "model unchanged"),
         Outcome::Loaded { version } => {
-            tracing::info!(%trigger, %uri, %version, elapsed_ms, "reload succeeded: now serving version {version}")
+            tracing::info!(%model, %trigger, %uri, %version, elapsed_ms, "reload succeeded: now serving version {version}")
         }
         Outcome::SkippedBad { version, .. } => {
-            tracing::debug!(%trigger, %version, "version is known bad; still serving the previous model")
+            tracing::debug!(%model, %trigger, %version, "version is known bad; still serving the previous model")
         }
         Outcome::Failed { error, .. } => {
-            tracing::warn!(%trigger, %uri, elapsed_ms, "reload failed: {error}")
+            tracing::warn!(%model, %trigger, %uri, elapsed_ms, "reload failed: {error}")
         }
         Outcome::ServingCached { version, error } => {
-            tracing::warn!(%trigger, %uri, %version, elapsed_ms, "reload failed: {error}; serving the cached version {version}")
+            tracing::warn!(%model, %trigger, %uri, %version, elapsed_ms, "reload failed: {error}; serving the cached version {version}")
         }
     }
     let error = outcome.error_message();

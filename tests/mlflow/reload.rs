@@ -289,16 +289,16 @@ async fn serves_a_registered_model_and_follows_the_alias_with_zero_failed_reques
         .unwrap();
     assert!(
         metrics.contains(&format!(
-            "hotserve_model_info{{name=\"{name}\",version=\"2\""
+            "hotserve_model_info{{model=\"{name}\",name=\"{name}\",version=\"2\""
         )),
         "{metrics}"
     );
     assert!(
-        metrics.contains("hotserve_reloads_total{result=\"loaded\"} 2"),
+        metrics.contains(&format!("hotserve_reloads_total{{model=\"{name}\",result=\"loaded\"}} 2")),
         "{metrics}"
     );
     assert!(
-        metrics.contains("hotserve_reloads_total{result=\"unchanged\"}"),
+        metrics.contains(&format!("hotserve_reloads_total{{model=\"{name}\",result=\"unchanged\"}}")),
         "polls that find nothing new are counted"
     );
 }
@@ -368,9 +368,9 @@ async fn a_broken_version_is_refused_and_a_rollback_comes_from_the_cache() {
     let before = downloads_of_v3();
     // Three more polls find v3 again, and skip it as known bad.
     let metrics_url = hotserve.url("/metrics");
-    let skipped = "hotserve_reloads_total{result=\"skipped_bad\"}";
-    let skipped_before = metric(&metrics_url, skipped).await.unwrap_or(0.0);
-    metric_reaches(&metrics_url, skipped, skipped_before + 3.0).await;
+    let skipped = format!("hotserve_reloads_total{{model=\"{name}\",result=\"skipped_bad\"}}");
+    let skipped_before = metric(&metrics_url, &skipped).await.unwrap_or(0.0);
+    metric_reaches(&metrics_url, &skipped, skipped_before + 3.0).await;
     assert_eq!(
         downloads_of_v3(),
         before,
@@ -383,11 +383,11 @@ async fn a_broken_version_is_refused_and_a_rollback_comes_from_the_cache() {
         .await
         .unwrap();
     assert!(
-        metrics.contains("hotserve_reloads_total{result=\"failed\"} 1"),
+        metrics.contains(&format!("hotserve_reloads_total{{model=\"{name}\",result=\"failed\"}} 1")),
         "{metrics}"
     );
     assert!(
-        metrics.contains("hotserve_reloads_total{result=\"skipped_bad\"}"),
+        metrics.contains(&skipped),
         "{metrics}"
     );
 
@@ -703,7 +703,7 @@ async fn the_resource_policy_unloads_first_and_restores_on_failure() {
     assert_eq!(
         metric(
             &hotserve.url("/metrics"),
-            "hotserve_reloads_total{result=\"failed\"}"
+            &format!("hotserve_reloads_total{{model=\"{name}\",result=\"failed\"}}")
         )
         .await,
         Some(1.0),
