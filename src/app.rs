@@ -285,7 +285,8 @@ impl Daemon {
                     failed.push((model, error))
                 }
                 // Not reachable with nothing live; keep serving and retrying all the same.
-                Outcome::Unchanged { .. } | Outcome::Loaded { .. } | Outcome::SkippedBad { .. } => {}
+                Outcome::Unchanged { .. } | Outcome::Loaded { .. } | Outcome::SkippedBad { .. } => {
+                }
             }
         }
         let live: Vec<String> = self
@@ -297,8 +298,7 @@ impl Daemon {
             })
             .collect();
         if !live.is_empty() {
-            self.notifier
-                .ready(&format!("serving {}", live.join(", ")));
+            self.notifier.ready(&format!("serving {}", live.join(", ")));
         }
         let several = self.models.len() > 1;
         for (model, error) in failed {

@@ -127,11 +127,17 @@ fn escape(value: &str) -> String {
         .replace('\n', "\\n")
 }
 
-/// Request latency histograms, one per route (and model, on the prediction routes).
+/// A route and, on the routes that serve a model, its configured name.
+type RouteKey = (&'static str, Option<String>);
+
+/// Request latency histograms, one per route (and model, on the routes that serve one).
 #[derive(Default)]
 struct RouteHistograms {
-    by_route: Mutex<BTreeMap<(&'static str, Option<String>), Arc<Histogram>>>,
+    by_route: Mutex<BTreeMap<RouteKey, Arc<Histogram>>>,
 }
+
+/// One per-model histogram family: its name, its help and where it lives in [`ModelMetrics`].
+type ModelHistogram = (&'static str, &'static str, fn(&ModelMetrics) -> &Histogram);
 
 /// The metrics of one configured model, labelled `model="<name>"`. The reload pipeline, the
 /// live handle, the prediction routes and the inference queue (each job carries its model's
@@ -170,7 +176,7 @@ impl Default for ModelMetrics {
 /// are registered once per configured model with [`Metrics::model`].
 #[derive(Default)]
 pub struct Metrics {
-    /// Requests by route and status, and model on the prediction routes.
+    /// Requests by route and status, and model on the routes that serve one.
     requests: LabeledCounter,
     request_seconds: RouteHistograms,
     /// Pool-wide: texts waiting, whatever their model.
@@ -195,7 +201,7 @@ impl Metrics {
         metrics
     }
 
-    /// Records one finished request; `model` is the configured name on prediction routes.
+    /// Records one finished request; `model` is the configured name on routes that serve one.
     pub fn observe_request(
         &self,
         route: &'static str,
@@ -205,11 +211,10 @@ impl Metrics {
     ) {
         let status = status.to_string();
         match model {
-            Some(model) => self.requests.inc(&[
-                ("model", model),
-                ("route", route),
-                ("status", &status),
-            ]),
+            Some(model) => {
+                self.requests
+                    .inc(&[("model", model), ("route", route), ("status", &status)])
+            }
             None => self.requests.inc(&[("route", route), ("status", &status)]),
         }
         let histogram = {
@@ -257,14 +262,14 @@ impl Metrics {
             &mut out,
             "hotserve_requests_total",
             "counter",
-            "HTTP requests by route and status (and model, on the prediction routes).",
+            "HTTP requests by route and status (and model, on the routes that serve one).",
         );
         self.requests.render(&mut out, "hotserve_requests_total");
         header(
             &mut out,
             "hotserve_request_duration_seconds",
             "histogram",
-            "HTTP request latency by route (and model, on the prediction routes), from headers read to response ready.",
+            "HTTP request latency by route (and model, on the routes that serve one), from headers read to response ready.",
         );
         for ((route, model), histogram) in self
             .request_seconds
@@ -279,7 +284,7 @@ impl Metrics {
             };
             histogram.render(&mut out, "hotserve_request_duration_seconds", &labels);
         }
-        let histograms: [(&str, &str, fn(&ModelMetrics) -> &Histogram); 4] = [
+        let histograms: [ModelHistogram; 4] = [
             (
                 "hotserve_queue_duration_seconds",
                 "Time a text waited in the inference queue, by model.",

@@ -85,16 +85,30 @@ async fn each_route_answers_with_its_model() {
     assert_eq!(batch["predictions"][1]["label"], "negative");
     let invocation = json!({"dataframe_split": {"columns": ["text"], "data": [["I love this"]]}});
     let (status, body) = post(&server, "/models/lower/invocations", invocation.clone()).await;
-    assert_eq!((status, &body["predictions"][0]["label"]), (200, &json!("positive")), "{body}");
+    assert_eq!(
+        (status, &body["predictions"][0]["label"]),
+        (200, &json!("positive")),
+        "{body}"
+    );
     let (status, body) = post(&server, "/invocations", invocation).await;
-    assert_eq!((status, &body["predictions"][0]["label"]), (200, &json!("POSITIVE")), "{body}");
+    assert_eq!(
+        (status, &body["predictions"][0]["label"]),
+        (200, &json!("POSITIVE")),
+        "{body}"
+    );
 
     let (status, metadata) = get(&server, "/models/lower").await;
-    assert_eq!((status, &metadata["labels"]), (200, &json!(["negative", "positive"])));
+    assert_eq!(
+        (status, &metadata["labels"]),
+        (200, &json!(["negative", "positive"]))
+    );
     let (_, metadata) = get(&server, "/v1/model").await;
     assert_eq!(metadata["labels"], json!(["NEGATIVE", "POSITIVE"]));
     assert_eq!(get(&server, "/models/lower/ready").await.0, 200);
-    assert_eq!(reqwest::get(server.url("/ping")).await.unwrap().status(), 200);
+    assert_eq!(
+        reqwest::get(server.url("/ping")).await.unwrap().status(),
+        200
+    );
 
     // An unknown name is a 404 that lists the configured names.
     for path in ["/models/nope/predict", "/models/nope", "/models/nope/ready"] {
@@ -106,7 +120,10 @@ async fn each_route_answers_with_its_model() {
         assert_eq!(status, 404, "{path}");
         assert_eq!(body["error_code"], "RESOURCE_DOES_NOT_EXIST", "{path}");
         assert!(
-            body["message"].as_str().unwrap().ends_with("configured models: upper, lower"),
+            body["message"]
+                .as_str()
+                .unwrap()
+                .ends_with("configured models: upper, lower"),
             "{body}"
         );
     }
@@ -116,7 +133,10 @@ async fn each_route_answers_with_its_model() {
     let (status, health) = get(&server, "/health").await;
     assert_eq!(status, 200, "{health}");
     assert_eq!(health["default_model"], "upper");
-    assert_eq!(health["model"]["name"], "upper", "a local model is named as configured");
+    assert_eq!(
+        health["model"]["name"], "upper",
+        "a local model is named as configured"
+    );
     for name in ["upper", "lower"] {
         let entry = &health["models"][name];
         assert_eq!(entry["status"], "ok", "{health}");
@@ -128,9 +148,15 @@ async fn each_route_answers_with_its_model() {
     let (status, body) = post(&server, "/admin/reload?model=lower&wait=true", json!({})).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["models"].as_object().unwrap().len(), 1, "{body}");
-    assert_eq!(body["models"]["lower"]["last_check"]["result"], "unchanged", "{body}");
+    assert_eq!(
+        body["models"]["lower"]["last_check"]["result"], "unchanged",
+        "{body}"
+    );
     let (status, body) = post(&server, "/admin/reload?model=nope", json!({})).await;
-    assert_eq!((status, &body["error_code"]), (404, &json!("RESOURCE_DOES_NOT_EXIST")));
+    assert_eq!(
+        (status, &body["error_code"]),
+        (404, &json!("RESOURCE_DOES_NOT_EXIST"))
+    );
     let (status, body) = post(&server, "/admin/reload?wait=true", json!({})).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["models"].as_object().unwrap().len(), 2, "{body}");
@@ -144,7 +170,10 @@ async fn each_route_answers_with_its_model() {
         "hotserve_requests_total{model=\"upper\",route=\"/predict\",status=\"200\"}",
         "hotserve_reloads_total{model=\"lower\",result=\"loaded\"}",
     ] {
-        assert!(metric(&metrics, series).await.unwrap_or(0.0) >= 1.0, "{series}");
+        assert!(
+            metric(&metrics, series).await.unwrap_or(0.0) >= 1.0,
+            "{series}"
+        );
     }
     server.stop().await.expect("a clean stop");
 }
@@ -178,24 +207,40 @@ async fn a_broken_model_fails_readiness_and_leaves_the_other_serving() {
     .await;
     let (_, health) = eventually("the broken model's first check", async || {
         let (status, health) = get(&server, "/health").await;
-        health["models"]["broken"]["last_check"].is_object().then_some((status, health))
+        health["models"]["broken"]["last_check"]
+            .is_object()
+            .then_some((status, health))
     })
     .await;
-    assert_eq!(health["models"]["broken"]["model_loaded"], false, "{health}");
+    assert_eq!(
+        health["models"]["broken"]["model_loaded"], false,
+        "{health}"
+    );
     assert_eq!(health["models"]["good"]["model_loaded"], true, "{health}");
 
     let (status, ready) = get(&server, "/health/ready").await;
     assert_eq!(status, 503, "{ready}");
     assert_eq!(ready["not_ready"], json!(["broken"]), "{ready}");
-    assert!(ready["reason"].as_str().unwrap().starts_with("broken: "), "{ready}");
+    assert!(
+        ready["reason"].as_str().unwrap().starts_with("broken: "),
+        "{ready}"
+    );
     assert_eq!(get(&server, "/models/broken/ready").await.0, 503);
     let (status, body) = post(&server, "/models/broken/predict", json!({"text": "x"})).await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(label(&server, "/models/good/predict").await, "positive");
-    assert_eq!(label(&server, "/predict").await, "positive", "good is the default");
+    assert_eq!(
+        label(&server, "/predict").await,
+        "positive",
+        "good is the default"
+    );
 
     // Fixed on disk, the broken model is picked up by its watcher; then all are ready.
-    std::fs::copy(fixture("sentiment").join("model.onnx"), broken.join("model.onnx")).unwrap();
+    std::fs::copy(
+        fixture("sentiment").join("model.onnx"),
+        broken.join("model.onnx"),
+    )
+    .unwrap();
     server.wait_ready().await;
     assert_eq!(label(&server, "/models/broken/predict").await, "POSITIVE");
     server.stop().await.expect("a clean stop");
@@ -225,14 +270,18 @@ async fn a_reload_of_one_model_leaves_the_other_untouched() {
         before["models"]["b"]["model"]["version"], after["models"]["b"]["model"]["version"],
         "{after}"
     );
-    assert_eq!(before["models"]["a"]["model"], after["models"]["a"]["model"], "a untouched");
+    assert_eq!(
+        before["models"]["a"]["model"], after["models"]["a"]["model"],
+        "a untouched"
+    );
     assert_eq!(
         before["models"]["a"]["last_reload"], after["models"]["a"]["last_reload"],
         "a was not reloaded"
     );
     assert_eq!(label(&server, "/models/a/predict").await, "POSITIVE");
     let metrics = server.url("/metrics");
-    let loaded = |name: &str| format!("hotserve_reloads_total{{model=\"{name}\",result=\"loaded\"}}");
+    let loaded =
+        |name: &str| format!("hotserve_reloads_total{{model=\"{name}\",result=\"loaded\"}}");
     assert_eq!(metric(&metrics, &loaded("a")).await, Some(1.0));
     assert_eq!(metric(&metrics, &loaded("b")).await, Some(2.0));
     server.stop().await.expect("a clean stop");

@@ -519,7 +519,12 @@ async fn slow_inference_does_not_block_the_runtime() {
         })
         .collect();
     // A batch is counted just before the failpoint: from here the only worker is busy.
-    metric_reaches(&server.url("/metrics"), "hotserve_batch_size_count{model=\"sentiment\"}", 1.0).await;
+    metric_reaches(
+        &server.url("/metrics"),
+        "hotserve_batch_size_count{model=\"sentiment\"}",
+        1.0,
+    )
+    .await;
     for path in [
         "/health/live",
         "/health/ready",
@@ -562,7 +567,12 @@ async fn overload_fails_fast() {
             .send()
     };
     let computing = tokio::spawn(predict("first"));
-    metric_reaches(&metrics, "hotserve_batch_size_count{model=\"sentiment\"}", 1.0).await;
+    metric_reaches(
+        &metrics,
+        "hotserve_batch_size_count{model=\"sentiment\"}",
+        1.0,
+    )
+    .await;
     let queued = tokio::spawn(predict("second"));
     metric_reaches(&metrics, "hotserve_queue_depth", 1.0).await;
 
@@ -630,7 +640,12 @@ async fn disconnected_clients_are_dropped_before_inference() {
     };
     // One request occupies the only worker...
     let first = tokio::spawn(predict("first".into()));
-    metric_reaches(&metrics, "hotserve_batch_size_count{model=\"sentiment\"}", 1.0).await;
+    metric_reaches(
+        &metrics,
+        "hotserve_batch_size_count{model=\"sentiment\"}",
+        1.0,
+    )
+    .await;
     // ...while five more queue up and then give up (their connections close).
     let gone: Vec<_> = (0..5)
         .map(|i| tokio::spawn(predict(format!("gone {i}"))))

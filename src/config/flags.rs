@@ -251,12 +251,7 @@ mod tests {
                     true => setting.key.strip_suffix('s').unwrap_or(setting.key),
                     false => setting.key,
                 };
-                assert_eq!(
-                    long,
-                    key.replace('_', "-"),
-                    "the flag of {}",
-                    setting.key
-                );
+                assert_eq!(long, key.replace('_', "-"), "the flag of {}", setting.key);
                 assert!(!value_name.is_empty(), "{flag} names its value");
             }
         }

@@ -211,15 +211,13 @@ fn read_yaml_layer(text: &str, path: &Path, raw: &mut RawValues, problems: &mut 
         };
         let value = match value {
             serde_yaml::Value::Null => continue,
-            serde_yaml::Value::Sequence(items) if setting.list => {
-                match yaml_items(items, key) {
-                    Ok(items) => Raw::Items(items),
-                    Err(why) => {
-                        problems.push(format!("config file {}: {why}", path.display()));
-                        continue;
-                    }
+            serde_yaml::Value::Sequence(items) if setting.list => match yaml_items(items, key) {
+                Ok(items) => Raw::Items(items),
+                Err(why) => {
+                    problems.push(format!("config file {}: {why}", path.display()));
+                    continue;
                 }
-            }
+            },
             value => match yaml_scalar(&value) {
                 Some(text) => Raw::Text(text),
                 None => {
@@ -431,18 +429,35 @@ mod tests {
     fn models_from_each_layer() {
         let file = "models:\n  - {name: a, uri: \"models:/a@champion\", poll_interval: 0}\n  - b=/srv/b\ndefault_model: b\n";
         let config = load(Some(file), &[], &[]).unwrap();
-        assert_eq!(names(&config), [("a", "models:/a@champion"), ("b", "/srv/b")]);
+        assert_eq!(
+            names(&config),
+            [("a", "models:/a@champion"), ("b", "/srv/b")]
+        );
         assert_eq!(config.models[0].poll_interval, Some(None));
         assert_eq!(config.default_model.as_deref(), Some("b"));
         let env = [("HOTSERVE_MODELS", "a=models:/a@champion, b=/srv/b")];
         let config = load(Some(file), &env, &[]).unwrap();
-        assert_eq!(names(&config), [("a", "models:/a@champion"), ("b", "/srv/b")]);
-        assert_eq!(config.models[0].poll_interval, None, "the environment replaced the file");
+        assert_eq!(
+            names(&config),
+            [("a", "models:/a@champion"), ("b", "/srv/b")]
+        );
+        assert_eq!(
+            config.models[0].poll_interval, None,
+            "the environment replaced the file"
+        );
         let flags = [("models", "c=/c"), ("models", "d=/d")];
         let config = load(None, &env, &flags).unwrap();
-        assert_eq!(names(&config), [("c", "/c"), ("d", "/d")], "flags add up and win");
+        assert_eq!(
+            names(&config),
+            [("c", "/c"), ("d", "/d")],
+            "flags add up and win"
+        );
         let config = load(Some("models: x=/x\n"), &[], &[]).unwrap();
-        assert_eq!(names(&config), [("x", "/x")], "a YAML string is the text form");
+        assert_eq!(
+            names(&config),
+            [("x", "/x")],
+            "a YAML string is the text form"
+        );
     }
 
     #[test]
@@ -463,9 +478,24 @@ mod tests {
                 "default_model = 'z' names no configured model; configured: a",
             ],
         );
-        check_error(None, &[("HOTSERVE_DEFAULT_MODEL", "a")], &["default_model = 'a' names no configured model; configured: (none"]);
-        check_error(Some("models: {name: a, uri: /a}\n"), &[], &["'models' must be a single value, not a list or mapping"]);
-        check_error(Some("listen: [a]\nmodels: [{name: a, uri: [x]}]\n"), &[], &["'listen' must be a single value", "models[0].uri must be a single value"]);
+        check_error(
+            None,
+            &[("HOTSERVE_DEFAULT_MODEL", "a")],
+            &["default_model = 'a' names no configured model; configured: (none"],
+        );
+        check_error(
+            Some("models: {name: a, uri: /a}\n"),
+            &[],
+            &["'models' must be a single value, not a list or mapping"],
+        );
+        check_error(
+            Some("listen: [a]\nmodels: [{name: a, uri: [x]}]\n"),
+            &[],
+            &[
+                "'listen' must be a single value",
+                "models[0].uri must be a single value",
+            ],
+        );
     }
 
     #[test]

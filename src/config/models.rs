@@ -33,9 +33,9 @@ const MAX_NAME: usize = 64;
 pub(super) fn parse_model(item: &Item) -> Result<ModelSpec, String> {
     match item {
         Item::Text(text) => {
-            let (name, uri) = text
-                .split_once('=')
-                .ok_or_else(|| format!("'{text}' is not NAME=URI, e.g. sentiment=models:/sentiment@champion"))?;
+            let (name, uri) = text.split_once('=').ok_or_else(|| {
+                format!("'{text}' is not NAME=URI, e.g. sentiment=models:/sentiment@champion")
+            })?;
             Ok(ModelSpec {
                 name: parse_model_name(name.trim())?,
                 uri: nonempty_uri(uri.trim(), name.trim())?,
@@ -44,12 +44,7 @@ pub(super) fn parse_model(item: &Item) -> Result<ModelSpec, String> {
             })
         }
         Item::Fields(fields) => {
-            let field = |key: &str| {
-                fields
-                    .iter()
-                    .find(|(k, _)| k == key)
-                    .map(|(_, v)| v.trim())
-            };
+            let field = |key: &str| fields.iter().find(|(k, _)| k == key).map(|(_, v)| v.trim());
             if let Some((unknown, _)) = fields
                 .iter()
                 .find(|(key, _)| !FIELDS.split(", ").any(|known| known == key))
@@ -93,7 +88,9 @@ pub(super) fn parse_model_name(name: &str) -> Result<String, String> {
 
 fn nonempty_uri(uri: &str, name: &str) -> Result<String, String> {
     if uri.is_empty() {
-        return Err(format!("model '{name}' has no uri; give it one, e.g. models:/{name}@champion"));
+        return Err(format!(
+            "model '{name}' has no uri; give it one, e.g. models:/{name}@champion"
+        ));
     }
     Ok(uri.to_string())
 }
@@ -123,7 +120,11 @@ pub(super) fn check(config: &Config) -> Vec<String> {
             let names: Vec<&str> = config.models.iter().map(|m| m.name.as_str()).collect();
             problems.push(format!(
                 "default_model = '{default}' names no configured model; configured: {}",
-                if names.is_empty() { "(none: default_model needs models)".to_string() } else { names.join(", ") }
+                if names.is_empty() {
+                    "(none: default_model needs models)".to_string()
+                } else {
+                    names.join(", ")
+                }
             ));
         }
     }
@@ -151,7 +152,11 @@ mod tests {
     fn check_item(item: Item, expected: Result<(&str, &str), &str>) {
         let parsed = parse_model(&item);
         match (parsed, expected) {
-            (Ok(spec), Ok((name, uri))) => assert_eq!((spec.name.as_str(), spec.uri.as_str()), (name, uri), "{item:?}"),
+            (Ok(spec), Ok((name, uri))) => assert_eq!(
+                (spec.name.as_str(), spec.uri.as_str()),
+                (name, uri),
+                "{item:?}"
+            ),
             (Err(err), Err(start)) => assert!(err.starts_with(start), "{item:?}: {err}"),
             (got, want) => panic!("{item:?}: got {got:?}, want {want:?}"),
         }
@@ -189,7 +194,12 @@ mod tests {
         .unwrap();
         assert_eq!(spec.poll_interval, Some(None));
         assert_eq!(spec.reload_policy, Some(ReloadPolicy::Resource));
-        let spec = parse_model(&fields(&[("name", "a"), ("uri", "/m"), ("poll_interval", "5s")])).unwrap();
+        let spec = parse_model(&fields(&[
+            ("name", "a"),
+            ("uri", "/m"),
+            ("poll_interval", "5s"),
+        ]))
+        .unwrap();
         assert_eq!(spec.poll_interval, Some(Some(Duration::from_secs(5))));
         assert_eq!(spec.reload_policy, None);
     }

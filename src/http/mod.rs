@@ -74,7 +74,10 @@ impl App {
 
     /// The configured names, in configuration order.
     pub fn model_names(&self) -> Vec<&str> {
-        self.models.iter().map(|model| model.name.as_str()).collect()
+        self.models
+            .iter()
+            .map(|model| model.name.as_str())
+            .collect()
     }
 }
 

@@ -101,9 +101,7 @@ pub async fn route(app: &App, request: Request<Incoming>) -> Routed {
         },
     };
     let result = match (name, model) {
-        ("/predict" | "/models/{name}/predict", Some(model)) => {
-            predict(app, model, request).await
-        }
+        ("/predict" | "/models/{name}/predict", Some(model)) => predict(app, model, request).await,
         ("/predict/batch" | "/models/{name}/predict/batch", Some(model)) => {
             predict_batch(app, model, request).await
         }

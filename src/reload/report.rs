@@ -142,7 +142,9 @@ pub fn report(
     let uri = &reloader.plan.uri;
     let model = reloader.name();
     match outcome {
-        Outcome::Unchanged { version } => tracing::debug!(%model, %trigger, %version, "model unchanged"),
+        Outcome::Unchanged { version } => {
+            tracing::debug!(%model, %trigger, %version, "model unchanged")
+        }
         Outcome::Loaded { version } => {
             tracing::info!(%model, %trigger, %uri, %version, elapsed_ms, "reload succeeded: now serving version {version}")
         }
