@@ -9,12 +9,14 @@ mod support;
 
 use std::path::Path;
 
+use hotserve::reload::webhook::sign;
 use serde_json::{json, Value};
 use support::hotserve::fixture;
 use support::inprocess::{Server, Start};
 use support::{eventually, metric};
 
 const TOKEN: &str = "t0ken";
+const SECRET: &str = "wh-secret";
 
 /// A server for `models` (`NAME=DIR`, ...), watching with a short debounce.
 fn several(models: &[(&str, &Path)]) -> Start {
@@ -26,6 +28,7 @@ fn several(models: &[(&str, &Path)]) -> Start {
         .set("models", &list.join(","))
         .set("watch_debounce", "200ms")
         .set("admin_token", TOKEN)
+        .set("webhook_secret", SECRET)
 }
 
 /// `POST path` with a JSON body; the status and the JSON answer.
@@ -160,6 +163,32 @@ async fn each_route_answers_with_its_model() {
     let (status, body) = post(&server, "/admin/reload?wait=true", json!({})).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["models"].as_object().unwrap().len(), 2, "{body}");
+
+    // A registry event reaches the models it concerns: local models take every event.
+    let body = br#"{"entity": "model_version_alias", "action": "created", "data": {"name": "fraud", "alias": "champion", "version": "2"}}"#;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        .to_string();
+    let delivered: Value = reqwest::Client::new()
+        .post(server.url("/hooks/mlflow"))
+        .header("x-mlflow-delivery-id", "d1")
+        .header("x-mlflow-timestamp", &now)
+        .header("x-mlflow-signature", sign(SECRET, "d1", &now, body))
+        .body(body.to_vec())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(delivered["status"], "check requested", "{delivered}");
+    assert_eq!(
+        delivered["models"],
+        json!(["upper", "lower"]),
+        "{delivered}"
+    );
 
     // Per-model series carry the configured name.
     let metrics = server.url("/metrics");

@@ -1,6 +1,8 @@
-//! The routes of the contract (`../shared/docs/PRODUCT.md`, "HTTP interface"). Each handler
-//! reads its body within limits, picks the live model once, tokenizes on the blocking pool,
-//! waits for the inference queue and renders JSON; errors go through [`ApiError`].
+//! The routes of the contract (`../shared/docs/PRODUCT.md`, "HTTP interface"). The
+//! un-prefixed routes serve the default model, `/models/{name}/...` the model configured as
+//! `name` ([`resolve`] decides, purely). Each handler reads its body within limits, picks the
+//! live model once, tokenizes on the blocking pool, waits for the inference queue and renders
+//! JSON; errors go through [`ApiError`].
 
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -645,11 +647,17 @@ async fn webhook(app: &App, request: Request<Incoming>) -> Result<HttpResponse, 
 fn webhook_targets<'a>(app: &'a App, named: Option<&str>) -> Vec<&'a Served> {
     app.models
         .iter()
-        .filter(|served| match (served.registered_name.as_deref(), named) {
-            (Some(ours), Some(theirs)) => ours == theirs,
-            _ => true,
-        })
+        .filter(|served| concerns(served.registered_name.as_deref(), named))
         .collect()
+}
+
+/// Whether an event about the registered model `named` concerns a model registered as
+/// `registered` (`None`: a local model).
+fn concerns(registered: Option<&str>, named: Option<&str>) -> bool {
+    match (registered, named) {
+        (Some(ours), Some(theirs)) => ours == theirs,
+        (None, _) | (_, None) => true,
+    }
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -659,6 +667,42 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    #[rustfmt::skip]
+    fn paths() {
+        let check = |path: &str, expected: Option<(&str, Method, Target<'_>)>| {
+            assert_eq!(resolve(path), expected, "{path}");
+        };
+        check("/predict", Some(("/predict", Method::POST, Target::Default)));
+        check("/v1/model", Some(("/v1/model", Method::GET, Target::Default)));
+        check("/ping", Some(("/ping", Method::GET, Target::Default)));
+        check("/health/ready", Some(("/health/ready", Method::GET, Target::Daemon)));
+        check("/admin/reload", Some(("/admin/reload", Method::POST, Target::Daemon)));
+        check("/models/a", Some(("/models/{name}", Method::GET, Target::Named("a"))));
+        check("/models/a/ready", Some(("/models/{name}/ready", Method::GET, Target::Named("a"))));
+        check("/models/a.b-1/predict", Some(("/models/{name}/predict", Method::POST, Target::Named("a.b-1"))));
+        check("/models/a/predict/batch", Some(("/models/{name}/predict/batch", Method::POST, Target::Named("a"))));
+        check("/models/a/invocations", Some(("/models/{name}/invocations", Method::POST, Target::Named("a"))));
+        check("/models/a/health", None);
+        check("/models/a/predict/", None);
+        check("/models/", None);
+        check("/models", None);
+        check("/predict/", None);
+    }
+
+    #[test]
+    #[rustfmt::skip]
+    fn webhook_events_concern() {
+        let check = |registered, named, expected| {
+            assert_eq!(concerns(registered, named), expected, "{registered:?} {named:?}");
+        };
+        check(Some("sentiment"), Some("sentiment"), true);
+        check(Some("sentiment"), Some("fraud"), false);
+        check(Some("sentiment"), None, true);
+        check(None, Some("fraud"), true);
+        check(None, None, true);
+    }
 
     #[test]
     fn health_states() {

@@ -294,11 +294,15 @@ async fn serves_a_registered_model_and_follows_the_alias_with_zero_failed_reques
         "{metrics}"
     );
     assert!(
-        metrics.contains(&format!("hotserve_reloads_total{{model=\"{name}\",result=\"loaded\"}} 2")),
+        metrics.contains(&format!(
+            "hotserve_reloads_total{{model=\"{name}\",result=\"loaded\"}} 2"
+        )),
         "{metrics}"
     );
     assert!(
-        metrics.contains(&format!("hotserve_reloads_total{{model=\"{name}\",result=\"unchanged\"}}")),
+        metrics.contains(&format!(
+            "hotserve_reloads_total{{model=\"{name}\",result=\"unchanged\"}}"
+        )),
         "polls that find nothing new are counted"
     );
 }
@@ -383,13 +387,12 @@ async fn a_broken_version_is_refused_and_a_rollback_comes_from_the_cache() {
         .await
         .unwrap();
     assert!(
-        metrics.contains(&format!("hotserve_reloads_total{{model=\"{name}\",result=\"failed\"}} 1")),
+        metrics.contains(&format!(
+            "hotserve_reloads_total{{model=\"{name}\",result=\"failed\"}} 1"
+        )),
         "{metrics}"
     );
-    assert!(
-        metrics.contains(&skipped),
-        "{metrics}"
-    );
+    assert!(metrics.contains(&skipped), "{metrics}");
 
     // Roll back to v1: served again from the cache, without a single artifact download.
     let artifact_requests = |proxy: &FaultProxy| {
