@@ -255,6 +255,15 @@ async fn a_broken_model_fails_readiness_and_leaves_the_other_serving() {
         "{ready}"
     );
     assert_eq!(get(&server, "/models/broken/ready").await.0, 503);
+    // A pod may be made ready on a subset of its models.
+    assert_eq!(get(&server, "/health/ready?models=good").await.0, 200);
+    let (status, ready) = get(&server, "/health/ready?models=good,broken").await;
+    assert_eq!((status, &ready["not_ready"]), (503, &json!(["broken"])));
+    let (status, body) = get(&server, "/health/ready?models=good,nope").await;
+    assert_eq!(
+        (status, &body["error_code"]),
+        (404, &json!("RESOURCE_DOES_NOT_EXIST"))
+    );
     let (status, body) = post(&server, "/models/broken/predict", json!({"text": "x"})).await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(label(&server, "/models/good/predict").await, "positive");

@@ -1,8 +1,8 @@
 //! Several models in one daemon, as configuration sees them: one `models` entry
 //! ([`ModelSpec`]: a name, a URI and per-model overrides) parsed from an [`Item`] — `NAME=URI`
 //! from `--model`, `HOTSERVE_MODELS` or a YAML string, or a YAML mapping with the fields — and
-//! the checks across settings ([`check`]): unique names, `MODEL_URI` or `models` but not both,
-//! a `default_model` that names a configured model.
+//! the checks across settings ([`check`]): unique names, `MODEL_URI` or `models` but not both
+//! (nor `model_name` with `models`), a `default_model` that names a configured model.
 
 use std::time::Duration;
 
@@ -113,6 +113,12 @@ pub(super) fn check(config: &Config) -> Vec<String> {
                 model.name
             ));
         }
+    }
+    if config.model_name.is_some() && !config.models.is_empty() {
+        problems.push(
+            "model_name names the one model of model_uri; with models, each model is named in its entry"
+                .to_string(),
+        );
     }
     if let Some(default) = &config.default_model {
         let known = !config.models.is_empty() && config.models.iter().any(|m| &m.name == default);

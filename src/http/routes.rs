@@ -120,7 +120,7 @@ pub async fn route(app: &App, request: Request<Incoming>) -> Routed {
         )),
         ("/health", _) => Ok(health(app)),
         ("/health/live", _) => Ok(json(StatusCode::OK, &json!({"status": "alive"}))),
-        ("/health/ready", _) => Ok(ready(app)),
+        ("/health/ready", _) => ready(app, request.uri().query().unwrap_or("")),
         ("/metrics", _) => Ok(text(
             StatusCode::OK,
             app.metrics.render(),
@@ -381,12 +381,22 @@ fn not_ready_reason(served: &Served) -> String {
     status.last_error.unwrap_or(status.message)
 }
 
-/// `GET /health/ready`: 200 when every configured model is live and the process is not
-/// draining; the 503 names the models that are not ready and why.
-fn ready(app: &App) -> HttpResponse {
-    let not_ready: Vec<&Served> = app.models.iter().filter(|m| !m.live.is_ready()).collect();
+/// `GET /health/ready`: 200 when every configured model (or each one `?models=a,b` names) is
+/// live and the process is not draining; the 503 names the models that are not ready and why.
+fn ready(app: &App, query: &str) -> Result<HttpResponse, ApiError> {
+    let wanted: Vec<&Served> = match query_value(query, "models") {
+        Some(names) => names
+            .split(',')
+            .map(|name| {
+                app.model(name)
+                    .ok_or_else(|| ApiError::unknown_model(name, &app.model_names()))
+            })
+            .collect::<Result<_, _>>()?,
+        None => app.models.iter().collect(),
+    };
+    let not_ready: Vec<&Served> = wanted.into_iter().filter(|m| !m.live.is_ready()).collect();
     if not_ready.is_empty() {
-        return json(Probe::Pass.status(), &json!({"status": "ready"}));
+        return Ok(json(Probe::Pass.status(), &json!({"status": "ready"})));
     }
     let reason = match not_ready.as_slice() {
         [only] if app.models.len() == 1 => not_ready_reason(only),
@@ -397,10 +407,10 @@ fn ready(app: &App) -> HttpResponse {
             .join("; "),
     };
     let names: Vec<&str> = not_ready.iter().map(|m| m.name.as_str()).collect();
-    json(
+    Ok(json(
         Probe::Fail.status(),
         &json!({"status": "not ready", "reason": reason, "not_ready": names}),
-    )
+    ))
 }
 
 /// `GET /health`: the whole status in words, and whether a model is live. It fails (503, with
