@@ -345,12 +345,13 @@ impl Daemon {
         {
             let triggers = self.triggers.clone();
             let models: Vec<Triggers> = self.models.iter().map(|m| m.triggers.clone()).collect();
+            let notifier = self.notifier.clone();
             let stopped = until_stopped(stopped.clone());
             tokio::spawn(async move {
                 tokio::pin!(stopped);
                 loop {
                     tokio::select! {
-                        reason = triggers.next() => fan_out(reason, &models, &triggers).await,
+                        reason = triggers.next() => fan_out(reason, &models, &triggers, &notifier).await,
                         _ = &mut stopped => return,
                     }
                 }
@@ -441,8 +442,13 @@ impl Daemon {
 const FAN_OUT_WAIT: Duration = Duration::from_secs(300);
 
 /// Passes one daemon-level trigger (SIGHUP, a test) to every model's reload loop and marks
-/// it served once every model has checked.
-async fn fan_out(reason: Trigger, models: &[Triggers], triggers: &Triggers) {
+/// it served once every model has checked. A signal is framed for systemd here, once for all
+/// models: `RELOADING=1` now, `READY=1` when every model's check that started after it has
+/// finished (what a `Type=notify-reload` unit waits for).
+async fn fan_out(reason: Trigger, models: &[Triggers], triggers: &Triggers, notifier: &Notifier) {
+    if reason == Trigger::Signal {
+        notifier.reloading();
+    }
     let tickets: Vec<(Triggers, u64)> = models
         .iter()
         .map(|model| (model.clone(), model.request(reason)))
@@ -453,6 +459,9 @@ async fn fan_out(reason: Trigger, models: &[Triggers], triggers: &Triggers) {
             .map(|(model, ticket)| model.wait_for(*ticket, FAN_OUT_WAIT)),
     )
     .await;
+    if reason == Trigger::Signal {
+        notifier.notify("READY=1");
+    }
     triggers.finished();
 }
 

@@ -95,7 +95,7 @@ pub struct Reloader {
     pub live: Arc<Live>,
     /// This model's metrics.
     pub metrics: Arc<ModelMetrics>,
-    /// systemd notifications (`RELOADING=1`, `READY=1` after a reload).
+    /// systemd notifications (`READY=1` when the model goes live after a failed start).
     pub notifier: Notifier,
     pub source: Source,
     /// Validated models on disk; only this pipeline writes it.
@@ -177,9 +177,6 @@ impl Reloader {
     pub async fn check(&self, trigger: Trigger) -> Outcome {
         let started = Instant::now();
         let was_live = self.live.current().is_some();
-        if trigger == Trigger::Signal {
-            self.notifier.reloading();
-        }
         let outcome = match &self.source {
             Source::Local { dir } => local::check(self, dir, local::Form::Directory).await,
             Source::Zip { path } => local::check(self, path, local::Form::Zip).await,

@@ -1,6 +1,6 @@
 //! What one check did ([`Outcome`]) and how it is told: the `reloads_total` and
 //! `reload_seconds` metrics, one log line, the `/health` status ([`Attempt`]) and systemd's
-//! `READY=1` after a reload. Nothing here decides anything about models.
+//! `READY=1` when a model goes live after a failed start. Nothing here decides anything about models.
 
 use std::time::{Duration, SystemTime};
 
@@ -184,10 +184,11 @@ pub fn report(
     } else if let Some(error) = &error {
         live.set_message(format!("no model: {error}"));
     }
-    // systemd: a SIGHUP reload is closed by READY=1 whatever its outcome; a model going live
-    // after a failed start is the (late) end of startup. The first start is app.rs's.
+    // systemd: a model going live after a failed start is the (late) end of startup. The first
+    // start and the RELOADING=1 / READY=1 pair around a SIGHUP are app.rs's (once for all
+    // models).
     let became_live = !was_live && live.is_ready();
-    if trigger != Trigger::Startup && (trigger == Trigger::Signal || became_live) {
+    if trigger != Trigger::Startup && became_live {
         reloader.notifier.notify("READY=1");
     }
 }
