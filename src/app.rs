@@ -544,3 +544,54 @@ fn find_bundled_model() -> Result<String, SetupError> {
     tracing::info!(dir = %dir.display(), "MODEL_URI is not set; serving the bundled sentiment model");
     Ok(dir.display().to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Inputs;
+
+    /// The plans for `flags`: (name, uri, cache folder relative to `/c`).
+    async fn check(flags: &[(&str, &str)], expected: &[(&str, &str, &str)]) {
+        let env = |_: &str| None;
+        let flags = flags
+            .iter()
+            .chain(&[("cache_dir", "/c")])
+            .map(|(k, v)| (k.to_string(), format!("--set {k}"), v.to_string()))
+            .collect();
+        let config = Config::load(&Inputs {
+            config_file: None,
+            flags,
+            env: &env,
+        })
+        .expect("a valid configuration");
+        let plans = plans(&config, &env).await.expect("plans");
+        let got: Vec<(String, String, PathBuf)> = plans
+            .into_iter()
+            .map(|(plan, _, cache)| (plan.name, plan.uri, cache))
+            .collect();
+        let expected: Vec<(String, String, PathBuf)> = expected
+            .iter()
+            .map(|(name, uri, cache)| (name.to_string(), uri.to_string(), PathBuf::from(cache)))
+            .collect();
+        assert_eq!(got, expected, "{flags:?}", flags = config.models);
+    }
+
+    #[tokio::test]
+    async fn one_model_caches_in_cache_dir_several_in_a_folder_each() {
+        check(
+            &[("model_uri", "/srv/sentiment")],
+            &[("sentiment", "/srv/sentiment", "/c")],
+        )
+        .await;
+        check(
+            &[("model_uri", "/srv/sentiment"), ("model_name", "s")],
+            &[("s", "/srv/sentiment", "/c")],
+        )
+        .await;
+        check(
+            &[("models", "a=/srv/x,b=/srv/y.zip")],
+            &[("a", "/srv/x", "/c/a"), ("b", "/srv/y.zip", "/c/b")],
+        )
+        .await;
+    }
+}

@@ -10,6 +10,7 @@ mod support;
 use std::path::Path;
 
 use hotserve::reload::webhook::sign;
+use hotserve::reload::Trigger;
 use serde_json::{json, Value};
 use support::hotserve::fixture;
 use support::inprocess::{Server, Start};
@@ -290,7 +291,12 @@ async fn a_reload_of_one_model_leaves_the_other_untouched() {
     let (a, b) = (area.path().join("a"), area.path().join("b"));
     copy_of("sentiment", &a);
     copy_of("sentiment", &b);
-    let server = several(&[("a", &a), ("b", &b)]).ready().await;
+    let cache = area.path().join("cache");
+    let server = several(&[("a", &a), ("b", &b)]).cache(&cache).ready().await;
+    for name in ["a", "b"] {
+        let folder = cache.join(name);
+        assert!(folder.is_dir(), "each model caches in <cache_dir>/{name}/");
+    }
     let (_, before) = get(&server, "/health").await;
     assert_eq!(label(&server, "/models/b/predict").await, "POSITIVE");
 
