@@ -323,6 +323,17 @@ async fn a_reload_of_one_model_leaves_the_other_untouched() {
         "a was not reloaded"
     );
     assert_eq!(label(&server, "/models/a/predict").await, "POSITIVE");
+    // A daemon-level trigger (SIGHUP) reaches every model.
+    server.triggers.request(Trigger::Signal);
+    eventually("a check of each model by the signal", async || {
+        let (_, health) = get(&server, "/health").await;
+        ["a", "b"]
+            .iter()
+            .all(|name| health["models"][name]["last_check"]["trigger"] == "signal")
+            .then_some(())
+    })
+    .await;
+
     let metrics = server.url("/metrics");
     let loaded =
         |name: &str| format!("hotserve_reloads_total{{model=\"{name}\",result=\"loaded\"}}");
