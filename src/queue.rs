@@ -5,10 +5,11 @@
 //! so batching can respect a token budget). [`Pool::submit`] splits a request into jobs of at
 //! most `max_batch_size` texts and refuses at once with [`PoolError::QueueFull`] when the queue
 //! holds `queue_capacity` texts. Each worker is a dedicated OS thread with its own ONNX Runtime
-//! session; it takes the oldest job, adds more jobs *for the same model* (a batch never mixes
-//! versions) until the batch is full, over its token budget, or `max_batch_delay` has passed,
-//! drops jobs whose client has gone or whose deadline has passed, pads to the longest text in
-//! the batch and runs it. Workers never run on the async runtime, and a panic inside inference
+//! session; it takes the oldest job (of another configured model than the last batch's, when
+//! one is waiting: several models share the queue, [`first_job`]), adds more jobs *for the
+//! same model* (a batch never mixes models or versions) until the batch is full, over its
+//! token budget, or `max_batch_delay` has passed, drops jobs whose client has gone or whose
+//! deadline has passed, pads to the longest text in the batch and runs it. Workers never run on the async runtime, and a panic inside inference
 //! fails only that batch's requests.
 
 use std::collections::VecDeque;
@@ -74,6 +75,11 @@ struct Job {
 }
 
 impl Job {
+    /// Which configured model the job is for (its metrics are one per configured model).
+    fn served_as(&self) -> usize {
+        Arc::as_ptr(&self.metrics) as usize
+    }
+
     fn texts(&self) -> usize {
         match &self.work {
             Work::Classify(texts) => texts.len(),
@@ -96,6 +102,8 @@ struct Queue {
     /// Workers waiting for work; a busy worker leaves them a fair share of the queue.
     idle: usize,
     closed: bool,
+    /// The configured model the last batch was started for (see [`first_job`]).
+    last_served: Option<usize>,
 }
 
 struct Shared {
@@ -120,6 +128,7 @@ impl Pool {
                 texts: 0,
                 idle: 0,
                 closed: false,
+                last_served: None,
             }),
             available: Condvar::new(),
             config,
@@ -324,8 +333,10 @@ fn next_batch(shared: &Shared) -> Option<Vec<Job>> {
     let config = &shared.config;
     let mut queue = shared.queue.lock().unwrap_or_else(|p| p.into_inner());
     let first = loop {
-        if let Some(job) = queue.jobs.pop_front() {
+        let next = first_job(queue.jobs.iter().map(Job::served_as), queue.last_served);
+        if let Some(job) = next.and_then(|index| queue.jobs.remove(index)) {
             queue.texts -= job.texts();
+            queue.last_served = Some(job.served_as());
             if let Some(job) = still_wanted(job) {
                 break job;
             }
@@ -386,6 +397,22 @@ fn next_batch(shared: &Shared) -> Option<Vec<Job>> {
     // Another worker may take the rest of the queue while this one computes.
     shared.available.notify_one();
     Some(batch)
+}
+
+/// Which queued job (by position) starts the next batch, given the configured model of each
+/// queued job in queue order and the model the last batch was started for: the oldest job of
+/// another model when one is waiting, else the oldest job. Several models share one queue;
+/// without this a burst on one model would make every other model wait behind all of it,
+/// with it another model waits for at most one batch per worker. With one model it is FIFO.
+fn first_job(models: impl Iterator<Item = usize>, last_served: Option<usize>) -> Option<usize> {
+    let mut oldest = None;
+    for (index, model) in models.enumerate() {
+        if Some(model) != last_served {
+            return Some(index);
+        }
+        oldest.get_or_insert(index);
+    }
+    oldest
 }
 
 /// Answers jobs nobody waits for (client gone) or that are past their deadline.
@@ -485,7 +512,23 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::Fill;
+    use super::{first_job, Fill};
+
+    #[test]
+    #[rustfmt::skip]
+    fn the_first_job_alternates_between_models() {
+        let check = |queued: &[usize], last: Option<usize>, expected: Option<usize>| {
+            assert_eq!(first_job(queued.iter().copied(), last), expected, "{queued:?} after {last:?}");
+        };
+        check(&[], None, None);
+        check(&[], Some(1), None);
+        check(&[1, 1, 2], None, Some(0));
+        check(&[1, 1, 1], Some(1), Some(0));
+        check(&[1, 1, 2, 1], Some(1), Some(2));
+        check(&[2, 1, 1], Some(1), Some(0));
+        check(&[1, 3, 2], Some(1), Some(1));
+        check(&[1, 1, 2], Some(3), Some(0));
+    }
 
     /// (first job texts, its longest, queued texts, idle workers, jobs offered as (texts,
     /// longest)) -> which offers were taken and the batch's final size.

@@ -341,3 +341,63 @@ async fn a_reload_of_one_model_leaves_the_other_untouched() {
     assert_eq!(metric(&metrics, &loaded("b")).await, Some(2.0));
     server.stop().await.expect("a clean stop");
 }
+
+/// One queue serves every model, and a burst on one does not make another wait behind all of
+/// it: with one worker taking one text per batch (each held 100 ms by a debug failpoint, so
+/// this runs the binary), a request to the quiet model is answered after at most a couple of
+/// the flood's batches, not after the whole backlog queued before it.
+#[tokio::test]
+async fn a_burst_on_one_model_does_not_starve_another() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use support::hotserve::Start as Process;
+
+    let (v1, v2) = (fixture("sentiment"), fixture("sentiment_v2"));
+    let server = Process::default()
+        .arg("--model")
+        .arg(&format!("flood={}", v1.display()))
+        .arg("--model")
+        .arg(&format!("quiet={}", v2.display()))
+        .set("inference_workers", "1")
+        .set("max_batch_size", "1")
+        .env("HOTSERVE_TEST_INFERENCE_DELAY_MS", "100")
+        .spawn();
+    server.wait_ready(std::time::Duration::from_secs(60)).await;
+    let client = reqwest::Client::new();
+    let answered = Arc::new(AtomicUsize::new(0));
+    let flood: Vec<_> = (0..20)
+        .map(|_| {
+            let request = client
+                .post(server.url("/models/flood/predict"))
+                .json(&json!({"text": "I love this"}))
+                .send();
+            let answered = answered.clone();
+            tokio::spawn(async move {
+                let status = request.await.map(|r| r.status().as_u16());
+                answered.fetch_add(1, Ordering::SeqCst);
+                status
+            })
+        })
+        .collect();
+    let backlog =
+        support::metric_reaches(&server.url("/metrics"), "hotserve_queue_depth", 10.0).await;
+    let before = answered.load(Ordering::SeqCst);
+    let quiet = client
+        .post(server.url("/models/quiet/predict"))
+        .json(&json!({"text": "I love this"}))
+        .send()
+        .await
+        .unwrap();
+    let after = answered.load(Ordering::SeqCst);
+    assert_eq!(quiet.status(), 200);
+    let body: Value = quiet.json().await.unwrap();
+    assert_eq!(body["label"], "positive");
+    assert!(
+        after - before <= 3,
+        "the quiet model waited for {} of the flood's requests (backlog {backlog})",
+        after - before
+    );
+    for request in flood {
+        assert_eq!(request.await.unwrap().ok(), Some(200));
+    }
+}
