@@ -6,7 +6,7 @@
 //! most `max_batch_size` texts and refuses at once with [`PoolError::QueueFull`] when the queue
 //! holds `queue_capacity` texts. Each worker is a dedicated OS thread with its own ONNX Runtime
 //! session; it takes the oldest job (of another configured model than the last batch's, when
-//! one is waiting: several models share the queue, [`first_job`]), adds more jobs *for the
+//! one is waiting: several models share the queue, `first_job`), adds more jobs *for the
 //! same model* (a batch never mixes models or versions) until the batch is full, over its
 //! token budget, or `max_batch_delay` has passed, drops jobs whose client has gone or whose
 //! deadline has passed, pads to the longest text in the batch and runs it. Workers never run on the async runtime, and a panic inside inference

@@ -1,6 +1,6 @@
 //! The routes of the contract (`../shared/docs/PRODUCT.md`, "HTTP interface"). The
 //! un-prefixed routes serve the default model, `/models/{name}/...` the model configured as
-//! `name` ([`resolve`] decides, purely). Each handler reads its body within limits, picks the
+//! `name` (`resolve` decides, purely). Each handler reads its body within limits, picks the
 //! live model once, tokenizes on the blocking pool, waits for the inference queue and renders
 //! JSON; errors go through [`ApiError`].
 
