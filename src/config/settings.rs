@@ -30,7 +30,7 @@ settings! {
         model_name: Option<String> {
             env: "HOTSERVE_MODEL_NAME",
             parse: parse_nonempty,
-            help: "name reported for local models (default: the directory name)",
+            help: "name of the model_uri model: reported for a local model, used in /models/<name>/ and the model label (default: the registered or directory name)",
         },
         /// Empty: one model, from `model_uri`.
         models: Vec<ModelSpec> {
@@ -44,7 +44,7 @@ settings! {
         default_model: Option<String> {
             env: "HOTSERVE_DEFAULT_MODEL",
             parse: parse_model_name,
-            help: "the model /predict, /invocations, /v1/model and /ping serve (default: the first of models)",
+            help: "the model /predict, /predict/batch, /invocations, /v1/model and /ping serve (default: the first of models)",
         },
 
         // --- HTTP --------------------------------------------------------------------------
