@@ -4,7 +4,7 @@
 //! Requests arrive already tokenized (tokenization runs on tokio's blocking pool, in parallel,
 //! so batching can respect a token budget). [`Pool::submit`] splits a request into jobs of at
 //! most `max_batch_size` texts and refuses at once with [`PoolError::QueueFull`] when the queue
-//! holds `queue_capacity` texts. Each worker is a dedicated OS thread with its own ONNX Runtime
+//! holds `queue_capacity` texts (a model below its fair share of it still gets in, `admits`). Each worker is a dedicated OS thread with its own ONNX Runtime
 //! session; it takes the oldest job (of another configured model than the last batch's, when
 //! one is waiting: several models share the queue, `first_job`), adds more jobs *for the
 //! same model* (a batch never mixes models or versions) until the batch is full, over its
@@ -12,7 +12,7 @@
 //! deadline has passed, pads to the longest text in the batch and runs it. Workers never run on the async runtime, and a panic inside inference
 //! fails only that batch's requests.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex};
@@ -104,6 +104,30 @@ struct Queue {
     closed: bool,
     /// The configured model the last batch was started for (see [`first_job`]).
     last_served: Option<usize>,
+    /// Texts waiting per configured model (see [`admits`]); models with none are absent.
+    by_model: HashMap<usize, usize>,
+}
+
+impl Queue {
+    fn push(&mut self, job: Job) {
+        self.texts += job.texts();
+        *self.by_model.entry(job.served_as()).or_default() += job.texts();
+        self.jobs.push_back(job);
+    }
+
+    /// Takes the job at `index` out of the queue.
+    fn take(&mut self, index: usize) -> Option<Job> {
+        let job = self.jobs.remove(index)?;
+        self.texts -= job.texts();
+        let model = job.served_as();
+        if let Some(own) = self.by_model.get_mut(&model) {
+            *own -= job.texts();
+            if *own == 0 {
+                self.by_model.remove(&model);
+            }
+        }
+        Some(job)
+    }
 }
 
 struct Shared {
@@ -129,6 +153,7 @@ impl Pool {
                 idle: 0,
                 closed: false,
                 last_served: None,
+                by_model: HashMap::new(),
             }),
             available: Condvar::new(),
             config,
@@ -162,7 +187,7 @@ impl Pool {
         let mut receivers = Vec::new();
         {
             let mut queue = self.lock();
-            self.admit(&queue, texts.len())?;
+            self.admit(&queue, metrics, texts.len())?;
             let mut texts = texts;
             while !texts.is_empty() {
                 let rest = texts.split_off(chunk.min(texts.len()));
@@ -195,7 +220,7 @@ impl Pool {
         let (reply, receiver) = oneshot::channel();
         {
             let mut queue = self.lock();
-            self.admit(&queue, 1)?;
+            self.admit(&queue, metrics, 1)?;
             let work = Work::Tensors(inputs);
             self.push(&mut queue, (model, metrics), work, reply, deadline);
         }
@@ -225,14 +250,20 @@ impl Pool {
         self.shared.queue.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn admit(&self, queue: &Queue, texts: usize) -> Result<(), PoolError> {
+    fn admit(
+        &self,
+        queue: &Queue,
+        metrics: &Arc<ModelMetrics>,
+        texts: usize,
+    ) -> Result<(), PoolError> {
         if queue.closed {
             return Err(PoolError::ShuttingDown);
         }
         let capacity = self.shared.config.queue_capacity;
-        // A request larger than the whole queue is still admitted into an empty queue, so a
-        // big (but allowed) batch is never refused forever.
-        if queue.texts > 0 && queue.texts + texts > capacity {
+        let model = Arc::as_ptr(metrics) as usize;
+        let own = queue.by_model.get(&model).copied().unwrap_or(0);
+        let models = queue.by_model.len() + usize::from(own == 0);
+        if !admits(queue.texts, own, models, capacity, texts) {
             return Err(PoolError::QueueFull { capacity });
         }
         Ok(())
@@ -254,12 +285,11 @@ impl Pool {
             enqueued: Instant::now(),
             deadline,
         };
-        queue.texts += job.texts();
+        queue.push(job);
         self.shared
             .metrics
             .queue_depth
             .store(queue.texts as i64, Ordering::Relaxed);
-        queue.jobs.push_back(job);
     }
 
     fn wake(&self, jobs: usize) {
@@ -334,8 +364,7 @@ fn next_batch(shared: &Shared) -> Option<Vec<Job>> {
     let mut queue = shared.queue.lock().unwrap_or_else(|p| p.into_inner());
     let first = loop {
         let next = first_job(queue.jobs.iter().map(Job::served_as), queue.last_served);
-        if let Some(job) = next.and_then(|index| queue.jobs.remove(index)) {
-            queue.texts -= job.texts();
+        if let Some(job) = next.and_then(|index| queue.take(index)) {
             queue.last_served = Some(job.served_as());
             if let Some(job) = still_wanted(job) {
                 break job;
@@ -371,8 +400,7 @@ fn next_batch(shared: &Shared) -> Option<Vec<Job>> {
                     && matches!(job.work, Work::Classify(_))
                     && fill.try_add(job.texts(), job.longest());
                 if fits {
-                    let job = queue.jobs.remove(index).expect("index is in range");
-                    queue.texts -= job.texts();
+                    let job = queue.take(index).expect("index is in range");
                     batch.push(job);
                 } else {
                     index += 1;
@@ -397,6 +425,17 @@ fn next_batch(shared: &Shared) -> Option<Vec<Job>> {
     // Another worker may take the rest of the queue while this one computes.
     shared.available.notify_one();
     Some(batch)
+}
+
+/// Whether `texts` more texts of one model may enter a queue that holds `queued` texts, `own`
+/// of them this model's, from `models` models with queued work (this one included), when it
+/// has room for `capacity`. Within capacity, yes; and a request larger than the whole queue is
+/// still admitted into an empty queue, so a big (but allowed) batch is never refused forever.
+/// Beyond capacity, a model still below its fair share (`capacity / models`) gets in: one
+/// model flooding the queue cannot shut the others out. So the queue may hold up to twice
+/// `capacity` texts when several models are busy; with one model it never exceeds it.
+fn admits(queued: usize, own: usize, models: usize, capacity: usize, texts: usize) -> bool {
+    queued == 0 || queued + texts <= capacity || own + texts <= capacity / models.max(1)
 }
 
 /// Which queued job (by position) starts the next batch, given the configured model of each
@@ -512,7 +551,24 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{first_job, Fill};
+    use super::{admits, first_job, Fill};
+
+    #[test]
+    #[rustfmt::skip]
+    fn admission() {
+        // (queued, own, models, capacity, texts) -> admitted
+        let check = |queued, own, models, capacity, texts, expected| {
+            assert_eq!(admits(queued, own, models, capacity, texts), expected, "{queued} {own} {models} {capacity} {texts}");
+        };
+        check(0, 0, 1, 8, 100, true);   // an empty queue takes any request
+        check(4, 4, 1, 8, 4, true);     // within capacity
+        check(5, 5, 1, 8, 4, false);    // one model: never beyond capacity
+        check(8, 8, 2, 8, 1, false);    // the flood itself: full
+        check(8, 0, 2, 8, 1, true);     // another model below its share gets in
+        check(11, 3, 2, 8, 1, true);
+        check(12, 4, 2, 8, 1, false);   // at its share: full for it too
+        check(9, 1, 3, 8, 2, false);    // over its share of 8 / 3
+    }
 
     #[test]
     #[rustfmt::skip]
