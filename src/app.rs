@@ -1,12 +1,13 @@
 //! The daemon's lifecycle, in four named phases that [`run`] calls in order:
 //!
-//! 1. [`Daemon::wire`]: configuration into parts (the model source, the cache, the live
-//!    handle, the inference pool); nothing is served yet, and a configuration that cannot work
-//!    stops here with [`StartError::Setup`].
+//! 1. [`Daemon::wire`]: configuration into parts (for each configured model its source,
+//!    cache, live handle and reload pipeline; one inference pool for all); nothing is served
+//!    yet, and a configuration that cannot work stops here with [`StartError::Setup`].
 //! 2. [`Daemon::listen`]: the HTTP server starts first, so `/health/live` answers while the
 //!    first model loads (readiness stays 503).
-//! 3. [`Daemon::first_load`], then [`Daemon::background`]: the first check, `READY=1`, and the
-//!    background tasks (reload loop, file watcher, systemd watchdog and status line).
+//! 3. [`Daemon::first_load`], then [`Daemon::background`]: the first check of every model (at
+//!    once), `READY=1`, and the background tasks (a reload loop and a file watcher per model,
+//!    the fan-out of the daemon's triggers, systemd's watchdog and status line).
 //! 4. [`Daemon::drain`]: the one way out, whether the shutdown came before or after the first
 //!    model: readiness 503, the drain delay, stop accepting, let requests finish, stop the
 //!    background tasks and the inference pool.
@@ -24,14 +25,14 @@ use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
-use crate::http::{self, App};
+use crate::http::{self, App, Served};
 use crate::live::{describe, Live};
 use crate::metrics::Metrics;
 use crate::queue::{Pool, PoolConfig};
 use crate::reload::cache::Cache;
 use crate::reload::{
-    self, on_disk, webhook::Verifier, Outcome, ReloadError, Reloader, SetupError, Source, Trigger,
-    Triggers,
+    self, on_disk, webhook::Verifier, Outcome, Plan, ReloadError, Reloader, SetupError, Source,
+    Trigger, Triggers,
 };
 use crate::sdnotify::Notifier;
 
@@ -97,10 +98,19 @@ pub async fn run(
 /// The parts of a running daemon, wired once.
 struct Daemon {
     config: Arc<Config>,
-    live: Arc<Live>,
+    /// The configured models, in configuration order (one for the `MODEL_URI` form).
+    models: Vec<ModelRun>,
+    /// Which of `models` the un-prefixed routes serve.
+    default: usize,
     pool: Arc<Pool>,
     metrics: Arc<Metrics>,
     notifier: Notifier,
+    /// The triggers `run` was given (SIGHUP, tests): fanned out to every model.
+    triggers: Triggers,
+}
+
+/// One configured model at run time: its pipeline and the triggers of its reload loop.
+struct ModelRun {
     reloader: Arc<Reloader>,
     triggers: Triggers,
 }
@@ -108,11 +118,11 @@ struct Daemon {
 /// How the first check ended.
 enum FirstLoad {
     /// A model is live, or the registry is retried in the background (readiness 503 until
-    /// a model is live).
+    /// a model is live). With several models, also when some failed: they keep retrying.
     Serving,
     /// Shutdown was requested while the first model was loading.
     Interrupted,
-    /// A local model failed the gate; nothing will change by waiting.
+    /// The one configured model is local and failed the gate; nothing will change by waiting.
     Failed(ReloadError),
 }
 
@@ -125,9 +135,10 @@ struct Server {
 /// The tasks that run while serving; stopped by [`Daemon::drain`].
 struct Background {
     stop: watch::Sender<bool>,
-    reload_loop: JoinHandle<()>,
-    /// Stops watching the model directory when dropped.
-    _watcher: Option<notify::RecommendedWatcher>,
+    /// One reload loop per model.
+    reload_loops: Vec<JoinHandle<()>>,
+    /// Stop watching the models' directories when dropped.
+    _watchers: Vec<notify::RecommendedWatcher>,
 }
 
 impl Daemon {
@@ -139,40 +150,49 @@ impl Daemon {
     ) -> Result<Daemon, StartError> {
         let config = Arc::new(config);
         let metrics = Arc::new(Metrics::default());
-        let live = Arc::new(Live::new(metrics.clone()));
         let notifier = Notifier::from_env(env);
-        let uri = match &config.model_uri {
-            Some(uri) => uri.clone(),
-            None => blocking(find_bundled_model).await??,
-        };
-        let source = Source::from_uri(&uri, env)?;
-        let cache = {
-            let cache_dir = config.cache_dir.clone();
-            let local_dir = match &source {
-                Source::Local { dir } => Some(dir.clone()),
-                Source::Zip { .. } | Source::Remote { .. } => None,
-            };
-            let uri = uri.clone();
-            blocking(move || {
-                if local_dir.is_some_and(|dir| !dir.is_dir()) {
-                    return Err(SetupError::NotADirectory { uri });
-                }
-                Cache::open(&cache_dir).map_err(|source| SetupError::Cache {
-                    dir: cache_dir,
-                    source,
+        let mut models = Vec::new();
+        for (plan, source, cache_dir) in plans(&config, env).await? {
+            let cache = {
+                let local_dir = match &source {
+                    Source::Local { dir } => Some(dir.clone()),
+                    Source::Zip { .. } | Source::Remote { .. } => None,
+                };
+                let uri = plan.uri.clone();
+                blocking(move || {
+                    if local_dir.is_some_and(|dir| !dir.is_dir()) {
+                        return Err(SetupError::NotADirectory { uri });
+                    }
+                    Cache::open(&cache_dir).map_err(|source| SetupError::Cache {
+                        dir: cache_dir,
+                        source,
+                    })
                 })
-            })
-            .await??
+                .await??
+            };
+            let model_metrics = metrics.model(&plan.name);
+            let live = Arc::new(Live::new(model_metrics.clone()));
+            let reloader = Arc::new(Reloader::new(
+                config.clone(),
+                plan,
+                live,
+                model_metrics,
+                notifier.clone(),
+                source,
+                cache,
+            ));
+            models.push(ModelRun {
+                reloader,
+                triggers: Triggers::default(),
+            });
+        }
+        let default = match &config.default_model {
+            Some(name) => models
+                .iter()
+                .position(|m| m.reloader.name() == name)
+                .expect("config checks that default_model names a configured model"),
+            None => 0,
         };
-        let reloader = Arc::new(Reloader::new(
-            config.clone(),
-            live.clone(),
-            metrics.clone(),
-            notifier.clone(),
-            uri,
-            source,
-            cache,
-        ));
         let pool = Arc::new(Pool::start(
             PoolConfig {
                 workers: config.inference_workers,
@@ -185,31 +205,44 @@ impl Daemon {
         ));
         Ok(Daemon {
             config,
-            live,
+            models,
+            default,
             pool,
             metrics,
             notifier,
-            reloader,
             triggers,
         })
     }
 
     /// Phase 2: the HTTP server, up before the first model.
     fn listen(&self, listener: TcpListener) -> Server {
+        let models = self
+            .models
+            .iter()
+            .map(|model| Served {
+                name: model.reloader.name().to_string(),
+                live: model.reloader.live.clone(),
+                metrics: model.reloader.metrics.clone(),
+                triggers: model.triggers.clone(),
+                registered_name: model.reloader.registered_name(),
+            })
+            .collect();
         let app = Arc::new(App {
             config: self.config.clone(),
-            live: self.live.clone(),
+            models,
+            default: self.default,
             pool: self.pool.clone(),
             metrics: self.metrics.clone(),
-            triggers: self.triggers.clone(),
             webhook: self.config.webhook_secret.as_deref().map(Verifier::new),
-            registered_name: self.reloader.registered_name(),
         });
         let listen = listener
             .local_addr()
             .map(|a| a.to_string())
             .unwrap_or_default();
-        tracing::info!(%listen, uri = %self.reloader.uri, "hotserve listening; loading the model");
+        for model in &self.models {
+            let reloader = &model.reloader;
+            tracing::info!(%listen, model = %reloader.name(), uri = %reloader.plan.uri, "hotserve listening; loading the model");
+        }
         let (stop_accepting, accepting_stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(http::serve(
             listener,
@@ -225,59 +258,105 @@ impl Daemon {
         }
     }
 
-    /// Phase 3a: the first check. A cold start may download for minutes; a shutdown meanwhile
-    /// abandons it (the partial download is removed when its future is dropped).
+    /// Phase 3a: the first check of every model, all at once. A cold start may download for
+    /// minutes; a shutdown meanwhile abandons it (the partial downloads are removed when their
+    /// futures are dropped). With one model this decides the start as it always did; with
+    /// several, a model that fails is logged and keeps retrying (or being watched) while the
+    /// others serve.
     async fn first_load(&self, shutdown: &mut (impl Future<Output = ()> + Unpin)) -> FirstLoad {
-        self.live
-            .set_message(format!("loading {}", self.reloader.uri));
-        let outcome = tokio::select! {
-            outcome = self.reloader.check(Trigger::Startup) => outcome,
+        let checks = self.models.iter().map(|model| {
+            let reloader = &model.reloader;
+            reloader
+                .live
+                .set_message(format!("loading {}", reloader.plan.uri));
+            reloader.check(Trigger::Startup)
+        });
+        let outcomes = tokio::select! {
+            outcomes = futures_util::future::join_all(checks) => outcomes,
             _ = shutdown => return FirstLoad::Interrupted,
         };
-        if let Some(model) = self.live.current() {
-            self.notifier.ready(&format!(
-                "serving {}",
-                describe(&model.info.name, &model.info.version)
-            ));
-            return FirstLoad::Serving;
-        }
-        let error = match outcome {
-            Outcome::Failed { error, .. } | Outcome::ServingCached { error, .. } => error,
-            Outcome::Unchanged { .. } | Outcome::Loaded { .. } | Outcome::SkippedBad { .. } => {
-                // Not reachable with nothing live; keep serving and retrying all the same.
-                return FirstLoad::Serving;
+        let mut failed = Vec::new();
+        for (model, outcome) in self.models.iter().zip(outcomes) {
+            if model.reloader.live.current().is_some() {
+                continue;
             }
-        };
-        if self.reloader.is_local() {
-            return FirstLoad::Failed(error);
+            match outcome {
+                Outcome::Failed { error, .. } | Outcome::ServingCached { error, .. } => {
+                    failed.push((model, error))
+                }
+                // Not reachable with nothing live; keep serving and retrying all the same.
+                Outcome::Unchanged { .. } | Outcome::Loaded { .. } | Outcome::SkippedBad { .. } => {
+                }
+            }
         }
-        tracing::error!(uri = %self.reloader.uri, "no model could be loaded at startup: {error}; readiness stays 503 while hotserve keeps retrying");
+        let live: Vec<String> = self
+            .models
+            .iter()
+            .filter_map(|model| {
+                let current = model.reloader.live.current()?;
+                Some(describe(&current.info.name, &current.info.version))
+            })
+            .collect();
+        if !live.is_empty() {
+            self.notifier.ready(&format!("serving {}", live.join(", ")));
+        }
+        let several = self.models.len() > 1;
+        for (model, error) in failed {
+            let reloader = &model.reloader;
+            if !several && reloader.is_local() {
+                return FirstLoad::Failed(error);
+            }
+            let then = if reloader.is_local() {
+                "hotserve keeps watching it"
+            } else {
+                "hotserve keeps retrying"
+            };
+            tracing::error!(model = %reloader.name(), uri = %reloader.plan.uri, "no model could be loaded at startup: {error}; readiness stays 503 while {then}");
+        }
         FirstLoad::Serving
     }
 
-    /// Phase 3b: the reload loop, the file watcher, and systemd's watchdog and status line.
+    /// Phase 3b: a reload loop and a file watcher per model, the fan-out of the daemon's
+    /// triggers to every model, and systemd's watchdog and status line.
     fn background(&self) -> Background {
         let (stop, stopped) = watch::channel(false);
         let until_stopped = |mut stopped: watch::Receiver<bool>| async move {
             let _ = stopped.wait_for(|stop| *stop).await;
         };
-        let reload_loop = tokio::spawn(reload::run(
-            self.reloader.clone(),
-            self.triggers.clone(),
-            until_stopped(stopped.clone()),
-        ));
-        let watcher = match self.reloader.watched_dir().filter(|_| self.config.watch) {
-            Some(dir) => {
-                match reload::watch::spawn(dir, self.config.watch_debounce, self.triggers.clone()) {
-                    Ok(watcher) => Some(watcher),
-                    Err(err) => {
-                        tracing::warn!(%err, dir = %dir.display(), "cannot watch the model directory; changes need SIGHUP or POST /admin/reload");
-                        None
-                    }
+        let mut reload_loops = Vec::new();
+        let mut watchers = Vec::new();
+        for model in &self.models {
+            let reloader = &model.reloader;
+            reload_loops.push(tokio::spawn(reload::run(
+                reloader.clone(),
+                model.triggers.clone(),
+                until_stopped(stopped.clone()),
+            )));
+            let Some(dir) = reloader.watched_dir().filter(|_| self.config.watch) else {
+                continue;
+            };
+            match reload::watch::spawn(dir, self.config.watch_debounce, model.triggers.clone()) {
+                Ok(watcher) => watchers.push(watcher),
+                Err(err) => {
+                    tracing::warn!(%err, model = %reloader.name(), dir = %dir.display(), "cannot watch the model directory; changes need SIGHUP or POST /admin/reload");
                 }
             }
-            None => None,
-        };
+        }
+        {
+            let triggers = self.triggers.clone();
+            let models: Vec<Triggers> = self.models.iter().map(|m| m.triggers.clone()).collect();
+            let notifier = self.notifier.clone();
+            let stopped = until_stopped(stopped.clone());
+            tokio::spawn(async move {
+                tokio::pin!(stopped);
+                loop {
+                    tokio::select! {
+                        reason = triggers.next() => fan_out(reason, &models, &triggers, &notifier).await,
+                        _ = &mut stopped => return,
+                    }
+                }
+            });
+        }
         if let Some(interval) = self.notifier.watchdog_interval() {
             let notifier = self.notifier.clone();
             let stopped = until_stopped(stopped.clone());
@@ -292,29 +371,43 @@ impl Daemon {
                 }
             });
         }
-        {
-            let notifier = self.notifier.clone();
-            let mut status = self.live.subscribe();
-            let stopped = until_stopped(stopped);
-            tokio::spawn(async move {
-                tokio::pin!(stopped);
-                loop {
-                    tokio::select! {
-                        changed = status.changed() => {
-                            if changed.is_err() { return; }
-                            let line = status.borrow_and_update().clone();
-                            notifier.status(&line);
-                        }
-                        _ = &mut stopped => return,
-                    }
-                }
-            });
-        }
+        self.follow_status(until_stopped(stopped));
         Background {
             stop,
-            reload_loop,
-            _watcher: watcher,
+            reload_loops,
+            _watchers: watchers,
         }
+    }
+
+    /// systemd's `STATUS=` line follows the models' status messages (the one model's message,
+    /// or `name: message` for each of several), until `stopped`.
+    fn follow_status(&self, stopped: impl Future<Output = ()> + Send + 'static) {
+        let notifier = self.notifier.clone();
+        let lives: Vec<(String, Arc<Live>)> = self
+            .models
+            .iter()
+            .map(|m| (m.reloader.name().to_string(), m.reloader.live.clone()))
+            .collect();
+        let mut lines: Vec<watch::Receiver<String>> =
+            lives.iter().map(|(_, live)| live.subscribe()).collect();
+        tokio::spawn(async move {
+            tokio::pin!(stopped);
+            loop {
+                let changed = tokio::select! {
+                    (changed, _, _) = futures_util::future::select_all(
+                        lines.iter_mut().map(|line| Box::pin(line.changed())),
+                    ) => changed,
+                    _ = &mut stopped => return,
+                };
+                if changed.is_err() {
+                    return;
+                }
+                for line in &mut lines {
+                    line.borrow_and_update();
+                }
+                notifier.status(&status_line(&lives));
+            }
+        });
     }
 
     /// Phase 4: readiness 503 at once, `delay` for load balancers to notice, then stop
@@ -322,7 +415,9 @@ impl Daemon {
     /// background tasks and let the inference workers finish what is queued.
     async fn drain(self, server: Server, background: Option<Background>, delay: Duration) {
         tracing::info!(drain_delay = ?delay, "shutting down: readiness is 503 now");
-        self.live.start_draining();
+        for model in &self.models {
+            model.reloader.live.start_draining();
+        }
         self.notifier.stopping();
         tokio::time::sleep(delay).await;
         if let Some(background) = &background {
@@ -331,13 +426,92 @@ impl Daemon {
         drop(server.stop_accepting);
         let _ = server.task.await;
         if let Some(background) = background {
-            let _ = background.reload_loop.await;
+            for reload_loop in background.reload_loops {
+                let _ = reload_loop.await;
+            }
         }
         let pool = self.pool.clone();
         let _ =
             tokio::time::timeout(POOL_SHUTDOWN_DEADLINE, blocking(move || pool.shutdown())).await;
         tracing::info!("stopped");
     }
+}
+
+/// How long the fan-out waits for the models' checks before it counts a daemon-level
+/// trigger as served (as `POST /admin/reload?wait=true` does).
+const FAN_OUT_WAIT: Duration = Duration::from_secs(300);
+
+/// Passes one daemon-level trigger (SIGHUP, a test) to every model's reload loop and marks
+/// it served once every model has checked. A signal is framed for systemd here, once for all
+/// models: `RELOADING=1` now, `READY=1` when every model's check that started after it has
+/// finished (what a `Type=notify-reload` unit waits for).
+async fn fan_out(reason: Trigger, models: &[Triggers], triggers: &Triggers, notifier: &Notifier) {
+    if reason == Trigger::Signal {
+        notifier.reloading();
+    }
+    let tickets: Vec<(Triggers, u64)> = models
+        .iter()
+        .map(|model| (model.clone(), model.request(reason)))
+        .collect();
+    futures_util::future::join_all(
+        tickets
+            .iter()
+            .map(|(model, ticket)| model.wait_for(*ticket, FAN_OUT_WAIT)),
+    )
+    .await;
+    if reason == Trigger::Signal {
+        notifier.notify("READY=1");
+    }
+    triggers.finished();
+}
+
+/// systemd's status line: the one model's message, or `name: message; ...` for several.
+fn status_line(lives: &[(String, Arc<Live>)]) -> String {
+    match lives {
+        [(_, live)] => live.status().message,
+        _ => lives
+            .iter()
+            .map(|(name, live)| format!("{name}: {}", live.status().message))
+            .collect::<Vec<_>>()
+            .join("; "),
+    }
+}
+
+/// Each configured model's plan, source and cache folder: the `MODEL_URI` form (or the
+/// bundled model) caches in `cache_dir` itself, so existing caches stay valid; each of
+/// several models caches in `<cache_dir>/<name>/`.
+async fn plans(
+    config: &Config,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Vec<(Plan, Source, PathBuf)>, StartError> {
+    if config.models.is_empty() {
+        let uri = match &config.model_uri {
+            Some(uri) => uri.clone(),
+            None => blocking(find_bundled_model).await??,
+        };
+        let source = Source::from_uri(&uri, env)?;
+        let plan = Plan {
+            name: Plan::one_model_name(config, &source),
+            uri,
+            poll_interval: config.poll_interval,
+            reload_policy: config.reload_policy,
+        };
+        return Ok(vec![(plan, source, config.cache_dir.clone())]);
+    }
+    config
+        .models
+        .iter()
+        .map(|spec| {
+            let source = Source::from_uri(&spec.uri, env)?;
+            let plan = Plan {
+                name: spec.name.clone(),
+                uri: spec.uri.clone(),
+                poll_interval: spec.poll_interval.unwrap_or(config.poll_interval),
+                reload_policy: spec.reload_policy.unwrap_or(config.reload_policy),
+            };
+            Ok((plan, source, config.cache_dir.join(&spec.name)))
+        })
+        .collect()
 }
 
 /// Blocking work at startup and shutdown, off the async runtime.
@@ -369,4 +543,55 @@ fn find_bundled_model() -> Result<String, SetupError> {
         .ok_or(SetupError::NoModelUri)?;
     tracing::info!(dir = %dir.display(), "MODEL_URI is not set; serving the bundled sentiment model");
     Ok(dir.display().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Inputs;
+
+    /// The plans for `flags`: (name, uri, cache folder relative to `/c`).
+    async fn check(flags: &[(&str, &str)], expected: &[(&str, &str, &str)]) {
+        let env = |_: &str| None;
+        let flags = flags
+            .iter()
+            .chain(&[("cache_dir", "/c")])
+            .map(|(k, v)| (k.to_string(), format!("--set {k}"), v.to_string()))
+            .collect();
+        let config = Config::load(&Inputs {
+            config_file: None,
+            flags,
+            env: &env,
+        })
+        .expect("a valid configuration");
+        let plans = plans(&config, &env).await.expect("plans");
+        let got: Vec<(String, String, PathBuf)> = plans
+            .into_iter()
+            .map(|(plan, _, cache)| (plan.name, plan.uri, cache))
+            .collect();
+        let expected: Vec<(String, String, PathBuf)> = expected
+            .iter()
+            .map(|(name, uri, cache)| (name.to_string(), uri.to_string(), PathBuf::from(cache)))
+            .collect();
+        assert_eq!(got, expected, "{flags:?}", flags = config.models);
+    }
+
+    #[tokio::test]
+    async fn one_model_caches_in_cache_dir_several_in_a_folder_each() {
+        check(
+            &[("model_uri", "/srv/sentiment")],
+            &[("sentiment", "/srv/sentiment", "/c")],
+        )
+        .await;
+        check(
+            &[("model_uri", "/srv/sentiment"), ("model_name", "s")],
+            &[("s", "/srv/sentiment", "/c")],
+        )
+        .await;
+        check(
+            &[("models", "a=/srv/x,b=/srv/y.zip")],
+            &[("a", "/srv/x", "/c/a"), ("b", "/srv/y.zip", "/c/b")],
+        )
+        .await;
+    }
 }

@@ -13,7 +13,7 @@ use arc_swap::ArcSwapOption;
 use serde::Serialize;
 use tokio::sync::watch;
 
-use crate::metrics::Metrics;
+use crate::metrics::ModelMetrics;
 use crate::model::Model;
 use crate::reload::Attempt;
 
@@ -32,17 +32,18 @@ pub struct Status {
     pub from_cache: bool,
 }
 
-/// The live model and the process's serving state.
+/// One configured model's live version and serving state (one `Live` per configured model).
 pub struct Live {
     model: ArcSwapOption<Model>,
     draining: AtomicBool,
     status: Mutex<Status>,
     status_line: watch::Sender<String>,
-    metrics: Arc<Metrics>,
+    /// This model's metrics (`hotserve_model_info` follows the live version).
+    metrics: Arc<ModelMetrics>,
 }
 
 impl Live {
-    pub fn new(metrics: Arc<Metrics>) -> Live {
+    pub fn new(metrics: Arc<ModelMetrics>) -> Live {
         let (status_line, _) = watch::channel("starting".to_string());
         Live {
             model: ArcSwapOption::empty(),

@@ -1,11 +1,13 @@
 //! Prometheus metrics: a handful of lock-free counters and histograms, rendered in the text
 //! exposition format by [`Metrics::render`]. Hand-written to keep the dependency tree lean;
-//! names follow Prometheus conventions (`_total`, `_seconds`, base units).
+//! names follow Prometheus conventions (`_total`, `_seconds`, base units). Every per-model
+//! metric carries a `model` label (the configured name, [`ModelMetrics`]); the pool-wide gauges
+//! and the overload counter do not, and their help says so.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// A histogram with fixed bucket bounds; observations are lock-free.
@@ -92,8 +94,20 @@ impl LabeledCounter {
     }
 
     fn render(&self, out: &mut String, name: &str) {
+        self.render_with(out, name, "");
+    }
+
+    /// Renders with `first` (already rendered labels, such as `model="a"`) before each
+    /// counter's own labels.
+    fn render_with(&self, out: &mut String, name: &str, first: &str) {
         for (labels, value) in self.values.lock().unwrap_or_else(|p| p.into_inner()).iter() {
-            let _ = writeln!(out, "{name}{{{}}} {value}", render_labels(labels));
+            let own = render_labels(labels);
+            let sep = if first.is_empty() || own.is_empty() {
+                ""
+            } else {
+                ","
+            };
+            let _ = writeln!(out, "{name}{{{first}{sep}{own}}} {value}");
         }
     }
 }
@@ -113,44 +127,42 @@ fn escape(value: &str) -> String {
         .replace('\n', "\\n")
 }
 
-/// Request latency histograms, one per route.
+/// A route and, on the routes that serve a model, its configured name.
+type RouteKey = (&'static str, Option<String>);
+
+/// Request latency histograms, one per route (and model, on the routes that serve one).
 #[derive(Default)]
 struct RouteHistograms {
-    by_route: Mutex<BTreeMap<&'static str, std::sync::Arc<Histogram>>>,
+    by_route: Mutex<BTreeMap<RouteKey, Arc<Histogram>>>,
 }
 
-/// All of hotserve's metrics. One instance per process, shared by `Arc`.
-pub struct Metrics {
-    pub requests: LabeledCounter,
-    request_seconds: RouteHistograms,
+/// One per-model histogram family: its name, its help and where it lives in [`ModelMetrics`].
+type ModelHistogram = (&'static str, &'static str, fn(&ModelMetrics) -> &Histogram);
+
+/// The metrics of one configured model, labelled `model="<name>"`. The reload pipeline, the
+/// live handle, the prediction routes and the inference queue (each job carries its model's
+/// `Arc<ModelMetrics>`) write them.
+pub struct ModelMetrics {
     pub queue_seconds: Histogram,
     pub tokenize_seconds: Histogram,
     pub inference_seconds: Histogram,
     pub batch_size: Histogram,
-    pub queue_depth: AtomicI64,
-    pub in_flight: AtomicI64,
-    pub rejected: LabeledCounter,
     pub reloads: LabeledCounter,
     pub reload_seconds: Histogram,
     pub registry_errors: LabeledCounter,
     /// Unix time of the last successful registry check (0 = never).
     pub last_registry_success: AtomicU64,
-    /// The live model's identity, for `hotserve_model_info`.
+    /// The live model's identity (name, version, source), for `hotserve_model_info`.
     pub model_info: Mutex<Option<(String, String, String)>>,
 }
 
-impl Default for Metrics {
+impl Default for ModelMetrics {
     fn default() -> Self {
-        Metrics {
-            requests: LabeledCounter::default(),
-            request_seconds: RouteHistograms::default(),
+        ModelMetrics {
             queue_seconds: Histogram::new(LATENCY_BUCKETS),
             tokenize_seconds: Histogram::new(LATENCY_BUCKETS),
             inference_seconds: Histogram::new(LATENCY_BUCKETS),
             batch_size: Histogram::new(BATCH_BUCKETS),
-            queue_depth: AtomicI64::new(0),
-            in_flight: AtomicI64::new(0),
-            rejected: LabeledCounter::default(),
             reloads: LabeledCounter::default(),
             reload_seconds: Histogram::new(RELOAD_BUCKETS),
             registry_errors: LabeledCounter::default(),
@@ -160,19 +172,59 @@ impl Default for Metrics {
     }
 }
 
+/// All of hotserve's metrics. One instance per process, shared by `Arc`; per-model metrics
+/// are registered once per configured model with [`Metrics::model`].
+#[derive(Default)]
+pub struct Metrics {
+    /// Requests by route and status, and model on the routes that serve one.
+    requests: LabeledCounter,
+    request_seconds: RouteHistograms,
+    /// Pool-wide: texts waiting, whatever their model.
+    pub queue_depth: AtomicI64,
+    /// Process-wide: requests being handled on any route.
+    pub in_flight: AtomicI64,
+    /// Pool-wide: requests refused by overload protection, by reason.
+    pub rejected: LabeledCounter,
+    /// Each configured model's metrics, in configuration order.
+    models: Mutex<Vec<(String, Arc<ModelMetrics>)>>,
+}
+
 impl Metrics {
-    /// Records one finished request.
-    pub fn observe_request(&self, route: &'static str, status: u16, elapsed: Duration) {
-        self.requests
-            .inc(&[("route", route), ("status", &status.to_string())]);
+    /// The metrics of the model configured as `name`, registered on first use.
+    pub fn model(&self, name: &str) -> Arc<ModelMetrics> {
+        let mut models = self.models.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, metrics)) = models.iter().find(|(known, _)| known == name) {
+            return metrics.clone();
+        }
+        let metrics = Arc::new(ModelMetrics::default());
+        models.push((name.to_string(), metrics.clone()));
+        metrics
+    }
+
+    /// Records one finished request; `model` is the configured name on routes that serve one.
+    pub fn observe_request(
+        &self,
+        route: &'static str,
+        model: Option<&str>,
+        status: u16,
+        elapsed: Duration,
+    ) {
+        let status = status.to_string();
+        match model {
+            Some(model) => {
+                self.requests
+                    .inc(&[("model", model), ("route", route), ("status", &status)])
+            }
+            None => self.requests.inc(&[("route", route), ("status", &status)]),
+        }
         let histogram = {
             let mut map = self
                 .request_seconds
                 .by_route
                 .lock()
                 .unwrap_or_else(|p| p.into_inner());
-            map.entry(route)
-                .or_insert_with(|| std::sync::Arc::new(Histogram::new(LATENCY_BUCKETS)))
+            map.entry((route, model.map(str::to_string)))
+                .or_insert_with(|| Arc::new(Histogram::new(LATENCY_BUCKETS)))
                 .clone()
         };
         histogram.observe_duration(elapsed);
@@ -183,6 +235,16 @@ impl Metrics {
         let mut out = String::with_capacity(8192);
         let header = |out: &mut String, name: &str, kind: &str, help: &str| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        };
+        let models: Vec<(String, Arc<ModelMetrics>)> = self
+            .models
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let per_model = |out: &mut String, render: &dyn Fn(&mut String, &str, &ModelMetrics)| {
+            for (name, metrics) in &models {
+                render(out, &format!("model=\"{}\"", escape(name)), metrics);
+            }
         };
         header(
             &mut out,
@@ -200,64 +262,61 @@ impl Metrics {
             &mut out,
             "hotserve_requests_total",
             "counter",
-            "HTTP requests by route and status.",
+            "HTTP requests by route and status (and model, on the routes that serve one).",
         );
         self.requests.render(&mut out, "hotserve_requests_total");
         header(
             &mut out,
             "hotserve_request_duration_seconds",
             "histogram",
-            "HTTP request latency by route, from headers read to response ready.",
+            "HTTP request latency by route (and model, on the routes that serve one), from headers read to response ready.",
         );
-        for (route, histogram) in self
+        for ((route, model), histogram) in self
             .request_seconds
             .by_route
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .iter()
         {
-            histogram.render(
-                &mut out,
-                "hotserve_request_duration_seconds",
-                &format!("route=\"{route}\""),
-            );
+            let labels = match model {
+                Some(model) => format!("model=\"{}\",route=\"{route}\"", escape(model)),
+                None => format!("route=\"{route}\""),
+            };
+            histogram.render(&mut out, "hotserve_request_duration_seconds", &labels);
         }
-        header(
-            &mut out,
-            "hotserve_queue_duration_seconds",
-            "histogram",
-            "Time a text waited in the inference queue.",
-        );
-        self.queue_seconds
-            .render(&mut out, "hotserve_queue_duration_seconds", "");
-        header(
-            &mut out,
-            "hotserve_tokenize_duration_seconds",
-            "histogram",
-            "Tokenization time per request.",
-        );
-        self.tokenize_seconds
-            .render(&mut out, "hotserve_tokenize_duration_seconds", "");
-        header(
-            &mut out,
-            "hotserve_inference_duration_seconds",
-            "histogram",
-            "ONNX Runtime time per batch.",
-        );
-        self.inference_seconds
-            .render(&mut out, "hotserve_inference_duration_seconds", "");
-        header(
-            &mut out,
-            "hotserve_batch_size",
-            "histogram",
-            "Texts per inference batch.",
-        );
-        self.batch_size.render(&mut out, "hotserve_batch_size", "");
+        let histograms: [ModelHistogram; 4] = [
+            (
+                "hotserve_queue_duration_seconds",
+                "Time a text waited in the inference queue, by model.",
+                |m| &m.queue_seconds,
+            ),
+            (
+                "hotserve_tokenize_duration_seconds",
+                "Tokenization time per request, by model.",
+                |m| &m.tokenize_seconds,
+            ),
+            (
+                "hotserve_inference_duration_seconds",
+                "ONNX Runtime time per batch, by model.",
+                |m| &m.inference_seconds,
+            ),
+            (
+                "hotserve_batch_size",
+                "Texts per inference batch, by model.",
+                |m| &m.batch_size,
+            ),
+        ];
+        for (name, help, histogram) in histograms {
+            header(&mut out, name, "histogram", help);
+            per_model(&mut out, &|out, labels, m| {
+                histogram(m).render(out, name, labels)
+            });
+        }
         header(
             &mut out,
             "hotserve_queue_depth",
             "gauge",
-            "Texts waiting for inference.",
+            "Texts waiting for inference, all models together (one queue serves them all).",
         );
         let _ = writeln!(
             out,
@@ -268,7 +327,7 @@ impl Metrics {
             &mut out,
             "hotserve_in_flight_requests",
             "gauge",
-            "Requests being handled.",
+            "Requests being handled, on every route and model together.",
         );
         let _ = writeln!(
             out,
@@ -279,7 +338,7 @@ impl Metrics {
             &mut out,
             "hotserve_rejected_requests_total",
             "counter",
-            "Prediction requests refused by overload protection, by reason.",
+            "Prediction requests refused by overload protection, by reason, all models together.",
         );
         self.rejected
             .render(&mut out, "hotserve_rejected_requests_total");
@@ -288,53 +347,63 @@ impl Metrics {
             &mut out,
             "hotserve_model_info",
             "gauge",
-            "The live model; 1 for the model being served.",
+            "The live model of each configured model; 1 for the version being served.",
         );
-        if let Some((name, version, source)) =
-            &*self.model_info.lock().unwrap_or_else(|p| p.into_inner())
-        {
-            let _ = writeln!(
-                out,
-                "hotserve_model_info{{name=\"{}\",version=\"{}\",source=\"{}\"}} 1",
-                escape(name),
-                escape(version),
-                escape(source)
-            );
-        }
+        per_model(&mut out, &|out, labels, m| {
+            if let Some((name, version, source)) =
+                &*m.model_info.lock().unwrap_or_else(|p| p.into_inner())
+            {
+                let _ = writeln!(
+                    out,
+                    "hotserve_model_info{{{labels},name=\"{}\",version=\"{}\",source=\"{}\"}} 1",
+                    escape(name),
+                    escape(version),
+                    escape(source)
+                );
+            }
+        });
         header(
             &mut out,
             "hotserve_reloads_total",
             "counter",
-            "Reload attempts by result (loaded, unchanged, failed, skipped_bad).",
+            "Reload attempts by model and result (loaded, unchanged, failed, skipped_bad).",
         );
-        self.reloads.render(&mut out, "hotserve_reloads_total");
+        per_model(&mut out, &|out, labels, m| {
+            m.reloads.render_with(out, "hotserve_reloads_total", labels)
+        });
         header(
             &mut out,
             "hotserve_reload_duration_seconds",
             "histogram",
-            "Duration of reloads that loaded a model (download, validation, swap).",
+            "Duration of reloads that loaded a model (download, validation, swap), by model.",
         );
-        self.reload_seconds
-            .render(&mut out, "hotserve_reload_duration_seconds", "");
+        per_model(&mut out, &|out, labels, m| {
+            m.reload_seconds
+                .render(out, "hotserve_reload_duration_seconds", labels)
+        });
         header(
             &mut out,
             "hotserve_registry_errors_total",
             "counter",
-            "Failed registry checks by kind.",
+            "Failed registry checks by model and kind.",
         );
-        self.registry_errors
-            .render(&mut out, "hotserve_registry_errors_total");
+        per_model(&mut out, &|out, labels, m| {
+            m.registry_errors
+                .render_with(out, "hotserve_registry_errors_total", labels)
+        });
         header(
             &mut out,
             "hotserve_registry_last_success_timestamp_seconds",
             "gauge",
-            "Unix time of the last successful registry check (0 = never).",
+            "Unix time of the last successful registry check, by model (0 = never).",
         );
-        let _ = writeln!(
-            out,
-            "hotserve_registry_last_success_timestamp_seconds {}",
-            self.last_registry_success.load(Ordering::Relaxed)
-        );
+        per_model(&mut out, &|out, labels, m| {
+            let _ = writeln!(
+                out,
+                "hotserve_registry_last_success_timestamp_seconds{{{labels}}} {}",
+                m.last_registry_success.load(Ordering::Relaxed)
+            );
+        });
         out
     }
 }
@@ -346,32 +415,54 @@ mod tests {
     #[test]
     fn histogram_is_cumulative() {
         let metrics = Metrics::default();
-        metrics.batch_size.observe(1.0);
-        metrics.batch_size.observe(3.0);
-        metrics.batch_size.observe(1000.0);
+        let model = metrics.model("m");
+        model.batch_size.observe(1.0);
+        model.batch_size.observe(3.0);
+        model.batch_size.observe(1000.0);
         let text = metrics.render();
         assert!(
-            text.contains("hotserve_batch_size_bucket{le=\"1\"} 1\n"),
+            text.contains("hotserve_batch_size_bucket{model=\"m\",le=\"1\"} 1\n"),
             "{text}"
         );
-        assert!(text.contains("hotserve_batch_size_bucket{le=\"4\"} 2\n"));
-        assert!(text.contains("hotserve_batch_size_bucket{le=\"+Inf\"} 3\n"));
-        assert!(text.contains("hotserve_batch_size_count 3\n"));
-        assert!(text.contains("hotserve_batch_size_sum 1004\n"));
+        assert!(text.contains("hotserve_batch_size_bucket{model=\"m\",le=\"4\"} 2\n"));
+        assert!(text.contains("hotserve_batch_size_bucket{model=\"m\",le=\"+Inf\"} 3\n"));
+        assert!(text.contains("hotserve_batch_size_count{model=\"m\"} 3\n"));
+        assert!(text.contains("hotserve_batch_size_sum{model=\"m\"} 1004\n"));
     }
 
     #[test]
     fn labels_are_escaped() {
         let metrics = Metrics::default();
-        *metrics.model_info.lock().unwrap() = Some(("a\"b".into(), "1".into(), "c\\d".into()));
-        metrics.observe_request("/predict", 200, Duration::from_millis(3));
+        *metrics.model("m\"1").model_info.lock().unwrap() =
+            Some(("a\"b".into(), "1".into(), "c\\d".into()));
+        metrics.observe_request("/predict", Some("m\"1"), 200, Duration::from_millis(3));
         let text = metrics.render();
-        assert!(
-            text.contains("hotserve_model_info{name=\"a\\\"b\",version=\"1\",source=\"c\\\\d\"} 1")
-        );
-        assert!(text.contains("hotserve_requests_total{route=\"/predict\",status=\"200\"} 1"));
         assert!(text.contains(
-            "hotserve_request_duration_seconds_bucket{route=\"/predict\",le=\"0.005\"} 1"
+            "hotserve_model_info{model=\"m\\\"1\",name=\"a\\\"b\",version=\"1\",source=\"c\\\\d\"} 1"
+        ), "{text}");
+        assert!(text.contains(
+            "hotserve_requests_total{model=\"m\\\"1\",route=\"/predict\",status=\"200\"} 1"
         ));
+        assert!(text.contains(
+            "hotserve_request_duration_seconds_bucket{model=\"m\\\"1\",route=\"/predict\",le=\"0.005\"} 1"
+        ));
+    }
+
+    #[test]
+    fn each_model_has_its_own_series() {
+        let metrics = Metrics::default();
+        metrics.model("a").reloads.inc(&[("result", "loaded")]);
+        metrics.model("b").reloads.inc(&[("result", "failed")]);
+        metrics.model("a").reloads.inc(&[("result", "loaded")]);
+        metrics.observe_request("/health", None, 200, Duration::from_millis(1));
+        let text = metrics.render();
+        for line in [
+            "hotserve_reloads_total{model=\"a\",result=\"loaded\"} 2\n",
+            "hotserve_reloads_total{model=\"b\",result=\"failed\"} 1\n",
+            "hotserve_registry_last_success_timestamp_seconds{model=\"b\"} 0\n",
+            "hotserve_requests_total{route=\"/health\",status=\"200\"} 1\n",
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
     }
 }

@@ -4,14 +4,15 @@
 //! Requests arrive already tokenized (tokenization runs on tokio's blocking pool, in parallel,
 //! so batching can respect a token budget). [`Pool::submit`] splits a request into jobs of at
 //! most `max_batch_size` texts and refuses at once with [`PoolError::QueueFull`] when the queue
-//! holds `queue_capacity` texts. Each worker is a dedicated OS thread with its own ONNX Runtime
-//! session; it takes the oldest job, adds more jobs *for the same model* (a batch never mixes
-//! versions) until the batch is full, over its token budget, or `max_batch_delay` has passed,
-//! drops jobs whose client has gone or whose deadline has passed, pads to the longest text in
-//! the batch and runs it. Workers never run on the async runtime, and a panic inside inference
+//! holds `queue_capacity` texts (a model below its fair share of it still gets in, `admits`). Each worker is a dedicated OS thread with its own ONNX Runtime
+//! session; it takes the oldest job (of another configured model than the last batch's, when
+//! one is waiting: several models share the queue, `first_job`), adds more jobs *for the
+//! same model* (a batch never mixes models or versions) until the batch is full, over its
+//! token budget, or `max_batch_delay` has passed, drops jobs whose client has gone or whose
+//! deadline has passed, pads to the longest text in the batch and runs it. Workers never run on the async runtime, and a panic inside inference
 //! fails only that batch's requests.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex};
@@ -20,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, ModelMetrics};
 use crate::model::tensor::NamedTensor;
 use crate::model::{Encoded, InferError, Model, Scores};
 
@@ -65,6 +66,8 @@ type Reply = oneshot::Sender<Result<Answer, PoolError>>;
 
 struct Job {
     model: Arc<Model>,
+    /// The metrics of the configured model the job is for (`model` label).
+    metrics: Arc<ModelMetrics>,
     work: Work,
     reply: Reply,
     enqueued: Instant,
@@ -72,6 +75,11 @@ struct Job {
 }
 
 impl Job {
+    /// Which configured model the job is for (its metrics are one per configured model).
+    fn served_as(&self) -> usize {
+        Arc::as_ptr(&self.metrics) as usize
+    }
+
     fn texts(&self) -> usize {
         match &self.work {
             Work::Classify(texts) => texts.len(),
@@ -94,6 +102,32 @@ struct Queue {
     /// Workers waiting for work; a busy worker leaves them a fair share of the queue.
     idle: usize,
     closed: bool,
+    /// The configured model the last batch was started for (see [`first_job`]).
+    last_served: Option<usize>,
+    /// Texts waiting per configured model (see [`admits`]); models with none are absent.
+    by_model: HashMap<usize, usize>,
+}
+
+impl Queue {
+    fn push(&mut self, job: Job) {
+        self.texts += job.texts();
+        *self.by_model.entry(job.served_as()).or_default() += job.texts();
+        self.jobs.push_back(job);
+    }
+
+    /// Takes the job at `index` out of the queue.
+    fn take(&mut self, index: usize) -> Option<Job> {
+        let job = self.jobs.remove(index)?;
+        self.texts -= job.texts();
+        let model = job.served_as();
+        if let Some(own) = self.by_model.get_mut(&model) {
+            *own -= job.texts();
+            if *own == 0 {
+                self.by_model.remove(&model);
+            }
+        }
+        Some(job)
+    }
 }
 
 struct Shared {
@@ -118,6 +152,8 @@ impl Pool {
                 texts: 0,
                 idle: 0,
                 closed: false,
+                last_served: None,
+                by_model: HashMap::new(),
             }),
             available: Condvar::new(),
             config,
@@ -138,11 +174,12 @@ impl Pool {
         }
     }
 
-    /// Queues texts for classification with `model`; the answer has one [`Scores`] per text,
-    /// in order. Fails at once when the queue is full.
+    /// Queues texts for classification with `model`, counted in `metrics`; the answer has one
+    /// [`Scores`] per text, in order. Fails at once when the queue is full.
     pub async fn classify(
         &self,
         model: &Arc<Model>,
+        metrics: &Arc<ModelMetrics>,
         texts: Vec<Encoded>,
         deadline: Instant,
     ) -> Result<Vec<Scores>, PoolError> {
@@ -150,12 +187,13 @@ impl Pool {
         let mut receivers = Vec::new();
         {
             let mut queue = self.lock();
-            self.admit(&queue, texts.len())?;
+            self.admit(&queue, metrics, texts.len())?;
             let mut texts = texts;
             while !texts.is_empty() {
                 let rest = texts.split_off(chunk.min(texts.len()));
                 let (reply, receiver) = oneshot::channel();
-                self.push(&mut queue, model, Work::Classify(texts), reply, deadline);
+                let work = Work::Classify(texts);
+                self.push(&mut queue, (model, metrics), work, reply, deadline);
                 receivers.push(receiver);
                 texts = rest;
             }
@@ -171,18 +209,20 @@ impl Pool {
         Ok(scores)
     }
 
-    /// Queues one tensor-model call (never batched with others).
+    /// Queues one tensor-model call (never batched with others), counted in `metrics`.
     pub async fn run_tensors(
         &self,
         model: &Arc<Model>,
+        metrics: &Arc<ModelMetrics>,
         inputs: Vec<NamedTensor>,
         deadline: Instant,
     ) -> Result<Vec<NamedTensor>, PoolError> {
         let (reply, receiver) = oneshot::channel();
         {
             let mut queue = self.lock();
-            self.admit(&queue, 1)?;
-            self.push(&mut queue, model, Work::Tensors(inputs), reply, deadline);
+            self.admit(&queue, metrics, 1)?;
+            let work = Work::Tensors(inputs);
+            self.push(&mut queue, (model, metrics), work, reply, deadline);
         }
         self.wake(1);
         match receiver.await.map_err(|_| PoolError::ShuttingDown)?? {
@@ -210,14 +250,20 @@ impl Pool {
         self.shared.queue.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn admit(&self, queue: &Queue, texts: usize) -> Result<(), PoolError> {
+    fn admit(
+        &self,
+        queue: &Queue,
+        metrics: &Arc<ModelMetrics>,
+        texts: usize,
+    ) -> Result<(), PoolError> {
         if queue.closed {
             return Err(PoolError::ShuttingDown);
         }
         let capacity = self.shared.config.queue_capacity;
-        // A request larger than the whole queue is still admitted into an empty queue, so a
-        // big (but allowed) batch is never refused forever.
-        if queue.texts > 0 && queue.texts + texts > capacity {
+        let model = Arc::as_ptr(metrics) as usize;
+        let own = queue.by_model.get(&model).copied().unwrap_or(0);
+        let models = queue.by_model.len() + usize::from(own == 0);
+        if !admits(queue.texts, own, models, capacity, texts) {
             return Err(PoolError::QueueFull { capacity });
         }
         Ok(())
@@ -226,24 +272,24 @@ impl Pool {
     fn push(
         &self,
         queue: &mut Queue,
-        model: &Arc<Model>,
+        (model, metrics): (&Arc<Model>, &Arc<ModelMetrics>),
         work: Work,
         reply: Reply,
         deadline: Instant,
     ) {
         let job = Job {
             model: model.clone(),
+            metrics: metrics.clone(),
             work,
             reply,
             enqueued: Instant::now(),
             deadline,
         };
-        queue.texts += job.texts();
+        queue.push(job);
         self.shared
             .metrics
             .queue_depth
             .store(queue.texts as i64, Ordering::Relaxed);
-        queue.jobs.push_back(job);
     }
 
     fn wake(&self, jobs: usize) {
@@ -308,7 +354,7 @@ impl Fill {
 
 fn worker(index: usize, shared: &Shared) {
     while let Some(batch) = next_batch(shared) {
-        run_batch(index, shared, batch);
+        run_batch(index, batch);
     }
 }
 
@@ -317,8 +363,9 @@ fn next_batch(shared: &Shared) -> Option<Vec<Job>> {
     let config = &shared.config;
     let mut queue = shared.queue.lock().unwrap_or_else(|p| p.into_inner());
     let first = loop {
-        if let Some(job) = queue.jobs.pop_front() {
-            queue.texts -= job.texts();
+        let next = first_job(queue.jobs.iter().map(Job::served_as), queue.last_served);
+        if let Some(job) = next.and_then(|index| queue.take(index)) {
+            queue.last_served = Some(job.served_as());
             if let Some(job) = still_wanted(job) {
                 break job;
             }
@@ -353,8 +400,7 @@ fn next_batch(shared: &Shared) -> Option<Vec<Job>> {
                     && matches!(job.work, Work::Classify(_))
                     && fill.try_add(job.texts(), job.longest());
                 if fits {
-                    let job = queue.jobs.remove(index).expect("index is in range");
-                    queue.texts -= job.texts();
+                    let job = queue.take(index).expect("index is in range");
                     batch.push(job);
                 } else {
                     index += 1;
@@ -381,6 +427,33 @@ fn next_batch(shared: &Shared) -> Option<Vec<Job>> {
     Some(batch)
 }
 
+/// Whether `texts` more texts of one model may enter a queue that holds `queued` texts, `own`
+/// of them this model's, from `models` models with queued work (this one included), when it
+/// has room for `capacity`. Within capacity, yes; and a request larger than the whole queue is
+/// still admitted into an empty queue, so a big (but allowed) batch is never refused forever.
+/// Beyond capacity, a model still below its fair share (`capacity / models`) gets in: one
+/// model flooding the queue cannot shut the others out. So the queue may hold up to twice
+/// `capacity` texts when several models are busy; with one model it never exceeds it.
+fn admits(queued: usize, own: usize, models: usize, capacity: usize, texts: usize) -> bool {
+    queued == 0 || queued + texts <= capacity || own + texts <= capacity / models.max(1)
+}
+
+/// Which queued job (by position) starts the next batch, given the configured model of each
+/// queued job in queue order and the model the last batch was started for: the oldest job of
+/// another model when one is waiting, else the oldest job. Several models share one queue;
+/// without this a burst on one model would make every other model wait behind all of it,
+/// with it another model waits for at most one batch per worker. With one model it is FIFO.
+fn first_job(models: impl Iterator<Item = usize>, last_served: Option<usize>) -> Option<usize> {
+    let mut oldest = None;
+    for (index, model) in models.enumerate() {
+        if Some(model) != last_served {
+            return Some(index);
+        }
+        oldest.get_or_insert(index);
+    }
+    oldest
+}
+
 /// Answers jobs nobody waits for (client gone) or that are past their deadline.
 fn still_wanted(job: Job) -> Option<Job> {
     if job.reply.is_closed() {
@@ -393,19 +466,20 @@ fn still_wanted(job: Job) -> Option<Job> {
     Some(job)
 }
 
-fn run_batch(index: usize, shared: &Shared, batch: Vec<Job>) {
+fn run_batch(index: usize, batch: Vec<Job>) {
     let batch: Vec<Job> = batch.into_iter().filter_map(still_wanted).collect();
     if batch.is_empty() {
         return;
     }
     let started = Instant::now();
     for job in &batch {
-        shared
-            .metrics
+        job.metrics
             .queue_seconds
             .observe_duration(started - job.enqueued);
     }
     let model = batch[0].model.clone();
+    // Jobs of one batch share their model, hence its configured name.
+    let metrics = batch[0].metrics.clone();
     if let Work::Tensors(_) = &batch[0].work {
         for job in batch {
             let Work::Tensors(inputs) = job.work else {
@@ -417,8 +491,7 @@ fn run_batch(index: usize, shared: &Shared, batch: Vec<Job>) {
                 Ok(Err(err)) => Err(PoolError::Infer(err)),
                 Err(panic) => Err(PoolError::Panicked(panic_message(&panic))),
             };
-            shared
-                .metrics
+            metrics
                 .inference_seconds
                 .observe_duration(started.elapsed());
             let _ = job.reply.send(answer);
@@ -432,11 +505,10 @@ fn run_batch(index: usize, shared: &Shared, batch: Vec<Job>) {
             Work::Tensors(_) => [].iter(),
         })
         .collect();
-    shared.metrics.batch_size.observe(texts.len() as f64);
+    metrics.batch_size.observe(texts.len() as f64);
     crate::failpoints::sleep("HOTSERVE_TEST_INFERENCE_DELAY_MS");
     let result = catch_unwind(AssertUnwindSafe(|| model.classify(index, &texts)));
-    shared
-        .metrics
+    metrics
         .inference_seconds
         .observe_duration(started.elapsed());
     match result {
@@ -479,7 +551,40 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::Fill;
+    use super::{admits, first_job, Fill};
+
+    #[test]
+    #[rustfmt::skip]
+    fn admission() {
+        // (queued, own, models, capacity, texts) -> admitted
+        let check = |queued, own, models, capacity, texts, expected| {
+            assert_eq!(admits(queued, own, models, capacity, texts), expected, "{queued} {own} {models} {capacity} {texts}");
+        };
+        check(0, 0, 1, 8, 100, true);   // an empty queue takes any request
+        check(4, 4, 1, 8, 4, true);     // within capacity
+        check(5, 5, 1, 8, 4, false);    // one model: never beyond capacity
+        check(8, 8, 2, 8, 1, false);    // the flood itself: full
+        check(8, 0, 2, 8, 1, true);     // another model below its share gets in
+        check(11, 3, 2, 8, 1, true);
+        check(12, 4, 2, 8, 1, false);   // at its share: full for it too
+        check(9, 1, 3, 8, 2, false);    // over its share of 8 / 3
+    }
+
+    #[test]
+    #[rustfmt::skip]
+    fn the_first_job_alternates_between_models() {
+        let check = |queued: &[usize], last: Option<usize>, expected: Option<usize>| {
+            assert_eq!(first_job(queued.iter().copied(), last), expected, "{queued:?} after {last:?}");
+        };
+        check(&[], None, None);
+        check(&[], Some(1), None);
+        check(&[1, 1, 2], None, Some(0));
+        check(&[1, 1, 1], Some(1), Some(0));
+        check(&[1, 1, 2, 1], Some(1), Some(2));
+        check(&[2, 1, 1], Some(1), Some(0));
+        check(&[1, 3, 2], Some(1), Some(1));
+        check(&[1, 1, 2], Some(3), Some(0));
+    }
 
     /// (first job texts, its longest, queued texts, idle workers, jobs offered as (texts,
     /// longest)) -> which offers were taken and the batch's final size.

@@ -38,7 +38,12 @@ async fn sigterm_drains_in_flight_requests_and_exits_zero() {
             .send(),
     );
     // A batch is counted just before the failpoint: from here the request is in flight.
-    metric_reaches(&server.url("/metrics"), "hotserve_batch_size_count", 1.0).await;
+    metric_reaches(
+        &server.url("/metrics"),
+        "hotserve_batch_size_count{model=\"sentiment\"}",
+        1.0,
+    )
+    .await;
     let signalled = Instant::now();
     server.signal("TERM");
     let ready_url = server.url("/health/ready");
@@ -240,8 +245,11 @@ print(json.dumps(families))
     for (name, kind) in expected {
         assert_eq!(families[name], kind, "{name} in {families}");
     }
-    assert!(text.contains("hotserve_requests_total{route=\"/predict\",status=\"400\"} 1"));
-    assert!(text.contains("hotserve_model_info{name=\"sentiment\",version=\"local-"));
+    assert!(text.contains(
+        "hotserve_requests_total{model=\"sentiment\",route=\"/predict\",status=\"400\"} 1"
+    ));
+    assert!(text
+        .contains("hotserve_model_info{model=\"sentiment\",name=\"sentiment\",version=\"local-"));
 }
 
 /// No log line per request at the default level; one line per reload.

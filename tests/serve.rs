@@ -173,11 +173,11 @@ async fn health_metadata_and_metrics_routes() {
     post_json(server.url("/predict"), json!({"text": "ok"})).await;
     let metrics = get("/metrics").await.unwrap().text().await.unwrap();
     for name in [
-        "hotserve_requests_total{route=\"/predict\",status=\"200\"} 1",
-        "hotserve_model_info{name=\"sentiment\"",
-        "hotserve_batch_size_count",
+        "hotserve_requests_total{model=\"sentiment\",route=\"/predict\",status=\"200\"} 1",
+        "hotserve_model_info{model=\"sentiment\",name=\"sentiment\"",
+        "hotserve_batch_size_count{model=\"sentiment\"}",
         "hotserve_inference_duration_seconds_bucket",
-        "hotserve_reloads_total{result=\"loaded\"} 1",
+        "hotserve_reloads_total{model=\"sentiment\",result=\"loaded\"} 1",
     ] {
         assert!(metrics.contains(name), "metrics lack {name}:\n{metrics}");
     }
@@ -519,7 +519,12 @@ async fn slow_inference_does_not_block_the_runtime() {
         })
         .collect();
     // A batch is counted just before the failpoint: from here the only worker is busy.
-    metric_reaches(&server.url("/metrics"), "hotserve_batch_size_count", 1.0).await;
+    metric_reaches(
+        &server.url("/metrics"),
+        "hotserve_batch_size_count{model=\"sentiment\"}",
+        1.0,
+    )
+    .await;
     for path in [
         "/health/live",
         "/health/ready",
@@ -562,7 +567,12 @@ async fn overload_fails_fast() {
             .send()
     };
     let computing = tokio::spawn(predict("first"));
-    metric_reaches(&metrics, "hotserve_batch_size_count", 1.0).await;
+    metric_reaches(
+        &metrics,
+        "hotserve_batch_size_count{model=\"sentiment\"}",
+        1.0,
+    )
+    .await;
     let queued = tokio::spawn(predict("second"));
     metric_reaches(&metrics, "hotserve_queue_depth", 1.0).await;
 
@@ -630,7 +640,12 @@ async fn disconnected_clients_are_dropped_before_inference() {
     };
     // One request occupies the only worker...
     let first = tokio::spawn(predict("first".into()));
-    metric_reaches(&metrics, "hotserve_batch_size_count", 1.0).await;
+    metric_reaches(
+        &metrics,
+        "hotserve_batch_size_count{model=\"sentiment\"}",
+        1.0,
+    )
+    .await;
     // ...while five more queue up and then give up (their connections close).
     let gone: Vec<_> = (0..5)
         .map(|i| tokio::spawn(predict(format!("gone {i}"))))
@@ -644,7 +659,7 @@ async fn disconnected_clients_are_dropped_before_inference() {
     // has been taken from the queue.
     assert_eq!(predict("last".into()).await.unwrap().status(), 200);
     assert_eq!(
-        metric(&metrics, "hotserve_batch_size_count").await,
+        metric(&metrics, "hotserve_batch_size_count{model=\"sentiment\"}").await,
         Some(2.0),
         "only the requests whose client stayed were computed"
     );

@@ -25,6 +25,9 @@ pub struct Setting {
     pub default: DefaultValue,
     /// Whether a bad value is shown as `<redacted>` in errors.
     pub secret: bool,
+    /// Whether the setting is a list: the YAML value may be a list, the text form is
+    /// comma-separated, and the dedicated flag is repeatable (its values add up).
+    pub list: bool,
     /// One line for users: `hotserve settings`, `--help` and the `Config` field's doc.
     pub help: &'static str,
     /// Runs the setting's parser on a value and keeps only whether it was accepted.
@@ -43,7 +46,43 @@ pub enum DefaultValue {
 }
 
 /// Raw values by key, with the layer that supplied each one; later layers overwrite earlier.
-pub(super) type RawValues = BTreeMap<&'static str, (String, Source)>;
+pub(super) type RawValues = BTreeMap<&'static str, (Raw, Source)>;
+
+/// A raw value as a layer gave it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Raw {
+    /// Text: the environment, a flag, a YAML scalar. A list setting splits it at commas.
+    Text(String),
+    /// The items of a YAML list (list settings only).
+    Items(Vec<Item>),
+}
+
+/// One item of a list setting.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Item {
+    /// Text (`NAME=URI`): from the environment, a flag or a YAML string.
+    Text(String),
+    /// The fields of a YAML mapping, scalars written as text, in the file's order.
+    Fields(Vec<(String, String)>),
+}
+
+impl Raw {
+    /// The items of a list setting's value: text splits at commas (empty parts dropped).
+    pub(super) fn items(&self) -> Vec<Item> {
+        match self {
+            Raw::Text(text) => split_items(text).map(Item::Text).collect(),
+            Raw::Items(items) => items.clone(),
+        }
+    }
+}
+
+/// The comma-separated items of a list setting's text form, trimmed, empty ones dropped.
+pub(super) fn split_items(text: &str) -> impl Iterator<Item = String> + '_ {
+    text.split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .map(str::to_string)
+}
 
 /// Declares the settings. Each entry reads like a struct field with its metadata:
 ///
@@ -58,6 +97,10 @@ pub(super) type RawValues = BTreeMap<&'static str, (String, Source)>;
 /// },
 /// ```
 ///
+/// A list setting says `list: true` after its flag: its field is a `Vec<T>` (empty when no
+/// layer sets it), its parser takes one [`Item`] (`fn(&Item) -> Result<T, String>`), its YAML
+/// value may be a list, and its dedicated flag is repeatable.
+///
 /// A setting with neither `default` nor `derived` must have an `Option<T>` field (the compiler
 /// enforces it). A `derived` default is a function (or closure) of the environment lookup,
 /// called only when no layer sets the value; a closure may name the settings declared above
@@ -71,6 +114,7 @@ macro_rules! settings {
                 $field:ident: $ty:ty {
                     env: $env:literal,
                     $(flag: $flag:literal,)?
+                    $(list: $list:literal,)?
                     $(default: $default:literal,)?
                     $(derived: $derived:expr,)?
                     parse: $parse:expr,
@@ -102,8 +146,9 @@ macro_rules! settings {
                         @default [$($default)?] [$($derived)?]
                     ),
                     secret: $crate::config::declare::settings!(@secret $($secret)?),
+                    list: $crate::config::declare::settings!(@list $($list)?),
                     help: $help,
-                    validate: |value| ($parse)(value).map(drop),
+                    validate: $crate::config::declare::settings!(@validate [$($list)?] $parse),
                 },
             )*
         ];
@@ -120,7 +165,7 @@ macro_rules! settings {
                 $(
                     let $field: $ty = $crate::config::declare::settings!(
                         @value parser, env, stringify!($field), $parse,
-                        [$($default)?] [$($derived)?]
+                        [$($list)?] [$($default)?] [$($derived)?]
                     );
                 )*
                 $config { $($field),* }
@@ -132,18 +177,31 @@ macro_rules! settings {
     (@option $value:literal) => { Some($value) };
     (@secret) => { false };
     (@secret $secret:literal) => { $secret };
+    (@list) => { false };
+    (@list $list:literal) => { $list };
 
     (@default [$default:literal] []) => { $crate::config::DefaultValue::Literal($default) };
     (@default [] [$derived:expr]) => { $crate::config::DefaultValue::Derived };
     (@default [] []) => { $crate::config::DefaultValue::Unset };
 
-    (@value $parser:ident, $env:ident, $key:expr, $parse:expr, [$default:literal] []) => {
+    (@validate [] $parse:expr) => { |value| ($parse)(value).map(drop) };
+    (@validate [$list:literal] $parse:expr) => {
+        |value| {
+            $crate::config::declare::split_items(value)
+                .try_for_each(|item| ($parse)(&$crate::config::Item::Text(item)).map(drop))
+        }
+    };
+
+    (@value $parser:ident, $env:ident, $key:expr, $parse:expr, [$list:literal] [] []) => {
+        $parser.list($key, $parse)
+    };
+    (@value $parser:ident, $env:ident, $key:expr, $parse:expr, [] [$default:literal] []) => {
         $parser.get($key, $default, $parse)
     };
-    (@value $parser:ident, $env:ident, $key:expr, $parse:expr, [] [$derived:expr]) => {
+    (@value $parser:ident, $env:ident, $key:expr, $parse:expr, [] [] [$derived:expr]) => {
         $parser.opt($key, $parse).unwrap_or_else(|| ($derived)($env))
     };
-    (@value $parser:ident, $env:ident, $key:expr, $parse:expr, [] []) => {
+    (@value $parser:ident, $env:ident, $key:expr, $parse:expr, [] [] []) => {
         $parser.opt($key, $parse)
     };
 }
@@ -176,6 +234,12 @@ impl Parser<'_> {
         parse: impl Fn(&str) -> Result<T, String>,
     ) -> Option<T> {
         let (value, source) = self.raw.get(key)?;
+        let Raw::Text(value) = value else {
+            self.problems.push(format!(
+                "{key} (from {source}): must be a single value, not a list or mapping"
+            ));
+            return None;
+        };
         match parse(value.trim()) {
             Ok(parsed) => Some(parsed),
             Err(why) => {
@@ -189,5 +253,27 @@ impl Parser<'_> {
                 None
             }
         }
+    }
+
+    /// The parsed items of the list setting `key` (empty when no layer set it); each bad item
+    /// is recorded as a problem and left out.
+    pub(super) fn list<T>(
+        &mut self,
+        key: &'static str,
+        parse: impl Fn(&Item) -> Result<T, String>,
+    ) -> Vec<T> {
+        let Some((value, source)) = self.raw.get(key) else {
+            return Vec::new();
+        };
+        let mut parsed = Vec::new();
+        for (index, item) in value.items().iter().enumerate() {
+            match parse(item) {
+                Ok(value) => parsed.push(value),
+                Err(why) => self
+                    .problems
+                    .push(format!("{key}[{index}] (from {source}): {why}")),
+            }
+        }
+        parsed
     }
 }

@@ -45,13 +45,16 @@ pub fn args() -> Vec<Arg> {
         let Some((long, value_name)) = setting.flag.and_then(split_flag) else {
             continue;
         };
-        args.push(
-            Arg::new(setting.key)
-                .long(long)
-                .global(true)
-                .value_name(value_name)
-                .help(format!("{} ({})", capitalized(setting.help), setting.env)),
-        );
+        let arg = Arg::new(setting.key)
+            .long(long)
+            .global(true)
+            .value_name(value_name)
+            .help(format!("{} ({})", capitalized(setting.help), setting.env));
+        args.push(if setting.list {
+            arg.action(ArgAction::Append)
+        } else {
+            arg
+        });
     }
     args.push(
         Arg::new(SET)
@@ -101,7 +104,11 @@ impl FromArgMatches for Flags {
             let Some((long, _)) = setting.flag.and_then(split_flag) else {
                 continue;
             };
-            if let Some(value) = matches.get_one::<String>(setting.key) {
+            for value in matches
+                .get_many::<String>(setting.key)
+                .into_iter()
+                .flatten()
+            {
                 self.values
                     .push((setting.key.into(), format!("--{long}"), value.clone()));
             }
@@ -168,6 +175,10 @@ mod tests {
         check("--cache-dir /c", "cache_dir=/c (--cache-dir)");
         check("--poll-interval 0", "poll_interval=0 (--poll-interval)");
         check("--log-format json", "log_format=json (--log-format)");
+        check(
+            "--model a=/m --model=b=models:/b@c",
+            "models=a=/m (--model), models=b=models:/b@c (--model)",
+        );
         check("--set watch=false", "watch=false (--set watch)");
         check(
             "--set admin_token=a=b",
@@ -225,6 +236,7 @@ mod tests {
             flagged,
             [
                 ("model_uri", "model-uri"),
+                ("models", "model"),
                 ("listen", "listen"),
                 ("cache_dir", "cache-dir"),
                 ("poll_interval", "poll-interval"),
@@ -234,12 +246,12 @@ mod tests {
         for setting in SETTINGS {
             if let Some(flag) = setting.flag {
                 let (long, value_name) = split_flag(flag).expect("a flag is written --name=VALUE");
-                assert_eq!(
-                    long,
-                    setting.key.replace('_', "-"),
-                    "the flag of {}",
-                    setting.key
-                );
+                // A list's flag names one item: `--model` for `models`.
+                let key = match setting.list {
+                    true => setting.key.strip_suffix('s').unwrap_or(setting.key),
+                    false => setting.key,
+                };
+                assert_eq!(long, key.replace('_', "-"), "the flag of {}", setting.key);
                 assert!(!value_name.is_empty(), "{flag} names its value");
             }
         }

@@ -20,17 +20,19 @@
 
 mod declare;
 pub mod flags;
+mod models;
 mod parse;
 mod settings;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-pub use declare::{DefaultValue, Setting};
+pub use declare::{DefaultValue, Item, Setting};
+pub use models::ModelSpec;
 pub use parse::parse_duration;
 pub use settings::{Config, LogFormat, ReloadPolicy, SETTINGS};
 
-use declare::RawValues;
+use declare::{Raw, RawValues};
 
 /// Where a raw value came from; used in error messages so users know which layer to fix.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -90,13 +92,20 @@ impl Config {
         }
         for setting in SETTINGS {
             if let Some(value) = (inputs.env)(setting.env) {
-                raw.insert(setting.key, (value, Source::Env(setting.env)));
+                raw.insert(setting.key, (Raw::Text(value), Source::Env(setting.env)));
             }
         }
         for (key, flag, value) in &inputs.flags {
             match find_setting(key) {
                 Some(setting) => {
-                    raw.insert(setting.key, (value.clone(), Source::Flag(flag.clone())));
+                    let value = match raw.get(setting.key) {
+                        // A list's flags add up: `--model a=x --model b=y`.
+                        Some((Raw::Text(earlier), Source::Flag(_))) if setting.list => {
+                            format!("{earlier},{value}")
+                        }
+                        _ => value.clone(),
+                    };
+                    raw.insert(setting.key, (Raw::Text(value), Source::Flag(flag.clone())));
                 }
                 None => problems.push(format!(
                     "unknown setting '{key}' in {flag}; known settings: {}",
@@ -106,6 +115,7 @@ impl Config {
         }
 
         let config = Config::from_raw(&raw, inputs.env, &mut problems);
+        problems.extend(models::check(&config));
         if problems.is_empty() {
             Ok(config)
         } else {
@@ -199,21 +209,64 @@ fn read_yaml_layer(text: &str, path: &Path, raw: &mut RawValues, problems: &mut 
             ));
             continue;
         };
-        let text = match value {
+        let value = match value {
             serde_yaml::Value::Null => continue,
-            serde_yaml::Value::String(s) => s,
-            serde_yaml::Value::Bool(b) => b.to_string(),
-            serde_yaml::Value::Number(n) => n.to_string(),
-            _ => {
-                problems.push(format!(
-                    "config file {}: '{key}' must be a single value, not a list or mapping",
-                    path.display()
-                ));
-                continue;
-            }
+            serde_yaml::Value::Sequence(items) if setting.list => match yaml_items(items, key) {
+                Ok(items) => Raw::Items(items),
+                Err(why) => {
+                    problems.push(format!("config file {}: {why}", path.display()));
+                    continue;
+                }
+            },
+            value => match yaml_scalar(&value) {
+                Some(text) => Raw::Text(text),
+                None => {
+                    problems.push(format!(
+                        "config file {}: '{key}' must be a single value, not a list or mapping",
+                        path.display()
+                    ));
+                    continue;
+                }
+            },
         };
-        raw.insert(setting.key, (text, Source::File(path.to_path_buf())));
+        raw.insert(setting.key, (value, Source::File(path.to_path_buf())));
     }
+}
+
+/// A YAML scalar as text; `None` for lists and mappings.
+fn yaml_scalar(value: &serde_yaml::Value) -> Option<String> {
+    match value {
+        serde_yaml::Value::String(s) => Some(s.clone()),
+        serde_yaml::Value::Bool(b) => Some(b.to_string()),
+        serde_yaml::Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// The items of a list setting's YAML list: strings, or mappings of scalar fields.
+fn yaml_items(items: Vec<serde_yaml::Value>, key: &str) -> Result<Vec<Item>, String> {
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(index, item)| match item {
+            serde_yaml::Value::Mapping(mapping) => mapping
+                .into_iter()
+                .map(|(field, value)| {
+                    let field = field.as_str().unwrap_or_default().to_string();
+                    match yaml_scalar(&value) {
+                        Some(text) => Ok((field, text)),
+                        None => Err(format!(
+                            "{key}[{index}].{field} must be a single value, not a list or mapping"
+                        )),
+                    }
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map(Item::Fields),
+            scalar => yaml_scalar(&scalar).map(Item::Text).ok_or_else(|| {
+                format!("{key}[{index}] must be NAME=URI or a mapping with name and uri")
+            }),
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -362,6 +415,87 @@ mod tests {
     fn set_keys_may_use_dashes() {
         let config = load(None, &[], &[("poll-interval", "0")]).unwrap();
         assert_eq!(config.poll_interval, None);
+    }
+
+    fn names(config: &Config) -> Vec<(&str, &str)> {
+        config
+            .models
+            .iter()
+            .map(|m| (m.name.as_str(), m.uri.as_str()))
+            .collect()
+    }
+
+    #[test]
+    fn models_from_each_layer() {
+        let file = "models:\n  - {name: a, uri: \"models:/a@champion\", poll_interval: 0}\n  - b=/srv/b\ndefault_model: b\n";
+        let config = load(Some(file), &[], &[]).unwrap();
+        assert_eq!(
+            names(&config),
+            [("a", "models:/a@champion"), ("b", "/srv/b")]
+        );
+        assert_eq!(config.models[0].poll_interval, Some(None));
+        assert_eq!(config.default_model.as_deref(), Some("b"));
+        let env = [("HOTSERVE_MODELS", "a=models:/a@champion, b=/srv/b")];
+        let config = load(Some(file), &env, &[]).unwrap();
+        assert_eq!(
+            names(&config),
+            [("a", "models:/a@champion"), ("b", "/srv/b")]
+        );
+        assert_eq!(
+            config.models[0].poll_interval, None,
+            "the environment replaced the file"
+        );
+        let flags = [("models", "c=/c"), ("models", "d=/d")];
+        let config = load(None, &env, &flags).unwrap();
+        assert_eq!(
+            names(&config),
+            [("c", "/c"), ("d", "/d")],
+            "flags add up and win"
+        );
+        let config = load(Some("models: x=/x\n"), &[], &[]).unwrap();
+        assert_eq!(
+            names(&config),
+            [("x", "/x")],
+            "a YAML string is the text form"
+        );
+    }
+
+    #[test]
+    fn model_errors_are_reported_together() {
+        check_error(
+            Some("models:\n  - a=/a\n  - a=/b\n  - {name: \"b c\", uri: /c}\n  - [x]\n"),
+            &[],
+            &["models[3] must be NAME=URI or a mapping"],
+        );
+        check_error(
+            Some("model_uri: /m\nmodels: [a=/a, a=/b, \"b c=/c\"]\ndefault_model: z\n"),
+            &[("HOTSERVE_MAX_BATCH_SIZE", "0")],
+            &[
+                "models[2] (from config file",
+                "max_batch_size = '0'",
+                "model_uri and models are both set",
+                "models: the name 'a' is used twice",
+                "default_model = 'z' names no configured model; configured: a",
+            ],
+        );
+        check_error(
+            None,
+            &[("HOTSERVE_DEFAULT_MODEL", "a")],
+            &["default_model = 'a' names no configured model; configured: (none"],
+        );
+        check_error(
+            Some("models: {name: a, uri: /a}\n"),
+            &[],
+            &["'models' must be a single value, not a list or mapping"],
+        );
+        check_error(
+            Some("listen: [a]\nmodels: [{name: a, uri: [x]}]\n"),
+            &[],
+            &[
+                "'listen' must be a single value",
+                "models[0].uri must be a single value",
+            ],
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::declare::settings;
+use super::models::{parse_model, parse_model_name, ModelSpec};
 use super::parse::{
     parse_bool, parse_bytes, parse_count, parse_duration, parse_fraction, parse_interval,
     parse_log_filter, parse_nonempty, parse_path, parse_positive_duration, parse_socket_addr,
@@ -29,7 +30,21 @@ settings! {
         model_name: Option<String> {
             env: "HOTSERVE_MODEL_NAME",
             parse: parse_nonempty,
-            help: "name reported for local models (default: the directory name)",
+            help: "name of the model_uri model: reported for a local model, used in /models/<name>/ and the model label (default: the registered or directory name)",
+        },
+        /// Empty: one model, from `model_uri`.
+        models: Vec<ModelSpec> {
+            env: "HOTSERVE_MODELS",
+            flag: "--model=NAME=URI",
+            list: true,
+            parse: parse_model,
+            help: "several models, NAME=URI each (comma-separated; the flag repeats; in YAML a list of {name, uri, poll_interval, reload_policy}); not with model_uri",
+        },
+        /// `None`: the first of `models`.
+        default_model: Option<String> {
+            env: "HOTSERVE_DEFAULT_MODEL",
+            parse: parse_model_name,
+            help: "the model /predict, /predict/batch, /invocations, /v1/model and /ping serve (default: the first of models)",
         },
 
         // --- HTTP --------------------------------------------------------------------------
@@ -252,7 +267,7 @@ pub enum ReloadPolicy {
 }
 
 impl ReloadPolicy {
-    fn parse(value: &str) -> Result<ReloadPolicy, String> {
+    pub(super) fn parse(value: &str) -> Result<ReloadPolicy, String> {
         match value {
             "availability" => Ok(ReloadPolicy::Availability),
             "resource" => Ok(ReloadPolicy::Resource),

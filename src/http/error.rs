@@ -69,6 +69,19 @@ impl ApiError {
         )
     }
 
+    /// A `/models/{name}/...` route or `?model=` naming no configured model; `known` lists the
+    /// configured names.
+    pub fn unknown_model(name: &str, known: &[&str]) -> ApiError {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "RESOURCE_DOES_NOT_EXIST",
+            format!(
+                "no model is configured as '{name}'; configured models: {}",
+                known.join(", ")
+            ),
+        )
+    }
+
     /// A route that exists but is switched off by configuration; answered like an unknown
     /// route, so a scanner learns nothing. `message` says which setting turns it on.
     pub fn route_disabled(message: impl Into<String>) -> ApiError {
@@ -341,6 +354,7 @@ mod tests {
         check(ApiError::forbidden("x"), 403, "PERMISSION_DENIED", None);
         check(ApiError::not_found("/x"), 404, "ENDPOINT_NOT_FOUND", None);
         check(ApiError::route_disabled("x"), 404, "ENDPOINT_NOT_FOUND", None);
+        check(ApiError::unknown_model("x", &["a", "b"]), 404, "RESOURCE_DOES_NOT_EXIST", None);
         check(ApiError::method_not_allowed(&Method::GET, "/predict", &Method::POST), 405, "BAD_REQUEST", None);
         check(ApiError::request_timeout(), 408, "BAD_REQUEST", None);
         check(ApiError::too_large(10), 413, "MAX_READ_SIZE_EXCEEDED", None);

@@ -26,7 +26,7 @@ use tracing::Instrument;
 
 use crate::config::Config;
 use crate::live::Live;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, ModelMetrics};
 use crate::queue::Pool;
 use crate::reload::webhook::Verifier;
 use crate::reload::Triggers;
@@ -35,15 +35,50 @@ use error::ApiError;
 /// Everything a request handler may touch.
 pub struct App {
     pub config: Arc<Config>,
-    pub live: Arc<Live>,
+    /// The configured models, in configuration order (one for the `MODEL_URI` form).
+    pub models: Vec<Served>,
+    /// Which of `models` the un-prefixed routes (`/predict`, `/v1/model`, ...) serve.
+    pub default: usize,
+    /// One inference pool for every model.
     pub pool: Arc<Pool>,
     pub metrics: Arc<Metrics>,
-    /// Asks the reload loop for a check (admin route, webhook).
-    pub triggers: Triggers,
     /// Set when `webhook_secret` is configured.
     pub webhook: Option<Verifier>,
-    /// The registered model name the webhook cares about (`None` for local models).
+}
+
+/// One configured model, as the handlers see it.
+pub struct Served {
+    /// The configured name (`/models/{name}/...`, `/health`, the `model` label).
+    pub name: String,
+    /// Its live version and status.
+    pub live: Arc<Live>,
+    /// Its metrics.
+    pub metrics: Arc<ModelMetrics>,
+    /// Asks its reload loop for a check (admin route, webhook).
+    pub triggers: Triggers,
+    /// The registered model name webhooks name (`None` for local models: every registry event
+    /// may concern them).
     pub registered_name: Option<String>,
+}
+
+impl App {
+    /// The model the un-prefixed routes serve.
+    pub fn default_model(&self) -> &Served {
+        &self.models[self.default]
+    }
+
+    /// The model configured as `name`.
+    pub fn model(&self, name: &str) -> Option<&Served> {
+        self.models.iter().find(|model| model.name == name)
+    }
+
+    /// The configured names, in configuration order.
+    pub fn model_names(&self) -> Vec<&str> {
+        self.models
+            .iter()
+            .map(|model| model.name.as_str())
+            .collect()
+    }
 }
 
 /// The response type of every handler.
@@ -124,7 +159,11 @@ async fn handle(app: &App, request: Request<Incoming>, peer: SocketAddr) -> Http
         .unwrap_or_else(new_request_id);
     app.metrics.in_flight.fetch_add(1, Ordering::Relaxed);
     let span = tracing::debug_span!("request", id = ?request_id, method = %request.method(), path = %request.uri().path(), %peer);
-    let (route, mut response) = routes::route(app, request).instrument(span.clone()).await;
+    let routes::Routed {
+        route,
+        model,
+        mut response,
+    } = routes::route(app, request).instrument(span.clone()).await;
     if response.status() == StatusCode::INTERNAL_SERVER_ERROR {
         // Rare by design (bad input is a 4xx; 503/504 are states the metrics count), so worth a
         // line at the default level, with the id the client saw.
@@ -134,8 +173,12 @@ async fn handle(app: &App, request: Request<Incoming>, peer: SocketAddr) -> Http
         .headers_mut()
         .insert(X_REQUEST_ID.clone(), request_id);
     app.metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
-    app.metrics
-        .observe_request(route, response.status().as_u16(), started.elapsed());
+    app.metrics.observe_request(
+        route,
+        model.as_deref(),
+        response.status().as_u16(),
+        started.elapsed(),
+    );
     span.in_scope(|| tracing::debug!(status = response.status().as_u16(), elapsed = ?started.elapsed(), "answered"));
     response
 }

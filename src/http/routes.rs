@@ -1,6 +1,8 @@
-//! The routes of the contract (`../shared/docs/PRODUCT.md`, "HTTP interface"). Each handler
-//! reads its body within limits, picks the live model once, tokenizes on the blocking pool,
-//! waits for the inference queue and renders JSON; errors go through [`ApiError`].
+//! The routes of the contract (`../shared/docs/PRODUCT.md`, "HTTP interface"). The
+//! un-prefixed routes serve the default model, `/models/{name}/...` the model configured as
+//! `name` (`resolve` decides, purely). Each handler reads its body within limits, picks the
+//! live model once, tokenizes on the blocking pool, waits for the inference queue and renders
+//! JSON; errors go through [`ApiError`].
 
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -11,71 +13,139 @@ use hyper::{Method, Request, StatusCode};
 use serde_json::{json, Map, Value};
 
 use super::error::{ApiError, Probe};
-use super::{json, read_body, text, App, HttpResponse, X_MODEL_VERSION};
+use super::{json, read_body, text, App, HttpResponse, Served, X_MODEL_VERSION};
 use crate::model::argmax;
 use crate::model::{tensor, Encoded, Model, Scores};
 use crate::protocol::{self, ContentType};
-use crate::reload::webhook::{Delivery, Verdict};
+use crate::reload::webhook::{self, Delivery, Verdict};
 
-/// Routes a request; returns the route's name (for metrics) and the response.
-pub async fn route(app: &App, request: Request<Incoming>) -> (&'static str, HttpResponse) {
-    let method = request.method().clone();
-    let path = request.uri().path().to_string();
-    let (name, allowed) = match path.as_str() {
+/// A routed request: the route's name and the model it served (for metrics) and the response.
+pub struct Routed {
+    /// The route as metrics name it (`/models/{name}/predict`, not the actual name).
+    pub route: &'static str,
+    /// The configured name of the model the route served, when it served one.
+    pub model: Option<String>,
+    pub response: HttpResponse,
+}
+
+/// Which model a route is about.
+#[derive(Debug, PartialEq, Eq)]
+enum Target<'a> {
+    /// None: `/health`, `/metrics`, `/admin/reload`, ...
+    Daemon,
+    /// The default model: the un-prefixed routes.
+    Default,
+    /// `/models/{name}/...`.
+    Named(&'a str),
+}
+
+/// The route a path names: its name for metrics, its method and its model. Pure.
+fn resolve(path: &str) -> Option<(&'static str, Method, Target<'_>)> {
+    let (name, method) = match path {
         "/predict" => ("/predict", Method::POST),
         "/predict/batch" => ("/predict/batch", Method::POST),
         "/invocations" => ("/invocations", Method::POST),
         "/ping" => ("/ping", Method::GET),
-        "/version" => ("/version", Method::GET),
-        "/health" => ("/health", Method::GET),
-        "/health/live" => ("/health/live", Method::GET),
-        "/health/ready" => ("/health/ready", Method::GET),
         "/v1/model" => ("/v1/model", Method::GET),
-        "/metrics" => ("/metrics", Method::GET),
-        "/admin/reload" => ("/admin/reload", Method::POST),
-        "/hooks/mlflow" => ("/hooks/mlflow", Method::POST),
-        _ => return ("other", ApiError::not_found(&path).response()),
+        "/version" => return Some(("/version", Method::GET, Target::Daemon)),
+        "/health" => return Some(("/health", Method::GET, Target::Daemon)),
+        "/health/live" => return Some(("/health/live", Method::GET, Target::Daemon)),
+        "/health/ready" => return Some(("/health/ready", Method::GET, Target::Daemon)),
+        "/metrics" => return Some(("/metrics", Method::GET, Target::Daemon)),
+        "/admin/reload" => return Some(("/admin/reload", Method::POST, Target::Daemon)),
+        "/hooks/mlflow" => return Some(("/hooks/mlflow", Method::POST, Target::Daemon)),
+        _ => {
+            let rest = path.strip_prefix("/models/")?;
+            let (model, route) = rest.split_once('/').unwrap_or((rest, ""));
+            if model.is_empty() {
+                return None;
+            }
+            let (name, method) = match route {
+                "" => ("/models/{name}", Method::GET),
+                "ready" => ("/models/{name}/ready", Method::GET),
+                "predict" => ("/models/{name}/predict", Method::POST),
+                "predict/batch" => ("/models/{name}/predict/batch", Method::POST),
+                "invocations" => ("/models/{name}/invocations", Method::POST),
+                _ => return None,
+            };
+            return Some((name, method, Target::Named(model)));
+        }
+    };
+    Some((name, method, Target::Default))
+}
+
+/// Routes a request.
+pub async fn route(app: &App, request: Request<Incoming>) -> Routed {
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    let answer = |route, model: Option<&Served>, response| Routed {
+        route,
+        model: model.map(|m| m.name.clone()),
+        response,
+    };
+    let Some((name, allowed, target)) = resolve(&path) else {
+        return answer("other", None, ApiError::not_found(&path).response());
     };
     let method_ok = method == allowed || (allowed == Method::GET && method == Method::HEAD);
     if !method_ok {
         let err = ApiError::method_not_allowed(&method, &path, &allowed);
-        return (name, err.response());
+        return answer(name, None, err.response());
     }
-    let result = match name {
-        "/predict" => predict(app, request).await,
-        "/predict/batch" => predict_batch(app, request).await,
-        "/invocations" => invocations(app, request).await,
-        "/ping" => Ok(ping(app)),
-        "/version" => Ok(text(
+    let model = match target {
+        Target::Daemon => None,
+        Target::Default => Some(app.default_model()),
+        Target::Named(wanted) => match app.model(wanted) {
+            Some(model) => Some(model),
+            None => {
+                let err = ApiError::unknown_model(wanted, &app.model_names());
+                return answer(name, None, err.response());
+            }
+        },
+    };
+    let result = match (name, model) {
+        ("/predict" | "/models/{name}/predict", Some(model)) => predict(app, model, request).await,
+        ("/predict/batch" | "/models/{name}/predict/batch", Some(model)) => {
+            predict_batch(app, model, request).await
+        }
+        ("/invocations" | "/models/{name}/invocations", Some(model)) => {
+            invocations(app, model, request).await
+        }
+        ("/ping", Some(model)) => Ok(ping(model)),
+        ("/models/{name}/ready", Some(model)) => Ok(model_ready(model)),
+        ("/v1/model" | "/models/{name}", Some(model)) => model_metadata(model),
+        ("/version", _) => Ok(text(
             StatusCode::OK,
             format!("{}\n", env!("CARGO_PKG_VERSION")),
             "text/plain; charset=utf-8",
         )),
-        "/health" => Ok(health(app)),
-        "/health/live" => Ok(json(StatusCode::OK, &json!({"status": "alive"}))),
-        "/health/ready" => Ok(ready(app)),
-        "/v1/model" => model_metadata(app),
-        "/metrics" => Ok(text(
+        ("/health", _) => Ok(health(app)),
+        ("/health/live", _) => Ok(json(StatusCode::OK, &json!({"status": "alive"}))),
+        ("/health/ready", _) => ready(app, request.uri().query().unwrap_or("")),
+        ("/metrics", _) => Ok(text(
             StatusCode::OK,
             app.metrics.render(),
             "text/plain; version=0.0.4; charset=utf-8",
         )),
-        "/admin/reload" => admin_reload(app, request).await,
-        "/hooks/mlflow" => webhook(app, request).await,
+        ("/admin/reload", _) => admin_reload(app, request).await,
+        ("/hooks/mlflow", _) => webhook(app, request).await,
         _ => Err(ApiError::not_found(&path)),
     };
-    (name, result.unwrap_or_else(|err| err.response()))
+    answer(name, model, result.unwrap_or_else(|err| err.response()))
 }
 
 /// `POST /predict` `{"text": "..."}`.
-async fn predict(app: &App, request: Request<Incoming>) -> Result<HttpResponse, ApiError> {
+async fn predict(
+    app: &App,
+    served: &Served,
+    request: Request<Incoming>,
+) -> Result<HttpResponse, ApiError> {
     let deadline = Instant::now() + app.config.request_timeout;
     require_json(&request)?;
     let body = read_body(request, app.config.max_body_bytes, deadline).await?;
     let text = protocol::parse_predict(&body)?;
     check_text(app, 0, &text)?;
-    let model = live_model(app)?;
-    let scores = classify(app, &model, vec![text], deadline).await?;
+    let model = live_model(served)?;
+    let scores = classify(app, served, &model, vec![text], deadline).await?;
     let labels = &model.text().expect("classify checked the task").labels;
     let mut body = prediction(labels, &scores[0]);
     body["model_version"] = json!(model.info.version);
@@ -83,14 +153,18 @@ async fn predict(app: &App, request: Request<Incoming>) -> Result<HttpResponse, 
 }
 
 /// `POST /predict/batch` `{"texts": [...]}`: one model version for the whole batch.
-async fn predict_batch(app: &App, request: Request<Incoming>) -> Result<HttpResponse, ApiError> {
+async fn predict_batch(
+    app: &App,
+    served: &Served,
+    request: Request<Incoming>,
+) -> Result<HttpResponse, ApiError> {
     let deadline = Instant::now() + app.config.request_timeout;
     require_json(&request)?;
     let body = read_body(request, app.config.max_body_bytes, deadline).await?;
     let texts = protocol::parse_batch(&body)?;
     check_texts(app, &texts)?;
-    let model = live_model(app)?;
-    let scores = classify(app, &model, texts, deadline).await?;
+    let model = live_model(served)?;
+    let scores = classify(app, served, &model, texts, deadline).await?;
     let labels = &model.text().expect("classify checked the task").labels;
     let predictions: Vec<Value> = scores.iter().map(|s| prediction(labels, s)).collect();
     Ok(with_version(
@@ -103,7 +177,11 @@ async fn predict_batch(app: &App, request: Request<Incoming>) -> Result<HttpResp
 }
 
 /// `POST /invocations`: MLflow's scoring protocol.
-async fn invocations(app: &App, request: Request<Incoming>) -> Result<HttpResponse, ApiError> {
+async fn invocations(
+    app: &App,
+    served: &Served,
+    request: Request<Incoming>,
+) -> Result<HttpResponse, ApiError> {
     let deadline = Instant::now() + app.config.request_timeout;
     let content_type = match media_type(&request).as_deref() {
         None | Some("application/json") => ContentType::Json,
@@ -117,12 +195,12 @@ async fn invocations(app: &App, request: Request<Incoming>) -> Result<HttpRespon
     };
     let body = read_body(request, app.config.max_body_bytes, deadline).await?;
     let invocation = protocol::parse_invocation(&body, content_type)?;
-    let model = live_model(app)?;
+    let model = live_model(served)?;
     let predictions = match model.text() {
         Some(task) => {
             let texts = invocation.texts()?;
             check_texts(app, &texts)?;
-            let scores = classify(app, &model, texts, deadline).await?;
+            let scores = classify(app, served, &model, texts, deadline).await?;
             let rows: Vec<Value> = scores
                 .iter()
                 .map(|s| {
@@ -136,7 +214,8 @@ async fn invocations(app: &App, request: Request<Incoming>) -> Result<HttpRespon
             let inputs = tensor::from_request(&model, invocation)?;
             let outputs = tokio::time::timeout_at(
                 deadline.into(),
-                app.pool.run_tensors(&model, inputs, deadline),
+                app.pool
+                    .run_tensors(&model, &served.metrics, inputs, deadline),
             )
             .await
             .map_err(|_| ApiError::deadline_exceeded())??;
@@ -152,6 +231,7 @@ async fn invocations(app: &App, request: Request<Incoming>) -> Result<HttpRespon
 /// Tokenizes on the blocking pool, then waits for the inference queue, within the deadline.
 async fn classify(
     app: &App,
+    served: &Served,
     model: &Arc<Model>,
     texts: Vec<String>,
     deadline: Instant,
@@ -172,11 +252,12 @@ async fn classify(
         })
         .await
         .map_err(|err| ApiError::internal(format!("tokenization failed: {err}")))??;
-        app.metrics
+        served
+            .metrics
             .tokenize_seconds
             .observe_duration(tokenize_started.elapsed());
         app.pool
-            .classify(model, encoded, deadline)
+            .classify(model, &served.metrics, encoded, deadline)
             .await
             .map_err(|err| {
                 if let crate::queue::PoolError::QueueFull { .. } = err {
@@ -205,9 +286,9 @@ fn prediction(labels: &[String], scores: &Scores) -> Value {
     json!({"label": labels[best], "score": p, "scores": by_label})
 }
 
-fn live_model(app: &App) -> Result<Arc<Model>, ApiError> {
-    app.live.current().ok_or_else(|| {
-        let status = app.live.status();
+fn live_model(served: &Served) -> Result<Arc<Model>, ApiError> {
+    served.live.current().ok_or_else(|| {
+        let status = served.live.status();
         ApiError::no_model(&status.last_error.unwrap_or(status.message))
     })
 }
@@ -268,30 +349,68 @@ fn check_text(app: &App, index: usize, text: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// `GET /ping`: MLflow's liveness-with-model check.
-fn ping(app: &App) -> HttpResponse {
+/// `GET /ping`: MLflow's liveness-with-model check, for the default model.
+fn ping(served: &Served) -> HttpResponse {
     text(
-        Probe::of(app.live.is_ready()).status(),
+        Probe::of(served.live.is_ready()).status(),
         "\n",
         "application/json",
     )
 }
 
-/// `GET /health/ready`.
-fn ready(app: &App) -> HttpResponse {
-    if app.live.is_ready() {
-        return json(Probe::Pass.status(), &json!({"status": "ready"}));
+/// `GET /models/{name}/ready`: one model's readiness.
+fn model_ready(served: &Served) -> HttpResponse {
+    if served.live.is_ready() {
+        return json(
+            Probe::Pass.status(),
+            &json!({"status": "ready", "model": served.name}),
+        );
     }
-    let status = app.live.status();
-    let reason = if app.live.is_draining() {
-        "shutting down".to_string()
-    } else {
-        status.last_error.unwrap_or(status.message)
-    };
     json(
         Probe::Fail.status(),
-        &json!({"status": "not ready", "reason": reason}),
+        &json!({"status": "not ready", "model": served.name, "reason": not_ready_reason(served)}),
     )
+}
+
+/// Why a model is not ready, in words.
+fn not_ready_reason(served: &Served) -> String {
+    if served.live.is_draining() {
+        return "shutting down".to_string();
+    }
+    let status = served.live.status();
+    status.last_error.unwrap_or(status.message)
+}
+
+/// `GET /health/ready`: 200 when every configured model (or each one `?models=a,b` names) is
+/// live and the process is not draining; the 503 names the models that are not ready and why.
+fn ready(app: &App, query: &str) -> Result<HttpResponse, ApiError> {
+    let wanted: Vec<&Served> = match query_value(query, "models") {
+        Some(names) => names
+            .split(',')
+            .map(|name| {
+                app.model(name)
+                    .ok_or_else(|| ApiError::unknown_model(name, &app.model_names()))
+            })
+            .collect::<Result<_, _>>()?,
+        None => app.models.iter().collect(),
+    };
+    let not_ready: Vec<&Served> = wanted.into_iter().filter(|m| !m.live.is_ready()).collect();
+    if not_ready.is_empty() {
+        return Ok(json(Probe::Pass.status(), &json!({"status": "ready"})));
+    }
+    let reason = match not_ready.as_slice() {
+        [only] if app.models.len() == 1 => not_ready_reason(only),
+        _ => not_ready
+            .iter()
+            .map(|m| format!("{}: {}", m.name, not_ready_reason(m)))
+            .collect::<Vec<_>>()
+            .join("; "),
+    };
+    let names: Vec<&str> = not_ready.iter().map(|m| m.name.as_str()).collect();
+    Ok(json(
+        Probe::Fail.status(),
+        &json!({"status": "not ready", "reason": reason, "not_ready": names}),
+    ))
 }
 
 /// `GET /health`: the whole status in words, and whether a model is live. It fails (503, with
@@ -300,10 +419,31 @@ fn ready(app: &App) -> HttpResponse {
 /// live it stays 200 with `"status": "draining"`: the model still answers requests until the
 /// listener closes; taking the pod out of rotation is `/health/ready`'s job (503 at once).
 fn health(app: &App) -> HttpResponse {
-    let status = app.live.status();
-    let model = app.live.current();
+    let (mut body, probe) = model_health(app.default_model());
+    let models: Map<String, Value> = app
+        .models
+        .iter()
+        .map(|served| (served.name.clone(), model_health(served).0))
+        .collect();
     let runtime = crate::model::runtime::get();
-    let (state, probe) = health_state(model.is_some(), app.live.is_draining());
+    let daemon = json!({
+        "default_model": app.default_model().name,
+        "models": models,
+        "queue_depth": app.pool.depth(),
+        "onnxruntime": runtime.map(|r| json!({"version": r.version, "library": r.library})),
+        "hotserve_version": env!("CARGO_PKG_VERSION"),
+    });
+    if let (Some(body), Value::Object(daemon)) = (body.as_object_mut(), daemon) {
+        body.extend(daemon);
+    }
+    json(probe.status(), &body)
+}
+
+/// One model's `/health` entry (the top level repeats the default model's) and its probe.
+fn model_health(served: &Served) -> (Value, Probe) {
+    let status = served.live.status();
+    let model = served.live.current();
+    let (state, probe) = health_state(model.is_some(), served.live.is_draining());
     let body = json!({
         "status": state,
         "model_loaded": model.is_some(),
@@ -323,11 +463,8 @@ fn health(app: &App) -> HttpResponse {
         "last_check": status.last_check,
         "last_reload": status.last_reload,
         "last_error": status.last_error,
-        "queue_depth": app.pool.depth(),
-        "onnxruntime": runtime.map(|r| json!({"version": r.version, "library": r.library})),
-        "hotserve_version": env!("CARGO_PKG_VERSION"),
     });
-    json(probe.status(), &body)
+    (body, probe)
 }
 
 /// `/health`'s `status` word and probe result: the probe follows the model alone (draining
@@ -341,9 +478,9 @@ fn health_state(model_live: bool, draining: bool) -> (&'static str, Probe) {
     (state, Probe::of(model_live))
 }
 
-/// `GET /v1/model`.
-fn model_metadata(app: &App) -> Result<HttpResponse, ApiError> {
-    let model = live_model(app)?;
+/// `GET /v1/model` (the default model) and `GET /models/{name}`.
+fn model_metadata(served: &Served) -> Result<HttpResponse, ApiError> {
+    let model = live_model(served)?;
     let task = model.text();
     let body = json!({
         "name": model.info.name,
@@ -391,34 +528,64 @@ async fn admin_reload(app: &App, request: Request<Incoming>) -> Result<HttpRespo
         }
         Some(_) => {}
     }
-    let wait = request.uri().query().is_some_and(|q| {
-        q.split('&')
-            .any(|pair| pair == "wait=true" || pair == "wait=1")
-    });
-    let ticket = app.triggers.request(crate::reload::Trigger::Admin);
+    let query = request.uri().query().unwrap_or("");
+    let wait = matches!(query_value(query, "wait"), Some("true" | "1"));
+    let targets: Vec<&Served> = match query_value(query, "model") {
+        Some(name) => vec![app
+            .model(name)
+            .ok_or_else(|| ApiError::unknown_model(name, &app.model_names()))?],
+        None => app.models.iter().collect(),
+    };
+    let tickets: Vec<u64> = targets
+        .iter()
+        .map(|served| served.triggers.request(crate::reload::Trigger::Admin))
+        .collect();
+    let names: Vec<&str> = targets.iter().map(|served| served.name.as_str()).collect();
     if !wait {
         return Ok(json(
             StatusCode::ACCEPTED,
-            &json!({"status": "reload requested", "hint": "GET /health shows last_check and last_reload, or add ?wait=true"}),
+            &json!({"status": "reload requested", "models": names, "hint": "GET /health shows last_check and last_reload, or add ?wait=true"}),
         ));
     }
-    if !app.triggers.wait_for(ticket, ADMIN_WAIT).await {
+    let waits = targets
+        .iter()
+        .zip(&tickets)
+        .map(|(served, ticket)| served.triggers.wait_for(*ticket, ADMIN_WAIT));
+    let finished = futures_util::future::join_all(waits).await;
+    if !finished.iter().all(|done| *done) {
         return Ok(json(
             StatusCode::ACCEPTED,
-            &json!({"status": "the check is still running", "hint": "GET /health shows its outcome"}),
+            &json!({"status": "the check is still running", "models": names, "hint": "GET /health shows its outcome"}),
         ));
     }
-    let status = app.live.status();
-    let model = app.live.current();
-    Ok(json(
-        StatusCode::OK,
-        &json!({
-            "status": "checked",
+    let checked = |served: &Served| {
+        let status = served.live.status();
+        let model = served.live.current();
+        json!({
             "last_check": status.last_check,
             "last_error": status.last_error,
             "model": model.map(|m| json!({"name": m.info.name, "version": m.info.version})),
-        }),
-    ))
+        })
+    };
+    // The top level is the first model checked (the default model's order when all were).
+    let mut body = checked(targets[0]);
+    body["status"] = json!("checked");
+    body["models"] = targets
+        .iter()
+        .map(|served| (served.name.clone(), checked(served)))
+        .collect::<Map<String, Value>>()
+        .into();
+    Ok(json(StatusCode::OK, &body))
+}
+
+/// The value of `key` in a query string (`a=1&b=2`), undecoded: the values read here (model
+/// names, `true`) need no decoding.
+fn query_value<'a>(query: &'a str, key: &str) -> Option<&'a str> {
+    query
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(k, _)| *k == key)
+        .map(|(_, value)| value)
 }
 
 /// `POST /hooks/mlflow`: MLflow registry webhooks.
@@ -452,15 +619,55 @@ async fn webhook(app: &App, request: Request<Incoming>) -> Result<HttpResponse, 
         signature: signature.as_deref(),
         body: &body,
     };
-    let body = match verifier.verify(&delivery, now, app.registered_name.as_deref())? {
+    // Verified once (replay protection remembers the delivery), then routed to the models
+    // whose registered name the event names; local models take every event.
+    let body = match verifier.verify(&delivery, now, None)? {
         Verdict::Check { event } => {
-            tracing::info!(%event, "webhook: checking the registry");
-            app.triggers.request(crate::reload::Trigger::Webhook);
-            json!({"status": "check requested", "event": event})
+            let named = webhook::event_model(delivery.body);
+            let targets = webhook_targets(app, named.as_deref());
+            if targets.is_empty() {
+                let ours: Vec<String> = app
+                    .models
+                    .iter()
+                    .filter_map(|m| Some(format!("'{}'", m.registered_name.as_deref()?)))
+                    .collect();
+                let why = format!(
+                    "event {event} is for model '{}', not {}",
+                    named.unwrap_or_default(),
+                    ours.join(" or ")
+                );
+                json!({"status": "ignored", "reason": why})
+            } else {
+                let names: Vec<&str> = targets.iter().map(|m| m.name.as_str()).collect();
+                tracing::info!(%event, models = ?names, "webhook: checking the registry");
+                for served in &targets {
+                    served.triggers.request(crate::reload::Trigger::Webhook);
+                }
+                json!({"status": "check requested", "event": event, "models": names})
+            }
         }
         Verdict::Ignore { why } => json!({"status": "ignored", "reason": why}),
     };
     Ok(json(StatusCode::OK, &body))
+}
+
+/// The models a registry event about the registered model `named` concerns: those registered
+/// under that name, and local models (they have no registered name); every model when the
+/// event names none.
+fn webhook_targets<'a>(app: &'a App, named: Option<&str>) -> Vec<&'a Served> {
+    app.models
+        .iter()
+        .filter(|served| concerns(served.registered_name.as_deref(), named))
+        .collect()
+}
+
+/// Whether an event about the registered model `named` concerns a model registered as
+/// `registered` (`None`: a local model).
+fn concerns(registered: Option<&str>, named: Option<&str>) -> bool {
+    match (registered, named) {
+        (Some(ours), Some(theirs)) => ours == theirs,
+        (None, _) | (_, None) => true,
+    }
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -470,6 +677,42 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    #[rustfmt::skip]
+    fn paths() {
+        let check = |path: &str, expected: Option<(&str, Method, Target<'_>)>| {
+            assert_eq!(resolve(path), expected, "{path}");
+        };
+        check("/predict", Some(("/predict", Method::POST, Target::Default)));
+        check("/v1/model", Some(("/v1/model", Method::GET, Target::Default)));
+        check("/ping", Some(("/ping", Method::GET, Target::Default)));
+        check("/health/ready", Some(("/health/ready", Method::GET, Target::Daemon)));
+        check("/admin/reload", Some(("/admin/reload", Method::POST, Target::Daemon)));
+        check("/models/a", Some(("/models/{name}", Method::GET, Target::Named("a"))));
+        check("/models/a/ready", Some(("/models/{name}/ready", Method::GET, Target::Named("a"))));
+        check("/models/a.b-1/predict", Some(("/models/{name}/predict", Method::POST, Target::Named("a.b-1"))));
+        check("/models/a/predict/batch", Some(("/models/{name}/predict/batch", Method::POST, Target::Named("a"))));
+        check("/models/a/invocations", Some(("/models/{name}/invocations", Method::POST, Target::Named("a"))));
+        check("/models/a/health", None);
+        check("/models/a/predict/", None);
+        check("/models/", None);
+        check("/models", None);
+        check("/predict/", None);
+    }
+
+    #[test]
+    #[rustfmt::skip]
+    fn webhook_events_concern() {
+        let check = |registered, named, expected| {
+            assert_eq!(concerns(registered, named), expected, "{registered:?} {named:?}");
+        };
+        check(Some("sentiment"), Some("sentiment"), true);
+        check(Some("sentiment"), Some("fraud"), false);
+        check(Some("sentiment"), None, true);
+        check(None, Some("fraud"), true);
+        check(None, None, true);
+    }
 
     #[test]
     fn health_states() {

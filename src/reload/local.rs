@@ -129,7 +129,7 @@ async fn check_one(
         }
     };
     let found = Identity {
-        name: reloader.local_name.clone(),
+        name: reloader.plan.name.clone(),
         version: version.unwrap_or_else(|| format!("local-{}", &staged.digest[..12])),
         key: staged.digest.clone(),
     };
@@ -169,7 +169,7 @@ async fn check_one(
                 };
             }
             let manifest = Manifest {
-                uri: reloader.uri.clone(),
+                uri: reloader.plan.uri.clone(),
                 name: found.name.clone(),
                 version: found.version.clone(),
                 aliases: Vec::new(),

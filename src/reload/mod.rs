@@ -1,6 +1,8 @@
 //! Hot reload: where a new version is checked and swapped in.
 //!
-//! One task ([`run`]) owns every check, so two reloads never run at once. Triggers — the poll
+//! Each configured model has its own [`Reloader`] (source, cache folder, memory of bad
+//! versions) and its own task ([`run`]) that owns every check of that model, so two reloads of
+//! one model never run at once, and a slow or failing model never holds up another. Triggers — the poll
 //! timer (with jitter), the file watcher, `POST /admin/reload`, `POST /hooks/mlflow` and
 //! `SIGHUP` — only set a pending flag through [`Triggers`]; a burst of them while a check runs
 //! causes exactly one more check. A check ([`Reloader::check`]) goes through files named
@@ -36,7 +38,7 @@ use serde::Serialize;
 use tokio::sync::Notify;
 
 pub use error::{ReloadError, SetupError};
-pub use reloader::{Reloader, Source};
+pub use reloader::{Plan, Reloader, Source};
 pub use report::{Attempt, CheckResult, Outcome};
 
 /// What started a check; named in logs and in `/health`'s `last_check.trigger`.

@@ -25,8 +25,8 @@ pub async fn load_and_publish(reloader: &Reloader, manifest: Manifest, found: Id
     let live = &reloader.live;
     let version = manifest.version.clone();
     let restore = match live.current() {
-        Some(previous) if reloader.config.reload_policy == ReloadPolicy::Resource => {
-            let restore = manifest_of(&previous, &reloader.uri);
+        Some(previous) if reloader.plan.reload_policy == ReloadPolicy::Resource => {
+            let restore = manifest_of(&previous, &reloader.plan.uri);
             drop(previous);
             if let Some(old) = live.unload(&format!(
                 "reloading: unloaded the old model to load {} (reload_policy=resource)",
@@ -95,7 +95,7 @@ async fn load(reloader: &Reloader, manifest: &Manifest) -> Result<Model, ReloadE
     let options = LoadOptions {
         name: manifest.name.clone(),
         version: Some(manifest.version.clone()),
-        source: reloader.uri.clone(),
+        source: reloader.plan.uri.clone(),
         aliases: manifest.aliases.clone(),
         model_id: manifest.model_id.clone(),
         run_id: manifest.run_id.clone(),

@@ -1,4 +1,4 @@
-//! The [`Reloader`]: one `MODEL_URI`'s source, its cache, and what it remembers between
+//! The [`Reloader`]: one configured model's source, its cache, and what it remembers between
 //! checks (the live model's identity, the versions that failed). [`Reloader::check`] runs one
 //! check: the source's own steps ([`super::local`] or [`super::remote`]), the decision
 //! ([`super::decide`]), the gate and the swap ([`super::publish`]), then the report
@@ -13,9 +13,9 @@ use super::cache::{Cache, Manifest};
 use super::decide::{decide, Action, Identity};
 use super::report::{report, Outcome};
 use super::{local, on_disk, remote, SetupError, Trigger};
-use crate::config::Config;
+use crate::config::{Config, ReloadPolicy};
 use crate::live::Live;
-use crate::metrics::Metrics;
+use crate::metrics::ModelMetrics;
 use crate::registry::{self, MlflowClient, ModelUri, RemoteUri};
 use crate::sdnotify::Notifier;
 
@@ -65,20 +65,45 @@ impl Source {
     }
 }
 
-/// The reload pipeline of one `MODEL_URI`.
+/// One configured model as its reload pipeline sees it: `MODEL_URI` (the one-model form) or
+/// one entry of `models`, with the global settings it does not override filled in.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    /// The configured name: routes, `/health`, the `model` label of metrics, logs, and the
+    /// name reported for local models.
+    pub name: String,
+    /// The URI as configured (or the bundled model's path): the key of the last-good record.
+    pub uri: String,
+    /// How often to poll a registry URI (`None`: never).
+    pub poll_interval: Option<Duration>,
+    pub reload_policy: ReloadPolicy,
+}
+
+impl Plan {
+    /// The one-model form's name: `model_name`, else the registered name (`models:/<name>...`),
+    /// else the directory's or bundle's name, else `model`.
+    pub fn one_model_name(config: &Config, source: &Source) -> String {
+        config.model_name.clone().unwrap_or_else(|| match source {
+            Source::Local { dir } => name_of(dir),
+            Source::Zip { path } => name_of(&path.with_extension("")),
+            Source::Remote { uri, .. } => uri.registered_name().unwrap_or("model").to_string(),
+        })
+    }
+}
+
+/// The reload pipeline of one configured model.
 pub struct Reloader {
     pub config: Arc<Config>,
+    /// The model's name, URI, poll interval and reload policy.
+    pub plan: Plan,
     pub live: Arc<Live>,
-    pub metrics: Arc<Metrics>,
-    /// systemd notifications (`RELOADING=1`, `READY=1` after a reload).
+    /// This model's metrics.
+    pub metrics: Arc<ModelMetrics>,
+    /// systemd notifications (`READY=1` when the model goes live after a failed start).
     pub notifier: Notifier,
-    /// `MODEL_URI` as configured (or the bundled model's path): the key of the last-good record.
-    pub uri: String,
     pub source: Source,
     /// Validated models on disk; only this pipeline writes it.
     pub cache: Cache,
-    /// Name reported for local models (`model_name`, else the directory's name).
-    pub local_name: String,
     /// What is remembered between checks.
     memory: Mutex<Memory>,
 }
@@ -97,36 +122,35 @@ impl Reloader {
     /// A pipeline for `source`, caching in `cache` (opened by the caller, off the runtime).
     pub fn new(
         config: Arc<Config>,
+        plan: Plan,
         live: Arc<Live>,
-        metrics: Arc<Metrics>,
+        metrics: Arc<ModelMetrics>,
         notifier: Notifier,
-        uri: String,
         source: Source,
         cache: Cache,
     ) -> Reloader {
-        let local_name = config.model_name.clone().unwrap_or_else(|| match &source {
-            Source::Local { dir } => name_of(dir),
-            Source::Zip { path } => name_of(&path.with_extension("")),
-            Source::Remote { .. } => "model".into(),
-        });
         Reloader {
             config,
+            plan,
             live,
             metrics,
             notifier,
-            uri,
             source,
             cache,
-            local_name,
             memory: Mutex::new(Memory::default()),
         }
     }
 
-    /// How often to poll: the configured interval for registry URIs; local sources are
-    /// followed by the file watcher instead.
+    /// The configured name.
+    pub fn name(&self) -> &str {
+        &self.plan.name
+    }
+
+    /// How often to poll: the model's interval for registry URIs; local sources are followed
+    /// by the file watcher instead.
     pub fn poll_interval(&self) -> Option<Duration> {
         match self.source {
-            Source::Remote { .. } => self.config.poll_interval,
+            Source::Remote { .. } => self.plan.poll_interval,
             Source::Local { .. } | Source::Zip { .. } => None,
         }
     }
@@ -157,9 +181,6 @@ impl Reloader {
     pub async fn check(&self, trigger: Trigger) -> Outcome {
         let started = Instant::now();
         let was_live = self.live.current().is_some();
-        if trigger == Trigger::Signal {
-            self.notifier.reloading();
-        }
         let outcome = match &self.source {
             Source::Local { dir } => local::check(self, dir, local::Form::Directory).await,
             Source::Zip { path } => local::check(self, path, local::Form::Zip).await,
@@ -198,7 +219,7 @@ impl Reloader {
 
     async fn has_last_good(&self) -> bool {
         let cache = self.cache.clone();
-        let uri = self.uri.clone();
+        let uri = self.plan.uri.clone();
         on_disk(move || cache.last_good(&uri).is_some())
             .await
             .unwrap_or(false)

@@ -105,7 +105,7 @@ async fn download(
     ));
     match registry::download(client, resolution, &dest).await {
         Ok(digests) => Ok(Manifest {
-            uri: reloader.uri.clone(),
+            uri: reloader.plan.uri.clone(),
             name: found.name.clone(),
             version: found.version.clone(),
             aliases: resolution.aliases.clone(),
@@ -132,7 +132,7 @@ async fn download(
 async fn serve_last_good(reloader: &Reloader, error: ReloadError) -> Outcome {
     let last_good = {
         let cache = reloader.cache.clone();
-        let uri = reloader.uri.clone();
+        let uri = reloader.plan.uri.clone();
         on_disk(move || cache.last_good(&uri)).await.ok().flatten()
     };
     let Some(manifest) = last_good else {

@@ -1,6 +1,6 @@
 //! What one check did ([`Outcome`]) and how it is told: the `reloads_total` and
 //! `reload_seconds` metrics, one log line, the `/health` status ([`Attempt`]) and systemd's
-//! `READY=1` after a reload. Nothing here decides anything about models.
+//! `READY=1` when a model goes live after a failed start. Nothing here decides anything about models.
 
 use std::time::{Duration, SystemTime};
 
@@ -139,20 +139,23 @@ pub fn report(
         reloader.metrics.reload_seconds.observe_duration(elapsed);
     }
     let elapsed_ms = elapsed.as_millis() as u64;
-    let uri = &reloader.uri;
+    let uri = &reloader.plan.uri;
+    let model = reloader.name();
     match outcome {
-        Outcome::Unchanged { version } => tracing::debug!(%trigger, %version, "model unchanged"),
+        Outcome::Unchanged { version } => {
+            tracing::debug!(%model, %trigger, %version, "model unchanged")
+        }
         Outcome::Loaded { version } => {
-            tracing::info!(%trigger, %uri, %version, elapsed_ms, "reload succeeded: now serving version {version}")
+            tracing::info!(%model, %trigger, %uri, %version, elapsed_ms, "reload succeeded: now serving version {version}")
         }
         Outcome::SkippedBad { version, .. } => {
-            tracing::debug!(%trigger, %version, "version is known bad; still serving the previous model")
+            tracing::debug!(%model, %trigger, %version, "version is known bad; still serving the previous model")
         }
         Outcome::Failed { error, .. } => {
-            tracing::warn!(%trigger, %uri, elapsed_ms, "reload failed: {error}")
+            tracing::warn!(%model, %trigger, %uri, elapsed_ms, "reload failed: {error}")
         }
         Outcome::ServingCached { version, error } => {
-            tracing::warn!(%trigger, %uri, %version, elapsed_ms, "reload failed: {error}; serving the cached version {version}")
+            tracing::warn!(%model, %trigger, %uri, %version, elapsed_ms, "reload failed: {error}; serving the cached version {version}")
         }
     }
     let error = outcome.error_message();
@@ -181,10 +184,11 @@ pub fn report(
     } else if let Some(error) = &error {
         live.set_message(format!("no model: {error}"));
     }
-    // systemd: a SIGHUP reload is closed by READY=1 whatever its outcome; a model going live
-    // after a failed start is the (late) end of startup. The first start is app.rs's.
+    // systemd: a model going live after a failed start is the (late) end of startup. The first
+    // start and the RELOADING=1 / READY=1 pair around a SIGHUP are app.rs's (once for all
+    // models).
     let became_live = !was_live && live.is_ready();
-    if trigger != Trigger::Startup && (trigger == Trigger::Signal || became_live) {
+    if trigger != Trigger::Startup && became_live {
         reloader.notifier.notify("READY=1");
     }
 }

@@ -150,6 +150,15 @@ fn classify_event(body: &[u8], model_name: Option<&str>) -> Result<Verdict, Webh
     }
 }
 
+/// The registered model name a payload's event is about (`data.name`), if it names one.
+pub fn event_model(body: &[u8]) -> Option<String> {
+    let payload: serde_json::Value = serde_json::from_slice(body).ok()?;
+    payload
+        .pointer("/data/name")
+        .and_then(|n| n.as_str())
+        .map(str::to_string)
+}
+
 /// Signs like MLflow does; for tests and the example scripts.
 pub fn sign(secret: &str, delivery_id: &str, timestamp: &str, body: &[u8]) -> String {
     let mut mac =

@@ -289,16 +289,20 @@ async fn serves_a_registered_model_and_follows_the_alias_with_zero_failed_reques
         .unwrap();
     assert!(
         metrics.contains(&format!(
-            "hotserve_model_info{{name=\"{name}\",version=\"2\""
+            "hotserve_model_info{{model=\"{name}\",name=\"{name}\",version=\"2\""
         )),
         "{metrics}"
     );
     assert!(
-        metrics.contains("hotserve_reloads_total{result=\"loaded\"} 2"),
+        metrics.contains(&format!(
+            "hotserve_reloads_total{{model=\"{name}\",result=\"loaded\"}} 2"
+        )),
         "{metrics}"
     );
     assert!(
-        metrics.contains("hotserve_reloads_total{result=\"unchanged\"}"),
+        metrics.contains(&format!(
+            "hotserve_reloads_total{{model=\"{name}\",result=\"unchanged\"}}"
+        )),
         "polls that find nothing new are counted"
     );
 }
@@ -368,9 +372,9 @@ async fn a_broken_version_is_refused_and_a_rollback_comes_from_the_cache() {
     let before = downloads_of_v3();
     // Three more polls find v3 again, and skip it as known bad.
     let metrics_url = hotserve.url("/metrics");
-    let skipped = "hotserve_reloads_total{result=\"skipped_bad\"}";
-    let skipped_before = metric(&metrics_url, skipped).await.unwrap_or(0.0);
-    metric_reaches(&metrics_url, skipped, skipped_before + 3.0).await;
+    let skipped = format!("hotserve_reloads_total{{model=\"{name}\",result=\"skipped_bad\"}}");
+    let skipped_before = metric(&metrics_url, &skipped).await.unwrap_or(0.0);
+    metric_reaches(&metrics_url, &skipped, skipped_before + 3.0).await;
     assert_eq!(
         downloads_of_v3(),
         before,
@@ -383,13 +387,12 @@ async fn a_broken_version_is_refused_and_a_rollback_comes_from_the_cache() {
         .await
         .unwrap();
     assert!(
-        metrics.contains("hotserve_reloads_total{result=\"failed\"} 1"),
+        metrics.contains(&format!(
+            "hotserve_reloads_total{{model=\"{name}\",result=\"failed\"}} 1"
+        )),
         "{metrics}"
     );
-    assert!(
-        metrics.contains("hotserve_reloads_total{result=\"skipped_bad\"}"),
-        "{metrics}"
-    );
+    assert!(metrics.contains(&skipped), "{metrics}");
 
     // Roll back to v1: served again from the cache, without a single artifact download.
     let artifact_requests = |proxy: &FaultProxy| {
@@ -703,7 +706,7 @@ async fn the_resource_policy_unloads_first_and_restores_on_failure() {
     assert_eq!(
         metric(
             &hotserve.url("/metrics"),
-            "hotserve_reloads_total{result=\"failed\"}"
+            &format!("hotserve_reloads_total{{model=\"{name}\",result=\"failed\"}}")
         )
         .await,
         Some(1.0),
@@ -719,4 +722,87 @@ async fn the_resource_policy_unloads_first_and_restores_on_failure() {
         200,
         "v2 was restored"
     );
+}
+
+/// Several registered models in one daemon: a webhook about one of them reloads that one and
+/// leaves the other where it was, an event about a model nobody serves is ignored, and each
+/// model has its own registry series.
+#[tokio::test]
+async fn several_registered_models_reload_only_the_one_a_webhook_names() {
+    let server = mlflow();
+    let (a, b) = ("multi-a", "multi-b");
+    register(
+        server,
+        json!([
+            {"op": "register", "dir": "tests/fixtures/sentiment", "name": a, "aliases": ["champion"]},
+            {"op": "register", "dir": "tests/fixtures/sentiment", "name": b, "aliases": ["champion"]},
+            {"op": "register", "dir": "tests/fixtures/sentiment_v2", "name": a},
+            {"op": "register", "dir": "tests/fixtures/sentiment_v2", "name": b},
+        ]),
+    );
+    let secret = "whsec-multi";
+    let hotserve = inprocess::Start::default()
+        .set(
+            "models",
+            &format!("a=models:/{a}@champion,b=models:/{b}@champion"),
+        )
+        .set("poll_interval", "0")
+        .set("webhook_secret", secret)
+        .env("MLFLOW_TRACKING_URI", &server.url)
+        .ready()
+        .await;
+    register(
+        server,
+        json!([
+            {"op": "set-alias", "name": a, "alias": "champion", "version": "2"},
+            {"op": "set-alias", "name": b, "alias": "champion", "version": "2"},
+        ]),
+    );
+    let deliver = async |id: &str, name: &str| -> Value {
+        let body = json!({"entity": "model_version_alias", "action": "created",
+                          "data": {"name": name, "alias": "champion", "version": "2"}})
+        .to_string();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            .to_string();
+        let signature = hotserve::reload::webhook::sign(secret, id, &now, body.as_bytes());
+        reqwest::Client::new()
+            .post(hotserve.url("/hooks/mlflow"))
+            .header("x-mlflow-delivery-id", id)
+            .header("x-mlflow-timestamp", &now)
+            .header("x-mlflow-signature", signature)
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    };
+    let answer = deliver("d1", b).await;
+    assert_eq!(answer["models"], json!(["b"]), "{answer}");
+    let health = health_until(&hotserve, Duration::from_secs(30), "b on version 2", |h| {
+        h["models"]["b"]["model"]["version"] == "2"
+    })
+    .await;
+    assert_eq!(health["models"]["a"]["model"]["version"], "1", "{health:#}");
+    assert_eq!(health["models"]["b"]["last_reload"]["trigger"], "webhook");
+
+    let answer = deliver("d2", "nobody").await;
+    assert_eq!(answer["status"], "ignored", "{answer}");
+    assert_eq!(
+        answer["reason"],
+        format!("event model_version_alias.created is for model 'nobody', not '{a}' or '{b}'")
+    );
+    let metrics = hotserve.url("/metrics");
+    for name in ["a", "b"] {
+        let series =
+            format!("hotserve_registry_last_success_timestamp_seconds{{model=\"{name}\"}}");
+        assert!(
+            metric(&metrics, &series).await.unwrap_or(0.0) > 0.0,
+            "{series}"
+        );
+    }
 }

@@ -1,0 +1,212 @@
+//! Several models in one daemon, as configuration sees them: one `models` entry
+//! ([`ModelSpec`]: a name, a URI and per-model overrides) parsed from an [`Item`] — `NAME=URI`
+//! from `--model`, `HOTSERVE_MODELS` or a YAML string, or a YAML mapping with the fields — and
+//! the checks across settings ([`check`]): unique names, `MODEL_URI` or `models` but not both
+//! (nor `model_name` with `models`), a `default_model` that names a configured model.
+
+use std::time::Duration;
+
+use super::declare::Item;
+use super::parse::parse_interval;
+use super::{Config, ReloadPolicy};
+
+/// One configured model.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ModelSpec {
+    /// The name in routes (`/models/{name}/...`), `/health`, metrics and the cache folder.
+    pub name: String,
+    /// What to serve, in any form `MODEL_URI` takes.
+    pub uri: String,
+    /// This model's `poll_interval` (`Some(None)`: polling off); `None`: the global one.
+    pub poll_interval: Option<Option<Duration>>,
+    /// This model's `reload_policy`; `None`: the global one.
+    pub reload_policy: Option<ReloadPolicy>,
+}
+
+/// The fields a YAML `models` entry may have.
+const FIELDS: &str = "name, uri, poll_interval, reload_policy";
+
+/// Longest model name.
+const MAX_NAME: usize = 64;
+
+/// Parses one `models` entry.
+pub(super) fn parse_model(item: &Item) -> Result<ModelSpec, String> {
+    match item {
+        Item::Text(text) => {
+            let (name, uri) = text.split_once('=').ok_or_else(|| {
+                format!("'{text}' is not NAME=URI, e.g. sentiment=models:/sentiment@champion")
+            })?;
+            Ok(ModelSpec {
+                name: parse_model_name(name.trim())?,
+                uri: nonempty_uri(uri.trim(), name.trim())?,
+                poll_interval: None,
+                reload_policy: None,
+            })
+        }
+        Item::Fields(fields) => {
+            let field = |key: &str| fields.iter().find(|(k, _)| k == key).map(|(_, v)| v.trim());
+            if let Some((unknown, _)) = fields
+                .iter()
+                .find(|(key, _)| !FIELDS.split(", ").any(|known| known == key))
+            {
+                return Err(format!("unknown field '{unknown}'; a model has {FIELDS}"));
+            }
+            let name = field("name").ok_or("a model needs a name")?;
+            let name = parse_model_name(name)?;
+            let uri = nonempty_uri(field("uri").unwrap_or(""), &name)?;
+            let poll_interval = field("poll_interval")
+                .map(parse_interval)
+                .transpose()
+                .map_err(|why| format!("poll_interval of model '{name}': {why}"))?;
+            let reload_policy = field("reload_policy")
+                .map(ReloadPolicy::parse)
+                .transpose()
+                .map_err(|why| format!("reload_policy of model '{name}': {why}"))?;
+            Ok(ModelSpec {
+                name,
+                uri,
+                poll_interval,
+                reload_policy,
+            })
+        }
+    }
+}
+
+/// A model name: a letter or digit, then up to 63 letters, digits, `_`, `.` or `-` (it is a
+/// path segment in routes and a folder in the cache).
+pub(super) fn parse_model_name(name: &str) -> Result<String, String> {
+    let mut chars = name.chars();
+    let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric());
+    let rest_ok = chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if !first_ok || !rest_ok || name.len() > MAX_NAME {
+        return Err(format!(
+            "'{name}' is not a model name; use 1 to {MAX_NAME} letters, digits, '_', '.' or '-', starting with a letter or digit"
+        ));
+    }
+    Ok(name.to_string())
+}
+
+fn nonempty_uri(uri: &str, name: &str) -> Result<String, String> {
+    if uri.is_empty() {
+        return Err(format!(
+            "model '{name}' has no uri; give it one, e.g. models:/{name}@champion"
+        ));
+    }
+    Ok(uri.to_string())
+}
+
+/// The problems across settings: `MODEL_URI` together with `models`, a name used twice, a
+/// `default_model` that no configured model has.
+pub(super) fn check(config: &Config) -> Vec<String> {
+    let mut problems = Vec::new();
+    if config.model_uri.is_some() && !config.models.is_empty() {
+        problems.push(
+            "model_uri and models are both set; use MODEL_URI for one model or models for several, not both"
+                .to_string(),
+        );
+    }
+    for (index, model) in config.models.iter().enumerate() {
+        let first = config.models.iter().position(|m| m.name == model.name);
+        if first != Some(index) {
+            problems.push(format!(
+                "models: the name '{}' is used twice; give each model its own name",
+                model.name
+            ));
+        }
+    }
+    if config.model_name.is_some() && !config.models.is_empty() {
+        problems.push(
+            "model_name names the one model of model_uri; with models, each model is named in its entry"
+                .to_string(),
+        );
+    }
+    if let Some(default) = &config.default_model {
+        let known = !config.models.is_empty() && config.models.iter().any(|m| &m.name == default);
+        if !known {
+            let names: Vec<&str> = config.models.iter().map(|m| m.name.as_str()).collect();
+            problems.push(format!(
+                "default_model = '{default}' names no configured model; configured: {}",
+                if names.is_empty() {
+                    "(none: default_model needs models)".to_string()
+                } else {
+                    names.join(", ")
+                }
+            ));
+        }
+    }
+    problems
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(value: &str) -> Item {
+        Item::Text(value.to_string())
+    }
+
+    fn fields(pairs: &[(&str, &str)]) -> Item {
+        Item::Fields(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+    }
+
+    /// One item and what it parses into, or the start of its error.
+    fn check_item(item: Item, expected: Result<(&str, &str), &str>) {
+        let parsed = parse_model(&item);
+        match (parsed, expected) {
+            (Ok(spec), Ok((name, uri))) => assert_eq!(
+                (spec.name.as_str(), spec.uri.as_str()),
+                (name, uri),
+                "{item:?}"
+            ),
+            (Err(err), Err(start)) => assert!(err.starts_with(start), "{item:?}: {err}"),
+            (got, want) => panic!("{item:?}: got {got:?}, want {want:?}"),
+        }
+    }
+
+    #[test]
+    #[rustfmt::skip]
+    fn items() {
+        check_item(text("a=models:/a@champion"), Ok(("a", "models:/a@champion")));
+        check_item(text(" b = /srv/b "), Ok(("b", "/srv/b")));
+        check_item(text("c=file:///x=y"), Ok(("c", "file:///x=y")));
+        check_item(text("sentiment_v2.1-x=/m"), Ok(("sentiment_v2.1-x", "/m")));
+        check_item(text("/srv/b"), Err("'/srv/b' is not NAME=URI"));
+        check_item(text("a="), Err("model 'a' has no uri"));
+        check_item(text("=x"), Err("'' is not a model name"));
+        check_item(text("-a=x"), Err("'-a' is not a model name"));
+        check_item(text("a b=x"), Err("'a b' is not a model name"));
+        check_item(text(&format!("{}=x", "a".repeat(65))), Err("'aaaa"));
+        check_item(fields(&[("name", "a"), ("uri", "/m")]), Ok(("a", "/m")));
+        check_item(fields(&[("uri", "/m")]), Err("a model needs a name"));
+        check_item(fields(&[("name", "a")]), Err("model 'a' has no uri"));
+        check_item(fields(&[("name", "a"), ("uri", "/m"), ("url", "x")]), Err("unknown field 'url'"));
+        check_item(fields(&[("name", "a"), ("uri", "/m"), ("poll_interval", "soon")]), Err("poll_interval of model 'a'"));
+        check_item(fields(&[("name", "a"), ("uri", "/m"), ("reload_policy", "fast")]), Err("reload_policy of model 'a': expected availability or resource"));
+    }
+
+    #[test]
+    fn overrides() {
+        let spec = parse_model(&fields(&[
+            ("name", "a"),
+            ("uri", "/m"),
+            ("poll_interval", "0"),
+            ("reload_policy", "resource"),
+        ]))
+        .unwrap();
+        assert_eq!(spec.poll_interval, Some(None));
+        assert_eq!(spec.reload_policy, Some(ReloadPolicy::Resource));
+        let spec = parse_model(&fields(&[
+            ("name", "a"),
+            ("uri", "/m"),
+            ("poll_interval", "5s"),
+        ]))
+        .unwrap();
+        assert_eq!(spec.poll_interval, Some(Some(Duration::from_secs(5))));
+        assert_eq!(spec.reload_policy, None);
+    }
+}
