@@ -1,6 +1,6 @@
 //! The gate and the swap: loads a model from its cache directory on the loading thread (the
-//! validation gate in [`crate::model::load`]), publishes it through [`Live::publish`], records
-//! it in the cache as this URI's last known good, and retires the old model. A model that fails
+//! validation gate in [`crate::model::load`]), records it in the cache as this URI's last known
+//! good, publishes it through [`Live::publish`], and retires the old model. A model that fails
 //! is removed from the cache and remembered as bad. Under `reload_policy: resource` the old
 //! model is freed first and restored if the new one fails.
 //!
@@ -42,18 +42,13 @@ pub async fn load_and_publish(reloader: &Reloader, manifest: Manifest, found: Id
     match load(reloader, &manifest).await {
         Ok(model) => {
             let live_dir = model.info.dir.clone();
-            // The old model is freed when its last in-flight request finishes.
-            if let Some(old) = live.publish(Arc::new(model)) {
-                loader::retire(old);
-            }
-            reloader.remember_live(found);
+            // Recorded before it goes live, so that a process that is ready has also made this
+            // version its last known good: a crash right after readiness still restarts on it.
             let cache = reloader.cache.clone();
             let recorded = on_disk(move || {
-                let recorded = cache
+                cache
                     .write_manifest(&manifest)
-                    .and_then(|()| cache.record_last_good(&manifest));
-                cache.prune(&live_dir, CACHED_VERSIONS);
-                recorded
+                    .and_then(|()| cache.record_last_good(&manifest))
             })
             .await;
             let failure = match recorded {
@@ -64,6 +59,13 @@ pub async fn load_and_publish(reloader: &Reloader, manifest: Manifest, found: Id
             if let Some(err) = failure {
                 tracing::warn!(%err, "cannot record the model in the cache; a restart will download it again");
             }
+            // The old model is freed when its last in-flight request finishes.
+            if let Some(old) = live.publish(Arc::new(model)) {
+                loader::retire(old);
+            }
+            reloader.remember_live(found);
+            let cache = reloader.cache.clone();
+            let _ = on_disk(move || cache.prune(&live_dir, CACHED_VERSIONS)).await;
             Outcome::Loaded { version }
         }
         Err(error) => {

@@ -154,8 +154,7 @@ async fn sigkill_at_random_moments_of_a_reload_never_leaves_a_broken_cache() {
 
         let restarted = start(&down).spawn();
         restarted.wait_ready(Duration::from_secs(60)).await;
-        // The start removed what the killed process left; its own writes finish soon after
-        // it is ready (the manifest is recorded right after the swap).
+        // The start removed what the killed process left (and prunes the cache meanwhile).
         eventually("no leftovers of the killed process", || async {
             leftovers(cache.path()).is_empty().then_some(())
         })

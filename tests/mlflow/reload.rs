@@ -50,7 +50,8 @@ struct Observation {
     labels: Vec<String>,
 }
 
-/// A bounded stream of concurrent requests (each client stops after 60 s or 3000 requests).
+/// A bounded stream of concurrent requests (each client stops after 60 s or 100,000 requests:
+/// enough to outlast a registration through MLflow's Python client on a fast machine).
 struct Load {
     stop: Arc<AtomicBool>,
     /// Successful answers so far, by `X-Model-Version`: what [`Load::answered_by`] waits on.
@@ -73,7 +74,7 @@ impl Load {
                     let started = Instant::now();
                     let mut seen = Vec::new();
                     let mut n = 0;
-                    while !stop.load(Ordering::Relaxed) && n < 3000 && started.elapsed() < Duration::from_secs(60) {
+                    while !stop.load(Ordering::Relaxed) && n < 100_000 && started.elapsed() < Duration::from_secs(60) {
                         n += 1;
                         let request = if (n + i) % 2 == 0 {
                             client.post(&single).json(&json!({"text": "I love this"}))
