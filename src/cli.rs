@@ -14,7 +14,17 @@ pub async fn resolve(
     uri: Option<String>,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> u8 {
-    let Some(uri) = uri.or_else(|| config.model_uri.clone()) else {
+    // With several models, the default one (`default_model`, else the first).
+    let configured = config.model_uri.clone().or_else(|| {
+        let default = config.default_model.as_deref();
+        config
+            .models
+            .iter()
+            .find(|model| Some(model.name.as_str()) == default)
+            .or(config.models.first())
+            .map(|model| model.uri.clone())
+    });
+    let Some(uri) = uri.or(configured) else {
         eprintln!("hotserve resolve: MODEL_URI is not set; set it (or pass a URI) e.g. models:/sentiment@champion");
         return 1;
     };

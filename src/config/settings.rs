@@ -25,7 +25,7 @@ settings! {
             env: "MODEL_URI",
             flag: "--model-uri=URI",
             parse: parse_nonempty,
-            help: "what to serve: models:/name@alias, models:/name/3, runs:/id/path, a directory, file:// path or .zip (default: the bundled sentiment model)",
+            help: "what to serve: models:/name@alias, models:/name/3, runs:/id/path, s3://bucket/path (also gs://, wasbs://), a directory, file:// path or .zip (default: the bundled sentiment model)",
         },
         model_name: Option<String> {
             env: "HOTSERVE_MODEL_NAME",

@@ -1,7 +1,8 @@
-//! Registry sources (`models:/`, `runs:/`, `mlflow-artifacts:/`): resolve what the URI
-//! points at, decide ([`super::decide`]), and reuse the cached copy or download it into the
-//! cache. When the registry cannot be reached and nothing is live, the last known good model
-//! of this URI is served from the cache.
+//! Registry sources (`models:/`, `runs:/`, `mlflow-artifacts:/`) and buckets (`s3://`,
+//! `gs://`, Azure: listed and read without MLflow): resolve what the URI points at, decide
+//! ([`super::decide`]), and reuse the cached copy or download it into the cache. When the
+//! registry cannot be reached and nothing is live, the last known good model of this URI is
+//! served from the cache.
 
 use std::sync::atomic::Ordering;
 use std::time::SystemTime;
