@@ -119,15 +119,49 @@ impl ModelError {
     }
 }
 
+/// The largest files the gate reads whole, so that a hostile model cannot make it allocate
+/// without bound: MLmodel and `config.json` are a few KiB in practice, input examples a few
+/// KiB to MiB, tokenizers up to tens of MiB (large multilingual vocabularies).
+const MAX_MLMODEL_BYTES: u64 = 1 << 20;
+const MAX_CONFIG_BYTES: u64 = 1 << 20;
+const MAX_EXAMPLE_BYTES: u64 = 16 << 20;
+const MAX_TOKENIZER_BYTES: u64 = 256 << 20;
+
+/// Reads a whole file of at most `limit` bytes (checked before and while reading).
+fn read_bounded(path: &Path, limit: u64) -> Result<Vec<u8>, std::io::Error> {
+    use std::io::Read;
+    let file = std::fs::File::open(path)?;
+    let too_large = || {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("larger than {limit} bytes, the most hotserve reads for this file"),
+        )
+    };
+    if file.metadata()?.len() > limit {
+        return Err(too_large());
+    }
+    let mut bytes = Vec::new();
+    file.take(limit + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > limit {
+        return Err(too_large());
+    }
+    Ok(bytes)
+}
+
 /// Loads and validates the model in `dir`. Blocking: call from a blocking thread.
 pub fn load(dir: &Path, options: &LoadOptions) -> Result<Model, ModelError> {
     let mlmodel_path = dir.join("MLmodel");
-    let text = std::fs::read_to_string(&mlmodel_path).map_err(|err| {
-        ModelError::file(
-            &mlmodel_path,
-            format!("{err}; a model directory must contain an MLmodel file as mlflow.onnx.save_model writes it"),
-        )
-    })?;
+    let text = read_bounded(&mlmodel_path, MAX_MLMODEL_BYTES)
+        .and_then(|bytes| {
+            String::from_utf8(bytes)
+                .map_err(|err| std::io::Error::new(std::io::ErrorKind::InvalidData, err))
+        })
+        .map_err(|err| {
+            ModelError::file(
+                &mlmodel_path,
+                format!("{err}; a model directory must contain an MLmodel file as mlflow.onnx.save_model writes it"),
+            )
+        })?;
     let mlmodel = MlModel::parse(&text).map_err(|source| ModelError::MlModel {
         path: mlmodel_path.clone(),
         source,
@@ -292,7 +326,9 @@ fn text_task(
         path: onnx_path.to_path_buf(),
         why,
     };
-    let mut tokenizer = tokenizers::Tokenizer::from_file(tokenizer_path).map_err(|err| {
+    let tokenizer_bytes = read_bounded(tokenizer_path, MAX_TOKENIZER_BYTES)
+        .map_err(|err| ModelError::file(tokenizer_path, err))?;
+    let mut tokenizer = tokenizers::Tokenizer::from_bytes(tokenizer_bytes).map_err(|err| {
         ModelError::file(
             tokenizer_path,
             format!("not a Hugging Face tokenizer.json: {err}"),
@@ -419,9 +455,12 @@ fn text_task(
 /// Labels from a Hugging Face `config.json` `id2label`, when present.
 fn labels_from_config(dir: &Path) -> Result<Option<Vec<String>>, ModelError> {
     let path = dir.join("config.json");
-    let Ok(text) = std::fs::read_to_string(&path) else {
-        return Ok(None);
+    let bytes = match read_bounded(&path, MAX_CONFIG_BYTES) {
+        Ok(bytes) => bytes,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(err) => return Err(ModelError::file(&path, err)),
     };
+    let text = String::from_utf8_lossy(&bytes);
     let config: serde_json::Value = serde_json::from_str(&text)
         .map_err(|err| ModelError::file(&path, format!("not valid JSON: {err}")))?;
     let Some(map) = config.get("id2label").and_then(|m| m.as_object()) else {
@@ -452,7 +491,7 @@ fn warm_up(model: &Model, dir: &Path) -> Result<(), ModelError> {
     let example = match &model.mlmodel.serving_input_path {
         Some(name) => {
             let path = named_path(dir, "serving_input_path", name)?;
-            match std::fs::read(&path) {
+            match read_bounded(&path, MAX_EXAMPLE_BYTES) {
                 Ok(bytes) => Some(
                     protocol::parse_invocation(&bytes, protocol::ContentType::Json).map_err(
                         |err| {

@@ -60,6 +60,83 @@ pub enum MlModelError {
     NoOnnxData,
     #[error("{field} is malformed: {why}")]
     Malformed { field: &'static str, why: String },
+    /// Brackets nested deeper than any MLmodel needs. The YAML scanner takes time quadratic in
+    /// the nesting of flow collections (`[[[[...`: 40,000 levels take seconds, a megabyte of
+    /// them most of an hour), so such a file is refused before it is parsed.
+    #[error("nests [ ] or {{ }} {depth} levels deep (at most {MAX_FLOW_DEPTH}); this is not an MLmodel file that MLflow writes")]
+    TooDeep { depth: usize },
+}
+
+/// The deepest nesting of flow collections (`[...]`, `{...}`) accepted in an MLmodel file.
+/// MLflow writes two or three levels.
+const MAX_FLOW_DEPTH: usize = 64;
+
+/// Checks that flow collections nest at most [`MAX_FLOW_DEPTH`] deep, in one linear pass that
+/// skips quoted scalars and comments (MLflow keeps JSON signatures in quoted strings). A quote
+/// opens a scalar only where a node can begin (after `:`, `-`, `[`, `{`, `,`, `?` or at the
+/// start of a line), as in YAML; elsewhere (`don't`) it is an ordinary character.
+fn check_nesting(text: &str) -> Result<(), MlModelError> {
+    let mut depth = 0usize;
+    // The last character that is not a space on this line (`None`: only spaces so far), and
+    // the character just before the current one.
+    let mut last: Option<char> = None;
+    let mut previous = '\n';
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        let node_start = matches!(last, None | Some(':' | '-' | '[' | '{' | ',' | '?'));
+        let after_space = previous.is_whitespace();
+        previous = c;
+        match c {
+            '\n' => {
+                last = None;
+                continue;
+            }
+            ' ' | '\t' | '\r' => continue,
+            '#' if after_space => {
+                for inner in chars.by_ref() {
+                    if inner == '\n' {
+                        break;
+                    }
+                }
+                last = None;
+                previous = '\n';
+                continue;
+            }
+            '\'' if node_start => {
+                // '' inside a single-quoted scalar is an escaped quote.
+                while let Some(inner) = chars.next() {
+                    if inner == '\'' {
+                        if chars.peek() == Some(&'\'') {
+                            chars.next();
+                        } else {
+                            break;
+                        }
+                    }
+                }
+            }
+            '"' if node_start => {
+                while let Some(inner) = chars.next() {
+                    match inner {
+                        '\\' => {
+                            chars.next();
+                        }
+                        '"' => break,
+                        _ => {}
+                    }
+                }
+            }
+            '[' | '{' => {
+                depth += 1;
+                if depth > MAX_FLOW_DEPTH {
+                    return Err(MlModelError::TooDeep { depth });
+                }
+            }
+            ']' | '}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        last = Some(c);
+    }
+    Ok(())
 }
 
 #[derive(Deserialize)]
@@ -106,6 +183,7 @@ struct RawMetadata {
 impl MlModel {
     /// Parses the text of an `MLmodel` file.
     pub fn parse(text: &str) -> Result<MlModel, MlModelError> {
+        check_nesting(text)?;
         let raw: RawMlModel = serde_yaml::from_str(text)?;
         let onnx = raw.flavors.get("onnx").cloned().ok_or_else(|| {
             let names: Vec<String> = raw
@@ -198,6 +276,39 @@ fn decode_schema(
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn nesting_is_bounded_before_parsing() {
+        let check = |text: &str, deep: bool| {
+            let result = check_nesting(text);
+            assert_eq!(result.is_err(), deep, "{text:?}: {result:?}");
+        };
+        let brackets = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+        check(&format!("a: {}", brackets(64)), false);
+        check(&format!("a: {}", brackets(65)), true);
+        check(&format!("a: '{}'", "[".repeat(1000)), false);
+        check(&format!("a: \"{}\"", "{".repeat(1000)), false);
+        check(&format!("a: \"\\\"{}\"", "[".repeat(1000)), false);
+        check(&format!("a: 'it''s {}'", "[".repeat(1000)), false);
+        check(&format!("# {}\na: 1", "[".repeat(1000)), false);
+        check(&format!("a: 1 # {}", "[".repeat(1000)), false);
+        // A quote inside a plain scalar opens nothing, so it cannot hide what follows.
+        check(&format!("a: don't\nb: {}", "[".repeat(1000)), true);
+        check(&format!("a: x#y{}", "[".repeat(1000)), true);
+        check(&format!("- [{}", "{".repeat(100)), true);
+    }
+
+    #[test]
+    fn the_fixture_mlmodels_are_not_too_deep() {
+        for fixture in ["sentiment", "sentiment_v2", "tensor_model"] {
+            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures")
+                .join(fixture)
+                .join("MLmodel");
+            let text = std::fs::read_to_string(&path).unwrap();
+            check_nesting(&text).unwrap_or_else(|err| panic!("{}: {err}", path.display()));
+        }
+    }
     use super::*;
 
     /// An MLmodel as `mlflow.onnx.log_model` in MLflow 3 writes it, plus hotserve metadata.
