@@ -119,9 +119,12 @@ fn external_data_outside_the_model_directory_is_refused() {
     absolute.check_refused("absolute external data", "Absolute path not allowed");
 }
 
+/// What a case does to the fixture copy.
+type Attack = Box<dyn Fn(&Hostile)>;
+
 #[test]
 fn mlmodel_and_tokenizer_attacks_are_refused() {
-    let cases: Vec<(&str, Box<dyn Fn(&Hostile)>, &str)> = vec![
+    let cases: Vec<(&str, Attack, &str)> = vec![
         (
             "tokenizer named outside the directory",
             Box::new(|model: &Hostile| {
