@@ -579,7 +579,7 @@ def test_systemd_reload_and_install():
     assert "/admin/reload?wait=true" in helper_text and "HOTSERVE_ADMIN_TOKEN" in helper_text
     assert "HOTSERVE_ADMIN_TOKEN" in known_variables() and "HOTSERVE_LISTEN" in known_variables()
     source = (ROOT / "src" / "http" / "routes.rs").read_text()
-    assert '"/admin/reload"' in source and 'pair == "wait=true"' in source, "the admin route or its ?wait=true is gone"
+    assert '"/admin/reload"' in source and 'query_value(query, "wait")' in source, "the admin route or its ?wait=true is gone"
     assert "MONOTONIC_USEC=" in (ROOT / "src" / "sdnotify.rs").read_text(), "Type=notify-reload needs MONOTONIC_USEC in RELOADING=1"
     for path in ("/usr/local/bin/hotserve", "/usr/local/lib/onnxruntime/libonnxruntime.so", "/etc/systemd/system/hotserve.service"):
         assert path in install, f"install.sh does not install {path}"
