@@ -306,8 +306,8 @@ fn ini_section(text: &str, section: &str) -> Option<HashMap<String, String>> {
 pub(crate) struct Stores(Mutex<HashMap<String, Arc<dyn ObjectStore>>>);
 
 impl Stores {
-    /// The store for `location`, opened on first use (an S3 store reads the AWS profile
-    /// files then, on the blocking pool).
+    /// The store for `location`, opened on first use (reading the AWS profile files and any
+    /// credential file the client needs then, on the blocking pool).
     pub(crate) async fn open(
         &self,
         settings: &MlflowSettings,
@@ -333,7 +333,14 @@ impl Stores {
             }
             _ => Profile::default(),
         };
-        let built = build(settings, uri, store, &profile)?;
+        // Building reads credential files (a GCS service account, an Azure token file): on the
+        // blocking pool, like the profile above.
+        let built = {
+            let (settings, uri, store) = (settings.clone(), uri.to_string(), store.clone());
+            tokio::task::spawn_blocking(move || build(&settings, &uri, &store, &profile))
+                .await
+                .expect("building a store client does not panic")?
+        };
         let mut open = self.0.lock().unwrap_or_else(|p| p.into_inner());
         Ok(open.entry(key).or_insert(built).clone())
     }
