@@ -148,12 +148,23 @@ fn healthy(addr: SocketAddr) -> bool {
 /// list; see the script for the operations) and returns its JSON answer. Paths in commands may
 /// be relative to the repository root.
 pub fn register(server: &MlflowServer, commands: serde_json::Value) -> serde_json::Value {
+    register_with(server, commands, &[])
+}
+
+/// [`register`] with extra variables for MLflow's client (e.g. the S3 endpoint and keys it
+/// uploads artifacts with when the server does not proxy them).
+pub fn register_with(
+    server: &MlflowServer,
+    commands: serde_json::Value,
+    env: &[(&str, String)],
+) -> serde_json::Value {
     let python = venv().join("bin/python");
     let script = repo_root().join("tests/support/register.py");
     let output = Command::new(python)
         .arg(script)
         .arg(commands.to_string())
         .current_dir(repo_root())
+        .envs(env.iter().map(|(key, value)| (*key, value.as_str())))
         .env("MLFLOW_TRACKING_URI", &server.url)
         .env("MLFLOW_DISABLE_TELEMETRY", "true")
         .env("DO_NOT_TRACK", "true")

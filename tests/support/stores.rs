@@ -17,7 +17,7 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use super::mlflow_server::{free_port, repo_root, venv, MlflowServer};
+use super::mlflow_server::{free_port, register_with, repo_root, venv, MlflowServer};
 
 /// Credentials moto accepts (it checks none); also what the tests give hotserve.
 pub const ACCESS_KEY: &str = "AKIAHOTSERVETEST";
@@ -182,30 +182,7 @@ pub fn mlflow_no_proxy() -> &'static MlflowServer {
 /// Runs `tests/support/register.py` against the no-proxy server; the client uploads the
 /// artifacts into moto itself.
 pub fn register_no_proxy(commands: serde_json::Value) -> serde_json::Value {
-    let server = mlflow_no_proxy();
-    let output = Command::new(venv().join("bin/python"))
-        .arg(repo_root().join("tests/support/register.py"))
-        .arg(commands.to_string())
-        .current_dir(repo_root())
-        .envs(s3_env(&moto().url))
-        .env("MLFLOW_TRACKING_URI", &server.url)
-        .env("MLFLOW_DISABLE_TELEMETRY", "true")
-        .env("DO_NOT_TRACK", "true")
-        .env_remove("MLFLOW_REGISTRY_URI")
-        .env_remove("MLFLOW_TRACKING_TOKEN")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run tests/support/register.py");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "register.py {commands} failed ({}):\n{}\n{stdout}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_str(stdout.trim()).unwrap_or_else(|err| {
-        panic!("register.py printed something that is not JSON ({err}):\n{stdout}")
-    })
+    register_with(mlflow_no_proxy(), commands, &s3_env(&moto().url))
 }
 
 /// Creates `bucket` on the S3 server at `endpoint` (moto checks no signature); an existing

@@ -29,8 +29,10 @@ use reqwest::Url;
 
 use super::client::{Api, MlflowClient};
 use super::{RegistryError, RemoteFile, Resolution};
-use crate::files::{confine, FileDigest};
+use crate::files::{confine, hex, FileDigest};
+use sha2::{Digest as _, Sha256};
 use store::{Listed, Snapshot, StoreLocation};
+use tokio::io::AsyncWriteExt as _;
 
 /// Files downloaded at the same time.
 const CONCURRENT_FILES: usize = 4;
@@ -359,6 +361,69 @@ impl Drop for Removal {
                 tracing::warn!(path = %self.0.display(), %err, "cannot remove a failed download")
             }
         }
+    }
+}
+
+/// One file being downloaded into staging: created new, written through a buffer, hashed and
+/// counted on the way, and flushed to disk before its digest is handed out. Each backend reads
+/// its own stream and decides how a wrong size reads; this is what they share.
+pub(super) struct Sink<'a> {
+    uri: &'a str,
+    target: &'a Path,
+    writer: tokio::io::BufWriter<tokio::fs::File>,
+    hasher: Sha256,
+    /// Bytes written so far.
+    received: u64,
+}
+
+impl<'a> Sink<'a> {
+    /// Creates `target`, which must not exist.
+    pub(super) async fn create(uri: &'a str, target: &'a Path) -> Result<Sink<'a>, RegistryError> {
+        let file = tokio::fs::File::create_new(target)
+            .await
+            .map_err(|source| write_error(uri, target, source))?;
+        Ok(Sink {
+            uri,
+            target,
+            writer: tokio::io::BufWriter::with_capacity(256 * 1024, file),
+            hasher: Sha256::new(),
+            received: 0,
+        })
+    }
+
+    /// Bytes written so far.
+    pub(super) fn received(&self) -> u64 {
+        self.received
+    }
+
+    pub(super) async fn write(&mut self, chunk: &[u8]) -> Result<(), RegistryError> {
+        self.received += chunk.len() as u64;
+        self.hasher.update(chunk);
+        self.writer
+            .write_all(chunk)
+            .await
+            .map_err(|source| write_error(self.uri, self.target, source))
+    }
+
+    /// Flushes the file to disk and returns its digest under the listed `path`.
+    pub(super) async fn finish(mut self, path: &str) -> Result<FileDigest, RegistryError> {
+        let error = |source| write_error(self.uri, self.target, source);
+        self.writer.flush().await.map_err(error)?;
+        self.writer.get_ref().sync_all().await.map_err(error)?;
+        Ok(FileDigest {
+            path: path.to_string(),
+            size: self.received,
+            sha256: hex(&self.hasher.finalize()),
+        })
+    }
+}
+
+fn write_error(uri: &str, target: &Path, source: std::io::Error) -> RegistryError {
+    RegistryError::Io {
+        uri: uri.to_string(),
+        action: "write",
+        path: target.to_path_buf(),
+        source,
     }
 }
 

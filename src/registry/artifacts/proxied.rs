@@ -8,11 +8,9 @@
 use std::path::Path;
 
 use reqwest::Url;
-use sha2::{Digest as _, Sha256};
-use tokio::io::AsyncWriteExt as _;
 
-use super::{unsafe_path, ArtifactRoot, RootError, MAX_DIRECTORIES, MAX_FILES};
-use crate::files::{confine, hex, FileDigest};
+use super::{unsafe_path, ArtifactRoot, RootError, Sink, MAX_DIRECTORIES, MAX_FILES};
+use crate::files::{confine, FileDigest};
 use crate::registry::client::{error_chain, MlflowClient};
 use crate::registry::{rest, uri, RegistryError, RemoteFile};
 
@@ -158,18 +156,7 @@ pub(super) async fn fetch(
         .get_stream(url)
         .await
         .map_err(|err| err.into_registry(uri, client.request_timeout()))?;
-    let io_error = |source| RegistryError::Io {
-        uri: uri.to_string(),
-        action: "write",
-        path: target.to_path_buf(),
-        source,
-    };
-    let handle = tokio::fs::File::create_new(target)
-        .await
-        .map_err(io_error)?;
-    let mut writer = tokio::io::BufWriter::with_capacity(256 * 1024, handle);
-    let mut hasher = Sha256::new();
-    let mut received: u64 = 0;
+    let mut sink = Sink::create(uri, target).await?;
     loop {
         let chunk = match response.chunk().await {
             Ok(Some(chunk)) => chunk,
@@ -178,12 +165,12 @@ pub(super) async fn fetch(
                 return Err(RegistryError::Interrupted {
                     uri: uri.to_string(),
                     path: file.path.clone(),
-                    received,
+                    received: sink.received(),
                     reason: error_chain(&err),
                 })
             }
         };
-        received += chunk.len() as u64;
+        let received = sink.received() + chunk.len() as u64;
         if file.size.is_some_and(|expected| received > expected) {
             return Err(RegistryError::SizeMismatch {
                 uri: uri.to_string(),
@@ -192,14 +179,7 @@ pub(super) async fn fetch(
                 actual: received,
             });
         }
-        hasher.update(&chunk);
-        writer.write_all(&chunk).await.map_err(io_error)?;
+        sink.write(&chunk).await?;
     }
-    writer.flush().await.map_err(io_error)?;
-    writer.get_ref().sync_all().await.map_err(io_error)?;
-    Ok(FileDigest {
-        path: file.path.clone(),
-        size: received,
-        sha256: hex(&hasher.finalize()),
-    })
+    sink.finish(&file.path).await
 }

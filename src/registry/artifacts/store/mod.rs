@@ -22,14 +22,13 @@ use object_store::path::Path as StorePath;
 use object_store::GetOptions;
 use reqwest::Url;
 use sha2::{Digest as _, Sha256};
-use tokio::io::AsyncWriteExt as _;
 
 mod credentials;
 
 pub(crate) use credentials::Stores;
 pub use credentials::{StoreSettings, VARIABLES};
 
-use super::{unsafe_path, MAX_FILES};
+use super::{unsafe_path, Sink, MAX_FILES};
 use crate::files::{confine, hex, FileDigest};
 use crate::registry::{MlflowSettings, RegistryError, RemoteFile};
 
@@ -346,18 +345,7 @@ pub(crate) async fn fetch(
         }
     };
     let mut body = got.into_stream();
-    let io_error = |source| RegistryError::Io {
-        uri: uri.to_string(),
-        action: "write",
-        path: target.to_path_buf(),
-        source,
-    };
-    let handle = tokio::fs::File::create_new(target)
-        .await
-        .map_err(io_error)?;
-    let mut writer = tokio::io::BufWriter::with_capacity(256 * 1024, handle);
-    let mut hasher = Sha256::new();
-    let mut received: u64 = 0;
+    let mut sink = Sink::create(uri, target).await?;
     loop {
         let chunk = match tokio::time::timeout(timeout, body.next()).await {
             Err(_) => return Err(silent(uri, &location.store, timeout)),
@@ -367,36 +355,34 @@ pub(crate) async fn fetch(
                     uri: uri.to_string(),
                     store: location.store.display(),
                     reason: format!(
-                        "the download of '{}' broke after {received} bytes: {}",
+                        "the download of '{}' broke after {} bytes: {}",
                         file.path,
+                        sink.received(),
                         redact(&error_chain(&err))
                     ),
                 })
             }
             Ok(Some(Ok(chunk))) => chunk,
         };
-        received += chunk.len() as u64;
+        let received = sink.received() + chunk.len() as u64;
         if received > file.size {
-            break;
+            return Err(size_mismatch(uri, file, received));
         }
-        hasher.update(&chunk);
-        writer.write_all(&chunk).await.map_err(io_error)?;
+        sink.write(&chunk).await?;
     }
-    if received != file.size {
-        return Err(RegistryError::SizeMismatch {
-            uri: uri.to_string(),
-            path: file.path.clone(),
-            expected: file.size,
-            actual: received,
-        });
+    if sink.received() != file.size {
+        return Err(size_mismatch(uri, file, sink.received()));
     }
-    writer.flush().await.map_err(io_error)?;
-    writer.get_ref().sync_all().await.map_err(io_error)?;
-    Ok(FileDigest {
+    sink.finish(&file.path).await
+}
+
+fn size_mismatch(uri: &str, file: &Listed, actual: u64) -> RegistryError {
+    RegistryError::SizeMismatch {
+        uri: uri.to_string(),
         path: file.path.clone(),
-        size: received,
-        sha256: hex(&hasher.finalize()),
-    })
+        expected: file.size,
+        actual,
+    }
 }
 
 /// The largest object read as a pointer.
