@@ -185,7 +185,7 @@ impl Data {
                 .collect()
         }
         if let Some(size) = datatype.size() {
-            if raw.len() % size != 0 {
+            if !raw.len().is_multiple_of(size) {
                 return Err(format!(
                     "{} bytes of {} data is not a whole number of {size}-byte elements",
                     raw.len(),
@@ -396,7 +396,9 @@ pub fn model_metadata(
     check_version(served, &live, version)?;
     let (inputs, outputs) = match Interface::of(&live) {
         Interface::Text {
-            input, label, rows, ..
+            input,
+            label,
+            labels,
         } => (
             vec![TensorMetadata {
                 name: input,
@@ -412,7 +414,7 @@ pub fn model_metadata(
                 TensorMetadata {
                     name: PROBABILITIES.to_string(),
                     datatype: Datatype::Fp32,
-                    shape: vec![-1, rows as i64],
+                    shape: vec![-1, labels as i64],
                 },
             ],
         ),
@@ -494,7 +496,7 @@ enum Interface {
         /// The label output's name: the signature's string output, else `label`.
         label: String,
         /// How many labels (the width of `probabilities`).
-        rows: usize,
+        labels: usize,
     },
     /// The graph's own inputs and outputs.
     Tensor,
@@ -521,7 +523,7 @@ impl Interface {
         Interface::Text {
             input: string_column(signature.map(|s| &s.inputs), "text"),
             label: string_column(signature.map(|s| &s.outputs), "label"),
-            rows: task.labels.len(),
+            labels: task.labels.len(),
         }
     }
 }
@@ -535,12 +537,9 @@ fn find<'a>(app: &'a App, model: &str) -> Result<&'a Served, OipError> {
     })
 }
 
+/// The live model. While the server drains it still answers, as `/predict` does (readiness
+/// has already turned false; the pool refuses work once it is closed).
 fn live_model(served: &Served) -> Result<Arc<Model>, OipError> {
-    if served.live.is_draining() {
-        return Err(OipError::Unavailable(
-            "the server is shutting down".to_string(),
-        ));
-    }
     served.live.current().ok_or_else(|| {
         let status = served.live.status();
         OipError::Unavailable(format!(
