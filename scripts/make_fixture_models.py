@@ -13,6 +13,11 @@ exactly what MLflow writes), then made reproducible:
   tests/fixtures/sentiment_v2/  same pipeline, different seed and weights, labels
                                 [negative, positive] (for hot-reload tests)
   tests/fixtures/tensor_model/  x float32 [batch, 4] -> y float32 [batch, 3], y = x @ W + b
+  tests/fixtures/typed_model/   one input of each element type the Open Inference Protocol
+                                serves (float64, int64, int32, int8, uint8, bool, float16),
+                                shape [batch, 2], and outputs of the same types (doubled,
+                                copied, negated, cast); no input example (the gate warms it
+                                up with zeros)
   tests/fixtures/expected.json  reference outputs (token ids, logits, probabilities, y) computed
                                 with tokenizers + onnxruntime in Python, for cross-checks
 
@@ -541,6 +546,85 @@ def tensor_graph(w, b):
     return finish_model(graph)
 
 
+# (input name, onnx element type, numpy dtype) of the typed fixture.
+TYPED_INPUTS = [
+    ("f64", "DOUBLE", "float64"),
+    ("i64", "INT64", "int64"),
+    ("i32", "INT32", "int32"),
+    ("i8", "INT8", "int8"),
+    ("u8", "UINT8", "uint8"),
+    ("flag", "BOOL", "bool"),
+    ("half", "FLOAT16", "float16"),
+]
+# (output name, op, input, onnx element type, numpy dtype) of the typed fixture.
+TYPED_OUTPUTS = [
+    ("f64_twice", "Add", "f64", "DOUBLE", "float64"),
+    ("i64_twice", "Add", "i64", "INT64", "int64"),
+    ("i32_twice", "Add", "i32", "INT32", "int32"),
+    ("i8_same", "Identity", "i8", "INT8", "int8"),
+    ("u8_same", "Identity", "u8", "UINT8", "uint8"),
+    ("flag_not", "Not", "flag", "BOOL", "bool"),
+    ("half_same", "Identity", "half", "FLOAT16", "float16"),
+    ("half_as_fp32", "Cast", "half", "FLOAT", "float32"),
+]
+
+
+def typed_graph():
+    from onnx import TensorProto, helper
+
+    nodes = []
+    for out, op, inp, elem, _ in TYPED_OUTPUTS:
+        if op == "Add":
+            nodes.append(helper.make_node("Add", [inp, inp], [out], name=out))
+        elif op == "Cast":
+            nodes.append(helper.make_node("Cast", [inp], [out], to=getattr(TensorProto, elem),
+                                          name=out))
+        else:
+            nodes.append(helper.make_node(op, [inp], [out], name=out))
+    graph = helper.make_graph(
+        nodes,
+        "hotserve_typed_fixture",
+        [helper.make_tensor_value_info(n, getattr(TensorProto, e), ["batch", 2])
+         for n, e, _ in TYPED_INPUTS],
+        [helper.make_tensor_value_info(n, getattr(TensorProto, e), ["batch", 2])
+         for n, _, _, e, _ in TYPED_OUTPUTS],
+    )
+    return finish_model(graph)
+
+
+def typed_signature():
+    from mlflow.models import ModelSignature
+    from mlflow.types import Schema, TensorSpec
+
+    return ModelSignature(
+        inputs=Schema([TensorSpec(np.dtype(d), (-1, 2), n) for n, _, d in TYPED_INPUTS]),
+        outputs=Schema([TensorSpec(np.dtype(d), (-1, 2), n) for n, _, _, _, d in TYPED_OUTPUTS]),
+    )
+
+
+def make_typed_fixture():
+    import onnxruntime as ort
+
+    path = save_mlflow(typed_graph(), FIXTURES / "typed_model", signature=typed_signature(),
+                       input_example=None, metadata=None, fixture_name="typed_model")
+    (path / "README.md").write_text(
+        "# typed_model: hotserve fixture of every served element type\n\n"
+        "No tokenizer. Inputs, each `[batch, 2]`: "
+        + ", ".join(f"`{n}` {d}" for n, _, d in TYPED_INPUTS) + ".\n"
+        "Outputs, each `[batch, 2]`: "
+        + ", ".join(f"`{n}` {d} = {op}({i})" for n, op, i, _, d in TYPED_OUTPUTS) + ".\n"
+        "No input example: the validation gate warms it up with zeros. Saved with\n"
+        "`mlflow.onnx.save_model` (mlflow 3.17.2).\n\n"
+        "Regenerate: `.venv/bin/python scripts/make_fixture_models.py`.\n")
+    sess = ort.InferenceSession(str(path / "model.onnx"), providers=["CPUExecutionProvider"])
+    feed = {n: np.array([[1, 0], [2, 1]], dtype=d) for n, _, d in TYPED_INPUTS}
+    got = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, feed)))
+    assert got["f64_twice"].tolist() == [[2, 0], [4, 2]] and got["f64_twice"].dtype == np.float64
+    assert got["flag_not"].tolist() == [[False, True], [False, False]]
+    assert got["half_same"].dtype == np.float16 and got["half_as_fp32"].dtype == np.float32
+    print(f"[check] {path.name}: {len(TYPED_OUTPUTS)} outputs of {len(TYPED_INPUTS)} types ok")
+
+
 def finish_model(graph):
     import onnx
     from onnx import helper
@@ -831,6 +915,7 @@ def main():
         "bytes), so unlike the sentiment fixtures this model has no `*.data` file.\n\n"
         "Regenerate: `.venv/bin/python scripts/make_fixture_models.py`.\n")
     x, y = verify_tensor_model(tpath, tw, tb)
+    make_typed_fixture()
 
     write_expected(x, y)
     print(f"[done] held-out accuracy: sentiment {acc1:.1%}, sentiment_v2 {acc2:.1%}; "

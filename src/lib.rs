@@ -9,6 +9,8 @@
 //! - [`live`]: the live model behind `ArcSwap`, and the status `/health` reports.
 //! - [`queue`]: where a request waits: the bounded queue and the batching inference pool.
 //! - [`protocol`]: request formats (`/predict`, MLflow's scoring protocol), parsed purely.
+//! - [`predict`]: the one prediction path every route and protocol shares.
+//! - [`oip`]: the Open Inference Protocol (KServe v2) apart from its transport; its REST codec.
 //! - [`http`]: hyper server, routes, the error -> status mapping.
 //! - [`app`]: wiring and lifecycle; [`cli`]: `resolve` and `validate`.
 //! - [`files`]: path confinement and content digests, shared by `registry` and `model`.
@@ -23,6 +25,8 @@ pub mod http;
 pub mod live;
 pub mod metrics;
 pub mod model;
+pub mod oip;
+pub mod predict;
 pub mod protocol;
 pub mod queue;
 pub mod registry;

@@ -2,7 +2,9 @@
 //! inputs rather than a list of examples: request bodies (JSON and CSV), `MODEL_URI` forms,
 //! `MLmodel` YAML, webhook deliveries, relative paths from listings and bundles, and
 //! durations. For each: no input panics; every rejection is a typed error, and a rejected
-//! request body maps to a 4xx; where a parser has an inverse, the round trip holds.
+//! request body maps to a 4xx; where a parser has an inverse, the round trip holds. The Open
+//! Inference Protocol's REST decoder (JSON, and JSON followed by binary tensor data) and its
+//! raw tensor codec are held to the same.
 
 use std::path::{Component, Path};
 use std::time::Duration;
@@ -11,6 +13,7 @@ use hotserve::config::parse_duration;
 use hotserve::files::confine;
 use hotserve::http::error::ApiError;
 use hotserve::model::MlModel;
+use hotserve::oip::{rest, Data, Datatype};
 use hotserve::protocol::{parse_batch, parse_invocation, parse_predict, BadRequest, ContentType};
 use hotserve::registry::ModelUri;
 use hotserve::reload::webhook::{sign, Delivery, Verdict, Verifier, WebhookError};
@@ -78,6 +81,79 @@ fn check_body(body: &[u8]) -> Result<(), TestCaseError> {
         }
     }
     Ok(())
+}
+
+/// Something like an inference request: inputs with protocol (or made-up) datatypes, shapes,
+/// data of any kind, sometimes binary sizes, and requested outputs.
+fn infer_request() -> impl Strategy<Value = Value> {
+    let datatype = prop_oneof![
+        prop::sample::select(Datatype::ALL.map(|d| d.as_str()).to_vec()).prop_map(String::from),
+        "[A-Z0-9]{0,6}",
+    ];
+    let shape = prop::collection::vec(prop_oneof![0i64..4, any::<i64>()], 0..4);
+    let parameters = prop_oneof![
+        Just(Value::Null),
+        (0u64..40).prop_map(|size| json!({"binary_data_size": size})),
+        json_value(),
+    ];
+    let input = (".{0,4}", datatype, shape, json_value(), parameters).prop_map(
+        |(name, datatype, shape, data, parameters)| {
+            let mut input = json!({"name": name, "datatype": datatype, "shape": shape});
+            if !parameters.is_null() {
+                input["parameters"] = parameters;
+            }
+            if !input["parameters"]["binary_data_size"].is_u64() {
+                input["data"] = data;
+            }
+            input
+        },
+    );
+    let output = (".{0,4}", any::<Option<bool>>()).prop_map(|(name, binary)| match binary {
+        Some(binary) => json!({"name": name, "parameters": {"binary_data": binary}}),
+        None => json!({"name": name}),
+    });
+    (
+        prop::collection::vec(input, 0..4),
+        prop::collection::vec(output, 0..3),
+        any::<Option<bool>>(),
+    )
+        .prop_map(|(inputs, outputs, all_binary)| {
+            let mut request = json!({"inputs": inputs, "outputs": outputs});
+            if let Some(all) = all_binary {
+                request["parameters"] = json!({"binary_data_output": all});
+            }
+            request
+        })
+}
+
+/// Decodes an inference request body; it may not panic, and a rejection is a 4xx with the
+/// protocol's `{"error": ...}`.
+fn check_infer_body(body: &[u8], header_length: Option<usize>) -> Result<(), TestCaseError> {
+    if let Err(error) = rest::decode(body, header_length, "m", None) {
+        let error = ApiError::from(error);
+        let response = error.response();
+        prop_assert!(response.status().is_client_error(), "{}", response.status());
+        let answer: Value = serde_json::from_str(&error.body()).unwrap();
+        prop_assert!(answer["error"].is_string(), "{answer}");
+    }
+    Ok(())
+}
+
+/// Any tensor data, with floats that equal themselves (so `==` can compare round trips).
+fn tensor_data() -> impl Strategy<Value = Data> {
+    let count = 0..6usize;
+    prop_oneof![
+        prop::collection::vec(any::<bool>(), count.clone()).prop_map(Data::Bool),
+        prop::collection::vec(any::<u8>(), count.clone()).prop_map(Data::Uint8),
+        prop::collection::vec(any::<i8>(), count.clone()).prop_map(Data::Int8),
+        prop::collection::vec(any::<i32>(), count.clone()).prop_map(Data::Int32),
+        prop::collection::vec(any::<i64>(), count.clone()).prop_map(Data::Int64),
+        prop::collection::vec(0u16..0x7c00, count.clone()).prop_map(Data::Fp16),
+        prop::collection::vec(-1e30f32..1e30, count.clone()).prop_map(Data::Fp32),
+        prop::collection::vec(-1e300f64..1e300, count.clone()).prop_map(Data::Fp64),
+        prop::collection::vec(prop::collection::vec(any::<u8>(), 0..8), count)
+            .prop_map(Data::Bytes),
+    ]
 }
 
 proptest! {
@@ -213,5 +289,45 @@ proptest! {
             matches!(verifier.verify(&delivery, now, Some("sentiment")), Err(WebhookError::Replayed(_))),
             "the same delivery twice is a replay"
         );
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic_the_oip_decoder(
+        body in prop::collection::vec(any::<u8>(), 0..256),
+        header_length in prop::option::of(0usize..300),
+    ) {
+        check_infer_body(&body, header_length)?;
+    }
+
+    #[test]
+    fn inference_requests_decode_or_are_refused_with_a_4xx(
+        request in infer_request(),
+        binary in prop::collection::vec(any::<u8>(), 0..48),
+    ) {
+        let mut body = request.to_string().into_bytes();
+        let header_length = (!binary.is_empty()).then_some(body.len());
+        body.extend_from_slice(&binary);
+        check_infer_body(&body, header_length)?;
+        check_infer_body(request.to_string().as_bytes(), None)?;
+    }
+
+    /// What `to_raw` writes, `from_raw` reads back: the binary extension and gRPC's raw
+    /// contents carry tensors losslessly.
+    #[test]
+    fn raw_tensor_data_round_trips(data in tensor_data()) {
+        prop_assert_eq!(Data::from_raw(data.datatype(), &data.to_raw()), Ok(data));
+    }
+
+    /// Any bytes are read as any datatype or refused with a reason; what is read writes back
+    /// to the same bytes.
+    #[test]
+    fn arbitrary_raw_data_is_read_or_refused(
+        datatype in prop::sample::select(Datatype::ALL.to_vec()),
+        raw in prop::collection::vec(any::<u8>(), 0..40),
+    ) {
+        match Data::from_raw(datatype, &raw) {
+            Ok(data) => prop_assert_eq!(data.to_raw(), raw),
+            Err(why) => prop_assert!(!why.is_empty()),
+        }
     }
 }

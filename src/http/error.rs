@@ -3,6 +3,8 @@
 //! `Retry-After`; every health probe becomes 200 or 503. Handlers say which error happened
 //! (a typed error through a `From` impl, or a named constructor below); they never pick a
 //! number, and nothing outside this file can build an [`ApiError`] with a status of its own.
+//! The Open Inference Protocol's routes (`/v2/...`) answer errors in that protocol's shape,
+//! `{"error": "..."}` ([`ApiError::in_oip_shape`], [`OipError`]), with the same statuses.
 
 use std::fmt::Display;
 
@@ -11,6 +13,7 @@ use hyper::{Method, StatusCode};
 
 use super::{text, HttpResponse};
 use crate::model::InferError;
+use crate::oip::OipError;
 use crate::protocol::{BadRequest, Problem};
 use crate::queue::PoolError;
 use crate::reload::webhook::WebhookError;
@@ -28,6 +31,17 @@ pub struct ApiError {
     retry_after: Option<u64>,
     /// The `Allow` header of a 405.
     allow: Option<&'static str>,
+    /// Which protocol's error body to answer with.
+    shape: Shape,
+}
+
+/// The body an error is answered with.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Shape {
+    /// MLflow's `{"error_code": ..., "message": ...}` (every route but `/v2/...`).
+    Mlflow,
+    /// The Open Inference Protocol's `{"error": ...}`.
+    Oip,
 }
 
 impl ApiError {
@@ -38,7 +52,14 @@ impl ApiError {
             message: message.into(),
             retry_after: None,
             allow: None,
+            shape: Shape::Mlflow,
         }
+    }
+
+    /// The same error with the Open Inference Protocol's body, `{"error": "..."}`.
+    pub fn in_oip_shape(mut self) -> ApiError {
+        self.shape = Shape::Oip;
+        self
     }
 
     fn retry_after(mut self, seconds: u64) -> ApiError {
@@ -166,9 +187,15 @@ impl ApiError {
         .retry_after(5)
     }
 
-    /// The JSON body: `{"error_code": ..., "message": ...}`.
+    /// The JSON body: `{"error_code": ..., "message": ...}`, or `{"error": ...}` on the Open
+    /// Inference Protocol's routes.
     pub fn body(&self) -> String {
-        serde_json::json!({ "error_code": self.code, "message": self.message }).to_string()
+        match self.shape {
+            Shape::Mlflow => {
+                serde_json::json!({ "error_code": self.code, "message": self.message }).to_string()
+            }
+            Shape::Oip => serde_json::json!({ "error": self.message }).to_string(),
+        }
     }
 
     /// The whole response: status, JSON body, `Retry-After` and `Allow` where they apply.
@@ -234,6 +261,36 @@ impl From<PoolError> for ApiError {
     }
 }
 
+/// The Open Inference Protocol's errors, answered `{"error": "..."}`: an unknown model or a
+/// version that is not resident is a 404, a bad tensor a 400, a model not live yet (or a
+/// server draining) a 503, a full queue a 429, a deadline a 504.
+impl From<OipError> for ApiError {
+    fn from(err: OipError) -> Self {
+        let message = err.to_string();
+        let error = match err {
+            OipError::NotFound(_) => {
+                ApiError::new(StatusCode::NOT_FOUND, "RESOURCE_DOES_NOT_EXIST", message)
+            }
+            OipError::Invalid(_) => ApiError::invalid(message),
+            OipError::Unavailable(_) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "TEMPORARILY_UNAVAILABLE",
+                message,
+            )
+            .retry_after(5),
+            OipError::Overloaded {
+                retry_after_secs, ..
+            } => ApiError::new(StatusCode::TOO_MANY_REQUESTS, "RESOURCE_EXHAUSTED", message)
+                .retry_after(retry_after_secs),
+            OipError::Timeout(_) => {
+                ApiError::new(StatusCode::GATEWAY_TIMEOUT, "DEADLINE_EXCEEDED", message)
+            }
+            OipError::Internal(_) => ApiError::internal(message),
+        };
+        error.in_oip_shape()
+    }
+}
+
 /// A delivery that cannot be authenticated (bad signature, too old, replayed) is a 401, so
 /// MLflow's delivery log shows an authentication problem; one that is malformed is a 400.
 impl From<WebhookError> for ApiError {
@@ -276,6 +333,16 @@ impl Probe {
         match self {
             Probe::Pass => StatusCode::OK,
             Probe::Fail => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// The status of the Open Inference Protocol's health routes (`/v2/health/...`,
+    /// `/v2/models/{name}/ready`): the spec says 200 for true and a 4xx for false; 400, as
+    /// Triton answers. Kubernetes probes fail on it as on a 503.
+    pub fn oip_status(self) -> StatusCode {
+        match self {
+            Probe::Pass => StatusCode::OK,
+            Probe::Fail => StatusCode::BAD_REQUEST,
         }
     }
 }
@@ -365,6 +432,28 @@ mod tests {
     }
 
     #[test]
+    #[rustfmt::skip]
+    fn oip_errors() {
+        let check_oip = |err: OipError, status: u16, retry_after: Option<u64>| {
+            let message = err.to_string();
+            let err = ApiError::from(err);
+            assert_eq!((err.status.as_u16(), err.retry_after), (status, retry_after), "{err:?}");
+            let response = err.response();
+            assert_eq!(response.status().as_u16(), status);
+            let body: serde_json::Value = serde_json::from_str(&err.body()).unwrap();
+            assert_eq!(body, serde_json::json!({"error": message}), "{err:?}");
+        };
+        check_oip(OipError::NotFound("x".into()), 404, None);
+        check_oip(OipError::Invalid("x".into()), 400, None);
+        check_oip(OipError::Unavailable("x".into()), 503, Some(5));
+        check_oip(OipError::Overloaded { message: "x".into(), retry_after_secs: 2 }, 429, Some(2));
+        check_oip(OipError::Timeout("x".into()), 504, None);
+        check_oip(OipError::Internal("x".into()), 500, None);
+        let body: serde_json::Value = serde_json::from_str(&ApiError::too_large(10).in_oip_shape().body()).unwrap();
+        assert_eq!(body, serde_json::json!({"error": "the request body is larger than 10 bytes (max_body_bytes)"}));
+    }
+
+    #[test]
     fn method_not_allowed_names_the_allowed_methods() {
         let allow = |allowed: &Method| {
             let response = ApiError::method_not_allowed(&Method::PUT, "/x", allowed).response();
@@ -378,5 +467,7 @@ mod tests {
     fn probes() {
         assert_eq!(Probe::of(true).status(), StatusCode::OK);
         assert_eq!(Probe::of(false).status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(Probe::of(true).oip_status(), StatusCode::OK);
+        assert_eq!(Probe::of(false).oip_status(), StatusCode::BAD_REQUEST);
     }
 }

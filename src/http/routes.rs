@@ -15,7 +15,9 @@ use serde_json::{json, Map, Value};
 use super::error::{ApiError, Probe};
 use super::{json, read_body, text, App, HttpResponse, Served, X_MODEL_VERSION};
 use crate::model::argmax;
-use crate::model::{tensor, Encoded, Model, Scores};
+use crate::model::{tensor, Model, Scores};
+use crate::oip::{self, OipError};
+use crate::predict;
 use crate::protocol::{self, ContentType};
 use crate::reload::webhook::{self, Delivery, Verdict};
 
@@ -37,6 +39,12 @@ enum Target<'a> {
     Default,
     /// `/models/{name}/...`.
     Named(&'a str),
+    /// `/v2/models/{name}[/versions/{version}]/...`: the Open Inference Protocol, whose
+    /// handlers answer an unknown model or version themselves, in that protocol's shape.
+    Oip {
+        model: &'a str,
+        version: Option<&'a str>,
+    },
 }
 
 /// The route a path names: its name for metrics, its method and its model. Pure.
@@ -54,6 +62,10 @@ fn resolve(path: &str) -> Option<(&'static str, Method, Target<'_>)> {
         "/metrics" => return Some(("/metrics", Method::GET, Target::Daemon)),
         "/admin/reload" => return Some(("/admin/reload", Method::POST, Target::Daemon)),
         "/hooks/mlflow" => return Some(("/hooks/mlflow", Method::POST, Target::Daemon)),
+        "/v2" => return Some(("/v2", Method::GET, Target::Daemon)),
+        "/v2/health/live" => return Some(("/v2/health/live", Method::GET, Target::Daemon)),
+        "/v2/health/ready" => return Some(("/v2/health/ready", Method::GET, Target::Daemon)),
+        _ if path.starts_with("/v2/models/") => return resolve_oip(path),
         _ => {
             let rest = path.strip_prefix("/models/")?;
             let (model, route) = rest.split_once('/').unwrap_or((rest, ""));
@@ -74,6 +86,40 @@ fn resolve(path: &str) -> Option<(&'static str, Method, Target<'_>)> {
     Some((name, method, Target::Default))
 }
 
+/// The Open Inference Protocol's model routes: `/v2/models/{name}[/versions/{version}]`,
+/// then nothing (metadata), `/ready` or `/infer`. Pure.
+fn resolve_oip(path: &str) -> Option<(&'static str, Method, Target<'_>)> {
+    let rest = path.strip_prefix("/v2/models/")?;
+    let mut parts = rest.split('/');
+    let model = parts.next().filter(|m| !m.is_empty())?;
+    let parts: Vec<&str> = parts.collect();
+    let (name, method, version) = match parts.as_slice() {
+        [] => ("/v2/models/{name}", Method::GET, None),
+        ["ready"] => ("/v2/models/{name}/ready", Method::GET, None),
+        ["infer"] => ("/v2/models/{name}/infer", Method::POST, None),
+        ["versions", version] => (
+            "/v2/models/{name}/versions/{version}",
+            Method::GET,
+            Some(*version),
+        ),
+        ["versions", version, "ready"] => (
+            "/v2/models/{name}/versions/{version}/ready",
+            Method::GET,
+            Some(*version),
+        ),
+        ["versions", version, "infer"] => (
+            "/v2/models/{name}/versions/{version}/infer",
+            Method::POST,
+            Some(*version),
+        ),
+        _ => return None,
+    };
+    if version.is_some_and(str::is_empty) {
+        return None;
+    }
+    Some((name, method, Target::Oip { model, version }))
+}
+
 /// Routes a request.
 pub async fn route(app: &App, request: Request<Incoming>) -> Routed {
     let method = request.method().clone();
@@ -83,16 +129,32 @@ pub async fn route(app: &App, request: Request<Incoming>) -> Routed {
         model: model.map(|m| m.name.clone()),
         response,
     };
+    // The Open Inference Protocol's clients read `{"error": ...}`, whatever went wrong.
+    let oip = path == "/v2" || path.starts_with("/v2/");
+    let shape = |err: ApiError| if oip { err.in_oip_shape() } else { err };
     let Some((name, allowed, target)) = resolve(&path) else {
-        return answer("other", None, ApiError::not_found(&path).response());
+        return answer("other", None, shape(ApiError::not_found(&path)).response());
     };
     let method_ok = method == allowed || (allowed == Method::GET && method == Method::HEAD);
     if !method_ok {
         let err = ApiError::method_not_allowed(&method, &path, &allowed);
-        return answer(name, None, err.response());
+        return answer(name, None, shape(err).response());
+    }
+    if let Target::Oip { model, version } = target {
+        let result = match name {
+            "/v2/models/{name}/infer" | "/v2/models/{name}/versions/{version}/infer" => {
+                oip_infer(app, model, version, request).await
+            }
+            "/v2/models/{name}/ready" | "/v2/models/{name}/versions/{version}/ready" => {
+                oip_model_ready(app, model, version)
+            }
+            _ => oip_model_metadata(app, model, version),
+        };
+        let response = result.unwrap_or_else(|err| shape(err).response());
+        return answer(name, app.model(model), response);
     }
     let model = match target {
-        Target::Daemon => None,
+        Target::Daemon | Target::Oip { .. } => None,
         Target::Default => Some(app.default_model()),
         Target::Named(wanted) => match app.model(wanted) {
             Some(model) => Some(model),
@@ -128,9 +190,132 @@ pub async fn route(app: &App, request: Request<Incoming>) -> Routed {
         )),
         ("/admin/reload", _) => admin_reload(app, request).await,
         ("/hooks/mlflow", _) => webhook(app, request).await,
+        ("/v2", _) => Ok(oip_server_metadata()),
+        ("/v2/health/live", _) => Ok(oip_probe("live", oip::server_live(app), None)),
+        ("/v2/health/ready", _) => Ok(oip_server_ready(app)),
         _ => Err(ApiError::not_found(&path)),
     };
-    answer(name, model, result.unwrap_or_else(|err| err.response()))
+    answer(
+        name,
+        model,
+        result.unwrap_or_else(|err| shape(err).response()),
+    )
+}
+
+/// `GET /v2`: the server's name, version and protocol extensions.
+fn oip_server_metadata() -> HttpResponse {
+    let metadata = oip::server_metadata();
+    json(
+        StatusCode::OK,
+        &json!({"name": metadata.name, "version": metadata.version, "extensions": metadata.extensions}),
+    )
+}
+
+/// A health answer of the Open Inference Protocol: `{"<what>": bool}` (and why not, when
+/// not), 200 when true, 400 when false (the spec asks for a 4xx).
+fn oip_probe(what: &str, holds: bool, why_not: Option<String>) -> HttpResponse {
+    let probe = Probe::of(holds);
+    let mut body = json!({ what: holds });
+    if let (false, Some(why)) = (holds, why_not) {
+        body["reason"] = json!(why);
+    }
+    json(probe.oip_status(), &body)
+}
+
+/// `GET /v2/health/ready`: every configured model is live and the server is not draining.
+fn oip_server_ready(app: &App) -> HttpResponse {
+    let ready = oip::server_ready(app);
+    let why = (!ready).then(|| {
+        app.models
+            .iter()
+            .filter(|m| !m.live.is_ready())
+            .map(|m| format!("{}: {}", m.name, not_ready_reason(m)))
+            .collect::<Vec<_>>()
+            .join("; ")
+    });
+    oip_probe("ready", ready, why)
+}
+
+/// `GET /v2/models/{name}[/versions/{version}]/ready`.
+fn oip_model_ready(
+    app: &App,
+    model: &str,
+    version: Option<&str>,
+) -> Result<HttpResponse, ApiError> {
+    let ready = oip::model_ready(app, model, version)?;
+    let why = (!ready)
+        .then(|| app.model(model).map(not_ready_reason))
+        .flatten();
+    Ok(oip_probe("ready", ready, why))
+}
+
+/// `GET /v2/models/{name}[/versions/{version}]`: the live version, its inputs and outputs.
+fn oip_model_metadata(
+    app: &App,
+    model: &str,
+    version: Option<&str>,
+) -> Result<HttpResponse, ApiError> {
+    let metadata = oip::model_metadata(app, model, version)?;
+    let tensors = |tensors: &[oip::TensorMetadata]| -> Vec<Value> {
+        tensors
+            .iter()
+            .map(|t| json!({"name": t.name, "datatype": t.datatype.as_str(), "shape": t.shape}))
+            .collect()
+    };
+    Ok(json(
+        StatusCode::OK,
+        &json!({
+            "name": metadata.name,
+            "versions": metadata.versions,
+            "platform": metadata.platform,
+            "inputs": tensors(&metadata.inputs),
+            "outputs": tensors(&metadata.outputs),
+        }),
+    ))
+}
+
+/// `POST /v2/models/{name}[/versions/{version}]/infer`: JSON, or JSON followed by binary
+/// tensor data (Triton's extension, `Inference-Header-Content-Length`), either way in and out.
+async fn oip_infer(
+    app: &App,
+    model: &str,
+    version: Option<&str>,
+    request: Request<Incoming>,
+) -> Result<HttpResponse, ApiError> {
+    let deadline = Instant::now() + app.config.request_timeout;
+    let header_length = match request.headers().get(oip::rest::HEADER_LENGTH) {
+        None => None,
+        Some(value) => Some(
+            value
+                .to_str()
+                .ok()
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .ok_or_else(|| {
+                    OipError::Invalid(
+                        "Inference-Header-Content-Length must be a byte count".to_string(),
+                    )
+                })?,
+        ),
+    };
+    let body = read_body(request, app.config.max_body_bytes, deadline).await?;
+    let request = oip::rest::decode(&body, header_length, model, version)?;
+    let (requested, parameters) = (request.outputs.clone(), request.parameters.clone());
+    let response = oip::infer_until(app, request, deadline).await?;
+    let encoded = oip::rest::encode(&response, &requested, &parameters);
+    let mut answer = match encoded.header_length {
+        Some(length) => {
+            let mut answer = text(StatusCode::OK, encoded.bytes, "application/octet-stream");
+            answer
+                .headers_mut()
+                .insert(oip::rest::HEADER_LENGTH, HeaderValue::from(length as u64));
+            answer
+        }
+        None => text(StatusCode::OK, encoded.bytes, "application/json"),
+    };
+    if let Ok(value) = HeaderValue::from_str(&response.model_version) {
+        answer.headers_mut().insert(X_MODEL_VERSION.clone(), value);
+    }
+    Ok(answer)
 }
 
 /// `POST /predict` `{"text": "..."}`.
@@ -212,13 +397,7 @@ async fn invocations(
         }
         None => {
             let inputs = tensor::from_request(&model, invocation)?;
-            let outputs = tokio::time::timeout_at(
-                deadline.into(),
-                app.pool
-                    .run_tensors(&model, &served.metrics, inputs, deadline),
-            )
-            .await
-            .map_err(|_| ApiError::deadline_exceeded())??;
+            let outputs = predict::run_tensors(app, served, &model, inputs, deadline).await?;
             tensor::to_predictions(&outputs)
         }
     };
@@ -228,7 +407,7 @@ async fn invocations(
     ))
 }
 
-/// Tokenizes on the blocking pool, then waits for the inference queue, within the deadline.
+/// Classifies texts with a text model through the shared prediction path.
 async fn classify(
     app: &App,
     served: &Served,
@@ -241,38 +420,7 @@ async fn classify(
             "the live model is a tensor model; send tensors to /invocations",
         ));
     }
-    let work = async {
-        let tokenize_started = Instant::now();
-        let tokenizing = model.clone();
-        let encoded: Vec<Encoded> = tokio::task::spawn_blocking(move || {
-            texts
-                .iter()
-                .map(|t| tokenizing.encode(t))
-                .collect::<Result<Vec<_>, _>>()
-        })
-        .await
-        .map_err(|err| ApiError::internal(format!("tokenization failed: {err}")))??;
-        served
-            .metrics
-            .tokenize_seconds
-            .observe_duration(tokenize_started.elapsed());
-        app.pool
-            .classify(model, &served.metrics, encoded, deadline)
-            .await
-            .map_err(|err| {
-                if let crate::queue::PoolError::QueueFull { .. } = err {
-                    app.metrics.rejected.inc(&[("reason", "queue_full")]);
-                }
-                ApiError::from(err)
-            })
-    };
-    match tokio::time::timeout_at(deadline.into(), work).await {
-        Ok(result) => result,
-        Err(_) => {
-            app.metrics.rejected.inc(&[("reason", "deadline")]);
-            Err(ApiError::deadline_exceeded())
-        }
-    }
+    Ok(predict::classify(app, served, model, texts, deadline).await?)
 }
 
 /// `{"label", "score", "scores": {label: p}}`.
@@ -322,31 +470,11 @@ fn require_json(request: &Request<Incoming>) -> Result<(), ApiError> {
 }
 
 fn check_texts(app: &App, texts: &[String]) -> Result<(), ApiError> {
-    if texts.is_empty() {
-        return Err(ApiError::invalid("no texts to classify; send at least one"));
-    }
-    if texts.len() > app.config.max_batch_texts {
-        return Err(ApiError::invalid(format!(
-            "{} texts in one request; the limit is {} (max_batch_texts)",
-            texts.len(),
-            app.config.max_batch_texts
-        )));
-    }
-    texts
-        .iter()
-        .enumerate()
-        .try_for_each(|(i, t)| check_text(app, i, t))
+    Ok(predict::check_texts(&app.config, texts)?)
 }
 
 fn check_text(app: &App, index: usize, text: &str) -> Result<(), ApiError> {
-    if text.len() > app.config.max_text_bytes {
-        return Err(ApiError::invalid(format!(
-            "text {index} is {} bytes; the limit is {} (max_text_bytes)",
-            text.len(),
-            app.config.max_text_bytes
-        )));
-    }
-    Ok(())
+    Ok(predict::check_text(&app.config, index, text)?)
 }
 
 /// `GET /ping`: MLflow's liveness-with-model check, for the default model.
@@ -699,6 +827,22 @@ mod tests {
         check("/models/", None);
         check("/models", None);
         check("/predict/", None);
+        check("/v2", Some(("/v2", Method::GET, Target::Daemon)));
+        check("/v2/health/live", Some(("/v2/health/live", Method::GET, Target::Daemon)));
+        check("/v2/health/ready", Some(("/v2/health/ready", Method::GET, Target::Daemon)));
+        let oip = |model, version| Target::Oip { model, version };
+        check("/v2/models/a", Some(("/v2/models/{name}", Method::GET, oip("a", None))));
+        check("/v2/models/a/ready", Some(("/v2/models/{name}/ready", Method::GET, oip("a", None))));
+        check("/v2/models/a/infer", Some(("/v2/models/{name}/infer", Method::POST, oip("a", None))));
+        check("/v2/models/a/versions/3", Some(("/v2/models/{name}/versions/{version}", Method::GET, oip("a", Some("3")))));
+        check("/v2/models/a/versions/3/ready", Some(("/v2/models/{name}/versions/{version}/ready", Method::GET, oip("a", Some("3")))));
+        check("/v2/models/a/versions/3/infer", Some(("/v2/models/{name}/versions/{version}/infer", Method::POST, oip("a", Some("3")))));
+        check("/v2/models/a/versions//infer", None);
+        check("/v2/models/a/versions", None);
+        check("/v2/models/a/stats", None);
+        check("/v2/models/", None);
+        check("/v2/models", None);
+        check("/v2/health", None);
     }
 
     #[test]

@@ -23,6 +23,11 @@ pub enum TensorData {
     F64(Vec<f64>),
     I64(Vec<i64>),
     I32(Vec<i32>),
+    I8(Vec<i8>),
+    U8(Vec<u8>),
+    Bool(Vec<bool>),
+    /// IEEE 754 half-precision values as their raw bits.
+    F16(Vec<u16>),
 }
 
 impl TensorData {
@@ -31,8 +36,62 @@ impl TensorData {
         match self {
             TensorData::F32(v) => v.iter().all(|x| x.is_finite()),
             TensorData::F64(v) => v.iter().all(|x| x.is_finite()),
-            TensorData::I64(_) | TensorData::I32(_) => true,
+            TensorData::F16(v) => v.iter().all(|&x| half::f16::from_bits(x).is_finite()),
+            TensorData::I64(_)
+            | TensorData::I32(_)
+            | TensorData::I8(_)
+            | TensorData::U8(_)
+            | TensorData::Bool(_) => true,
         }
+    }
+
+    /// Zeros (`false`) of the graph type `dtype` (numpy-style, as [`super::load::dtype_name`]
+    /// spells it); `None` for a type hotserve does not serve.
+    pub fn zeros(dtype: &str, count: usize) -> Option<TensorData> {
+        Some(match dtype {
+            "float32" => TensorData::F32(vec![0.0; count]),
+            "float64" => TensorData::F64(vec![0.0; count]),
+            "int64" => TensorData::I64(vec![0; count]),
+            "int32" => TensorData::I32(vec![0; count]),
+            "int8" => TensorData::I8(vec![0; count]),
+            "uint8" => TensorData::U8(vec![0; count]),
+            "bool" => TensorData::Bool(vec![false; count]),
+            "float16" => TensorData::F16(vec![0; count]),
+            _ => return None,
+        })
+    }
+
+    /// The graph type (numpy-style) of these values.
+    pub fn dtype(&self) -> &'static str {
+        match self {
+            TensorData::F32(_) => "float32",
+            TensorData::F64(_) => "float64",
+            TensorData::I64(_) => "int64",
+            TensorData::I32(_) => "int32",
+            TensorData::I8(_) => "int8",
+            TensorData::U8(_) => "uint8",
+            TensorData::Bool(_) => "bool",
+            TensorData::F16(_) => "float16",
+        }
+    }
+
+    /// How many values.
+    pub fn len(&self) -> usize {
+        match self {
+            TensorData::F32(v) => v.len(),
+            TensorData::F64(v) => v.len(),
+            TensorData::I64(v) => v.len(),
+            TensorData::I32(v) => v.len(),
+            TensorData::I8(v) => v.len(),
+            TensorData::U8(v) => v.len(),
+            TensorData::Bool(v) => v.len(),
+            TensorData::F16(v) => v.len(),
+        }
+    }
+
+    /// No values at all.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     fn to_json(&self) -> Vec<Value> {
@@ -41,6 +100,13 @@ impl TensorData {
             TensorData::F64(v) => v.iter().map(|&x| Value::from(x)).collect(),
             TensorData::I64(v) => v.iter().map(|&x| Value::from(x)).collect(),
             TensorData::I32(v) => v.iter().map(|&x| Value::from(x)).collect(),
+            TensorData::I8(v) => v.iter().map(|&x| Value::from(x)).collect(),
+            TensorData::U8(v) => v.iter().map(|&x| Value::from(x)).collect(),
+            TensorData::Bool(v) => v.iter().map(|&x| Value::from(x)).collect(),
+            TensorData::F16(v) => v
+                .iter()
+                .map(|&x| Value::from(half::f16::from_bits(x).to_f64()))
+                .collect(),
         }
     }
 }
@@ -128,12 +194,8 @@ pub fn zeros_like_inputs(model: &Model) -> Vec<NamedTensor> {
                 .map(|&d| if d < 0 { 1 } else { d as usize })
                 .collect();
             let count = shape.iter().product();
-            let data = match input.dtype.as_str() {
-                "float64" => TensorData::F64(vec![0.0; count]),
-                "int64" => TensorData::I64(vec![0; count]),
-                "int32" => TensorData::I32(vec![0; count]),
-                _ => TensorData::F32(vec![0.0; count]),
-            };
+            let data = TensorData::zeros(&input.dtype, count)
+                .unwrap_or_else(|| TensorData::F32(vec![0.0; count]));
             NamedTensor {
                 name: input.name.clone(),
                 shape,
@@ -157,6 +219,13 @@ pub fn run(
                 TensorData::F64(v) => Tensor::from_array((t.shape, v))?.into(),
                 TensorData::I64(v) => Tensor::from_array((t.shape, v))?.into(),
                 TensorData::I32(v) => Tensor::from_array((t.shape, v))?.into(),
+                TensorData::I8(v) => Tensor::from_array((t.shape, v))?.into(),
+                TensorData::U8(v) => Tensor::from_array((t.shape, v))?.into(),
+                TensorData::Bool(v) => Tensor::from_array((t.shape, v))?.into(),
+                TensorData::F16(v) => {
+                    let v: Vec<half::f16> = v.into_iter().map(half::f16::from_bits).collect();
+                    Tensor::from_array((t.shape, v))?.into()
+                }
             };
             Ok((t.name, value))
         })
@@ -187,6 +256,25 @@ pub fn run(
             TensorElementType::Int32 => {
                 let (s, d) = value.try_extract_tensor::<i32>()?;
                 (s.to_vec(), TensorData::I32(d.to_vec()))
+            }
+            TensorElementType::Int8 => {
+                let (s, d) = value.try_extract_tensor::<i8>()?;
+                (s.to_vec(), TensorData::I8(d.to_vec()))
+            }
+            TensorElementType::Uint8 => {
+                let (s, d) = value.try_extract_tensor::<u8>()?;
+                (s.to_vec(), TensorData::U8(d.to_vec()))
+            }
+            TensorElementType::Bool => {
+                let (s, d) = value.try_extract_tensor::<bool>()?;
+                (s.to_vec(), TensorData::Bool(d.to_vec()))
+            }
+            TensorElementType::Float16 => {
+                let (s, d) = value.try_extract_tensor::<half::f16>()?;
+                (
+                    s.to_vec(),
+                    TensorData::F16(d.iter().map(|x| x.to_bits()).collect()),
+                )
             }
             _ => continue,
         };

@@ -1,0 +1,110 @@
+//! The one prediction path every transport shares: `/predict`, `/predict/batch`,
+//! `/invocations`, the Open Inference Protocol over REST and gRPC. Texts are checked against
+//! the request limits, tokenized on the blocking pool and queued on the inference pool; tensors
+//! are queued as they are; both within the request's deadline, with rejections counted in
+//! `hotserve_rejected_requests_total`. Transports turn the errors into their own answers.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::config::Config;
+use crate::http::{App, Served};
+use crate::model::tensor::NamedTensor;
+use crate::model::{Encoded, InferError, Model, Scores};
+use crate::queue::PoolError;
+
+/// Refuses an empty list, more than `max_batch_texts` texts, or a text over `max_text_bytes`.
+pub fn check_texts(config: &Config, texts: &[String]) -> Result<(), InferError> {
+    if texts.is_empty() {
+        return Err(InferError::BadInput(
+            "no texts to classify; send at least one".into(),
+        ));
+    }
+    if texts.len() > config.max_batch_texts {
+        return Err(InferError::BadInput(format!(
+            "{} texts in one request; the limit is {} (max_batch_texts)",
+            texts.len(),
+            config.max_batch_texts
+        )));
+    }
+    texts
+        .iter()
+        .enumerate()
+        .try_for_each(|(index, text)| check_text(config, index, text))
+}
+
+/// Refuses text number `index` when it is over `max_text_bytes`.
+pub fn check_text(config: &Config, index: usize, text: &str) -> Result<(), InferError> {
+    if text.len() > config.max_text_bytes {
+        return Err(InferError::BadInput(format!(
+            "text {index} is {} bytes; the limit is {} (max_text_bytes)",
+            text.len(),
+            config.max_text_bytes
+        )));
+    }
+    Ok(())
+}
+
+/// Tokenizes on the blocking pool, then waits for the inference queue, within the deadline:
+/// one [`Scores`] per text, in order. `model` must be a text model (`Model::encode` refuses
+/// tensor models as bad input).
+pub async fn classify(
+    app: &App,
+    served: &Served,
+    model: &Arc<Model>,
+    texts: Vec<String>,
+    deadline: Instant,
+) -> Result<Vec<Scores>, PoolError> {
+    let work = async {
+        let tokenize_started = Instant::now();
+        let tokenizing = model.clone();
+        let encoded: Vec<Encoded> = tokio::task::spawn_blocking(move || {
+            texts
+                .iter()
+                .map(|t| tokenizing.encode(t))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await
+        .map_err(|err| PoolError::Panicked(format!("tokenization failed: {err}")))??;
+        served
+            .metrics
+            .tokenize_seconds
+            .observe_duration(tokenize_started.elapsed());
+        app.pool
+            .classify(model, &served.metrics, encoded, deadline)
+            .await
+    };
+    within(app, deadline, work).await
+}
+
+/// Queues one tensor-model call and waits for it, within the deadline.
+pub async fn run_tensors(
+    app: &App,
+    served: &Served,
+    model: &Arc<Model>,
+    inputs: Vec<NamedTensor>,
+    deadline: Instant,
+) -> Result<Vec<NamedTensor>, PoolError> {
+    let work = app
+        .pool
+        .run_tensors(model, &served.metrics, inputs, deadline);
+    within(app, deadline, work).await
+}
+
+/// Runs `work` until `deadline`, counting a full queue and a passed deadline as rejections.
+async fn within<T>(
+    app: &App,
+    deadline: Instant,
+    work: impl std::future::Future<Output = Result<T, PoolError>>,
+) -> Result<T, PoolError> {
+    let result = match tokio::time::timeout_at(deadline.into(), work).await {
+        Ok(result) => result,
+        Err(_) => Err(PoolError::DeadlineExceeded),
+    };
+    match &result {
+        Err(PoolError::QueueFull { .. }) => app.metrics.rejected.inc(&[("reason", "queue_full")]),
+        Err(PoolError::DeadlineExceeded) => app.metrics.rejected.inc(&[("reason", "deadline")]),
+        _ => {}
+    }
+    result
+}
