@@ -948,7 +948,7 @@ fn validate_against_compares_with_the_live_model_as_shadow_mode_would() {
     // The same weights with the label names swapped (golden examples too): it passes the gate
     // and says the opposite of the live model on every text.
     let dir = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(&live).unwrap() {
+    for entry in std::fs::read_dir(live).unwrap() {
         let entry = entry.unwrap();
         std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
     }
