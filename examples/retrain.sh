@@ -15,14 +15,17 @@
 #   --alias ALIAS      alias to promote [MODEL_ALIAS, default champion]
 #   --mode MODE        upload (the directory byte for byte) or log-model (mlflow.onnx.log_model)
 #                      [REGISTER_MODE, default upload]; see examples/register_model.py
+#   --inputs FILE      also compare the new version with the one the alias points at now on
+#                      these texts (one per line), as hotserve's shadow mode would
+#                      (hotserve validate --against); refused -> not promoted [COMPARE_INPUTS]
 #   --wait / --no-wait wait until hotserve at HOTSERVE_URL serves the new version
 #                      [WAIT=yes|no|auto; auto (default) waits if HOTSERVE_URL answers]
 #   HOTSERVE_URL       a running hotserve [default http://127.0.0.1:8080]
 #   WAIT_TIMEOUT       seconds to wait for it [default 120]
 #   HOTSERVE_BIN       [default target/release/hotserve]; PYTHON [default .venv/bin/python]
 #
-# Exit status: 0 promoted (and, if waited for, served); 1 the validation gate rejected the new
-# version (the alias was not moved; the version is tagged hotserve.validation=failed); 2 usage
+# Exit status: 0 promoted (and, if waited for, served); 1 the validation gate (or, with
+# --inputs, the comparison with the current version) rejected the new version (the alias was not moved; the version is tagged hotserve.validation=failed); 2 usage
 # or environment errors; 3 promoted, but hotserve did not serve it within WAIT_TIMEOUT.
 set -euo pipefail
 
@@ -36,6 +39,7 @@ wait_timeout="${WAIT_TIMEOUT:-120}"
 hotserve="${HOTSERVE_BIN:-$root/target/release/hotserve}"
 python="${PYTHON:-$root/.venv/bin/python}"
 model_dir=""
+inputs="${COMPARE_INPUTS:-}"
 
 usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; }
 
@@ -44,6 +48,7 @@ while [ $# -gt 0 ]; do
     --name) name="$2"; shift 2 ;;
     --alias) alias="$2"; shift 2 ;;
     --mode) mode="$2"; shift 2 ;;
+    --inputs) inputs="$2"; shift 2 ;;
     --wait) wait_mode=yes; shift ;;
     --no-wait) wait_mode=no; shift ;;
     -h|--help) usage; exit 0 ;;
@@ -82,7 +87,12 @@ previous="$(json_field alias_version <<<"$registered")"
 # 2. Gate: the same validation hotserve runs before it lets a version go live (download,
 #    MLmodel, ONNX session, graph inputs/outputs, warm-up, golden examples).
 say "2/4 validating models:/$name/$version with hotserve validate"
-if ! "$hotserve" validate "models:/$name/$version"; then
+against=()
+if [ -n "$inputs" ] && [ -n "$previous" ]; then
+  say "    comparing it with version $previous on $inputs (hotserve validate --against)"
+  against=(--against "models:/$name/$previous" --inputs "$inputs")
+fi
+if ! "$hotserve" validate "models:/$name/$version" "${against[@]}"; then
   "${register[@]}" set-tag --name "$name" --version "$version" --tag hotserve.validation=failed >/dev/null || true
   echo >&2
   echo "retrain.sh: version $version of '$name' failed validation: '$alias' stays at version ${previous:-<unset>}; nothing changes for the fleet" >&2

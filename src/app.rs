@@ -28,6 +28,7 @@ use crate::config::Config;
 use crate::http::{self, App, Served};
 use crate::live::{describe, Live};
 use crate::metrics::Metrics;
+use crate::promote::Promotion;
 use crate::queue::{Pool, PoolConfig};
 use crate::reload::cache::Cache;
 use crate::reload::{
@@ -495,6 +496,7 @@ async fn plans(
             uri,
             poll_interval: config.poll_interval,
             reload_policy: config.reload_policy,
+            promotion: Promotion::resolve(config, &Default::default()),
         };
         return Ok(vec![(plan, source, config.cache_dir.clone())]);
     }
@@ -508,6 +510,7 @@ async fn plans(
                 uri: spec.uri.clone(),
                 poll_interval: spec.poll_interval.unwrap_or(config.poll_interval),
                 reload_policy: spec.reload_policy.unwrap_or(config.reload_policy),
+                promotion: Promotion::resolve(config, &spec.promotion),
             };
             Ok((plan, source, config.cache_dir.join(&spec.name)))
         })

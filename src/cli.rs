@@ -1,11 +1,18 @@
 //! `hotserve resolve` and `hotserve validate`: the registry and the validation gate without
-//! serving, for operators and for the retraining pipeline's CI. Both print what they found on
+//! serving, for operators and for the retraining pipeline's CI. `validate --against` also
+//! compares the candidate with the live model on a file of inputs, with the same figures and
+//! verdict as shadow mode ([`crate::promote::compare`]), so a pipeline can gate before it moves
+//! the alias. Both print what they found on
 //! stdout and the reason for a failure on stderr; the return value is the exit code.
 
 use std::path::Path;
 
 use crate::config::Config;
+use std::time::Instant;
+
 use crate::model::{self, LoadOptions};
+use crate::promote::compare::{compare_scores, judge, Figures, Sample, Verdict};
+use crate::promote::Promotion;
 use crate::registry::{self, MlflowClient, ModelUri};
 
 /// Prints the resolution of `uri` (default: `MODEL_URI`).
@@ -96,7 +103,7 @@ pub async fn validate(config: &Config, uri: &str, env: &dyn Fn(&str) -> Option<S
     };
     let result = validate_in(config, uri, env, &scratch).await;
     let _ = std::fs::remove_dir_all(&scratch);
-    match result {
+    match result.map(|model| summary(uri, &model)) {
         Ok(summary) => {
             println!("{summary}");
             0
@@ -108,12 +115,148 @@ pub async fn validate(config: &Config, uri: &str, env: &dyn Fn(&str) -> Option<S
     }
 }
 
+/// `validate <uri> --against <live> --inputs <file>`: the gate for both, then the shadow
+/// comparison on every line of `inputs`; 0 only if `uri` would be accepted and promoted.
+pub async fn validate_against(
+    config: &Config,
+    uri: &str,
+    live_uri: &str,
+    inputs: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> u8 {
+    let texts = match std::fs::read_to_string(inputs) {
+        Ok(text) => text
+            .lines()
+            .map(str::trim)
+            .filter(|line| !line.is_empty())
+            .map(str::to_string)
+            .collect::<Vec<_>>(),
+        Err(err) => {
+            eprintln!(
+                "hotserve validate: cannot read --inputs {}: {err}",
+                inputs.display()
+            );
+            return 1;
+        }
+    };
+    if texts.is_empty() {
+        eprintln!(
+            "hotserve validate: --inputs {} has no texts; put one text per line",
+            inputs.display()
+        );
+        return 1;
+    }
+    let mut models = Vec::new();
+    for (role, model_uri) in [("candidate", uri), ("live model", live_uri)] {
+        let scratch = match tempfile_dir() {
+            Ok(dir) => dir,
+            Err(err) => {
+                eprintln!("hotserve validate: cannot create a scratch directory: {err}");
+                return 1;
+            }
+        };
+        let loaded = validate_in(config, model_uri, env, &scratch).await;
+        let _ = std::fs::remove_dir_all(&scratch);
+        match loaded {
+            Ok(model) => models.push(model),
+            Err(err) => {
+                eprintln!("hotserve validate: the {role} {model_uri} would NOT be accepted: {err}");
+                return 1;
+            }
+        }
+    }
+    let (candidate, live) = (models.remove(0), models.remove(0));
+    println!("{}", summary(uri, &candidate));
+    let compared = tokio::task::spawn_blocking(move || compare_offline(&candidate, &live, &texts))
+        .await
+        .map_err(|err| err.to_string())
+        .and_then(|figures| figures);
+    let figures = match compared {
+        Ok(figures) => figures,
+        Err(err) => {
+            eprintln!("hotserve validate: cannot compare: {err}");
+            return 1;
+        }
+    };
+    // Offline, the inputs are all the traffic there is: no minimum count or duration.
+    let settings = Promotion {
+        min_requests: 0,
+        min_duration: std::time::Duration::ZERO,
+        ..Promotion::resolve(config, &Default::default())
+    };
+    match judge(&figures, std::time::Duration::ZERO, &settings) {
+        Verdict::Promote(why) => {
+            println!("shadow comparison with {live_uri}: would be promoted: {why}");
+            0
+        }
+        Verdict::Refuse(why) => {
+            eprintln!("hotserve validate: {uri} would be refused against {live_uri}: {why}");
+            1
+        }
+        Verdict::Continue => unreachable!("no minimum to wait for offline"),
+    }
+}
+
+/// Runs every text through both models, one at a time, as shadow mode does on a worker.
+fn compare_offline(
+    candidate: &model::Model,
+    live: &model::Model,
+    texts: &[String],
+) -> Result<Figures, String> {
+    let (Some(live_task), Some(task)) = (live.text(), candidate.text()) else {
+        return Err("--against compares text-classification models; both must be one".into());
+    };
+    let mut figures = Figures::default();
+    for text in texts {
+        let live_encoded = live.encode(text).map_err(|e| e.to_string())?;
+        let started = Instant::now();
+        let live_scores = live
+            .classify(0, &[&live_encoded])
+            .map_err(|e| format!("the live model failed on {text:?}: {e}"))?;
+        let live_time = started.elapsed();
+        let started = Instant::now();
+        let scores = candidate
+            .encode(text)
+            .and_then(|encoded| candidate.classify(0, &[&encoded]));
+        let candidate_time = started.elapsed();
+        match scores {
+            Ok(scores) => {
+                let (agreed, score_difference) =
+                    compare_scores(&live_task.labels, &live_scores, &task.labels, &scores);
+                figures.record(&Sample {
+                    predictions: 1,
+                    agreed,
+                    score_difference,
+                    live: live_time,
+                    candidate: candidate_time,
+                });
+            }
+            Err(err) => figures.record_error(format!("on {text:?}: {err}")),
+        }
+    }
+    Ok(figures)
+}
+
+fn summary(uri: &str, loaded: &model::Model) -> String {
+    let task = match loaded.text() {
+        Some(task) => format!("text classification, labels {:?}", task.labels),
+        None => "tensor model".to_string(),
+    };
+    format!(
+        "ok: {uri} would be accepted\nname: {}\nversion: {}\ntask: {task}\ngolden examples passed: {}\ndigest: {}",
+        loaded.info.name,
+        loaded.info.version,
+        loaded.mlmodel.golden.len(),
+        loaded.info.digest
+    )
+}
+
 async fn validate_in(
     config: &Config,
     uri: &str,
     env: &dyn Fn(&str) -> Option<String>,
     scratch: &Path,
-) -> Result<String, String> {
+) -> Result<model::Model, String> {
     let mut options = LoadOptions {
         name: "model".into(),
         version: None,
@@ -154,21 +297,10 @@ async fn validate_in(
             target
         }
     };
-    let loaded = tokio::task::spawn_blocking(move || model::load(&dir, &options))
+    tokio::task::spawn_blocking(move || model::load(&dir, &options))
         .await
         .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
-    let task = match loaded.text() {
-        Some(task) => format!("text classification, labels {:?}", task.labels),
-        None => "tensor model".to_string(),
-    };
-    Ok(format!(
-        "ok: {uri} would be accepted\nname: {}\nversion: {}\ntask: {task}\ngolden examples passed: {}\ndigest: {}",
-        loaded.info.name,
-        loaded.info.version,
-        loaded.mlmodel.golden.len(),
-        loaded.info.digest
-    ))
+        .map_err(|e| e.to_string())
 }
 
 fn tempfile_dir() -> std::io::Result<std::path::PathBuf> {

@@ -6,6 +6,7 @@
 //! - [`registry`]: the MLflow client: `MODEL_URI` forms, resolution, artifact download.
 //! - [`model`]: `MLmodel` parsing, the validation gate, ONNX Runtime sessions, tokenization.
 //! - [`reload`]: triggers, the reload pipeline, the model cache, webhooks, the file watcher.
+//! - [`promote`]: safe promotion: a candidate compared in shadow before the swap.
 //! - [`live`]: the live model behind `ArcSwap`, and the status `/health` reports.
 //! - [`queue`]: where a request waits: the bounded queue and the batching inference pool.
 //! - [`protocol`]: request formats (`/predict`, MLflow's scoring protocol), parsed purely.
@@ -27,6 +28,7 @@ pub mod metrics;
 pub mod model;
 pub mod oip;
 pub mod predict;
+pub mod promote;
 pub mod protocol;
 pub mod queue;
 pub mod registry;

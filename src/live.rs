@@ -30,6 +30,8 @@ pub struct Status {
     pub last_error: Option<String>,
     /// Serving a cached model because the registry could not be reached.
     pub from_cache: bool,
+    /// The last promotion decision (`promotion: shadow`).
+    pub last_promotion: Option<crate::promote::Decided>,
 }
 
 /// One configured model's live version and serving state (one `Live` per configured model).
@@ -40,6 +42,8 @@ pub struct Live {
     status_line: watch::Sender<String>,
     /// This model's metrics (`hotserve_model_info` follows the live version).
     metrics: Arc<ModelMetrics>,
+    /// The version being compared with the live one before a swap (`promotion: shadow`).
+    pub shadow: crate::promote::shadow::Slot,
 }
 
 impl Live {
@@ -54,6 +58,7 @@ impl Live {
             }),
             status_line,
             metrics,
+            shadow: Default::default(),
         }
     }
 

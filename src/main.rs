@@ -35,6 +35,13 @@ enum Command {
     Validate {
         /// A model URI or directory
         uri: String,
+        /// Also compare it with this (live) model on --inputs, as shadow mode would; exit 1 when
+        /// it would be refused (shadow_min_agreement, shadow_max_latency_ratio, errors)
+        #[arg(long, value_name = "LIVE_URI", requires = "inputs")]
+        against: Option<String>,
+        /// Texts to compare on, one per line (with --against)
+        #[arg(long, value_name = "FILE", requires = "against")]
+        inputs: Option<std::path::PathBuf>,
     },
     /// List every setting with its environment variable and meaning
     Settings,
@@ -68,7 +75,12 @@ fn main() -> ExitCode {
         match cli.command.unwrap_or(Command::Serve) {
             Command::Serve => serve(config).await,
             Command::Resolve { uri } => hotserve::cli::resolve(&config, uri, &env).await,
-            Command::Validate { uri } => hotserve::cli::validate(&config, &uri, &env).await,
+            Command::Validate {
+                uri,
+                against: Some(live),
+                inputs: Some(inputs),
+            } => hotserve::cli::validate_against(&config, &uri, &live, &inputs, &env).await,
+            Command::Validate { uri, .. } => hotserve::cli::validate(&config, &uri, &env).await,
             Command::Settings => {
                 print!("{}", hotserve::config::describe());
                 0

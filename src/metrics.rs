@@ -53,6 +53,18 @@ impl Histogram {
         self.observe(duration.as_secs_f64());
     }
 
+    /// The count in each bucket (not cumulative), then the count beyond the last bound.
+    pub fn counts(&self) -> Vec<u64> {
+        let mut counts: Vec<u64> = self
+            .buckets
+            .iter()
+            .map(|bucket| bucket.load(Ordering::Relaxed))
+            .collect();
+        let within: u64 = counts.iter().sum();
+        counts.push(self.count.load(Ordering::Relaxed).saturating_sub(within));
+        counts
+    }
+
     fn render(&self, out: &mut String, name: &str, labels: &str) {
         let mut cumulative = 0;
         let sep = if labels.is_empty() { "" } else { "," };
@@ -139,6 +151,14 @@ struct RouteHistograms {
 /// One per-model histogram family: its name, its help and where it lives in [`ModelMetrics`].
 type ModelHistogram = (&'static str, &'static str, fn(&ModelMetrics) -> &Histogram);
 
+/// One shadow gauge: its name, its help and which of the running figures (agreement, latency
+/// ratio) it shows.
+type ShadowGauge = (
+    &'static str,
+    &'static str,
+    fn(&(Option<f64>, Option<f64>)) -> Option<f64>,
+);
+
 /// The metrics of one configured model, labelled `model="<name>"`. The reload pipeline, the
 /// live handle, the prediction routes and the inference queue (each job carries its model's
 /// `Arc<ModelMetrics>`) write them.
@@ -154,6 +174,27 @@ pub struct ModelMetrics {
     pub last_registry_success: AtomicU64,
     /// The live model's identity (name, version, source), for `hotserve_model_info`.
     pub model_info: Mutex<Option<(String, String, String)>>,
+    /// Live requests copied to a candidate in shadow, by result (compared, failed, dropped).
+    pub shadow_requests: LabeledCounter,
+    /// The running agreement and latency ratio of the candidate in shadow (or the last one).
+    pub shadow_figures: Mutex<(Option<f64>, Option<f64>)>,
+    /// Promotion decisions by result (promoted, refused, rolled_back).
+    pub promotions: LabeledCounter,
+    /// Inference jobs answered, and those that failed (what the guard after a swap watches).
+    pub inference_jobs: AtomicU64,
+    pub inference_errors: AtomicU64,
+    /// Registry tag writes that failed (`report_to_registry`).
+    pub report_failures: AtomicU64,
+}
+
+impl ModelMetrics {
+    /// Sets the shadow gauges.
+    pub fn set_shadow_figures(&self, agreement: Option<f64>, latency_ratio: Option<f64>) {
+        *self
+            .shadow_figures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = (agreement, latency_ratio);
+    }
 }
 
 impl Default for ModelMetrics {
@@ -168,6 +209,12 @@ impl Default for ModelMetrics {
             registry_errors: LabeledCounter::default(),
             last_registry_success: AtomicU64::new(0),
             model_info: Mutex::new(None),
+            shadow_requests: LabeledCounter::default(),
+            shadow_figures: Mutex::new((None, None)),
+            promotions: LabeledCounter::default(),
+            inference_jobs: AtomicU64::new(0),
+            inference_errors: AtomicU64::new(0),
+            report_failures: AtomicU64::new(0),
         }
     }
 }
@@ -403,6 +450,60 @@ impl Metrics {
                 "hotserve_registry_last_success_timestamp_seconds{{{labels}}} {}",
                 m.last_registry_success.load(Ordering::Relaxed)
             );
+        });
+        header(
+            &mut out,
+            "hotserve_shadow_requests_total",
+            "counter",
+            "Live requests copied to a candidate in shadow, by model and result (compared, failed: the candidate erred, dropped: no idle inference capacity).",
+        );
+        per_model(&mut out, &|out, labels, m| {
+            m.shadow_requests
+                .render_with(out, "hotserve_shadow_requests_total", labels)
+        });
+        let figures: [ShadowGauge; 2] = [
+            (
+                "hotserve_shadow_agreement_ratio",
+                "Share of predictions on which the candidate in shadow (or the last one) agreed with the live model, by model.",
+                |f| f.0,
+            ),
+            (
+                "hotserve_shadow_latency_ratio",
+                "Inference time of the candidate in shadow (or the last one) over the live model's on the same inputs, by model.",
+                |f| f.1,
+            ),
+        ];
+        for (name, help, pick) in figures {
+            header(&mut out, name, "gauge", help);
+            per_model(&mut out, &|out, labels, m| {
+                let value = pick(&m.shadow_figures.lock().unwrap_or_else(|p| p.into_inner()));
+                if let Some(value) = value {
+                    let _ = writeln!(out, "{name}{{{labels}}} {value}");
+                }
+            });
+        }
+        header(
+            &mut out,
+            "hotserve_registry_report_failures_total",
+            "counter",
+            "Model-version tags that could not be written to the registry (report_to_registry), by model.",
+        );
+        per_model(&mut out, &|out, labels, m| {
+            let _ = writeln!(
+                out,
+                "hotserve_registry_report_failures_total{{{labels}}} {}",
+                m.report_failures.load(Ordering::Relaxed)
+            );
+        });
+        header(
+            &mut out,
+            "hotserve_promotions_total",
+            "counter",
+            "Promotion decisions by model and result (promoted, refused in shadow, rolled_back by the guard).",
+        );
+        per_model(&mut out, &|out, labels, m| {
+            m.promotions
+                .render_with(out, "hotserve_promotions_total", labels)
         });
         out
     }

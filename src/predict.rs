@@ -2,7 +2,9 @@
 //! `/invocations`, the Open Inference Protocol over REST and gRPC. Texts are checked against
 //! the request limits, tokenized on the blocking pool and queued on the inference pool; tensors
 //! are queued as they are; both within the request's deadline, with rejections counted in
-//! `hotserve_rejected_requests_total`. Transports turn the errors into their own answers.
+//! `hotserve_rejected_requests_total`. When a candidate is in shadow (`promote::shadow`), a
+//! sampled copy of a request that succeeded is offered to it after the live answer is ready.
+//! Transports turn the errors into their own answers.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -11,6 +13,7 @@ use crate::config::Config;
 use crate::http::{App, Served};
 use crate::model::tensor::NamedTensor;
 use crate::model::{Encoded, InferError, Model, Scores};
+use crate::promote::shadow;
 use crate::queue::PoolError;
 
 /// Refuses an empty list, more than `max_batch_texts` texts, or a text over `max_text_bytes`.
@@ -55,6 +58,12 @@ pub async fn classify(
     texts: Vec<String>,
     deadline: Instant,
 ) -> Result<Vec<Scores>, PoolError> {
+    // A copy for the candidate in shadow, if any, handed over once the live answer is ready.
+    let copy = served
+        .live
+        .shadow
+        .sample()
+        .map(|candidate| (candidate, texts.clone()));
     let work = async {
         let tokenize_started = Instant::now();
         let tokenizing = model.clone();
@@ -74,7 +83,11 @@ pub async fn classify(
             .classify(model, &served.metrics, encoded, deadline)
             .await
     };
-    within(app, deadline, work).await
+    let result = within(app, deadline, work).await;
+    if let (Ok(_), Some((candidate, texts))) = (&result, copy) {
+        shadow::offer_texts(&app.pool, model.clone(), candidate, texts);
+    }
+    result
 }
 
 /// Queues one tensor-model call and waits for it, within the deadline.
@@ -85,10 +98,19 @@ pub async fn run_tensors(
     inputs: Vec<NamedTensor>,
     deadline: Instant,
 ) -> Result<Vec<NamedTensor>, PoolError> {
+    let copy = served
+        .live
+        .shadow
+        .sample()
+        .map(|candidate| (candidate, inputs.clone()));
     let work = app
         .pool
         .run_tensors(model, &served.metrics, inputs, deadline);
-    within(app, deadline, work).await
+    let result = within(app, deadline, work).await;
+    if let (Ok(_), Some((candidate, inputs))) = (&result, copy) {
+        shadow::offer_tensors(&app.pool, model.clone(), candidate, inputs);
+    }
+    result
 }
 
 /// Runs `work` until `deadline`, counting a full queue and a passed deadline as rejections.

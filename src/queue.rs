@@ -11,6 +11,13 @@
 //! token budget, or `max_batch_delay` has passed, drops jobs whose client has gone or whose
 //! deadline has passed, pads to the longest text in the batch and runs it. Workers never run on the async runtime, and a panic inside inference
 //! fails only that batch's requests.
+//!
+//! Beside the queue is a low-priority lane for background work (shadow copies of live
+//! requests, [`Pool::offer_background`]): a piece of work is accepted only while a worker is
+//! idle and no live job waits (`may_run_background`), else it is refused at once (the caller
+//! counts it as dropped), and a worker takes it only when no live job is waiting. It never
+//! holds a client's answer; it can delay a live job that arrives while it runs by at most
+//! its own duration.
 
 use std::collections::{HashMap, VecDeque};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -64,6 +71,15 @@ pub enum Answer {
 
 type Reply = oneshot::Sender<Result<Answer, PoolError>>;
 
+/// Low-priority work for an idle worker; it gets the worker's index (its session number).
+pub type Background = Box<dyn FnOnce(usize) + Send>;
+
+/// What a worker takes next.
+enum Next {
+    Batch(Vec<Job>),
+    Background(Background),
+}
+
 struct Job {
     model: Arc<Model>,
     /// The metrics of the configured model the job is for (`model` label).
@@ -106,6 +122,8 @@ struct Queue {
     last_served: Option<usize>,
     /// Texts waiting per configured model (see [`admits`]); models with none are absent.
     by_model: HashMap<usize, usize>,
+    /// The low-priority lane (see [`may_run_background`]).
+    background: VecDeque<Background>,
 }
 
 impl Queue {
@@ -154,6 +172,7 @@ impl Pool {
                 closed: false,
                 last_served: None,
                 by_model: HashMap::new(),
+                background: VecDeque::new(),
             }),
             available: Condvar::new(),
             config,
@@ -229,6 +248,22 @@ impl Pool {
             Answer::Tensors(outputs) => Ok(outputs),
             Answer::Scores(_) => unreachable!("tensor jobs answer with tensors"),
         }
+    }
+
+    /// Offers low-priority `work`: accepted (true) only while a worker is idle and no live job
+    /// waits; refused at once otherwise, so the caller can count it as dropped.
+    pub fn offer_background(&self, work: Background) -> bool {
+        {
+            let mut queue = self.lock();
+            if queue.closed
+                || !may_run_background(queue.jobs.len(), queue.idle, queue.background.len())
+            {
+                return false;
+            }
+            queue.background.push_back(work);
+        }
+        self.shared.available.notify_all();
+        true
     }
 
     /// Texts waiting in the queue.
@@ -353,13 +388,22 @@ impl Fill {
 }
 
 fn worker(index: usize, shared: &Shared) {
-    while let Some(batch) = next_batch(shared) {
-        run_batch(index, batch);
+    while let Some(next) = next_batch(shared) {
+        match next {
+            Next::Batch(batch) => run_batch(index, batch),
+            Next::Background(work) => {
+                if let Err(panic) = catch_unwind(AssertUnwindSafe(|| work(index))) {
+                    let message = panic_message(&panic);
+                    tracing::error!(%message, "background inference panicked; the worker continues");
+                }
+            }
+        }
     }
 }
 
-/// Waits for work and takes a batch; `None` once the queue is closed and empty.
-fn next_batch(shared: &Shared) -> Option<Vec<Job>> {
+/// Waits for work and takes a batch, or background work when no live job waits; `None` once
+/// the queue is closed and empty (background work left then is dropped).
+fn next_batch(shared: &Shared) -> Option<Next> {
     let config = &shared.config;
     let mut queue = shared.queue.lock().unwrap_or_else(|p| p.into_inner());
     let first = loop {
@@ -372,7 +416,11 @@ fn next_batch(shared: &Shared) -> Option<Vec<Job>> {
             continue;
         }
         if queue.closed {
+            queue.background.clear();
             return None;
+        }
+        if let Some(work) = queue.background.pop_front() {
+            return Some(Next::Background(work));
         }
         queue.idle += 1;
         queue = shared
@@ -424,7 +472,15 @@ fn next_batch(shared: &Shared) -> Option<Vec<Job>> {
     drop(queue);
     // Another worker may take the rest of the queue while this one computes.
     shared.available.notify_one();
-    Some(batch)
+    Some(Next::Batch(batch))
+}
+
+/// Whether background work may enter the low-priority lane, with `live` jobs waiting, `idle`
+/// workers waiting for work and `background` pieces already in the lane: only when no live
+/// job waits and an idle worker is left for it. So background work only ever uses capacity
+/// nobody asked for at that moment; under load it is refused, never queued.
+fn may_run_background(live: usize, idle: usize, background: usize) -> bool {
+    live == 0 && background < idle
 }
 
 /// Whether `texts` more texts of one model may enter a queue that holds `queued` texts, `own`
@@ -491,6 +547,7 @@ fn run_batch(index: usize, batch: Vec<Job>) {
                 Ok(Err(err)) => Err(PoolError::Infer(err)),
                 Err(panic) => Err(PoolError::Panicked(panic_message(&panic))),
             };
+            count_jobs(&metrics, 1, answer.is_err());
             metrics
                 .inference_seconds
                 .observe_duration(started.elapsed());
@@ -511,6 +568,7 @@ fn run_batch(index: usize, batch: Vec<Job>) {
     metrics
         .inference_seconds
         .observe_duration(started.elapsed());
+    count_jobs(&metrics, batch.len(), !matches!(result, Ok(Ok(_))));
     match result {
         Ok(Ok(scores)) => {
             let mut scores = scores.into_iter();
@@ -541,6 +599,18 @@ fn run_batch(index: usize, batch: Vec<Job>) {
     }
 }
 
+/// Counts `jobs` answered jobs of one model, as failed when `failed`.
+fn count_jobs(metrics: &ModelMetrics, jobs: usize, failed: bool) {
+    metrics
+        .inference_jobs
+        .fetch_add(jobs as u64, Ordering::Relaxed);
+    if failed {
+        metrics
+            .inference_errors
+            .fetch_add(jobs as u64, Ordering::Relaxed);
+    }
+}
+
 fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
     panic
         .downcast_ref::<&str>()
@@ -551,7 +621,21 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{admits, first_job, Fill};
+    use super::{admits, first_job, may_run_background, Fill};
+
+    #[test]
+    #[rustfmt::skip]
+    fn background_work_only_on_idle_capacity() {
+        // (live jobs waiting, idle workers, background waiting) -> accepted
+        let check = |live, idle, background, expected| {
+            assert_eq!(may_run_background(live, idle, background), expected, "{live} {idle} {background}");
+        };
+        check(0, 1, 0, true);
+        check(0, 2, 1, true);
+        check(0, 2, 2, false);  // every idle worker already has a piece
+        check(0, 0, 0, false);  // every worker busy
+        check(1, 2, 0, false);  // a live job waits
+    }
 
     #[test]
     #[rustfmt::skip]

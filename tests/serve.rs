@@ -915,3 +915,62 @@ fn validate_accepts_the_fixture_and_rejects_a_broken_copy() {
         "{stderr}"
     );
 }
+
+#[test]
+fn validate_against_compares_with_the_live_model_as_shadow_mode_would() {
+    let inputs = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        inputs.path(),
+        "I love this\nI hate this\n\nThis is wonderful, great product\nterrible, awful experience\n",
+    )
+    .unwrap();
+    let inputs = inputs.path().to_str().unwrap();
+    // Timing on a busy machine is noise here; agreement is the point.
+    let env = [("HOTSERVE_SHADOW_MAX_LATENCY_RATIO", "1000")];
+    let live = fixture("sentiment");
+    let live = live.to_str().unwrap();
+    let v2 = fixture("sentiment_v2");
+    let args = [
+        "validate",
+        v2.to_str().unwrap(),
+        "--against",
+        live,
+        "--inputs",
+        inputs,
+    ];
+    let (code, stdout, stderr) = run(&args, &env);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("would be promoted: agreed on 100% of 4 requests"),
+        "{stdout}"
+    );
+
+    // The same weights with the label names swapped (golden examples too): it passes the gate
+    // and says the opposite of the live model on every text.
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(live).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
+    }
+    let mlmodel = std::fs::read_to_string(dir.path().join("MLmodel")).unwrap();
+    let swapped = mlmodel
+        .replace("NEGATIVE", "SWAP")
+        .replace("POSITIVE", "NEGATIVE")
+        .replace("SWAP", "POSITIVE");
+    std::fs::write(dir.path().join("MLmodel"), swapped).unwrap();
+    let args = [
+        "validate",
+        dir.path().to_str().unwrap(),
+        "--against",
+        live,
+        "--inputs",
+        inputs,
+    ];
+    let (code, _, stderr) = run(&args, &env);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("would be refused against")
+            && stderr.contains("agreed on 0% of 4 requests, needs 95%"),
+        "{stderr}"
+    );
+}

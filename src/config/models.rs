@@ -9,6 +9,7 @@ use std::time::Duration;
 use super::declare::Item;
 use super::parse::parse_interval;
 use super::{Config, ReloadPolicy};
+use crate::promote::{self, Mode, Overrides};
 
 /// One configured model.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -21,6 +22,8 @@ pub struct ModelSpec {
     pub poll_interval: Option<Option<Duration>>,
     /// This model's `reload_policy`; `None`: the global one.
     pub reload_policy: Option<ReloadPolicy>,
+    /// This model's promotion settings (`promotion`, `shadow_*`); unset ones are the global ones.
+    pub promotion: Overrides,
 }
 
 /// The fields a YAML `models` entry may have.
@@ -41,15 +44,20 @@ pub(super) fn parse_model(item: &Item) -> Result<ModelSpec, String> {
                 uri: nonempty_uri(uri.trim(), name.trim())?,
                 poll_interval: None,
                 reload_policy: None,
+                promotion: Overrides::default(),
             })
         }
         Item::Fields(fields) => {
             let field = |key: &str| fields.iter().find(|(k, _)| k == key).map(|(_, v)| v.trim());
-            if let Some((unknown, _)) = fields
-                .iter()
-                .find(|(key, _)| !FIELDS.split(", ").any(|known| known == key))
-            {
-                return Err(format!("unknown field '{unknown}'; a model has {FIELDS}"));
+            let known = |key: &str| {
+                FIELDS.split(", ").any(|known| known == key)
+                    || promote::settings::FIELDS.contains(&key)
+            };
+            if let Some((unknown, _)) = fields.iter().find(|(key, _)| !known(key)) {
+                return Err(format!(
+                    "unknown field '{unknown}'; a model has {FIELDS}, {}",
+                    promote::settings::FIELDS.join(", ")
+                ));
             }
             let name = field("name").ok_or("a model needs a name")?;
             let name = parse_model_name(name)?;
@@ -62,11 +70,20 @@ pub(super) fn parse_model(item: &Item) -> Result<ModelSpec, String> {
                 .map(ReloadPolicy::parse)
                 .transpose()
                 .map_err(|why| format!("reload_policy of model '{name}': {why}"))?;
+            let mut promotion = Overrides::default();
+            for (key, value) in fields {
+                if promote::settings::FIELDS.contains(&key.as_str()) {
+                    promotion
+                        .set(key, value.trim())
+                        .map_err(|why| format!("{key} of model '{name}': {why}"))?;
+                }
+            }
             Ok(ModelSpec {
                 name,
                 uri,
                 poll_interval,
                 reload_policy,
+                promotion,
             })
         }
     }
@@ -119,6 +136,25 @@ pub(super) fn check(config: &Config) -> Vec<String> {
             "model_name names the one model of model_uri; with models, each model is named in its entry"
                 .to_string(),
         );
+    }
+    let shadow_without_room = |promotion: Option<Mode>, policy: Option<ReloadPolicy>| {
+        promotion.unwrap_or(config.promotion) == Mode::Shadow
+            && policy.unwrap_or(config.reload_policy) == ReloadPolicy::Resource
+    };
+    let one_model = config.models.is_empty() && shadow_without_room(None, None);
+    if one_model {
+        problems.push(
+            "promotion = shadow holds the candidate beside the live model, which reload_policy = resource does not allow; use reload_policy = availability"
+                .to_string(),
+        );
+    }
+    for model in &config.models {
+        if shadow_without_room(model.promotion.mode, model.reload_policy) {
+            problems.push(format!(
+                "model '{}': promotion = shadow holds the candidate beside the live model, which reload_policy = resource does not allow; use reload_policy = availability",
+                model.name
+            ));
+        }
     }
     if let Some(default) = &config.default_model {
         let known = !config.models.is_empty() && config.models.iter().any(|m| &m.name == default);
@@ -187,6 +223,8 @@ mod tests {
         check_item(fields(&[("name", "a"), ("uri", "/m"), ("url", "x")]), Err("unknown field 'url'"));
         check_item(fields(&[("name", "a"), ("uri", "/m"), ("poll_interval", "soon")]), Err("poll_interval of model 'a'"));
         check_item(fields(&[("name", "a"), ("uri", "/m"), ("reload_policy", "fast")]), Err("reload_policy of model 'a': expected availability or resource"));
+        check_item(fields(&[("name", "a"), ("uri", "/m"), ("promotion", "shadow")]), Ok(("a", "/m")));
+        check_item(fields(&[("name", "a"), ("uri", "/m"), ("shadow_min_agreement", "2")]), Err("shadow_min_agreement of model 'a': expected a number from 0 to 1"));
     }
 
     #[test]
@@ -208,5 +246,15 @@ mod tests {
         .unwrap();
         assert_eq!(spec.poll_interval, Some(Some(Duration::from_secs(5))));
         assert_eq!(spec.reload_policy, None);
+        let spec = parse_model(&fields(&[
+            ("name", "a"),
+            ("uri", "/m"),
+            ("promotion", "shadow"),
+            ("shadow_min_requests", "50"),
+        ]))
+        .unwrap();
+        assert_eq!(spec.promotion.mode, Some(Mode::Shadow));
+        assert_eq!(spec.promotion.min_requests, Some(50));
+        assert_eq!(spec.promotion.fraction, None);
     }
 }

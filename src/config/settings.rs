@@ -38,7 +38,7 @@ settings! {
             flag: "--model=NAME=URI",
             list: true,
             parse: parse_model,
-            help: "several models, NAME=URI each (comma-separated; the flag repeats; in YAML a list of {name, uri, poll_interval, reload_policy}); not with model_uri",
+            help: "several models, NAME=URI each (comma-separated; the flag repeats; in YAML a list of {name, uri, poll_interval, reload_policy, promotion, shadow_*}); not with model_uri",
         },
         /// `None`: the first of `models`.
         default_model: Option<String> {
@@ -116,6 +116,86 @@ settings! {
             parse: parse_nonempty,
             secret: true,
             help: "HMAC secret for /hooks/mlflow; the route is off when unset",
+        },
+
+        // --- Safe promotion (each may be overridden per model in `models`) -----------------
+        promotion: crate::promote::Mode {
+            env: "HOTSERVE_PROMOTION",
+            default: "immediate",
+            parse: crate::promote::Mode::parse,
+            help: "immediate (a version that passes the gate goes live) or shadow (it is first compared with the live model on copies of live requests)",
+        },
+        shadow_fraction: f64 {
+            env: "HOTSERVE_SHADOW_FRACTION",
+            default: "1",
+            parse: crate::promote::settings::parse_share,
+            help: "share of live requests copied to the candidate in shadow (0 to 1; copies run only on idle inference capacity)",
+        },
+        shadow_min_requests: u64 {
+            env: "HOTSERVE_SHADOW_MIN_REQUESTS",
+            default: "200",
+            parse: crate::promote::settings::parse_requests,
+            help: "requests the candidate must have been compared on before it may be promoted",
+        },
+        shadow_min_duration: Duration {
+            env: "HOTSERVE_SHADOW_MIN_DURATION",
+            default: "1m",
+            parse: parse_duration,
+            help: "how long the candidate is compared at least",
+        },
+        shadow_max_duration: Duration {
+            env: "HOTSERVE_SHADOW_MAX_DURATION",
+            default: "30m",
+            parse: parse_positive_duration,
+            help: "when the comparison ends whatever the traffic (too few requests by then: refused)",
+        },
+        shadow_min_agreement: f64 {
+            env: "HOTSERVE_SHADOW_MIN_AGREEMENT",
+            default: "0.95",
+            parse: crate::promote::settings::parse_share,
+            help: "share of predictions on which the candidate must agree with the live model (same label; tensor outputs within shadow_tolerance)",
+        },
+        shadow_max_latency_ratio: f64 {
+            env: "HOTSERVE_SHADOW_MAX_LATENCY_RATIO",
+            default: "1.5",
+            parse: crate::promote::settings::parse_ratio,
+            help: "largest allowed candidate inference time over the live model's on the same inputs",
+        },
+        shadow_tolerance: f64 {
+            env: "HOTSERVE_SHADOW_TOLERANCE",
+            default: "0.001",
+            parse: crate::promote::settings::parse_tolerance,
+            help: "tensor models: largest difference between two outputs that still agree (relative beyond 1)",
+        },
+        report_to_registry: bool {
+            env: "HOTSERVE_REPORT_TO_REGISTRY",
+            default: "false",
+            parse: parse_bool,
+            help: "tag registry versions with what hotserve did (hotserve.<instance_name>.status: live, shadow, refused, rolled_back; .reason; .at); needs EDIT permission on the registered model",
+        },
+        instance_name: String {
+            env: "HOTSERVE_INSTANCE_NAME",
+            derived: crate::promote::tags::default_instance_name,
+            parse: parse_nonempty,
+            help: "this replica's name in registry tags (default: $HOSTNAME, else hotserve)",
+        },
+        guard_window: Duration {
+            env: "HOTSERVE_GUARD_WINDOW",
+            default: "0",
+            parse: parse_duration,
+            help: "after a swap, how long the previous version stays resident while the new one is watched (0: no guard; not with reload_policy resource)",
+        },
+        guard_max_error_rate: f64 {
+            env: "HOTSERVE_GUARD_MAX_ERROR_RATE",
+            default: "0.01",
+            parse: crate::promote::settings::parse_share,
+            help: "within guard_window, the share of failed inference jobs beyond which the previous version is swapped back",
+        },
+        guard_max_latency_ratio: f64 {
+            env: "HOTSERVE_GUARD_MAX_LATENCY_RATIO",
+            default: "2",
+            parse: crate::promote::settings::parse_ratio,
+            help: "within guard_window, the p99 inference time over the previous version's beyond which it is swapped back",
         },
 
         // --- Logs --------------------------------------------------------------------------

@@ -177,6 +177,12 @@ impl ApiError {
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR", message)
     }
 
+    /// A request that needs a state the model is not in (`POST /admin/promote` with no
+    /// candidate in shadow).
+    pub fn conflict(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::CONFLICT, "INVALID_STATE", message)
+    }
+
     /// No model is live yet (or none could be loaded); `why` is the status in words.
     pub fn no_model(why: &str) -> ApiError {
         ApiError::new(

@@ -18,6 +18,7 @@ use crate::model::argmax;
 use crate::model::{tensor, Model, Scores};
 use crate::oip::{self, OipError};
 use crate::predict;
+use crate::promote::shadow::Manual;
 use crate::protocol::{self, ContentType};
 use crate::reload::webhook::{self, Delivery, Verdict};
 
@@ -61,6 +62,8 @@ fn resolve(path: &str) -> Option<(&'static str, Method, Target<'_>)> {
         "/health/ready" => return Some(("/health/ready", Method::GET, Target::Daemon)),
         "/metrics" => return Some(("/metrics", Method::GET, Target::Daemon)),
         "/admin/reload" => return Some(("/admin/reload", Method::POST, Target::Daemon)),
+        "/admin/promote" => return Some(("/admin/promote", Method::POST, Target::Daemon)),
+        "/admin/reject" => return Some(("/admin/reject", Method::POST, Target::Daemon)),
         "/hooks/mlflow" => return Some(("/hooks/mlflow", Method::POST, Target::Daemon)),
         "/v2" => return Some(("/v2", Method::GET, Target::Daemon)),
         "/v2/health/live" => return Some(("/v2/health/live", Method::GET, Target::Daemon)),
@@ -189,6 +192,8 @@ pub async fn route(app: &App, request: Request<Incoming>) -> Routed {
             "text/plain; version=0.0.4; charset=utf-8",
         )),
         ("/admin/reload", _) => admin_reload(app, request).await,
+        ("/admin/promote", _) => admin_decide(app, &request, Manual::Promote),
+        ("/admin/reject", _) => admin_decide(app, &request, Manual::Reject),
         ("/hooks/mlflow", _) => webhook(app, request).await,
         ("/v2", _) => Ok(oip_server_metadata()),
         ("/v2/health/live", _) => Ok(oip_probe("live", oip::server_live(app), None)),
@@ -591,6 +596,8 @@ fn model_health(served: &Served) -> (Value, Probe) {
         "last_check": status.last_check,
         "last_reload": status.last_reload,
         "last_error": status.last_error,
+        "shadow": served.live.shadow.describe(),
+        "last_promotion": status.last_promotion,
     });
     (body, probe)
 }
@@ -635,27 +642,7 @@ const ADMIN_WAIT: std::time::Duration = std::time::Duration::from_secs(300);
 /// `POST /admin/reload`: a registry check now, behind the admin bearer token. With
 /// `?wait=true` it answers once a check that started after the request has finished.
 async fn admin_reload(app: &App, request: Request<Incoming>) -> Result<HttpResponse, ApiError> {
-    let Some(token) = &app.config.admin_token else {
-        return Err(ApiError::route_disabled(
-            "admin routes are disabled; set HOTSERVE_ADMIN_TOKEN to enable them",
-        ));
-    };
-    let presented = request
-        .headers()
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    match presented {
-        None => {
-            return Err(ApiError::unauthorized(
-                "send Authorization: Bearer <HOTSERVE_ADMIN_TOKEN>",
-            ))
-        }
-        Some(given) if !constant_time_eq(given.as_bytes(), token.as_bytes()) => {
-            return Err(ApiError::forbidden("the admin token is wrong"))
-        }
-        Some(_) => {}
-    }
+    admin_authorized(app, &request)?;
     let query = request.uri().query().unwrap_or("");
     let wait = matches!(query_value(query, "wait"), Some("true" | "1"));
     let targets: Vec<&Served> = match query_value(query, "model") {
@@ -704,6 +691,63 @@ async fn admin_reload(app: &App, request: Request<Incoming>) -> Result<HttpRespo
         .collect::<Map<String, Value>>()
         .into();
     Ok(json(StatusCode::OK, &body))
+}
+
+/// Checks the admin bearer token; admin routes are off without `admin_token`.
+fn admin_authorized(app: &App, request: &Request<Incoming>) -> Result<(), ApiError> {
+    let Some(token) = &app.config.admin_token else {
+        return Err(ApiError::route_disabled(
+            "admin routes are disabled; set HOTSERVE_ADMIN_TOKEN to enable them",
+        ));
+    };
+    let presented = request
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match presented {
+        None => {
+            return Err(ApiError::unauthorized(
+                "send Authorization: Bearer <HOTSERVE_ADMIN_TOKEN>",
+            ))
+        }
+        Some(given) if !constant_time_eq(given.as_bytes(), token.as_bytes()) => {
+            return Err(ApiError::forbidden("the admin token is wrong"))
+        }
+        Some(_) => {}
+    }
+    Ok(())
+}
+
+/// `POST /admin/promote` and `POST /admin/reject` (`?model=` or the default model): decides
+/// the candidate in shadow by hand; the reload pipeline swaps or refuses it at once.
+fn admin_decide(
+    app: &App,
+    request: &Request<Incoming>,
+    manual: Manual,
+) -> Result<HttpResponse, ApiError> {
+    admin_authorized(app, request)?;
+    let query = request.uri().query().unwrap_or("");
+    let served = match query_value(query, "model") {
+        Some(name) => app
+            .model(name)
+            .ok_or_else(|| ApiError::unknown_model(name, &app.model_names()))?,
+        None => app.default_model(),
+    };
+    let Some(version) = served.live.shadow.decide_by_hand(manual) else {
+        return Err(ApiError::conflict(format!(
+            "model '{}' has no version in shadow; GET /health shows the last promotion decision",
+            served.name
+        )));
+    };
+    let status = match manual {
+        Manual::Promote => "promotion requested",
+        Manual::Reject => "rejection requested",
+    };
+    Ok(json(
+        StatusCode::ACCEPTED,
+        &json!({"status": status, "model": served.name, "version": version, "hint": "GET /health shows last_promotion"}),
+    ))
 }
 
 /// The value of `key` in a query string (`a=1&b=2`), undecoded: the values read here (model
@@ -817,6 +861,8 @@ mod tests {
         check("/ping", Some(("/ping", Method::GET, Target::Default)));
         check("/health/ready", Some(("/health/ready", Method::GET, Target::Daemon)));
         check("/admin/reload", Some(("/admin/reload", Method::POST, Target::Daemon)));
+        check("/admin/promote", Some(("/admin/promote", Method::POST, Target::Daemon)));
+        check("/admin/reject", Some(("/admin/reject", Method::POST, Target::Daemon)));
         check("/models/a", Some(("/models/{name}", Method::GET, Target::Named("a"))));
         check("/models/a/ready", Some(("/models/{name}/ready", Method::GET, Target::Named("a"))));
         check("/models/a.b-1/predict", Some(("/models/{name}/predict", Method::POST, Target::Named("a.b-1"))));

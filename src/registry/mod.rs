@@ -31,6 +31,26 @@ pub use resolve::resolve;
 pub use settings::{MlflowSettings, Secret};
 pub use uri::{ModelUri, RemoteUri, Stage};
 
+/// Sets tag `key` = `value` on version `version` of the registered model `name`; the error in
+/// words (the server, the endpoint, what it said).
+pub async fn set_version_tag(
+    client: &MlflowClient,
+    name: &str,
+    version: &str,
+    key: &str,
+    value: &str,
+) -> Result<(), String> {
+    rest::set_model_version_tag(client, name, version, key, value)
+        .await
+        .map_err(|err| {
+            err.into_registry(
+                &format!("models:/{name}/{version}"),
+                client.request_timeout(),
+            )
+            .to_string()
+        })
+}
+
 /// What [`download()`] returns per file (defined with the other facts about a model's files).
 pub use crate::files::FileDigest;
 

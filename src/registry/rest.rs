@@ -100,6 +100,21 @@ pub(crate) async fn get_model_version(
     Ok(answer.model_version)
 }
 
+/// `POST model-versions/set-tag` (needs EDIT permission on the registered model when the
+/// server has authentication on).
+pub(crate) async fn set_model_version_tag(
+    client: &MlflowClient,
+    name: &str,
+    version: &str,
+    key: &str,
+    value: &str,
+) -> Result<(), CallError> {
+    let endpoint = format!("{PREFIX}/model-versions/set-tag");
+    let body = serde_json::json!({"name": name, "version": version, "key": key, "value": value});
+    let _: serde_json::Value = client.post_json(Api::Registry, &endpoint, &body).await?;
+    Ok(())
+}
+
 /// `GET registered-models/alias`
 pub(crate) async fn get_model_version_by_alias(
     client: &MlflowClient,

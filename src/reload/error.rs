@@ -56,6 +56,24 @@ pub enum ReloadError {
     /// File-system work on the blocking pool panicked.
     #[error("file work of the reload pipeline panicked: {0}")]
     Blocking(String),
+    /// The version passed the gate but was refused in shadow (`promotion: shadow`).
+    #[error("{version} was refused in shadow: {why}; still serving {serving}; it is not tried again until the registry points elsewhere")]
+    Refused {
+        /// The refused version, e.g. `sentiment v2`.
+        version: String,
+        /// The live version kept, e.g. `sentiment v1`.
+        serving: String,
+        why: String,
+    },
+    /// The version went live, then the guard swapped the previous one back (`guard_window`).
+    #[error("{version} was rolled back to {serving}: {why}; it is not tried again until the registry points elsewhere")]
+    RolledBack {
+        /// The version taken out, e.g. `sentiment v2`.
+        version: String,
+        /// The version serving again, e.g. `sentiment v1`.
+        serving: String,
+        why: String,
+    },
 }
 
 impl ReloadError {
@@ -78,7 +96,9 @@ impl ReloadError {
             | ReloadError::Bundle(_)
             | ReloadError::Model(_)
             | ReloadError::Loader(_)
-            | ReloadError::Blocking(_) => false,
+            | ReloadError::Blocking(_)
+            | ReloadError::Refused { .. }
+            | ReloadError::RolledBack { .. } => false,
         }
     }
 }

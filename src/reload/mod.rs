@@ -222,7 +222,12 @@ pub async fn run(
             _ = tokio::time::sleep(wait) => (if backoff.is_some() { Trigger::Retry } else { Trigger::Poll }, false),
             _ = &mut shutdown => return,
         };
-        let outcome = reloader.check(reason).await;
+        // A check may wait minutes for a shadow evaluation or a guard window: a shutdown ends
+        // it (the candidate is dropped, the live model stays).
+        let outcome = tokio::select! {
+            outcome = reloader.check(reason) => outcome,
+            _ = &mut shutdown => return,
+        };
         if triggered {
             triggers.finished();
         }

@@ -15,6 +15,10 @@ use super::{loader, on_disk, ReloadError, Reloader};
 use crate::config::ReloadPolicy;
 use crate::live::describe;
 use crate::model::{self, LoadOptions, Model};
+use crate::promote::guard::{self, Snapshot};
+use crate::promote::shadow::{evaluate, Decision};
+use crate::promote::tags::Status;
+use crate::promote::{Decided, Mode, PromotionResult};
 
 /// How many versions of a model the cache keeps (the live one always), so rollbacks to recent
 /// versions need no download while the disk stays bounded.
@@ -24,6 +28,7 @@ const CACHED_VERSIONS: usize = 5;
 pub async fn load_and_publish(reloader: &Reloader, manifest: Manifest, found: Identity) -> Outcome {
     let live = &reloader.live;
     let version = manifest.version.clone();
+    let manifest_name = manifest.name.clone();
     let restore = match live.current() {
         Some(previous) if reloader.plan.reload_policy == ReloadPolicy::Resource => {
             let restore = manifest_of(&previous, &reloader.plan.uri);
@@ -39,7 +44,11 @@ pub async fn load_and_publish(reloader: &Reloader, manifest: Manifest, found: Id
         }
         _ => None,
     };
-    match load(reloader, &manifest).await {
+    let loaded = match load(reloader, &manifest).await {
+        Ok(model) if restore.is_none() => shadow(reloader, model).await,
+        other => other.map(Arc::new),
+    };
+    match loaded {
         Ok(model) => {
             let live_dir = model.info.dir.clone();
             // Recorded before it goes live, so that a process that is ready has also made this
@@ -59,11 +68,31 @@ pub async fn load_and_publish(reloader: &Reloader, manifest: Manifest, found: Id
             if let Some(err) = failure {
                 tracing::warn!(%err, "cannot record the model in the cache; a restart will download it again");
             }
-            // The old model is freed when its last in-flight request finishes.
-            if let Some(old) = live.publish(Arc::new(model)) {
-                loader::retire(old);
+            let previous_identity = reloader.live_identity();
+            let before = Snapshot::of(&reloader.metrics);
+            let previous = live.publish(model);
+            reloader.remember_live(found.clone());
+            let guard = &reloader.plan.promotion.guard;
+            match previous {
+                Some(old) if !guard.window.is_zero() => {
+                    let watched = guarded(reloader, old, previous_identity, before, &found).await;
+                    if let Err(error) = watched {
+                        return Outcome::Failed {
+                            version: Some(version),
+                            error,
+                        };
+                    }
+                }
+                // The old model is freed when its last in-flight request finishes.
+                Some(old) => loader::retire(old),
+                None => {}
             }
-            reloader.remember_live(found);
+            reloader.report_to_registry(
+                &manifest_name,
+                &version,
+                Status::Live,
+                "serving: passed the gate",
+            );
             let cache = reloader.cache.clone();
             let _ = on_disk(move || cache.prune(&live_dir, CACHED_VERSIONS)).await;
             Outcome::Loaded { version }
@@ -89,6 +118,116 @@ pub async fn load_and_publish(reloader: &Reloader, manifest: Manifest, found: Id
             }
         }
     }
+}
+
+/// `promotion: shadow` with a model live: compares `model` with it on live requests first and
+/// returns it when it is promoted, or the refusal. Otherwise (`immediate`, or nothing live to
+/// compare with) returns it at once.
+async fn shadow(reloader: &Reloader, model: Model) -> Result<Arc<Model>, ReloadError> {
+    let model = Arc::new(model);
+    let settings = &reloader.plan.promotion;
+    let Some(serving) = reloader.live.current() else {
+        return Ok(model);
+    };
+    if settings.mode != Mode::Shadow {
+        return Ok(model);
+    }
+    let serving = describe(&serving.info.name, &serving.info.version);
+    let metrics = &reloader.metrics;
+    let (name, number) = (model.info.name.clone(), model.info.version.clone());
+    reloader.report_to_registry(
+        &name,
+        &number,
+        Status::Shadow,
+        &format!("compared with {serving} on live requests"),
+    );
+    let decision = evaluate(&reloader.live, metrics, model.clone(), settings).await;
+    let (result, reason) = match &decision {
+        Decision::Promote(why) => (PromotionResult::Promoted, why.clone()),
+        Decision::Refuse(why) => (PromotionResult::Refused, why.clone()),
+    };
+    metrics.promotions.inc(&[("result", result.as_str())]);
+    let version = describe(&model.info.name, &model.info.version);
+    let decided = Decided {
+        at: std::time::SystemTime::now(),
+        version: model.info.version.clone(),
+        result,
+        reason: reason.clone(),
+    };
+    reloader
+        .live
+        .update(|status| status.last_promotion = Some(decided));
+    match decision {
+        Decision::Promote(why) => {
+            tracing::info!(model = %reloader.name(), candidate = %version, "shadow evaluation: promoting {version}: {why}");
+            Ok(model)
+        }
+        Decision::Refuse(why) => {
+            reloader.report_to_registry(&name, &number, Status::Refused, &why);
+            loader::retire(model);
+            Err(ReloadError::Refused {
+                version,
+                serving,
+                why,
+            })
+        }
+    }
+}
+
+/// The guard after a swap: keeps `old` resident while the version just made live is watched;
+/// when it misbehaves, swaps `old` back (no request fails: requests hold the model they
+/// started with), marks the new version bad and makes `old` the last known good again.
+async fn guarded(
+    reloader: &Reloader,
+    old: Arc<Model>,
+    old_identity: Option<Identity>,
+    before: Snapshot,
+    found: &Identity,
+) -> Result<(), ReloadError> {
+    let live = &reloader.live;
+    let guard = &reloader.plan.promotion.guard;
+    let serving = describe(&old.info.name, &old.info.version);
+    let new_version = live
+        .current()
+        .map(|m| describe(&m.info.name, &m.info.version))
+        .unwrap_or_default();
+    live.set_message(format!(
+        "serving {new_version}; watching it for {}s (previous version {serving} kept)",
+        guard.window.as_secs()
+    ));
+    let Some(why) = guard::watch(&reloader.metrics, before, guard).await else {
+        loader::retire(old);
+        return Ok(());
+    };
+    let mut restore = manifest_of(&old, &reloader.plan.uri);
+    if let Some(new) = live.publish(old) {
+        loader::retire(new);
+    }
+    let error = ReloadError::RolledBack {
+        version: new_version,
+        serving,
+        why: why.clone(),
+    };
+    reloader.remember_bad(&found.key, error.to_string());
+    reloader.report_to_registry(&found.name, &found.version, Status::RolledBack, &why);
+    if let Some(identity) = old_identity {
+        restore.listing_key = identity.key.clone();
+        reloader.remember_live(identity);
+    }
+    let cache = reloader.cache.clone();
+    let _ = on_disk(move || cache.record_last_good(&restore)).await;
+    reloader
+        .metrics
+        .promotions
+        .inc(&[("result", PromotionResult::RolledBack.as_str())]);
+    let decided = Decided {
+        at: std::time::SystemTime::now(),
+        version: found.version.clone(),
+        result: PromotionResult::RolledBack,
+        reason: why.clone(),
+    };
+    live.update(|status| status.last_promotion = Some(decided));
+    Err(error)
 }
 
 /// Runs the validation gate on the loading thread.

@@ -77,6 +77,8 @@ pub struct Plan {
     /// How often to poll a registry URI (`None`: never).
     pub poll_interval: Option<Duration>,
     pub reload_policy: ReloadPolicy,
+    /// How a version that passed the gate goes live (`promotion`, `shadow_*`).
+    pub promotion: crate::promote::Promotion,
 }
 
 impl Plan {
@@ -106,6 +108,8 @@ pub struct Reloader {
     pub cache: Cache,
     /// What is remembered between checks.
     memory: Mutex<Memory>,
+    /// Writes outcomes to the registry as version tags (`report_to_registry`, registry URIs).
+    pub reporter: Option<Arc<crate::promote::tags::Reporter>>,
 }
 
 /// What a [`Reloader`] remembers between checks.
@@ -129,7 +133,18 @@ impl Reloader {
         source: Source,
         cache: Cache,
     ) -> Reloader {
+        let reporter = match &source {
+            Source::Remote { client, .. } if config.report_to_registry => {
+                Some(Arc::new(crate::promote::tags::Reporter::new(
+                    client.clone(),
+                    config.instance_name.clone(),
+                    metrics.clone(),
+                )))
+            }
+            _ => None,
+        };
         Reloader {
+            reporter,
             config,
             plan,
             live,
@@ -210,6 +225,24 @@ impl Reloader {
     /// Remembers that the version with listing key `key` failed, and why.
     pub(super) fn remember_bad(&self, key: &str, why: String) {
         self.memory().known_bad.insert(key.to_string(), why);
+    }
+
+    /// The identity of the model this pipeline made live last.
+    pub(super) fn live_identity(&self) -> Option<Identity> {
+        self.memory().live.clone()
+    }
+
+    /// Tags `version` of `name` in the registry with `status` (`report_to_registry`).
+    pub(super) fn report_to_registry(
+        &self,
+        name: &str,
+        version: &str,
+        status: crate::promote::tags::Status,
+        reason: &str,
+    ) {
+        if let Some(reporter) = &self.reporter {
+            reporter.report(name, version, status, reason);
+        }
     }
 
     /// Remembers which model is live now.

@@ -6,5 +6,6 @@
 mod support;
 
 mod crash;
+mod promote;
 mod registry;
 mod reload;

@@ -12,7 +12,12 @@ Commands (field "op"):
                     of a new run, register it under "name", then optionally set "aliases", a
                     "stage" and version "tags". "corrupt" breaks a copy first: "onnx" (the ONNX
                     file is garbage), "tokenizer" (tokenizer.json does not parse) or "golden"
-                    (every golden example expects the wrong label). "artifact_path" names the
+                    (every golden example expects the wrong label); "variant" makes another
+                    valid version: "swap_labels" (the label names are swapped, golden examples
+                    too: it passes the gate and disagrees with the original on every input) or
+                    "slow" (the same answers after a chain of large matrix products whose
+                    result is multiplied by zero: tens of times slower; "layers" products, 16 by
+                    default). "artifact_path" names the
                     logged model (default "model"). The uploaded MLmodel gets the new model_id
                     and run_id, as mlflow.<flavor>.log_model would have written them.
   log-run-only      log "dir" under a new run without registering it: "mode" "logged-model" (the
@@ -23,6 +28,7 @@ Commands (field "op"):
   transition-stage  move "version" of "name" to "stage" ("archive_existing": bool)
   set-tag           set version tag "key" = "value"
   delete-version    delete "version" of "name"
+  describe          describe "version" of "name" (with its "tags")
   create-webhook    a registry webhook to "url" for "events", signed with "secret"
 
 Every result carries the URIs a test needs: {"name", "version", "run_id", "model_id",
@@ -46,7 +52,51 @@ import yaml  # noqa: E402
 from mlflow import MlflowClient  # noqa: E402
 
 
-def patched_copy(src_dir, model_id, run_id, corrupt):
+def slow_down(dst, mlmodel, layers):
+    """Adds to the text graph in `dst` a chain of 512x512 matrix products on the pooled
+    embedding whose sum, times zero, is added to the logits: the same answers, much slower.
+    The model is saved as one file (no external data)."""
+    import numpy as np
+    import onnx
+    from onnx import helper, numpy_helper
+
+    onnx_file = os.path.join(dst, mlmodel["flavors"]["onnx"]["data"])
+    model = onnx.load(onnx_file)
+    graph = model.graph
+    width = 512
+    rng = np.random.default_rng(7)
+    pooled_width = next(i for i in graph.initializer if i.name == "embeddings").dims[1]
+    graph.initializer.extend([
+        numpy_helper.from_array(
+            (rng.standard_normal((pooled_width, width)) * 0.1).astype(np.float32), "slow_in"),
+        numpy_helper.from_array(
+            (rng.standard_normal((width, width)) * 0.05).astype(np.float32), "slow_w"),
+        numpy_helper.from_array(np.array(0.0, dtype=np.float32), "slow_zero"),
+        numpy_helper.from_array(np.array([1], dtype=np.int64), "slow_axis"),
+    ])
+    for node in graph.node:
+        if node.name == "classifier_add":
+            node.output[0] = "logits_fast"
+    nodes = [helper.make_node("MatMul", ["pooled", "slow_in"], ["slow_0"], name="slow_in")]
+    for layer in range(layers):
+        nodes.append(helper.make_node("MatMul", [f"slow_{layer}", "slow_w"],
+                                      [f"slow_mm_{layer}"], name=f"slow_mm_{layer}"))
+        nodes.append(helper.make_node("Tanh", [f"slow_mm_{layer}"], [f"slow_{layer + 1}"],
+                                      name=f"slow_tanh_{layer}"))
+    nodes += [
+        helper.make_node("ReduceSum", [f"slow_{layers}", "slow_axis"], ["slow_sum"],
+                         keepdims=1, name="slow_sum"),
+        helper.make_node("Mul", ["slow_sum", "slow_zero"], ["slow_nothing"], name="slow_zero"),
+        helper.make_node("Add", ["logits_fast", "slow_nothing"], ["logits"], name="slow_add"),
+    ]
+    graph.node.extend(nodes)
+    for name in os.listdir(dst):
+        if name.endswith(".data"):
+            os.remove(os.path.join(dst, name))
+    onnx.save_model(model, onnx_file, save_as_external_data=False)
+
+
+def patched_copy(src_dir, model_id, run_id, corrupt, variant=None, layers=16):
     """Copies an MLflow model directory, stamping the new ids into MLmodel and breaking it on
     request; returns the temporary directory (the caller removes it)."""
     tmp = tempfile.mkdtemp(prefix="hotserve-register-")
@@ -75,6 +125,16 @@ def patched_copy(src_dir, model_id, run_id, corrupt):
             example["label"] = wrong[0]
     elif corrupt is not None:
         raise SystemExit(f"unknown corrupt variant {corrupt!r}; use onnx, tokenizer or golden")
+    if variant == "swap_labels":
+        labels = metadata["labels"]
+        swapped = {labels[0]: labels[1], labels[1]: labels[0]}
+        metadata["labels"] = [labels[1], labels[0]]
+        for example in metadata.get("golden") or []:
+            example["label"] = swapped[example["label"]]
+    elif variant == "slow":
+        slow_down(dst, mlmodel, layers)
+    elif variant is not None:
+        raise SystemExit(f"unknown variant {variant!r}; use swap_labels or slow")
     with open(mlmodel_path, "w") as f:
         yaml.safe_dump(mlmodel, f, default_flow_style=False, sort_keys=True)
     return tmp, dst
@@ -94,14 +154,14 @@ def manifest(directory):
     return files
 
 
-def log_logged_model(src_dir, artifact_path, corrupt):
+def log_logged_model(src_dir, artifact_path, corrupt, variant=None, layers=16):
     """Logs `src_dir` as an MLflow 3 logged model of a new run; returns (run_id, model,
     manifest of the uploaded files)."""
     client = MlflowClient()
     with mlflow.start_run() as run:
         run_id = run.info.run_id
         model = mlflow.initialize_logged_model(name=artifact_path, source_run_id=run_id)
-        tmp, dst = patched_copy(src_dir, model.model_id, run_id, corrupt)
+        tmp, dst = patched_copy(src_dir, model.model_id, run_id, corrupt, variant, layers)
         try:
             client.log_model_artifacts(model.model_id, dst)
             files = manifest(dst)
@@ -132,12 +192,15 @@ def describe_version(name, version):
         "status": mv.status,
         "artifact_uri": client.get_model_version_download_uri(name, mv.version),
         "uris": uris,
+        "tags": dict(mv.tags or {}),
     }
 
 
 def op_register(cmd):
     artifact_path = cmd.get("artifact_path", "model")
-    run_id, model, files = log_logged_model(cmd["dir"], artifact_path, cmd.get("corrupt"))
+    run_id, model, files = log_logged_model(
+        cmd["dir"], artifact_path, cmd.get("corrupt"), cmd.get("variant"), cmd.get("layers", 16)
+    )
     mv = mlflow.register_model(f"models:/{model.model_id}", cmd["name"], tags=cmd.get("tags"))
     client = MlflowClient()
     for alias in cmd.get("aliases", []):
@@ -203,6 +266,10 @@ def op_set_tag(cmd):
     return describe_version(cmd["name"], cmd["version"])
 
 
+def op_describe(cmd):
+    return describe_version(cmd["name"], cmd["version"])
+
+
 def op_delete_version(cmd):
     MlflowClient().delete_model_version(cmd["name"], str(cmd["version"]))
     return {"name": cmd["name"], "deleted_version": str(cmd["version"])}
@@ -227,6 +294,7 @@ OPS = {
     "transition-stage": op_transition_stage,
     "set-tag": op_set_tag,
     "delete-version": op_delete_version,
+    "describe": op_describe,
 }
 
 
