@@ -211,6 +211,7 @@ async fn invocations(
             Value::Array(rows)
         }
         None => {
+            let reply = tensor::reply_for(&model, &invocation.data);
             let inputs = tensor::from_request(&model, invocation)?;
             let outputs = tokio::time::timeout_at(
                 deadline.into(),
@@ -219,7 +220,7 @@ async fn invocations(
             )
             .await
             .map_err(|_| ApiError::deadline_exceeded())??;
-            tensor::to_predictions(&outputs)
+            tensor::to_predictions(&outputs, reply)?
         }
     };
     Ok(with_version(
