@@ -1,5 +1,8 @@
-//! Tensor models (no tokenizer): `/invocations` takes named tensors per the graph's inputs, as
-//! `mlflow models serve` does for ONNX, and answers `{"predictions": {output: values}}`.
+//! Tensor models (no tokenizer): `/invocations` requests mapped onto the graph's inputs and
+//! its outputs mapped onto the answer exactly as `mlflow models serve` does for an ONNX model
+//! (its scoring server, schema enforcement and `_OnnxModelWrapper.predict`):
+//! `{"predictions": {output: values}}`, or one record per value for a data frame that no tensor
+//! signature turns into tensors. `tests/conformance.rs` checks this against the real server.
 
 use ort::session::{Session, SessionInputValue};
 use ort::value::{Tensor, TensorElementType, ValueType};
