@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Helpers for bench/run.sh: request bodies, process-tree memory, and the results report.
 
-    benchlib.py bodies predict|mlflow OUT       one JSON request body per line
+    benchlib.py bodies predict|mlflow|v2 OUT    one JSON request body per line
     benchlib.py port                            a free TCP port on 127.0.0.1
     benchlib.py rss PID                         "tree_hwm_kb main_hwm_kb tree_rss_kb nprocs" of PID's tree
     benchlib.py report RUN.jsonl CEILING_DIR OUT.md [--meta META.json]
@@ -35,6 +35,9 @@ def cmd_bodies(fmt: str, out: str) -> None:
                 body = {"text": t}
             elif fmt == "mlflow":
                 body = {"dataframe_split": {"columns": ["text"], "data": [[t]]}}
+            elif fmt == "v2":
+                # Open Inference Protocol (KServe v2) REST: one BYTES input named `text`.
+                body = {"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": [t]}]}
             else:
                 raise SystemExit(f"unknown body format {fmt}")
             f.write(json.dumps(body) + "\n")

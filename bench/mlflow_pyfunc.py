@@ -92,7 +92,11 @@ def main() -> int:
             python_model=str(HERE / "pyfunc_model.py"),
             artifacts={"onnx_model": str(onnx_artifact), "tokenizer": str(tok_path)},
             model_config=config,
-            signature=ModelSignature(inputs=Schema([ColSpec("string", "text")])),
+            signature=ModelSignature(
+                inputs=Schema([ColSpec("string", "text")]),
+                # MLServer's MLflow runtime reads its output metadata from here.
+                outputs=Schema([ColSpec("string", "label"), ColSpec("double", "score")]),
+            ),
             input_example=pd.DataFrame({"text": ["This product works exactly as described."]}),
         )
         (target / ".build-stamp").write_text(digest + "\n")

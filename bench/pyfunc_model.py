@@ -3,7 +3,7 @@
 Saved by bench/mlflow_pyfunc.py with `mlflow.pyfunc.save_model(python_model=<this file>,
 artifacts={"onnx_model": ..., "tokenizer": ...}, model_config={"labels": [...], ...})`; served
 by `mlflow models serve`. This is what a team without hotserve would write: tokenize with
-`tokenizers`, run `onnxruntime`, softmax, one output row per input text.
+`tokenizers`, run `onnxruntime`, softmax, one output row (label, score) per input text.
 """
 
 from __future__ import annotations
@@ -60,12 +60,12 @@ class OnnxTextClassifier(PythonModel):
         z = logits - logits.max(axis=1, keepdims=True)
         probs = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
         labels = self.labels or [f"LABEL_{i}" for i in range(probs.shape[1])]
-        out = []
-        for row in probs:
-            best = int(row.argmax())
-            out.append({"label": labels[best], "score": float(row[best]),
-                        "scores": {lab: float(p) for lab, p in zip(labels, row)}})
-        return out
+        best = probs.argmax(axis=1)
+        # A data frame (label, score per text): `mlflow models serve` writes it as the records
+        # [{"label": ..., "score": ...}] that hotserve's /invocations answers too, and MLServer's
+        # pandas codec turns it into a BYTES and an FP64 output tensor.
+        return pd.DataFrame({"label": [labels[int(b)] for b in best],
+                             "score": probs[np.arange(len(best)), best]})
 
 
 mlflow.models.set_model(OnnxTextClassifier())

@@ -6,14 +6,15 @@
 # Sets up the bench virtualenv (scripts/setup.sh bench), builds the realistic model
 # (bench/build_realistic_model.py) and hotserve (cargo build --release), then for each model
 # (the test fixture tests/fixtures/sentiment and the realistic MiniLM model) and each server
-# (hotserve, the FastAPI baseline, `mlflow models serve`) starts the server on 127.0.0.1 at a
+# (hotserve's /predict, hotserve's Open Inference Protocol REST route, the FastAPI baseline,
+# `mlflow models serve`, MLServer over the same protocol) starts the server on 127.0.0.1 at a
 # free port, waits for readiness, warms up, runs wrk at each concurrency, records req/s,
 # latency percentiles, errors and peak RSS, stops the server; finally runs the in-process ONNX
 # Runtime ceiling (bench/ort_ceiling.py) per model and writes bench/results/<date>.md.
 # All traffic goes to 127.0.0.1 only; every wrk run is bounded in time.
 #
 # Environment (all optional):
-#   BENCH_SERVERS="hotserve fastapi mlflow"   servers to run, in this order
+#   BENCH_SERVERS="hotserve hotserve-oip hotserve-grpc fastapi mlflow mlserver"   servers, in order
 #   BENCH_MODELS="fixture realistic"          models to run
 #   BENCH_CONCURRENCY="1 8 64 256"            wrk connection counts
 #   BENCH_DURATION=10                         seconds per concurrency (--quick: 3)
@@ -27,6 +28,8 @@
 #   BENCH_HOTSERVE_BIN=path                   use this binary; skip cargo build
 #   BENCH_HOTSERVE_ARGS="..."                 extra arguments for `hotserve serve`
 #   BENCH_MLFLOW_WORKERS=1                    uvicorn workers of `mlflow models serve`
+#   BENCH_MLSERVER_WORKERS=1                  MLServer parallel_workers (inference processes)
+#   BENCH_MLSERVER_VENV=bench/.venv-mlserver  MLServer's own virtualenv (made when missing)
 #   BENCH_SKIP_SETUP=1                        do not run scripts/setup.sh bench
 #   BENCH_OUT=bench/results/NAME.md           where to write the report
 set -euo pipefail
@@ -46,7 +49,7 @@ for arg in "$@"; do
 done
 
 if [ "$quick" = 1 ]; then d_dur=3; d_warm=1; d_ceil=1; else d_dur=10; d_warm=3; d_ceil=3; fi
-servers="${BENCH_SERVERS:-hotserve fastapi mlflow}"
+servers="${BENCH_SERVERS:-hotserve hotserve-oip hotserve-grpc fastapi mlflow mlserver}"
 models="${BENCH_MODELS:-fixture realistic}"
 concurrency="${BENCH_CONCURRENCY:-1 8 64 256}"
 duration="${BENCH_DURATION:-$d_dur}"
@@ -58,6 +61,8 @@ ready_timeout="${BENCH_READY_TIMEOUT:-180}"
 fixture_dir="${BENCH_FIXTURE_DIR:-$root/tests/fixtures/sentiment}"
 realistic_dir="${BENCH_REALISTIC_DIR:-$bench/.cache/minilm-sentiment}"
 mlflow_workers="${BENCH_MLFLOW_WORKERS:-1}"
+mlserver_workers="${BENCH_MLSERVER_WORKERS:-1}"
+mlserver_venv="${BENCH_MLSERVER_VENV:-$bench/.venv-mlserver}"
 
 say() { echo "bench: $*" >&2; }
 die() { echo "bench: error: $*" >&2; exit 1; }
@@ -118,9 +123,21 @@ for m in $models; do
   esac
 done
 
-# The same models packaged as MLflow pyfuncs, for `mlflow models serve`.
+# MLServer has its own virtualenv: mlserver 1.7.1 pins fastapi and starlette below the versions
+# the project's virtualenv has (scripts/requirements-mlserver.txt).
+if [[ " $servers " == *" mlserver "* ]] && [ ! -x "$mlserver_venv/bin/mlserver" ]; then
+  say "creating MLServer's virtualenv $mlserver_venv (scripts/requirements-mlserver.txt)"
+  base_python="$("$py" -c 'import sys; print(sys._base_executable)')"
+  if ! { "$base_python" -m venv "$mlserver_venv" \
+      && "$mlserver_venv/bin/pip" install -q -r "$root/scripts/requirements-mlserver.txt"; } \
+      >"$work/mlserver-venv.log" 2>&1; then
+    say "WARNING: could not set up MLServer (see $work/mlserver-venv.log); its rows are skipped"
+  fi
+fi
+
+# The same models packaged as MLflow pyfuncs, for `mlflow models serve` and MLServer.
 declare -A pyfunc_dir=()
-if [[ " $servers " == *" mlflow "* ]]; then
+if [[ " $servers " == *" mlflow "* || " $servers " == *" mlserver "* ]]; then
   for m in $models; do
     [ -n "${model_dir[$m]:-}" ] || continue
     say "packaging the $m model as an MLflow pyfunc (bench/mlflow_pyfunc.py)"
@@ -136,7 +153,7 @@ fi
 # hotserve binary
 hotserve_bin=""
 hotserve_version="not run"
-if [[ " $servers " == *" hotserve "* ]]; then
+if [[ " $servers " == *" hotserve"* ]]; then
   if [ -n "${BENCH_HOTSERVE_BIN:-}" ]; then
     hotserve_bin="$BENCH_HOTSERVE_BIN"
   else
@@ -163,6 +180,7 @@ fi
 # request bodies
 "$py" "$bench/benchlib.py" bodies predict "$work/bodies-predict.jsonl"
 "$py" "$bench/benchlib.py" bodies mlflow "$work/bodies-mlflow.jsonl"
+"$py" "$bench/benchlib.py" bodies v2 "$work/bodies-v2.jsonl"
 
 # ---------------------------------------------------------------------------------------------
 # server lifecycle
@@ -181,10 +199,38 @@ stop_server() {
 trap stop_server EXIT
 trap 'stop_server; exit 130' INT TERM
 
-# start_server SERVER MODEL_DIR PORT LOG -> sets server_pid, ready_path, req_path, bodies
+# start_server SERVER MODEL_DIR PORT LOG MODEL -> sets server_pid, ready_path, req_path, bodies
 start_server() {
-  local server="$1" dir="$2" port="$3" log="$4"
+  local server="$1" dir="$2" port="$3" log="$4" model="$5"
   case "$server" in
+    hotserve-oip)
+      # The model under its bench name, so that the V2 route is /v2/models/<name>/infer.
+      mkdir -p "$work/hotserve-cache-$port"
+      ready_path=/health/ready; req_path="/v2/models/$model/infer"; bodies="$work/bodies-v2.jsonl"
+      # shellcheck disable=SC2086
+      HOTSERVE_CACHE_DIR="$work/hotserve-cache-$port" \
+        setsid "$hotserve_bin" serve --model "$model=$dir" --listen "127.0.0.1:$port" ${BENCH_HOTSERVE_ARGS:-} \
+        >"$log" 2>&1 </dev/null &
+      ;;
+    mlserver)
+      ready_path="/v2/models/$model/ready"; req_path="/v2/models/$model/infer"; bodies="$work/bodies-v2.jsonl"
+      [ -x "$mlserver_venv/bin/mlserver" ] || { say "MLServer is not installed in $mlserver_venv (see $work/mlserver-venv.log)"; return 1; }
+      [ -n "${pyfunc_dir[$dir]:-}" ] || { say "no MLflow pyfunc packaging of $dir (see $work/mlflow-pyfunc.log)"; return 1; }
+      local repo="$work/mlserver-$model-$port"
+      mkdir -p "$repo/$model"
+      "$py" - "$repo" "$model" "${pyfunc_dir[$dir]}" "$port" "$mlserver_workers" \
+        "$("$py" "$bench/benchlib.py" port)" "$("$py" "$bench/benchlib.py" port)" <<'PY'
+import json, sys
+repo, name, uri, http_port, workers, grpc_port, metrics_port = sys.argv[1:]
+json.dump({"host": "127.0.0.1", "http_port": int(http_port), "grpc_port": int(grpc_port),
+           "metrics_port": int(metrics_port), "parallel_workers": int(workers),
+           "debug": False}, open(f"{repo}/settings.json", "w"))
+json.dump({"name": name, "implementation": "mlserver_mlflow.MLflowRuntime",
+           "parameters": {"uri": uri}}, open(f"{repo}/{name}/model-settings.json", "w"))
+PY
+      setsid env PATH="$mlserver_venv/bin:$PATH" "$mlserver_venv/bin/mlserver" start "$repo" \
+        >"$log" 2>&1 </dev/null &
+      ;;
     hotserve)
       mkdir -p "$work/hotserve-cache-$port"
       ready_path=/health/ready; req_path=/predict; bodies="$work/bodies-predict.jsonl"
@@ -203,7 +249,7 @@ start_server() {
       setsid "$venv/bin/mlflow" models serve -m "${pyfunc_dir[$dir]}" --env-manager local \
         -p "$port" --host 127.0.0.1 -w "$mlflow_workers" >"$log" 2>&1 </dev/null &
       ;;
-    *) die "unknown server '$server' (expected hotserve, fastapi or mlflow)" ;;
+    *) die "unknown server '$server' (expected hotserve, hotserve-oip, hotserve-grpc, fastapi, mlflow or mlserver)" ;;
   esac
   server_pid=$!
   local deadline=$((SECONDS + ready_timeout))
@@ -229,15 +275,20 @@ skip_row() {  # model server reason
 
 bench_one() {  # model server
   local model="$1" server="$2" dir="${model_dir[$1]}"
-  if [ "$server" = hotserve ] && [ -z "$hotserve_bin" ]; then
+  if [[ "$server" == hotserve* ]] && [ -z "$hotserve_bin" ]; then
     skip_row "$model" "$server" "hotserve binary could not be built"; return 0
+  fi
+  if [ "$server" = hotserve-grpc ]; then
+    # wrk speaks HTTP/1.1 only; a gRPC load generator (ghz) is not packaged for Debian or PyPI.
+    say "[$model/$server] skipped: no gRPC load generator at hand"
+    skip_row "$model" "$server" "no gRPC load generator (ghz) at hand"; return 0
   fi
   local port log
   port="$("$py" "$bench/benchlib.py" port)"
   log="$work/$model-$server.log"
   say "[$model/$server] starting on 127.0.0.1:$port (log: $log)"
   local t0=$SECONDS
-  if ! start_server "$server" "$dir" "$port" "$log"; then
+  if ! start_server "$server" "$dir" "$port" "$log" "$model"; then
     skip_row "$model" "$server" "did not start (see $(basename "$log"))"; return 0
   fi
   local startup=$((SECONDS - t0))
@@ -298,12 +349,12 @@ done
 # report
 cmdline="bench/run.sh"
 [ "$quick" = 1 ] && cmdline="$cmdline --quick"
-for v in BENCH_SERVERS BENCH_MODELS BENCH_CONCURRENCY BENCH_DURATION BENCH_WARMUP BENCH_HOTSERVE_ARGS BENCH_MLFLOW_WORKERS; do
+for v in BENCH_SERVERS BENCH_MODELS BENCH_CONCURRENCY BENCH_DURATION BENCH_WARMUP BENCH_HOTSERVE_ARGS BENCH_MLFLOW_WORKERS BENCH_MLSERVER_WORKERS; do
   [ -n "${!v:-}" ] && cmdline="$v=\"${!v}\" $cmdline"
 done
 META_LOAD="$load_start" META_HOTSERVE="$hotserve_version" META_COMMAND="$cmdline" META_ROOT="$root" \
 META_WRK_THREADS="$wrk_threads" META_DURATION="$duration" META_WARMUP="$warmup" META_TIMEOUT="$timeout" \
-META_MLFLOW_WORKERS="$mlflow_workers" "$py" - "$work/meta.json" <<'EOF'
+META_MLFLOW_WORKERS="$mlflow_workers" META_MLSERVER_WORKERS="$mlserver_workers" "$py" - "$work/meta.json" <<'EOF'
 import importlib.metadata as md
 import json, os, subprocess, sys
 e = os.environ
@@ -331,6 +382,7 @@ json.dump({
     "notes": [
         "the machine may be shared: compare runs made under similar load averages",
         f"mlflow models serve runs with {e['META_MLFLOW_WORKERS']} uvicorn worker(s); its RSS includes the mlflow CLI parent process",
+        f"MLServer (mlserver-mlflow, the same pyfunc as mlflow) runs with parallel_workers={e['META_MLSERVER_WORKERS']}; its RSS includes its inference worker processes",
     ],
 }, open(sys.argv[1], "w"), indent=2)
 EOF

@@ -18,6 +18,9 @@ exactly what MLflow writes), then made reproducible:
                                 shape [batch, 2], and outputs of the same types (doubled,
                                 copied, negated, cast); no input example (the gate warms it
                                 up with zeros)
+  tests/fixtures/tensor_multi/  a float32 [batch, 2], b int64 [batch, 1] -> sum float32
+                                [batch, 2] = a + b, twice int64 [batch, 1] = 2 * b (two inputs,
+                                two outputs, two types: for the MLflow conformance test)
   tests/fixtures/expected.json  reference outputs (token ids, logits, probabilities, y) computed
                                 with tokenizers + onnxruntime in Python, for cross-checks
 
@@ -569,6 +572,66 @@ TYPED_OUTPUTS = [
 ]
 
 
+def multi_graph():
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = helper.make_graph(
+        [
+            helper.make_node("Cast", ["b"], ["b_float"], to=TensorProto.FLOAT, name="cast"),
+            helper.make_node("Add", ["a", "b_float"], ["sum"], name="add"),
+            helper.make_node("Mul", ["b", "TWO"], ["twice"], name="mul"),
+        ],
+        "hotserve_tensor_multi_fixture",
+        [
+            helper.make_tensor_value_info("a", TensorProto.FLOAT, ["batch", 2]),
+            helper.make_tensor_value_info("b", TensorProto.INT64, ["batch", 1]),
+        ],
+        [
+            helper.make_tensor_value_info("sum", TensorProto.FLOAT, ["batch", 2]),
+            helper.make_tensor_value_info("twice", TensorProto.INT64, ["batch", 1]),
+        ],
+        initializer=[numpy_helper.from_array(np.array([2], dtype=np.int64), "TWO")],
+    )
+    return finish_model(graph)
+
+
+def multi_signature():
+    from mlflow.models import ModelSignature
+    from mlflow.types import Schema, TensorSpec
+
+    return ModelSignature(
+        inputs=Schema([TensorSpec(np.dtype("float32"), (-1, 2), "a"),
+                       TensorSpec(np.dtype("int64"), (-1, 1), "b")]),
+        outputs=Schema([TensorSpec(np.dtype("float32"), (-1, 2), "sum"),
+                        TensorSpec(np.dtype("int64"), (-1, 1), "twice")]),
+    )
+
+
+def make_multi_fixture():
+    """The two-input, two-output tensor model (`--only tensor_multi` writes just this one)."""
+    os.environ.setdefault("MLFLOW_TRACKING_URI", "file:///nonexistent-unused")
+    import onnxruntime as ort
+
+    path = save_mlflow(
+        multi_graph(), FIXTURES / "tensor_multi", signature=multi_signature(),
+        input_example={"a": np.array([[1.0, 2.0], [0.5, -1.0]], dtype=np.float32),
+                       "b": np.array([[3], [-2]], dtype=np.int64)},
+        metadata=None, fixture_name="tensor_multi")
+    (path / "README.md").write_text(
+        "# tensor_multi: hotserve two-input tensor fixture\n\n"
+        "No tokenizer: inputs `a` float32 `[batch, 2]` and `b` int64 `[batch, 1]`; outputs\n"
+        "`sum` float32 `[batch, 2]` = `a + b` and `twice` int64 `[batch, 1]` = `2 * b`. Used by\n"
+        "`tests/conformance.rs` to compare hotserve's `/invocations` with `mlflow models serve`\n"
+        "on a graph with several inputs, several outputs and two element types.\n\n"
+        "Regenerate: `.venv/bin/python scripts/make_fixture_models.py --only tensor_multi`.\n")
+    session = ort.InferenceSession(str(path / "model.onnx"), providers=["CPUExecutionProvider"])
+    a = np.array([[1.0, 2.0], [0.5, -1.0]], dtype=np.float32)
+    b = np.array([[3], [-2]], dtype=np.int64)
+    total, twice = session.run(None, {"a": a, "b": b})
+    assert np.allclose(total, a + b) and (twice == 2 * b).all(), (total, twice)
+    print(f"[tensor_multi] {path}")
+
+
 def typed_graph():
     from onnx import TensorProto, helper
 
@@ -916,6 +979,7 @@ def main():
         "Regenerate: `.venv/bin/python scripts/make_fixture_models.py`.\n")
     x, y = verify_tensor_model(tpath, tw, tb)
     make_typed_fixture()
+    make_multi_fixture()
 
     write_expected(x, y)
     print(f"[done] held-out accuracy: sentiment {acc1:.1%}, sentiment_v2 {acc2:.1%}; "
@@ -946,4 +1010,6 @@ def write_expected(x, y):
 
 
 if __name__ == "__main__":
+    if sys.argv[1:] == ["--only", "tensor_multi"]:
+        sys.exit(make_multi_fixture())
     sys.exit(main())

@@ -279,7 +279,14 @@ fn dataframe_split(value: Value) -> Result<Data, BadRequest> {
                 kind(&other)
             )))
         }
-        None => vec!["0".to_string()],
+        // Without names, pandas numbers the columns 0, 1, ... (as many as the first row has).
+        None => {
+            let width = match data.first() {
+                Some(Value::Array(first)) => first.len(),
+                _ => 1,
+            };
+            (0..width).map(|i| i.to_string()).collect()
+        }
     };
     let rows = data
         .into_iter()
@@ -457,6 +464,11 @@ mod tests {
             r#"{"dataframe_split": {"index": [0], "columns": ["text"], "data": [["a"]]}}"#,
             Ok(&["a"]),
         );
+        check(
+            r#"{"dataframe_split": {"data": [["a"], ["b"]]}}"#,
+            Ok(&["a", "b"]),
+        );
+        check(r#"{"dataframe_split": {"data": ["a"]}}"#, Ok(&["a"]));
         check(
             r#"{"dataframe_records": [{"text": "a"}, {"text": "b"}]}"#,
             Ok(&["a", "b"]),

@@ -433,7 +433,8 @@ async fn serves_a_zip_bundle_and_a_tensor_model() {
     )
     .await;
     assert_eq!(status, 200, "{body}");
-    let y: Vec<f64> = body["predictions"][0]
+    // As `mlflow models serve` answers: every output by name, even when there is one.
+    let y: Vec<f64> = body["predictions"]["y"][0]
         .as_array()
         .unwrap_or_else(|| panic!("no prediction in {body}"))
         .iter()

@@ -401,9 +401,10 @@ async fn invocations(
             Value::Array(rows)
         }
         None => {
+            let reply = tensor::reply_for(&model, &invocation.data);
             let inputs = tensor::from_request(&model, invocation)?;
             let outputs = predict::run_tensors(app, served, &model, inputs, deadline).await?;
-            tensor::to_predictions(&outputs)
+            tensor::to_predictions(&outputs, reply)?
         }
     };
     Ok(with_version(

@@ -1,5 +1,8 @@
-//! Tensor models (no tokenizer): `/invocations` takes named tensors per the graph's inputs, as
-//! `mlflow models serve` does for ONNX, and answers `{"predictions": {output: values}}`.
+//! Tensor models (no tokenizer): `/invocations` requests mapped onto the graph's inputs and
+//! its outputs mapped onto the answer exactly as `mlflow models serve` does for an ONNX model
+//! (its scoring server, schema enforcement and `_OnnxModelWrapper.predict`):
+//! `{"predictions": {output: values}}`, or one record per value for a data frame that no tensor
+//! signature turns into tensors. `tests/conformance.rs` checks this against the real server.
 
 use ort::session::{Session, SessionInputValue};
 use ort::value::{Tensor, TensorElementType, ValueType};
@@ -111,30 +114,118 @@ impl TensorData {
     }
 }
 
-/// Builds the graph's inputs from an `/invocations` request: `{"inputs": {"x": [[...]]}}`,
-/// `{"inputs": [[...]]}` for a single-input graph, `instances` likewise, or a data frame whose
-/// rows are the batch of a single input.
+/// How `mlflow models serve` shapes the answer to a request, which [`reply_for`] decides and
+/// [`to_predictions`] follows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reply {
+    /// `{"predictions": {"<output>": nested values}}` with every output, even when the graph
+    /// has one: what MLflow's ONNX flavor returns when it runs on a dict or an array.
+    Tensors,
+    /// `{"predictions": [{"<output>": value, ...}, ...]}`: MLflow hands a data frame to the
+    /// ONNX flavor unchanged when the model has no tensor signature, and the flavor answers
+    /// with a data frame of every output flattened to one dimension, one record per value.
+    Records,
+}
+
+/// What the model's `MLmodel` signature says about its inputs, which decides how MLflow maps
+/// a data frame onto the graph (`mlflow.models.utils._enforce_tensor_schema`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Signature {
+    /// Tensor specs with names: a data frame has one column per input, each cell one row of it.
+    NamedTensors,
+    /// One tensor spec without a name: a single column, or a row of scalars, is one row.
+    UnnamedTensor,
+    /// No signature (or a column signature): the frame reaches the flavor as it is.
+    Other,
+}
+
+/// How MLflow answers a request to this model: a data frame that is not turned into tensors by
+/// a tensor signature gets records back; everything else gets a dict of outputs.
+pub fn reply_for(model: &Model, data: &Data) -> Reply {
+    match (data, signature(model)) {
+        (Data::Frame { .. }, Signature::Other) => Reply::Records,
+        _ => Reply::Tensors,
+    }
+}
+
+/// Builds the graph's inputs from an `/invocations` request, as MLflow's scoring server and
+/// ONNX flavor (`_OnnxModelWrapper.predict`) map them:
+/// - `{"inputs": {"x": [[...]]}}` (or `instances`): named tensors; names that are not inputs
+///   are ignored when the signature names its tensors (MLflow warns and drops them) and
+///   refused otherwise (ONNX Runtime refuses them);
+/// - `{"inputs": [[...]]}`: the one input of a single-input graph;
+/// - `{"instances": [{"x": [...]}, ...]}`: one record per row, turned into columns;
+/// - a data frame, with a named tensor signature: the column named after each input, one cell
+///   per row (a scalar, or a flat list reshaped to the input's fixed dimensions);
+///   with one unnamed tensor: its one column, or the rows as a matrix; without a tensor
+///   signature: the rows as a matrix for a single-input graph (`DataFrame.values`), and one
+///   scalar column per input for a graph with several.
 pub fn from_request(
     model: &Model,
     request: Invocation,
 ) -> Result<Vec<NamedTensor>, protocol::BadRequest> {
     let bad = |message: String| protocol::BadRequest::invalid(message);
-    let mut named: Vec<(String, Value)> = match request.data {
-        Data::Tensor(Value::Object(object)) => object.into_iter().collect(),
-        Data::Tensor(value) if model.inputs.len() == 1 => {
-            vec![(model.inputs[0].name.clone(), value)]
-        }
-        Data::Frame { rows, .. } if model.inputs.len() == 1 => {
-            vec![(
-                model.inputs[0].name.clone(),
-                Value::Array(rows.into_iter().map(Value::Array).collect()),
-            )]
-        }
-        _ => {
-            let names: Vec<&str> = model.inputs.iter().map(|i| i.name.as_str()).collect();
-            return Err(bad(format!("this model takes named tensors {names:?}; send {{\"inputs\": {{\"name\": [[...]]}}}}")));
+    let signature = signature(model);
+    let input_names = || {
+        model
+            .inputs
+            .iter()
+            .map(|i| i.name.as_str())
+            .collect::<Vec<_>>()
+    };
+    let one_input = |value: Value| -> Result<Vec<Feed>, protocol::BadRequest> {
+        match model.inputs.as_slice() {
+            [input] => Ok(vec![Feed::whole(&input.name, value)]),
+            _ => Err(bad(format!(
+                "this model takes {} named tensors {:?}; send {{\"inputs\": {{\"name\": [[...]]}}}}",
+                model.inputs.len(),
+                input_names()
+            ))),
         }
     };
+    let mut feeds: Vec<Feed> = match request.data {
+        Data::Tensor(Value::Object(object)) => object
+            .into_iter()
+            .map(|(name, value)| Feed::whole(&name, value))
+            .collect(),
+        Data::Tensor(Value::Array(items))
+            if !items.is_empty() && items.iter().all(Value::is_object) =>
+        {
+            records_to_columns(items)
+        }
+        Data::Tensor(value @ Value::Array(_)) => one_input(value)?,
+        Data::Tensor(other) => {
+            return Err(bad(format!(
+                "this model takes tensors {:?}; send {{\"inputs\": {{\"name\": [[...]]}}}}, not {}",
+                input_names(),
+                protocol::kind(&other)
+            )))
+        }
+        Data::Frame { columns, rows } => match signature {
+            Signature::NamedTensors => frame_columns(model, &columns, rows)?,
+            Signature::UnnamedTensor if columns.len() == 1 => {
+                let cells = rows.into_iter().filter_map(|row| row.into_iter().next());
+                let mut feeds = one_input(Value::Array(cells.collect()))?;
+                feeds[0].reshape = true;
+                feeds
+            }
+            Signature::UnnamedTensor => one_input(matrix(rows))?,
+            Signature::Other if model.inputs.len() == 1 => one_input(matrix(rows))?,
+            Signature::Other => frame_scalar_columns(model, &columns, rows)?,
+        },
+    };
+    if signature == Signature::NamedTensors {
+        feeds.retain(|feed| model.inputs.iter().any(|input| input.name == feed.name));
+    }
+    let mut named: Vec<(String, Value)> = Vec::with_capacity(feeds.len());
+    for feed in feeds {
+        let value = match model.inputs.iter().find(|input| input.name == feed.name) {
+            Some(input) if feed.reshape => reshape_rows(feed.value, &input.shape)
+                .map_err(|why| bad(format!("input '{}': {why}", feed.name)))?,
+            _ => feed.value,
+        };
+        named.push((feed.name, value));
+    }
     let mut tensors = Vec::new();
     for input in &model.inputs {
         let position = named
@@ -180,6 +271,154 @@ pub fn from_request(
         return Err(bad(format!("unknown input '{extra}'")));
     }
     Ok(tensors)
+}
+
+/// One graph input's value as the request gave it.
+struct Feed {
+    /// The input it is for.
+    name: String,
+    /// Nested lists of numbers.
+    value: Value,
+    /// It is a data-frame column of per-row cells: reshape each row to the input's dimensions.
+    reshape: bool,
+}
+
+impl Feed {
+    fn whole(name: &str, value: Value) -> Feed {
+        Feed {
+            name: name.to_string(),
+            value,
+            reshape: false,
+        }
+    }
+}
+
+fn signature(model: &Model) -> Signature {
+    let Some(Value::Array(inputs)) = model.mlmodel.signature.as_ref().map(|s| &s.inputs) else {
+        return Signature::Other;
+    };
+    let tensors = !inputs.is_empty() && inputs.iter().all(|i| i["type"] == "tensor");
+    let named = inputs.iter().all(|i| i["name"].is_string());
+    match (tensors, named) {
+        (true, true) => Signature::NamedTensors,
+        (true, false) if inputs.len() == 1 => Signature::UnnamedTensor,
+        _ => Signature::Other,
+    }
+}
+
+/// `[{"a": 1, "b": 2}, {"a": 3, "b": 4}]` -> `a: [1, 3]`, `b: [2, 4]`, as MLflow reads
+/// `instances` (`parse_instances_data`). A record without a key leaves a null in its column.
+fn records_to_columns(records: Vec<Value>) -> Vec<Feed> {
+    let mut columns: Vec<(String, Vec<Value>)> = Vec::new();
+    let count = records.len();
+    for (row, record) in records.into_iter().enumerate() {
+        let Value::Object(object) = record else {
+            continue;
+        };
+        for (key, value) in object {
+            let index = match columns.iter().position(|(name, _)| *name == key) {
+                Some(index) => index,
+                None => {
+                    columns.push((key, vec![Value::Null; count]));
+                    columns.len() - 1
+                }
+            };
+            columns[index].1[row] = value;
+        }
+    }
+    columns
+        .into_iter()
+        .map(|(name, values)| Feed::whole(&name, Value::Array(values)))
+        .collect()
+}
+
+/// A frame's rows as one matrix (`DataFrame.values`).
+fn matrix(rows: Vec<Vec<Value>>) -> Value {
+    Value::Array(rows.into_iter().map(Value::Array).collect())
+}
+
+/// The column of each graph input, cells to be reshaped per row; other columns are ignored.
+fn frame_columns(
+    model: &Model,
+    columns: &[String],
+    rows: Vec<Vec<Value>>,
+) -> Result<Vec<Feed>, protocol::BadRequest> {
+    let mut feeds = frame_scalar_columns(model, columns, rows)?;
+    for feed in &mut feeds {
+        feed.reshape = true;
+    }
+    Ok(feeds)
+}
+
+/// The column named after each graph input, as it is (`data[name].values`).
+fn frame_scalar_columns(
+    model: &Model,
+    columns: &[String],
+    rows: Vec<Vec<Value>>,
+) -> Result<Vec<Feed>, protocol::BadRequest> {
+    let mut indices = Vec::with_capacity(model.inputs.len());
+    for input in &model.inputs {
+        match columns.iter().position(|c| *c == input.name) {
+            Some(index) => indices.push((input.name.as_str(), index)),
+            None => {
+                let names: Vec<&str> = model.inputs.iter().map(|i| i.name.as_str()).collect();
+                return Err(protocol::BadRequest::invalid(format!(
+                    "missing input '{}'; a data frame for this model has a column per input {names:?} and a row per example (the request has columns {columns:?})",
+                    input.name
+                )));
+            }
+        }
+    }
+    Ok(indices
+        .into_iter()
+        .map(|(name, index)| {
+            let cells = rows
+                .iter()
+                .map(|row| row.get(index).cloned().unwrap_or(Value::Null))
+                .collect();
+            Feed::whole(name, Value::Array(cells))
+        })
+        .collect())
+}
+
+/// Gives each row of a data-frame column (a scalar or a flat list) the input's dimensions
+/// after the batch one, as MLflow does (`_reshape_and_cast_pandas_column_values`: stack the
+/// rows, reshape to `(-1, fixed dims...)`). Rows whose length does not fit are refused, and so
+/// are cells holding nested lists (MLflow accepts only scalars and lists of scalars there).
+fn reshape_rows(column: Value, shape: &[i64]) -> Result<Value, String> {
+    let Value::Array(rows) = column else {
+        return Ok(column);
+    };
+    let Some(row_shape) = shape
+        .get(1..)
+        .filter(|dims| dims.iter().all(|&d| d >= 0))
+        .map(|dims| dims.iter().map(|&d| d as usize).collect::<Vec<_>>())
+    else {
+        return Ok(Value::Array(rows));
+    };
+    let per_row: usize = row_shape.iter().product();
+    rows.into_iter()
+        .enumerate()
+        .map(|(index, row)| {
+            let cells = match row {
+                Value::Array(items) if items.iter().any(Value::is_array) => {
+                    return Err(format!(
+                        "row {index} holds nested lists; a data-frame cell is a number or a flat list of numbers (send {{\"inputs\": ...}} for nested tensors)"
+                    ))
+                }
+                Value::Array(items) => items,
+                scalar => vec![scalar],
+            };
+            if cells.len() != per_row {
+                return Err(format!(
+                    "row {index} has {} values; each row must have {per_row} to fit the shape {shape:?}",
+                    cells.len()
+                ));
+            }
+            Ok(nest(&row_shape, &cells))
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Value::Array)
 }
 
 /// Zero-filled inputs with every dynamic dimension set to 1, for warm-up.
@@ -287,13 +526,49 @@ pub fn run(
     Ok(result)
 }
 
-/// `{"predictions": {name: nested values}}`, or a bare nested list for a single output.
-pub fn to_predictions(outputs: &[NamedTensor]) -> Value {
-    let nest = |t: &NamedTensor| nest(&t.shape, &t.data.to_json());
-    if outputs.len() == 1 {
-        nest(&outputs[0])
-    } else {
-        Value::Object(outputs.iter().map(|t| (t.name.clone(), nest(t))).collect())
+/// The `predictions` of an answer, shaped as `mlflow models serve` shapes it (see [`Reply`]).
+/// A records answer needs every output to flatten to the same length, as pandas does when
+/// MLflow builds the data frame; otherwise the request is refused, naming the lengths.
+pub fn to_predictions(
+    outputs: &[NamedTensor],
+    reply: Reply,
+) -> Result<Value, protocol::BadRequest> {
+    match reply {
+        Reply::Tensors => Ok(Value::Object(
+            outputs
+                .iter()
+                .map(|t| (t.name.clone(), nest(&t.shape, &t.data.to_json())))
+                .collect(),
+        )),
+        Reply::Records => {
+            let columns: Vec<(&str, Vec<Value>)> = outputs
+                .iter()
+                .map(|t| (t.name.as_str(), t.data.to_json()))
+                .collect();
+            let length = columns.first().map_or(0, |(_, values)| values.len());
+            if columns.iter().any(|(_, values)| values.len() != length) {
+                let lengths: Vec<String> = columns
+                    .iter()
+                    .map(|(name, values)| format!("{name}: {}", values.len()))
+                    .collect();
+                return Err(protocol::BadRequest::invalid(format!(
+                    "a data frame answer has one value of each output per record, but the outputs flatten to different lengths ({}); send {{\"inputs\": {{...}}}} to get every output whole",
+                    lengths.join(", ")
+                )));
+            }
+            Ok(Value::Array(
+                (0..length)
+                    .map(|row| {
+                        Value::Object(
+                            columns
+                                .iter()
+                                .map(|(name, values)| (name.to_string(), values[row].clone()))
+                                .collect(),
+                        )
+                    })
+                    .collect(),
+            ))
+        }
     }
 }
 
@@ -402,6 +677,96 @@ mod tests {
         let flat: Vec<Value> = (0..6).map(Value::from).collect();
         assert_eq!(nest(&[2, 3], &flat), json!([[0, 1, 2], [3, 4, 5]]));
         assert_eq!(nest(&[6], &flat), json!([0, 1, 2, 3, 4, 5]));
+    }
+
+    #[test]
+    fn data_frame_cells_take_the_input_dimensions() {
+        let check = |column: Value, shape: &[i64], expected: Result<Value, &str>| {
+            let got = reshape_rows(column.clone(), shape);
+            match expected {
+                Ok(want) => assert_eq!(got, Ok(want), "{column} to {shape:?}"),
+                Err(fragment) => assert!(
+                    got.as_ref().is_err_and(|e| e.contains(fragment)),
+                    "{column} to {shape:?}: {got:?}"
+                ),
+            }
+        };
+        check(json!([3, -2]), &[-1, 1], Ok(json!([[3], [-2]])));
+        check(json!([3, -2]), &[-1], Ok(json!([3, -2])));
+        check(
+            json!([[1, 2], [3, 4]]),
+            &[-1, 2],
+            Ok(json!([[1, 2], [3, 4]])),
+        );
+        check(
+            json!([[[1, 2], [3, 4]]]),
+            &[-1, 4],
+            Err("row 0 holds nested lists"),
+        );
+        check(
+            json!([[1, 2, 3, 4]]),
+            &[-1, 2, 2],
+            Ok(json!([[[1, 2], [3, 4]]])),
+        );
+        // A dynamic dimension after the batch one: the cells stay as they are.
+        check(json!([[1, 2, 3]]), &[-1, -1], Ok(json!([[1, 2, 3]])));
+        check(
+            json!([[1, 2, 3]]),
+            &[-1, 4],
+            Err("row 0 has 3 values; each row must have 4"),
+        );
+        check(
+            json!([5]),
+            &[-1, 2],
+            Err("row 0 has 1 values; each row must have 2"),
+        );
+    }
+
+    #[test]
+    fn instances_records_become_columns() {
+        let feeds = records_to_columns(vec![json!({"a": [1, 2], "b": 3}), json!({"b": 4})]);
+        let columns: Vec<(String, Value)> = feeds.into_iter().map(|f| (f.name, f.value)).collect();
+        assert_eq!(
+            columns,
+            vec![
+                ("a".to_string(), json!([[1, 2], null])),
+                ("b".to_string(), json!([3, 4])),
+            ]
+        );
+    }
+
+    #[test]
+    fn answers_take_mlflow_shapes() {
+        let outputs = [
+            NamedTensor {
+                name: "sum".into(),
+                shape: vec![2, 2],
+                data: TensorData::F32(vec![1.0, 2.0, 3.0, 4.0]),
+            },
+            NamedTensor {
+                name: "twice".into(),
+                shape: vec![2, 1],
+                data: TensorData::I64(vec![6, -4]),
+            },
+        ];
+        assert_eq!(
+            to_predictions(&outputs, Reply::Tensors),
+            Ok(json!({"sum": [[1.0, 2.0], [3.0, 4.0]], "twice": [[6], [-4]]}))
+        );
+        assert_eq!(
+            to_predictions(&outputs[..1], Reply::Records),
+            Ok(json!([{"sum": 1.0}, {"sum": 2.0}, {"sum": 3.0}, {"sum": 4.0}]))
+        );
+        assert_eq!(
+            to_predictions(&outputs[..1], Reply::Tensors),
+            Ok(json!({"sum": [[1.0, 2.0], [3.0, 4.0]]}))
+        );
+        let err = to_predictions(&outputs, Reply::Records).unwrap_err();
+        assert!(
+            err.message.contains("(sum: 4, twice: 2)"),
+            "{}",
+            err.message
+        );
     }
 
     #[test]
