@@ -10,6 +10,8 @@
 //! - [`queue`]: where a request waits: the bounded queue and the batching inference pool.
 //! - [`protocol`]: request formats (`/predict`, MLflow's scoring protocol), parsed purely.
 //! - [`http`]: hyper server, routes, the error -> status mapping.
+//! - [`oip`]: the Open Inference Protocol's requests, answers and errors, whatever the transport.
+//! - [`grpc`]: the Open Inference Protocol over gRPC (`inference.GRPCInferenceService`).
 //! - [`app`]: wiring and lifecycle; [`cli`]: `resolve` and `validate`.
 //! - [`files`]: path confinement and content digests, shared by `registry` and `model`.
 //! - [`metrics`], [`sdnotify`]: Prometheus text and systemd notifications.
@@ -19,10 +21,12 @@ pub mod cli;
 pub mod config;
 pub mod failpoints;
 pub mod files;
+pub mod grpc;
 pub mod http;
 pub mod live;
 pub mod metrics;
 pub mod model;
+pub mod oip;
 pub mod protocol;
 pub mod queue;
 pub mod registry;

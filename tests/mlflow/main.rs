@@ -6,5 +6,6 @@
 mod support;
 
 mod crash;
+mod grpc;
 mod registry;
 mod reload;
