@@ -407,7 +407,10 @@ async fn errors_have_their_codes_and_name_the_tensor() {
     check(Code::InvalidArgument, "input 'x'")(client.model_infer(request).await);
     // A message over max_body_bytes.
     let long = "word ".repeat(2000);
-    check(Code::ResourceExhausted, "")(client.model_infer(texts_typed(&[long.as_str()])).await);
+    // tonic refuses it with OUT_OF_RANGE (gRPC C-core would say RESOURCE_EXHAUSTED).
+    check(Code::OutOfRange, "the limit is: 4096 bytes")(
+        client.model_infer(texts_typed(&[long.as_str()])).await,
+    );
 
     // The connection still serves after all of these.
     client
@@ -601,13 +604,6 @@ async fn deadlines_and_cancelled_calls() {
         started.elapsed()
     );
     first.await.unwrap().expect("the first call is answered");
-    // The worker finds the second call's job abandoned and skips it: one batch ran.
-    eventually("the queue is empty", async || {
-        metric(&server.url("/metrics"), "hotserve_queue_depth")
-            .await
-            .filter(|d| *d == 0.0)
-    })
-    .await;
     let metrics_url = server.url("/metrics");
     eventually("the abandoned call is counted", async || {
         let text = reqwest::get(&metrics_url).await.ok()?.text().await.ok()?;
@@ -620,7 +616,8 @@ async fn deadlines_and_cancelled_calls() {
             .then_some(())
     })
     .await;
-    // A later call gets the worker at once: nothing ran for the abandoned one.
+    // A later call queues behind the abandoned job, which the worker skips (the queue is
+    // first in, first out): two batches ran, not three.
     client
         .clone()
         .model_infer(named(texts_typed(&TEXTS[..1]), "sentiment"))
