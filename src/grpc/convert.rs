@@ -347,10 +347,13 @@ mod tests {
         }
     }
 
+    /// Inputs as (name, shape, data).
+    type Inputs<'a> = Vec<(&'a str, Vec<i64>, Data)>;
+
     /// The decoded inputs and contents form, or the error message.
     fn check(
         request: ModelInferRequest,
-        expected: Result<(Vec<(&str, Vec<i64>, Data)>, Contents), &str>,
+        expected: Result<(Inputs<'_>, Contents), &str>,
     ) {
         let got = infer_request(request.clone()).map(|(r, c)| {
             let inputs: Vec<(String, Vec<i64>, Data)> = r

@@ -140,7 +140,7 @@ impl Data {
             }
             return Ok(Data::Bytes(items));
         };
-        if raw.len() % size != 0 {
+        if !raw.len().is_multiple_of(size) {
             return Err(format!(
                 "{} bytes is not a multiple of {size} ({})",
                 raw.len(),
