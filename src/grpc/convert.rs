@@ -351,10 +351,7 @@ mod tests {
     type Inputs<'a> = Vec<(&'a str, Vec<i64>, Data)>;
 
     /// The decoded inputs and contents form, or the error message.
-    fn check(
-        request: ModelInferRequest,
-        expected: Result<(Inputs<'_>, Contents), &str>,
-    ) {
+    fn check(request: ModelInferRequest, expected: Result<(Inputs<'_>, Contents), &str>) {
         let got = infer_request(request.clone()).map(|(r, c)| {
             let inputs: Vec<(String, Vec<i64>, Data)> = r
                 .inputs
