@@ -689,3 +689,21 @@ async fn tritonclient_grpc_speaks_to_it() {
         seen["bad_shape"]
     );
 }
+
+/// A `grpc_listen` address that cannot be bound stops the start with an error that names
+/// the setting (exit code 1, as for the HTTP listener).
+#[tokio::test]
+async fn an_unusable_grpc_address_stops_the_start() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let server = Start::model(fixture("sentiment"))
+        .set("grpc_listen", &addr)
+        .start();
+    let err = server.stop().await.expect_err("the start fails");
+    assert_eq!(err.exit_code(), 1);
+    let message = err.to_string();
+    assert!(
+        message.contains(&addr) && message.contains("HOTSERVE_GRPC_LISTEN"),
+        "{message}"
+    );
+}
