@@ -3,8 +3,9 @@
 //! 1. [`Daemon::wire`]: configuration into parts (for each configured model its source,
 //!    cache, live handle and reload pipeline; one inference pool for all); nothing is served
 //!    yet, and a configuration that cannot work stops here with [`StartError::Setup`].
-//! 2. [`Daemon::listen`]: the HTTP server starts first, so `/health/live` answers while the
-//!    first model loads (readiness stays 503).
+//! 2. [`Daemon::listen`]: the HTTP server (and the gRPC server, when `grpc_listen` is set)
+//!    starts first, so `/health/live` answers while the first model loads (readiness stays
+//!    503).
 //! 3. [`Daemon::first_load`], then [`Daemon::background`]: the first check of every model (at
 //!    once), `READY=1`, and the background tasks (a reload loop and a file watcher per model,
 //!    the fan-out of the daemon's triggers, systemd's watchdog and status line).
@@ -16,6 +17,7 @@
 //! in-process on `127.0.0.1:0` with a oneshot as the shutdown.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +27,7 @@ use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
+use crate::grpc;
 use crate::http::{self, App, Served};
 use crate::live::{describe, Live};
 use crate::metrics::Metrics;
@@ -52,6 +55,12 @@ pub enum StartError {
     /// The model is local and failed the gate: waiting cannot make it better.
     #[error("cannot serve the model: {0}")]
     Model(ReloadError),
+    /// `grpc_listen` cannot be bound.
+    #[error("cannot listen for gRPC on {addr}: {source}; set HOTSERVE_GRPC_LISTEN or --grpc-listen to a free address")]
+    GrpcListen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 impl StartError {
@@ -60,21 +69,37 @@ impl StartError {
     pub fn exit_code(&self) -> u8 {
         match self {
             StartError::Setup(_) => 2,
-            StartError::Model(_) => 1,
+            StartError::Model(_) | StartError::GrpcListen { .. } => 1,
         }
+    }
+}
+
+/// The sockets the daemon serves on. A bare HTTP listener converts into it (no gRPC listener
+/// given: `grpc_listen` is bound in the listen phase when it is set).
+pub struct Listeners {
+    /// The HTTP server's.
+    pub http: TcpListener,
+    /// The gRPC server's, bound by the caller (tests bind `127.0.0.1:0`); `None`: bind
+    /// `grpc_listen` if it is set.
+    pub grpc: Option<TcpListener>,
+}
+
+impl From<TcpListener> for Listeners {
+    fn from(http: TcpListener) -> Listeners {
+        Listeners { http, grpc: None }
     }
 }
 
 /// Runs the daemon until `shutdown` resolves, then drains and returns.
 pub async fn run(
     config: Config,
-    listener: TcpListener,
+    listeners: impl Into<Listeners>,
     env: &dyn Fn(&str) -> Option<String>,
     triggers: Triggers,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), StartError> {
     let daemon = Daemon::wire(config, env, triggers).await?;
-    let server = daemon.listen(listener);
+    let server = daemon.listen(listeners.into()).await?;
     tokio::pin!(shutdown);
     match daemon.first_load(&mut shutdown).await {
         FirstLoad::Serving => {
@@ -131,6 +156,8 @@ enum FirstLoad {
 struct Server {
     stop_accepting: oneshot::Sender<()>,
     task: JoinHandle<()>,
+    /// The gRPC server, when `grpc_listen` is set: the same switch and task.
+    grpc: Option<(oneshot::Sender<()>, JoinHandle<()>)>,
 }
 
 /// The tasks that run while serving; stopped by [`Daemon::drain`].
@@ -215,8 +242,18 @@ impl Daemon {
         })
     }
 
-    /// Phase 2: the HTTP server, up before the first model.
-    fn listen(&self, listener: TcpListener) -> Server {
+    /// Phase 2: the HTTP server (and the gRPC one), up before the first model.
+    async fn listen(&self, listeners: Listeners) -> Result<Server, StartError> {
+        let grpc_listener = match (listeners.grpc, self.config.grpc_listen) {
+            (Some(listener), _) => Some(listener),
+            (None, Some(addr)) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| StartError::GrpcListen { addr, source })?,
+            ),
+            (None, None) => None,
+        };
+        let listener = listeners.http;
         let models = self
             .models
             .iter()
@@ -244,6 +281,23 @@ impl Daemon {
             let reloader = &model.reloader;
             tracing::info!(%listen, model = %reloader.name(), uri = %reloader.plan.uri, "hotserve listening; loading the model");
         }
+        let grpc = grpc_listener.map(|listener| {
+            let addr = listener
+                .local_addr()
+                .map(|a| a.to_string())
+                .unwrap_or_default();
+            tracing::info!(grpc_listen = %addr, "gRPC (inference.GRPCInferenceService) listening");
+            let (stop_accepting, accepting_stopped) = oneshot::channel::<()>();
+            let task = tokio::spawn(grpc::serve(
+                listener,
+                app.clone(),
+                async move {
+                    let _ = accepting_stopped.await;
+                },
+                self.config.shutdown_timeout,
+            ));
+            (stop_accepting, task)
+        });
         let (stop_accepting, accepting_stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(http::serve(
             listener,
@@ -253,10 +307,11 @@ impl Daemon {
             },
             self.config.shutdown_timeout,
         ));
-        Server {
+        Ok(Server {
             stop_accepting,
             task,
-        }
+            grpc,
+        })
     }
 
     /// Phase 3a: the first check of every model, all at once. A cold start may download for
@@ -425,7 +480,13 @@ impl Daemon {
             let _ = background.stop.send(true);
         }
         drop(server.stop_accepting);
-        let _ = server.task.await;
+        let grpc = async {
+            if let Some((stop_accepting, task)) = server.grpc {
+                drop(stop_accepting);
+                let _ = task.await;
+            }
+        };
+        let _ = tokio::join!(server.task, grpc);
         if let Some(background) = background {
             for reload_loop in background.reload_loops {
                 let _ = reload_loop.await;

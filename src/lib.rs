@@ -13,6 +13,7 @@
 //! - [`predict`]: the one prediction path every route and protocol shares.
 //! - [`oip`]: the Open Inference Protocol (KServe v2) apart from its transport; its REST codec.
 //! - [`http`]: hyper server, routes, the error -> status mapping.
+//! - [`grpc`]: the Open Inference Protocol over gRPC (`inference.GRPCInferenceService`).
 //! - [`app`]: wiring and lifecycle; [`cli`]: `resolve` and `validate`.
 //! - [`files`]: path confinement and content digests, shared by `registry` and `model`.
 //! - [`metrics`], [`sdnotify`]: Prometheus text and systemd notifications.
@@ -22,6 +23,7 @@ pub mod cli;
 pub mod config;
 pub mod failpoints;
 pub mod files;
+pub mod grpc;
 pub mod http;
 pub mod live;
 pub mod metrics;

@@ -234,6 +234,10 @@ pub struct Metrics {
     pub rejected: LabeledCounter,
     /// Each configured model's metrics, in configuration order.
     models: Mutex<Vec<(String, Arc<ModelMetrics>)>>,
+    /// gRPC calls by method and status code, and model on the methods about one.
+    grpc_requests: LabeledCounter,
+    /// gRPC call latency by method (and model), keyed like `request_seconds`.
+    grpc_request_seconds: RouteHistograms,
 }
 
 impl Metrics {
@@ -271,6 +275,38 @@ impl Metrics {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner());
             map.entry((route, model.map(str::to_string)))
+                .or_insert_with(|| Arc::new(Histogram::new(LATENCY_BUCKETS)))
+                .clone()
+        };
+        histogram.observe_duration(elapsed);
+    }
+
+    /// Records one finished gRPC call: `method` as the service names it (`ModelInfer`),
+    /// `model` the configured name on the methods about a model, `code` the status code's
+    /// name (`OK`, `NOT_FOUND`, ...).
+    pub fn observe_grpc(
+        &self,
+        method: &'static str,
+        model: Option<&str>,
+        code: &str,
+        elapsed: Duration,
+    ) {
+        match model {
+            Some(model) => {
+                self.grpc_requests
+                    .inc(&[("code", code), ("method", method), ("model", model)])
+            }
+            None => self
+                .grpc_requests
+                .inc(&[("code", code), ("method", method)]),
+        }
+        let histogram = {
+            let mut map = self
+                .grpc_request_seconds
+                .by_route
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            map.entry((method, model.map(str::to_string)))
                 .or_insert_with(|| Arc::new(Histogram::new(LATENCY_BUCKETS)))
                 .clone()
         };
@@ -330,6 +366,33 @@ impl Metrics {
                 None => format!("route=\"{route}\""),
             };
             histogram.render(&mut out, "hotserve_request_duration_seconds", &labels);
+        }
+        header(
+            &mut out,
+            "hotserve_grpc_requests_total",
+            "counter",
+            "gRPC calls by method and status code (and model, on the methods about one).",
+        );
+        self.grpc_requests
+            .render(&mut out, "hotserve_grpc_requests_total");
+        header(
+            &mut out,
+            "hotserve_grpc_request_duration_seconds",
+            "histogram",
+            "gRPC call latency by method (and model, on the methods about one), from the decoded request to the answer.",
+        );
+        for ((method, model), histogram) in self
+            .grpc_request_seconds
+            .by_route
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            let labels = match model {
+                Some(model) => format!("method=\"{method}\",model=\"{}\"", escape(model)),
+                None => format!("method=\"{method}\""),
+            };
+            histogram.render(&mut out, "hotserve_grpc_request_duration_seconds", &labels);
         }
         let histograms: [ModelHistogram; 4] = [
             (

@@ -238,6 +238,7 @@ mod tests {
                 ("model_uri", "model-uri"),
                 ("models", "model"),
                 ("listen", "listen"),
+                ("grpc_listen", "grpc-listen"),
                 ("cache_dir", "cache-dir"),
                 ("poll_interval", "poll-interval"),
                 ("log_format", "log-format"),

@@ -55,6 +55,13 @@ settings! {
             parse: parse_socket_addr,
             help: "address:port of the HTTP server",
         },
+        /// `None`: no gRPC listener.
+        grpc_listen: Option<SocketAddr> {
+            env: "HOTSERVE_GRPC_LISTEN",
+            flag: "--grpc-listen=ADDR",
+            parse: parse_socket_addr,
+            help: "address:port of the gRPC server (the Open Inference Protocol's inference.GRPCInferenceService; conventionally 0.0.0.0:8081); off when unset",
+        },
 
         // --- Files -------------------------------------------------------------------------
         state_dir: PathBuf {

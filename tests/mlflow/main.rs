@@ -6,6 +6,7 @@
 mod support;
 
 mod crash;
+mod grpc;
 mod promote;
 mod registry;
 mod reload;

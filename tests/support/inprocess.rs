@@ -34,6 +34,8 @@ pub struct Start {
     env: HashMap<String, String>,
     /// A cache directory shared between servers (default: a fresh one per server).
     cache_dir: Option<PathBuf>,
+    /// Also serve gRPC, on a listener of its own on `127.0.0.1:0`.
+    grpc: bool,
 }
 
 /// A running in-process server. Dropping it shuts the server down without waiting;
@@ -41,6 +43,8 @@ pub struct Start {
 pub struct Server {
     /// The address the server listens on (`127.0.0.1`, an ephemeral port).
     pub addr: SocketAddr,
+    /// The gRPC listener's address, when [`Start::grpc`] asked for one.
+    pub grpc_addr: Option<SocketAddr>,
     /// The server's triggers: `triggers.request(..)` asks for a reload check.
     pub triggers: Triggers,
     /// Resolves `run`'s shutdown future when sent or dropped.
@@ -65,6 +69,12 @@ impl Start {
     /// One variable of the server's environment.
     pub fn env(mut self, key: &str, value: &str) -> Start {
         self.env.insert(key.to_string(), value.to_string());
+        self
+    }
+
+    /// Also serves gRPC (`Server::grpc_addr`).
+    pub fn grpc(mut self) -> Start {
+        self.grpc = true;
         self
     }
 
@@ -115,6 +125,16 @@ impl Start {
             .set_nonblocking(true)
             .expect("a non-blocking listener");
         let addr = listener.local_addr().expect("the listener's address");
+        let grpc_listener = self.grpc.then(|| {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+            listener
+                .set_nonblocking(true)
+                .expect("a non-blocking listener");
+            listener
+        });
+        let grpc_addr = grpc_listener
+            .as_ref()
+            .map(|l| l.local_addr().expect("the gRPC listener's address"));
         let triggers = Triggers::default();
         let (shutdown, shutdown_requested) = oneshot::channel::<()>();
         let server_triggers = triggers.clone();
@@ -131,12 +151,20 @@ impl Start {
                 let result = runtime.block_on(async move {
                     let listener = tokio::net::TcpListener::from_std(listener)
                         .expect("register the listener with the server's runtime");
+                    let grpc = grpc_listener.map(|listener| {
+                        tokio::net::TcpListener::from_std(listener)
+                            .expect("register the gRPC listener with the server's runtime")
+                    });
+                    let listeners = hotserve::app::Listeners {
+                        http: listener,
+                        grpc,
+                    };
                     let env = environment(env);
                     // A dropped sender (the test ended) is a shutdown too.
                     let shutdown = async move {
                         let _ = shutdown_requested.await;
                     };
-                    hotserve::app::run(config, listener, &env, server_triggers, shutdown).await
+                    hotserve::app::run(config, listeners, &env, server_triggers, shutdown).await
                 });
                 // As in the binary: blocking threads may still hold a tokenization; don't wait.
                 runtime.shutdown_timeout(Duration::from_secs(1));
@@ -146,6 +174,7 @@ impl Start {
             .expect("start the server's thread");
         Server {
             addr,
+            grpc_addr,
             triggers,
             shutdown: Some(shutdown),
             thread: Some(thread),
@@ -163,6 +192,14 @@ impl Start {
 impl Server {
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
+    }
+
+    /// `http://<gRPC address>`, for a gRPC client; panics unless [`Start::grpc`] was used.
+    pub fn grpc_url(&self) -> String {
+        let addr = self
+            .grpc_addr
+            .expect("the server was started with Start::grpc()");
+        format!("http://{addr}")
     }
 
     /// Waits until `/health/ready` answers 200; fails if `run` returns first or after

@@ -1,0 +1,355 @@
+//! The gRPC transport: KServe's `inference.GRPCInferenceService` (the Open Inference
+//! Protocol over gRPC, what `tritonclient.grpc` speaks) on its own listener (`grpc_listen`).
+//! It owns the service ([`Inference`]), the mapping between protocol buffers and
+//! [`crate::oip`] (`convert.rs`, pure) and the accept loop ([`serve`]); inference itself goes
+//! through [`crate::oip::infer`], so the queue, batching, deadline and metrics are those of
+//! every other route.
+//!
+//! The code generated from `proto/grpc_predict_v2.proto` is checked in ([`proto`], made by
+//! `scripts/gen-grpc.sh`): nothing compiles a .proto at build time. Connections are served by
+//! hyper's HTTP/2 server, as HTTP/1 ones are in [`crate::http`], with the same graceful drain;
+//! tonic contributes only the generated service and its codec. A TLS acceptor wraps the
+//! accepted TCP stream inside [`serve`]'s per-connection task (see `serve_connection`).
+
+mod convert;
+/// The messages, server and client generated from `proto/grpc_predict_v2.proto`.
+#[allow(clippy::all, clippy::pedantic)]
+pub mod proto;
+
+use std::future::Future;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hyper::server::conn::http2;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tonic::metadata::MetadataMap;
+use tonic::{Code, Request, Response, Status};
+
+use crate::http::App;
+use crate::oip::{self, OipError};
+use proto::grpc_inference_service_server::{GrpcInferenceService, GrpcInferenceServiceServer};
+use proto::{
+    ModelInferRequest, ModelInferResponse, ModelMetadataRequest, ModelMetadataResponse,
+    ModelReadyRequest, ModelReadyResponse, ServerLiveRequest, ServerLiveResponse,
+    ServerMetadataRequest, ServerMetadataResponse, ServerReadyRequest, ServerReadyResponse,
+};
+
+/// The service: every RPC of `GRPCInferenceService`, over the same [`App`] the HTTP routes use.
+#[derive(Clone)]
+pub struct Inference {
+    /// Models, pool, configuration and metrics, shared with the HTTP server.
+    app: Arc<App>,
+}
+
+/// Serves gRPC on `listener` until `shutdown` resolves, then stops accepting and waits up to
+/// `grace` for calls in flight (each connection gets a GOAWAY and closes once its calls have
+/// answered). Messages larger than `max_body_bytes` are refused with RESOURCE_EXHAUSTED.
+pub async fn serve(
+    listener: TcpListener,
+    app: Arc<App>,
+    shutdown: impl Future<Output = ()>,
+    grace: Duration,
+) {
+    let service = GrpcInferenceServiceServer::new(Inference { app: app.clone() })
+        .max_decoding_message_size(app.config.max_body_bytes);
+    let graceful = GracefulShutdown::new();
+    let connections = Arc::new(tokio::sync::Semaphore::new(app.config.max_connections));
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            permit = connections.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+            _ = &mut shutdown => break,
+        };
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(accepted) => accepted,
+                    Err(err) => {
+                        tracing::warn!(%err, "gRPC accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let service = service.clone();
+                let watcher = graceful.watcher();
+                tokio::spawn(async move {
+                    // A TLS acceptor goes here: `let stream = acceptor.accept(stream).await?;`.
+                    if let Err(err) = serve_connection(stream, service, watcher).await {
+                        tracing::debug!(%peer, %err, "gRPC connection ended with an error");
+                    }
+                    drop(permit);
+                });
+            }
+            _ = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    tokio::select! {
+        _ = graceful.shutdown() => tracing::info!("all gRPC connections closed"),
+        _ = tokio::time::sleep(grace) => tracing::warn!(?grace, "shutdown deadline passed with gRPC calls still in flight"),
+    }
+}
+
+/// Serves one connection (plain TCP, or a TLS stream over it) with HTTP/2, watched by the
+/// drain.
+pub async fn serve_connection<IO>(
+    io: IO,
+    service: GrpcInferenceServiceServer<Inference>,
+    watcher: Watcher,
+) -> Result<(), hyper::Error>
+where
+    IO: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let mut builder = http2::Builder::new(TokioExecutor::new());
+    builder.timer(TokioTimer::new());
+    let connection = builder.serve_connection(TokioIo::new(io), TowerToHyperService::new(service));
+    watcher.watch(connection).await
+}
+
+/// A `grpc-timeout` header (`<up to 8 digits><H|M|S|m|u|n>`), as a duration.
+fn grpc_timeout(metadata: &MetadataMap) -> Option<Duration> {
+    let value = metadata.get("grpc-timeout")?.to_str().ok()?;
+    let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
+    if digits.is_empty() || digits.len() > 8 {
+        return None;
+    }
+    let amount: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(amount * 3600),
+        "M" => Duration::from_secs(amount * 60),
+        "S" => Duration::from_secs(amount),
+        "m" => Duration::from_millis(amount),
+        "u" => Duration::from_micros(amount),
+        "n" => Duration::from_nanos(amount),
+        _ => return None,
+    })
+}
+
+/// The name Prometheus labels carry for a status code (`OK`, `NOT_FOUND`, ...).
+fn code_name(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "CANCELLED",
+        Code::Unknown => "UNKNOWN",
+        Code::InvalidArgument => "INVALID_ARGUMENT",
+        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        Code::NotFound => "NOT_FOUND",
+        Code::AlreadyExists => "ALREADY_EXISTS",
+        Code::PermissionDenied => "PERMISSION_DENIED",
+        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        Code::FailedPrecondition => "FAILED_PRECONDITION",
+        Code::Aborted => "ABORTED",
+        Code::OutOfRange => "OUT_OF_RANGE",
+        Code::Unimplemented => "UNIMPLEMENTED",
+        Code::Internal => "INTERNAL",
+        Code::Unavailable => "UNAVAILABLE",
+        Code::DataLoss => "DATA_LOSS",
+        Code::Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
+impl Inference {
+    /// Runs one call: counts it in flight, and records its method, model and status code.
+    /// `model` is the name the call gave; it labels the metrics only when it is configured.
+    async fn call<T>(
+        &self,
+        method: &'static str,
+        model: Option<&str>,
+        work: impl Future<Output = Result<T, Status>>,
+    ) -> Result<Response<T>, Status> {
+        let started = Instant::now();
+        let metrics = &self.app.metrics;
+        metrics.in_flight.fetch_add(1, Ordering::Relaxed);
+        // Decremented and counted even when the client cancels and the future is dropped.
+        let mut guard = CallGuard {
+            app: &self.app,
+            method,
+            model: model.filter(|name| self.app.model(name).is_some()),
+            started,
+            code: Code::Cancelled,
+        };
+        let result = work.await;
+        guard.code = match &result {
+            Ok(_) => Code::Ok,
+            Err(status) => status.code(),
+        };
+        match &result {
+            Err(status) if status.code() == Code::Internal => {
+                tracing::warn!(method, model = ?guard.model, message = status.message(), "gRPC call failed with an internal error");
+            }
+            _ => {}
+        }
+        result.map(Response::new)
+    }
+}
+
+/// Ends a call's bookkeeping when it finishes or is dropped (a cancelled call counts as
+/// CANCELLED).
+struct CallGuard<'a> {
+    app: &'a App,
+    method: &'static str,
+    model: Option<&'a str>,
+    started: Instant,
+    code: Code,
+}
+
+impl Drop for CallGuard<'_> {
+    fn drop(&mut self) {
+        let metrics = &self.app.metrics;
+        metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
+        metrics.observe_grpc(
+            self.method,
+            self.model,
+            code_name(self.code),
+            self.started.elapsed(),
+        );
+    }
+}
+
+#[tonic::async_trait]
+impl GrpcInferenceService for Inference {
+    async fn server_live(
+        &self,
+        _request: Request<ServerLiveRequest>,
+    ) -> Result<Response<ServerLiveResponse>, Status> {
+        let live = oip::server_live(&self.app);
+        self.call("ServerLive", None, async {
+            Ok(ServerLiveResponse { live })
+        })
+        .await
+    }
+
+    async fn server_ready(
+        &self,
+        _request: Request<ServerReadyRequest>,
+    ) -> Result<Response<ServerReadyResponse>, Status> {
+        let ready = oip::server_ready(&self.app);
+        self.call("ServerReady", None, async {
+            Ok(ServerReadyResponse { ready })
+        })
+        .await
+    }
+
+    async fn model_ready(
+        &self,
+        request: Request<ModelReadyRequest>,
+    ) -> Result<Response<ModelReadyResponse>, Status> {
+        let request = request.into_inner();
+        let version = Some(request.version.as_str()).filter(|v| !v.is_empty());
+        let work = async {
+            let ready =
+                oip::model_ready(&self.app, &request.name, version).map_err(convert::status)?;
+            Ok(ModelReadyResponse { ready })
+        };
+        self.call("ModelReady", Some(&request.name), work).await
+    }
+
+    async fn server_metadata(
+        &self,
+        _request: Request<ServerMetadataRequest>,
+    ) -> Result<Response<ServerMetadataResponse>, Status> {
+        let metadata = convert::server_metadata(oip::server_metadata());
+        self.call("ServerMetadata", None, async { Ok(metadata) })
+            .await
+    }
+
+    async fn model_metadata(
+        &self,
+        request: Request<ModelMetadataRequest>,
+    ) -> Result<Response<ModelMetadataResponse>, Status> {
+        let request = request.into_inner();
+        let version = Some(request.version.as_str()).filter(|v| !v.is_empty());
+        let work = async {
+            let metadata =
+                oip::model_metadata(&self.app, &request.name, version).map_err(convert::status)?;
+            Ok(convert::model_metadata(metadata))
+        };
+        self.call("ModelMetadata", Some(&request.name), work).await
+    }
+
+    /// Inference, within the sooner of `request_timeout` and the client's `grpc-timeout`. A
+    /// client that cancels drops this future, and with it its place in the queue: the pool
+    /// skips a job whose caller has gone.
+    async fn model_infer(
+        &self,
+        request: Request<ModelInferRequest>,
+    ) -> Result<Response<ModelInferResponse>, Status> {
+        let timeout = grpc_timeout(request.metadata());
+        let message = request.into_inner();
+        let model = message.model_name.clone();
+        let work = async {
+            let (request, contents) = convert::infer_request(message).map_err(convert::status)?;
+            let infer = oip::infer(&self.app, request);
+            let answer = match timeout {
+                Some(timeout) if timeout < self.app.config.request_timeout => {
+                    tokio::time::timeout(timeout, infer)
+                        .await
+                        .unwrap_or_else(|_| {
+                            self.app.metrics.rejected.inc(&[("reason", "deadline")]);
+                            Err(OipError::Timeout(
+                                "the call took longer than its gRPC deadline".into(),
+                            ))
+                        })
+                }
+                _ => infer.await,
+            };
+            answer
+                .map(|answer| convert::infer_response(answer, contents))
+                .map_err(convert::status)
+        };
+        self.call("ModelInfer", Some(&model), work).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[rustfmt::skip]
+    fn grpc_timeouts() {
+        let check = |value: Option<&str>, expected: Option<Duration>| {
+            let mut metadata = MetadataMap::new();
+            if let Some(value) = value {
+                metadata.insert("grpc-timeout", value.parse().unwrap());
+            }
+            assert_eq!(grpc_timeout(&metadata), expected, "{value:?}");
+        };
+        check(None, None);
+        check(Some("1H"), Some(Duration::from_secs(3600)));
+        check(Some("2M"), Some(Duration::from_secs(120)));
+        check(Some("3S"), Some(Duration::from_secs(3)));
+        check(Some("250m"), Some(Duration::from_millis(250)));
+        check(Some("99999999u"), Some(Duration::from_micros(99_999_999)));
+        check(Some("5n"), Some(Duration::from_nanos(5)));
+        check(Some("123456789S"), None);
+        check(Some("S"), None);
+        check(Some("10x"), None);
+        check(Some("-1S"), None);
+        check(Some(""), None);
+    }
+
+    /// The generated code matches the vendored .proto: `scripts/gen-grpc.sh` records the
+    /// .proto's digest in the file it writes.
+    #[test]
+    fn generated_code_is_up_to_date() {
+        use sha2::{Digest, Sha256};
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let proto = std::fs::read(root.join("proto/grpc_predict_v2.proto")).unwrap();
+        let digest: String = Sha256::digest(&proto)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let generated = std::fs::read_to_string(root.join("src/grpc/proto.rs")).unwrap();
+        assert!(
+            generated.contains(&format!("// proto sha256: {digest}")),
+            "proto/grpc_predict_v2.proto changed; run scripts/gen-grpc.sh"
+        );
+    }
+}
