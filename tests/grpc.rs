@@ -476,7 +476,8 @@ async fn one_prediction_path() {
         json!({"inputs": {"x": rows}}),
     )
     .await;
-    let rest: Vec<f32> = invocations["predictions"]
+    // As `mlflow models serve` answers: every output by name, even a single one.
+    let rest: Vec<f32> = invocations["predictions"]["y"]
         .as_array()
         .unwrap_or_else(|| panic!("{invocations}"))
         .iter()

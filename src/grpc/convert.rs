@@ -418,7 +418,7 @@ mod tests {
         let text = [&3u32.to_le_bytes()[..], b"abc"].concat();
         check(request(vec![input("text", "BYTES", &[1], None)], vec![text]), Ok((vec![("text", vec![1], Data::Bytes(vec![b"abc".to_vec()]))], Contents::Raw)));
         check(request(vec![input("x", "FP32", &[3], None)], vec![two_floats.clone()]), Err("input 'x': shape [3] has 3 elements but the FP32 contents hold 2"));
-        check(request(vec![input("x", "FP32", &[1], None)], vec![vec![0, 0, 0]]), Err("input 'x': raw contents: 3 bytes is not a multiple of 4 (FP32)"));
+        check(request(vec![input("x", "FP32", &[1], None)], vec![vec![0, 0, 0]]), Err("input 'x': raw contents: 3 bytes of FP32 data is not a whole number of 4-byte elements"));
         check(request(vec![input("x", "FP32", &[2], None), input("y", "FP32", &[2], None)], vec![two_floats.clone()]), Err("raw_input_contents has 1 entries for 2 inputs; send one per input, in the order of inputs"));
         check(request(vec![input("x", "FP32", &[2], fp32(&[1.0, 2.0]))], vec![two_floats]), Err("input 'x' has contents while the request uses raw_input_contents; send either, not both"));
     }
