@@ -187,6 +187,10 @@ pub struct Metrics {
     pub rejected: LabeledCounter,
     /// Each configured model's metrics, in configuration order.
     models: Mutex<Vec<(String, Arc<ModelMetrics>)>>,
+    /// Client connections open now.
+    pub open_connections: AtomicI64,
+    /// Client connections ended, by which limit (or which end) closed them.
+    pub connections_closed: LabeledCounter,
 }
 
 impl Metrics {
@@ -404,6 +408,25 @@ impl Metrics {
                 m.last_registry_success.load(Ordering::Relaxed)
             );
         });
+        header(
+            &mut out,
+            "hotserve_open_connections",
+            "gauge",
+            "Client connections open now.",
+        );
+        let _ = writeln!(
+            out,
+            "hotserve_open_connections {}",
+            self.open_connections.load(Ordering::Relaxed)
+        );
+        header(
+            &mut out,
+            "hotserve_connections_closed_total",
+            "counter",
+            "Client connections ended, by reason: closed (by either end after a response), header_read_timeout, keep_alive_timeout, headers_too_large, malformed_request, incomplete_request, transport_error.",
+        );
+        self.connections_closed
+            .render(&mut out, "hotserve_connections_closed_total");
         out
     }
 }
