@@ -12,7 +12,7 @@ random, bounded by `--minutes`.
    through, answered 503, held past hotserve's registry timeout, dropped, or cut off half-way,
    at random (`--fault-rate` of them are faults, spread evenly over the four kinds).
 3. hotserve (release build) serves `models:/sentiment@champion` through the proxy with a short
-   poll interval and a short registry timeout (MLFLOW_HTTP_REQUEST_TIMEOUT=2, one retry).
+   poll interval and a short registry timeout (MLFLOW_HTTP_REQUEST_TIMEOUT=`--registry-timeout`, 1 s; one retry).
 4. Steady load: `--rate` POST /predict a second from the well-behaved client of bench/abuse.py
    (half kept-alive, half fresh connections), for the whole run.
 5. The swaps: move `champion` (directly in MLflow, not through the proxy) to the next good
@@ -93,6 +93,8 @@ def main() -> int:
     parser.add_argument("--versions", type=int, default=10)
     parser.add_argument("--broken-every", type=int, default=10)
     parser.add_argument("--poll-interval", default="300ms")
+    parser.add_argument("--registry-timeout", type=float, default=1.0,
+                        help="MLFLOW_HTTP_REQUEST_TIMEOUT for hotserve; a timeout fault holds 1.5x it")
     parser.add_argument("--hotserve-bin", default=str(ROOT / "target/release/hotserve"))
     args = parser.parse_args()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -133,7 +135,7 @@ def run(args, tmp: Path, logs: Path) -> dict:
     upstream_port = int(tracking_uri.rsplit(":", 1)[1])
     each = args.fault_rate / 4
     proxy = FaultProxy(upstream_port, {"pass": 1 - args.fault_rate, "5xx": each, "timeout": each,
-                                       "drop": each, "truncate": each}, hang=3.0, seed=13)
+                                       "drop": each, "truncate": each}, hang=1.5 * args.registry_timeout, seed=13)
     proxy.start()
     log(f"fault proxy {proxy.url} -> {tracking_uri} ({args.fault_rate:.0%} faults)")
 
@@ -141,7 +143,7 @@ def run(args, tmp: Path, logs: Path) -> dict:
     url = f"http://127.0.0.1:{port}"
     env = sw.clean_env()
     env.update(MLFLOW_TRACKING_URI=proxy.url, HOTSERVE_STATE_DIR=str(tmp / "state"),
-               MLFLOW_HTTP_REQUEST_TIMEOUT="2", MLFLOW_HTTP_REQUEST_MAX_RETRIES="1",
+               MLFLOW_HTTP_REQUEST_TIMEOUT=str(args.registry_timeout), MLFLOW_HTTP_REQUEST_MAX_RETRIES="1",
                MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR="0.1", MLFLOW_HTTP_REQUEST_BACKOFF_JITTER="0.1")
     argv = [args.hotserve_bin, "serve", "--model-uri", f"models:/{NAME}@{ALIAS}",
             "--listen", f"127.0.0.1:{port}", "--poll-interval", args.poll_interval,
