@@ -238,6 +238,10 @@ pub struct Metrics {
     grpc_requests: LabeledCounter,
     /// gRPC call latency by method (and model), keyed like `request_seconds`.
     grpc_request_seconds: RouteHistograms,
+    /// Client connections open now.
+    pub open_connections: AtomicI64,
+    /// Client connections ended, by which limit (or which end) closed them.
+    pub connections_closed: LabeledCounter,
 }
 
 impl Metrics {
@@ -568,6 +572,25 @@ impl Metrics {
             m.promotions
                 .render_with(out, "hotserve_promotions_total", labels)
         });
+        header(
+            &mut out,
+            "hotserve_open_connections",
+            "gauge",
+            "Client connections open now.",
+        );
+        let _ = writeln!(
+            out,
+            "hotserve_open_connections {}",
+            self.open_connections.load(Ordering::Relaxed)
+        );
+        header(
+            &mut out,
+            "hotserve_connections_closed_total",
+            "counter",
+            "Client connections ended, by reason: closed (by either end after a response), header_read_timeout, keep_alive_timeout, headers_too_large, malformed_request, incomplete_request, transport_error.",
+        );
+        self.connections_closed
+            .render(&mut out, "hotserve_connections_closed_total");
         out
     }
 }

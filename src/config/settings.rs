@@ -306,6 +306,24 @@ settings! {
             parse: parse_positive_duration,
             help: "how long a client may take to send request headers",
         },
+        keep_alive_timeout: Duration {
+            env: "HOTSERVE_KEEP_ALIVE_TIMEOUT",
+            default: "5s",
+            parse: parse_positive_duration,
+            help: "how long a connection may move no bytes while none of its requests is being handled (idle between requests, or a response its client does not read) before it is closed",
+        },
+        max_header_bytes: usize {
+            env: "HOTSERVE_MAX_HEADER_BYTES",
+            default: "32768",
+            parse: |value| parse_count(value, 1024, 1 << 20),
+            help: "largest request line and headers accepted, in bytes (431 and the connection closed beyond)",
+        },
+        max_headers: usize {
+            env: "HOTSERVE_MAX_HEADERS",
+            default: "100",
+            parse: |value| parse_count(value, 1, 1024),
+            help: "most header fields in a request (431 and the connection closed beyond)",
+        },
 
         // --- Lifecycle ---------------------------------------------------------------------
         drain_delay: Duration {

@@ -2,6 +2,7 @@
 //! bodies within limits, and routing to [`routes`]. This layer parses and answers; it never
 //! calls ONNX Runtime (predictions go through [`crate::queue::Pool`]).
 
+pub mod connection;
 pub mod error;
 pub mod routes;
 
@@ -16,10 +17,9 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::{HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tracing::Instrument;
@@ -97,12 +97,7 @@ pub async fn serve(
     grace: Duration,
 ) {
     let graceful = GracefulShutdown::new();
-    let mut builder = http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(app.config.header_read_timeout)
-        .keep_alive(true);
-    let builder = Arc::new(builder);
+    let builder = Arc::new(connection::builder(&app.config));
     let connections = Arc::new(tokio::sync::Semaphore::new(app.config.max_connections));
     tokio::pin!(shutdown);
     loop {
@@ -124,17 +119,31 @@ pub async fn serve(
                     }
                 };
                 let _ = stream.set_nodelay(true);
+                let activity = Arc::new(connection::Activity::default());
+                let stream = connection::Watched::new(stream, activity.clone(), app.config.keep_alive_timeout);
+                let metrics = app.metrics.clone();
                 let app = app.clone();
+                let service_activity = activity.clone();
                 let service = service_fn(move |request| {
                     let app = app.clone();
-                    async move { Ok::<_, Infallible>(handle(&app, request, peer).await) }
+                    let busy = service_activity.busy();
+                    async move {
+                        let response = handle(&app, request, peer).await;
+                        drop(busy);
+                        Ok::<_, Infallible>(response)
+                    }
                 });
                 let connection = builder.serve_connection(TokioIo::new(stream), service);
                 let connection = graceful.watch(connection);
+                metrics.open_connections.fetch_add(1, Ordering::Relaxed);
                 tokio::spawn(async move {
-                    if let Err(err) = connection.await {
-                        tracing::debug!(%peer, %err, "connection ended with an error");
+                    let result = connection.await;
+                    let reason = connection::CloseReason::of(&result, activity.timed_out());
+                    if let Err(err) = result {
+                        tracing::debug!(%peer, %err, reason = reason.as_str(), "connection ended with an error");
                     }
+                    metrics.connections_closed.inc(&[("reason", reason.as_str())]);
+                    metrics.open_connections.fetch_sub(1, Ordering::Relaxed);
                     drop(permit);
                 });
             }
