@@ -25,6 +25,9 @@ use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
+use crate::http::auth::ApiKeysFile;
+use crate::http::credentials::{self, CredentialError};
+use crate::http::tls::{self, Certificates};
 use crate::http::{self, App, Served};
 use crate::live::{describe, Live};
 use crate::metrics::Metrics;
@@ -51,6 +54,9 @@ pub enum StartError {
     /// The model is local and failed the gate: waiting cannot make it better.
     #[error("cannot serve the model: {0}")]
     Model(ReloadError),
+    /// The TLS files or `api_keys_file` cannot be used.
+    #[error(transparent)]
+    Credentials(#[from] CredentialError),
 }
 
 impl StartError {
@@ -58,7 +64,7 @@ impl StartError {
     /// `RestartPreventExitStatus=2` then stops restarting), 1 for a model that cannot be served.
     pub fn exit_code(&self) -> u8 {
         match self {
-            StartError::Setup(_) => 2,
+            StartError::Setup(_) | StartError::Credentials(_) => 2,
             StartError::Model(_) => 1,
         }
     }
@@ -107,6 +113,12 @@ struct Daemon {
     notifier: Notifier,
     /// The triggers `run` was given (SIGHUP, tests): fanned out to every model.
     triggers: Triggers,
+    /// The certificate and key served, when `tls_cert_file` is set.
+    tls: Option<Arc<Certificates>>,
+    /// The API keys the model routes need, when `api_keys_file` is set.
+    api_keys: Option<Arc<ApiKeysFile>>,
+    /// Asks for a check of the credential files now (SIGHUP).
+    check_credentials: Arc<tokio::sync::Notify>,
 }
 
 /// One configured model at run time: its pipeline and the triggers of its reload loop.
@@ -151,6 +163,7 @@ impl Daemon {
         let config = Arc::new(config);
         let metrics = Arc::new(Metrics::default());
         let notifier = Notifier::from_env(env);
+        let (tls, api_keys) = load_credentials(&config, &metrics).await?;
         let mut models = Vec::new();
         for (plan, source, cache_dir) in plans(&config, env).await? {
             let cache = {
@@ -211,6 +224,9 @@ impl Daemon {
             metrics,
             notifier,
             triggers,
+            tls,
+            api_keys,
+            check_credentials: Arc::default(),
         })
     }
 
@@ -234,6 +250,15 @@ impl Daemon {
             pool: self.pool.clone(),
             metrics: self.metrics.clone(),
             webhook: self.config.webhook_secret.as_deref().map(Verifier::new),
+            tls: self.tls.clone(),
+            api_keys: self.api_keys.clone(),
+        });
+        let acceptor = self.tls.clone().map(|certificates| {
+            tls::acceptor(
+                certificates,
+                &[b"http/1.1"],
+                self.config.header_read_timeout,
+            )
         });
         let listen = listener
             .local_addr()
@@ -241,11 +266,12 @@ impl Daemon {
             .unwrap_or_default();
         for model in &self.models {
             let reloader = &model.reloader;
-            tracing::info!(%listen, model = %reloader.name(), uri = %reloader.plan.uri, "hotserve listening; loading the model");
+            tracing::info!(%listen, tls = acceptor.is_some(), api_keys = self.api_keys.is_some(), model = %reloader.name(), uri = %reloader.plan.uri, "hotserve listening; loading the model");
         }
         let (stop_accepting, accepting_stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(http::serve(
             listener,
+            acceptor,
             app,
             async move {
                 let _ = accepting_stopped.await;
@@ -346,16 +372,37 @@ impl Daemon {
             let triggers = self.triggers.clone();
             let models: Vec<Triggers> = self.models.iter().map(|m| m.triggers.clone()).collect();
             let notifier = self.notifier.clone();
+            let check_credentials = self.check_credentials.clone();
             let stopped = until_stopped(stopped.clone());
             tokio::spawn(async move {
                 tokio::pin!(stopped);
                 loop {
                     tokio::select! {
-                        reason = triggers.next() => fan_out(reason, &models, &triggers, &notifier).await,
+                        reason = triggers.next() => {
+                            if reason == Trigger::Signal {
+                                check_credentials.notify_one();
+                            }
+                            fan_out(reason, &models, &triggers, &notifier).await
+                        }
                         _ = &mut stopped => return,
                     }
                 }
             });
+        }
+        {
+            let mut watched: Vec<Arc<dyn credentials::Check>> = Vec::new();
+            if let Some(tls) = &self.tls {
+                watched.push(tls.clone());
+            }
+            if let Some(api_keys) = &self.api_keys {
+                watched.push(api_keys.clone());
+            }
+            tokio::spawn(credentials::watch(
+                watched,
+                self.config.credentials_check_interval,
+                self.check_credentials.clone(),
+                until_stopped(stopped.clone()),
+            ));
         }
         if let Some(interval) = self.notifier.watchdog_interval() {
             let notifier = self.notifier.clone();
@@ -512,6 +559,29 @@ async fn plans(
             Ok((plan, source, config.cache_dir.join(&spec.name)))
         })
         .collect()
+}
+
+/// The TLS pair and the API keys, when configured, read before anything is served.
+async fn load_credentials(
+    config: &Config,
+    metrics: &Arc<Metrics>,
+) -> Result<(Option<Arc<Certificates>>, Option<Arc<ApiKeysFile>>), StartError> {
+    let (cert, key) = (config.tls_cert_file.clone(), config.tls_key_file.clone());
+    let keys_file = config.api_keys_file.clone();
+    let metrics = metrics.clone();
+    blocking(move || {
+        let tls = match (cert, key) {
+            (Some(cert), Some(key)) => Some(Arc::new(tls::load(cert, key, metrics.clone())?)),
+            // The configuration checks that both or neither are set.
+            _ => None,
+        };
+        let api_keys = keys_file
+            .map(|path| ApiKeysFile::load(vec![path], metrics))
+            .transpose()?
+            .map(Arc::new);
+        Ok::<_, StartError>((tls, api_keys))
+    })
+    .await?
 }
 
 /// Blocking work at startup and shutdown, off the async runtime.

@@ -2,8 +2,11 @@
 //! bodies within limits, and routing to [`routes`]. This layer parses and answers; it never
 //! calls ONNX Runtime (predictions go through [`crate::queue::Pool`]).
 
+pub mod auth;
+pub mod credentials;
 pub mod error;
 pub mod routes;
+pub mod tls;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -44,6 +47,10 @@ pub struct App {
     pub metrics: Arc<Metrics>,
     /// Set when `webhook_secret` is configured.
     pub webhook: Option<Verifier>,
+    /// The certificate served, when `tls_cert_file` is configured (for `/health`).
+    pub tls: Option<Arc<tls::Certificates>>,
+    /// The API keys the model routes need, when `api_keys_file` is configured.
+    pub api_keys: Option<Arc<auth::ApiKeysFile>>,
 }
 
 /// One configured model, as the handlers see it.
@@ -87,11 +94,13 @@ pub type HttpResponse = Response<Full<Bytes>>;
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub static X_MODEL_VERSION: HeaderName = HeaderName::from_static("x-model-version");
 
-/// Serves connections from `listener` until `shutdown` resolves, then stops accepting and
+/// Serves connections from `listener` (over TLS when `tls` is given; the handshake runs in the
+/// connection's task, within `header_read_timeout`) until `shutdown` resolves, then stops accepting and
 /// waits up to `grace` for in-flight requests (connections are closed after their current
 /// request). Returns once every connection is closed or the grace period is over.
 pub async fn serve(
     listener: TcpListener,
+    tls: Option<tls::TlsAcceptor>,
     app: Arc<App>,
     shutdown: impl Future<Output = ()>,
     grace: Duration,
@@ -129,10 +138,21 @@ pub async fn serve(
                     let app = app.clone();
                     async move { Ok::<_, Infallible>(handle(&app, request, peer).await) }
                 });
-                let connection = builder.serve_connection(TokioIo::new(stream), service);
-                let connection = graceful.watch(connection);
+                let builder = builder.clone();
+                let watcher = graceful.watcher();
+                let tls = tls.clone();
                 tokio::spawn(async move {
-                    if let Err(err) = connection.await {
+                    let served = match tls {
+                        None => watcher.watch(builder.serve_connection(TokioIo::new(stream), service)).await,
+                        Some(tls) => match tls.accept(stream).await {
+                            Ok(stream) => watcher.watch(builder.serve_connection(TokioIo::new(stream), service)).await,
+                            Err(err) => {
+                                tracing::debug!(%peer, %err, "TLS handshake failed");
+                                return;
+                            }
+                        },
+                    };
+                    if let Err(err) = served {
                         tracing::debug!(%peer, %err, "connection ended with an error");
                     }
                     drop(permit);

@@ -43,6 +43,8 @@ pub struct Server {
     pub addr: SocketAddr,
     /// The server's triggers: `triggers.request(..)` asks for a reload check.
     pub triggers: Triggers,
+    /// Whether it serves HTTPS (`tls_cert_file` was set): [`Server::url`] says `https://`.
+    pub tls: bool,
     /// Resolves `run`'s shutdown future when sent or dropped.
     shutdown: Option<oneshot::Sender<()>>,
     /// The thread driving `run`; it returns `run`'s result.
@@ -116,6 +118,7 @@ impl Start {
             .expect("a non-blocking listener");
         let addr = listener.local_addr().expect("the listener's address");
         let triggers = Triggers::default();
+        let tls = config.tls_cert_file.is_some();
         let (shutdown, shutdown_requested) = oneshot::channel::<()>();
         let server_triggers = triggers.clone();
         let env = self.env;
@@ -147,6 +150,7 @@ impl Start {
         Server {
             addr,
             triggers,
+            tls,
             shutdown: Some(shutdown),
             thread: Some(thread),
         }
@@ -162,13 +166,18 @@ impl Start {
 
 impl Server {
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.addr, path)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}{}", self.addr, path)
     }
 
     /// Waits until `/health/ready` answers 200; fails if `run` returns first or after
     /// [`READY_TIMEOUT`].
     pub async fn wait_ready(&self) {
-        let client = reqwest::Client::new();
+        // Readiness only: the tests that are about certificates check them with real clients.
+        let client = reqwest::Client::builder()
+            .danger_accept_invalid_certs(self.tls)
+            .build()
+            .expect("a client");
         let started = std::time::Instant::now();
         loop {
             if let Ok(response) = client.get(self.url("/health/ready")).send().await {
