@@ -21,30 +21,100 @@ use support::hotserve::fixture;
 use support::inprocess::{Server, Start};
 use support::{eventually, metric, repo_root};
 
-/// A self-signed certificate for `127.0.0.1` and `localhost` and its key (P-256), made by
-/// openssl in `dir` as `<name>.crt` and `<name>.key`.
-fn make_certificate(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
-    let (cert, key) = (
-        dir.join(format!("{name}.crt")),
-        dir.join(format!("{name}.key")),
-    );
+/// A certificate authority made by openssl: what the clients trust.
+struct Ca {
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+fn openssl(args: &[&str]) {
     let output = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
-        .args(["ec_paramgen_curve:prime256v1", "-nodes", "-days", "2"])
-        .arg("-subj")
-        .arg(format!("/CN=hotserve test {name}"))
-        .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
+        .args(args)
         .output()
         .expect("openssl runs (scripts/setup.sh test installs it)");
     assert!(
         output.status.success(),
-        "openssl: {}",
+        "openssl {args:?}: {}",
         String::from_utf8_lossy(&output.stderr)
     );
+}
+
+/// A new certificate authority (P-256) in `dir`, as `<name>.crt` and `<name>.key`.
+fn make_ca(dir: &Path, name: &str) -> Ca {
+    let (cert, key) = (
+        dir.join(format!("{name}.crt")),
+        dir.join(format!("{name}.key")),
+    );
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        &format!("/CN=hotserve test CA {name}"),
+        "-keyout",
+        key.to_str().unwrap(),
+        "-out",
+        cert.to_str().unwrap(),
+    ]);
+    Ca { cert, key }
+}
+
+/// A server certificate for `127.0.0.1` and `localhost` signed by `ca`, and its key (P-256),
+/// in `dir` as `<name>.crt` and `<name>.key`.
+fn make_certificate(dir: &Path, name: &str, ca: &Ca) -> (PathBuf, PathBuf) {
+    let (cert, key) = (
+        dir.join(format!("{name}.crt")),
+        dir.join(format!("{name}.key")),
+    );
+    let (csr, ext) = (
+        dir.join(format!("{name}.csr")),
+        dir.join(format!("{name}.ext")),
+    );
+    std::fs::write(
+        &ext,
+        "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n\
+         extendedKeyUsage=serverAuth\nsubjectAltName=DNS:localhost,IP:127.0.0.1\n",
+    )
+    .unwrap();
+    openssl(&[
+        "req",
+        "-new",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-subj",
+        &format!("/CN=hotserve test {name}"),
+        "-keyout",
+        key.to_str().unwrap(),
+        "-out",
+        csr.to_str().unwrap(),
+    ]);
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        csr.to_str().unwrap(),
+        "-days",
+        "2",
+        "-CA",
+        ca.cert.to_str().unwrap(),
+        "-CAkey",
+        ca.key.to_str().unwrap(),
+        "-set_serial",
+        &fastrand::u64(1..u64::MAX / 2).to_string(),
+        "-extfile",
+        ext.to_str().unwrap(),
+        "-out",
+        cert.to_str().unwrap(),
+    ]);
     (cert, key)
 }
 
@@ -60,18 +130,6 @@ fn fingerprint(cert: &Path) -> String {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// One file holding every certificate of `certs`: the trust store of a client that must
-/// accept the certificate before and after a rotation.
-fn bundle(dir: &Path, certs: &[&Path]) -> PathBuf {
-    let path = dir.join("bundle.pem");
-    let text: String = certs
-        .iter()
-        .map(|cert| std::fs::read_to_string(cert).unwrap())
-        .collect();
-    std::fs::write(&path, text).unwrap();
-    path
 }
 
 /// A directory laid out like a Kubernetes secret volume (and rotated the way the kubelet
@@ -202,11 +260,12 @@ async fn health_entry(server: &Server, cafile: Option<&Path>, entry: &str) -> Va
 #[tokio::test]
 async fn predicts_over_https_with_curl_and_python() {
     let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = make_certificate(dir.path(), "a");
-    let (other, _) = make_certificate(dir.path(), "other");
+    let ca = make_ca(dir.path(), "ca");
+    let other = make_ca(dir.path(), "other");
+    let (cert, key) = make_certificate(dir.path(), "a", &ca);
     let server = https_server(&cert, &key, &[]).await;
 
-    let cacert = cert.to_str().unwrap();
+    let cacert = ca.cert.to_str().unwrap();
     let answer = curl(
         &[
             "--cacert",
@@ -225,7 +284,7 @@ async fn predicts_over_https_with_curl_and_python() {
 
     let answer = python(
         server.url("/predict/batch"),
-        &cert,
+        &ca.cert,
         Some(json!({"texts": ["I love this", "I hate this"]})),
     )
     .await;
@@ -237,14 +296,14 @@ async fn predicts_over_https_with_curl_and_python() {
     // The listener speaks HTTP/1.1 only, and says so in ALPN.
     assert_eq!(answer["alpn"], "http/1.1");
 
-    let tls = health_entry(&server, Some(&cert), "tls").await;
+    let tls = health_entry(&server, Some(&ca.cert), "tls").await;
     assert_eq!(tls["certificate_sha256"], fingerprint(&cert), "{tls}");
     assert_eq!(tls["last_error"], Value::Null, "{tls}");
 
     // A client that trusts another certificate refuses the connection (curl's 60: peer
     // certificate cannot be authenticated); plain HTTP on the HTTPS port gets no answer.
     let refused = curl(
-        &["--cacert", other.to_str().unwrap()],
+        &["--cacert", other.cert.to_str().unwrap()],
         server.url("/health"),
     )
     .await;
@@ -260,9 +319,9 @@ async fn predicts_over_https_with_curl_and_python() {
 #[tokio::test]
 async fn a_certificate_rotated_in_place_serves_new_connections_without_a_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let (cert_a, key_a) = make_certificate(dir.path(), "a");
-    let (cert_b, key_b) = make_certificate(dir.path(), "b");
-    let both = bundle(dir.path(), &[&cert_a, &cert_b]);
+    let ca = make_ca(dir.path(), "ca");
+    let (cert_a, key_a) = make_certificate(dir.path(), "a", &ca);
+    let (cert_b, key_b) = make_certificate(dir.path(), "b", &ca);
     let mut volume = SecretVolume::new(dir.path().join("secret"), &cert_a, &key_a);
     let server = https_server(
         &volume.cert(),
@@ -279,7 +338,7 @@ async fn a_certificate_rotated_in_place_serves_new_connections_without_a_restart
     let kept = reqwest::Client::builder()
         .tls_built_in_root_certs(false)
         .add_root_certificate(
-            reqwest::Certificate::from_pem(&std::fs::read(&both).unwrap()).unwrap(),
+            reqwest::Certificate::from_pem(&std::fs::read(&ca.cert).unwrap()).unwrap(),
         )
         .tls_info(true)
         .build()
@@ -297,14 +356,14 @@ async fn a_certificate_rotated_in_place_serves_new_connections_without_a_restart
 
     volume.install(&cert_b, &key_b);
     let answer = eventually("new connections get the new certificate", async || {
-        let answer = python(server.url("/health"), &both, None).await;
+        let answer = python(server.url("/health"), &ca.cert, None).await;
         (answer["certificate_sha256"] == fingerprint(&cert_b)).then_some(answer)
     })
     .await;
     assert_eq!(answer["status"], 200, "{answer}");
     let predicted = python(
         server.url("/predict"),
-        &cert_b,
+        &ca.cert,
         Some(json!({"text": "I love this"})),
     )
     .await;
@@ -324,7 +383,7 @@ async fn a_certificate_rotated_in_place_serves_new_connections_without_a_restart
     assert_eq!(
         metric_over_tls(
             &metrics,
-            &both,
+            &ca.cert,
             "hotserve_credential_reloads_total{file=\"tls\",result=\"loaded\"}"
         )
         .await,
@@ -345,9 +404,9 @@ async fn metric_over_tls(url: &str, cafile: &Path, series: &str) -> Option<f64> 
 #[tokio::test]
 async fn a_bad_pair_at_reload_keeps_the_old_one_and_says_why() {
     let dir = tempfile::tempdir().unwrap();
-    let (cert_a, key_a) = make_certificate(dir.path(), "a");
-    let (cert_b, key_b) = make_certificate(dir.path(), "b");
-    let both = bundle(dir.path(), &[&cert_a, &cert_b]);
+    let ca = make_ca(dir.path(), "ca");
+    let (cert_a, key_a) = make_certificate(dir.path(), "a", &ca);
+    let (cert_b, key_b) = make_certificate(dir.path(), "b", &ca);
     // Files rewritten in place, as certbot's hooks and hand edits do.
     let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
     std::fs::copy(&cert_a, &cert).unwrap();
@@ -382,7 +441,7 @@ async fn a_bad_pair_at_reload_keeps_the_old_one_and_says_why() {
         std::fs::write(file, content).unwrap();
         let tls = eventually("the bad pair is reported", async || {
             server.triggers.request(Trigger::Signal);
-            let tls = health_entry(&server, Some(&both), "tls").await;
+            let tls = health_entry(&server, Some(&ca.cert), "tls").await;
             tls["last_error"].as_str().map(|_| tls.clone())
         })
         .await;
@@ -392,19 +451,22 @@ async fn a_bad_pair_at_reload_keeps_the_old_one_and_says_why() {
         assert_eq!(tls["certificate_sha256"], fingerprint(&cert_a), "{tls}");
         let predicted = python(
             server.url("/predict"),
-            &cert_a,
+            &ca.cert,
             Some(json!({"text": "I love this"})),
         )
         .await;
         assert_eq!(predicted["status"], 200, "{predicted}");
         assert_eq!(predicted["certificate_sha256"], fingerprint(&cert_a));
-        assert_eq!(metric_over_tls(&metrics, &both, failing).await, Some(1.0));
+        assert_eq!(
+            metric_over_tls(&metrics, &ca.cert, failing).await,
+            Some(1.0)
+        );
         // Cleared for the next case (the failure is recorded, the next write is new).
         std::fs::copy(&cert_a, &cert).unwrap();
         std::fs::copy(&key_a, &key).unwrap();
         eventually("the good pair is back", async || {
             server.triggers.request(Trigger::Signal);
-            let tls = health_entry(&server, Some(&both), "tls").await;
+            let tls = health_entry(&server, Some(&ca.cert), "tls").await;
             tls["last_error"].is_null().then_some(())
         })
         .await;
@@ -415,20 +477,24 @@ async fn a_bad_pair_at_reload_keeps_the_old_one_and_says_why() {
     std::fs::copy(&key_b, &key).unwrap();
     eventually("the new pair is served", async || {
         server.triggers.request(Trigger::Signal);
-        let answer = python(server.url("/health"), &both, None).await;
+        let answer = python(server.url("/health"), &ca.cert, None).await;
         (answer["certificate_sha256"] == fingerprint(&cert_b)).then_some(())
     })
     .await;
-    assert_eq!(metric_over_tls(&metrics, &both, failing).await, Some(0.0));
+    assert_eq!(
+        metric_over_tls(&metrics, &ca.cert, failing).await,
+        Some(0.0)
+    );
     let failed = "hotserve_credential_reloads_total{file=\"tls\",result=\"failed\"}";
-    assert!(metric_over_tls(&metrics, &both, failed).await >= Some(3.0));
+    assert!(metric_over_tls(&metrics, &ca.cert, failed).await >= Some(3.0));
 }
 
 #[tokio::test]
 async fn a_pair_that_cannot_be_used_at_startup_is_a_configuration_error() {
     let dir = tempfile::tempdir().unwrap();
-    let (cert_a, _) = make_certificate(dir.path(), "a");
-    let (_, key_b) = make_certificate(dir.path(), "b");
+    let ca = make_ca(dir.path(), "ca");
+    let (cert_a, _) = make_certificate(dir.path(), "a", &ca);
+    let (_, key_b) = make_certificate(dir.path(), "b", &ca);
     let result = Start::model(fixture("sentiment"))
         .set("tls_cert_file", cert_a.to_str().unwrap())
         .set("tls_key_file", key_b.to_str().unwrap())
@@ -497,7 +563,8 @@ async fn call(
 #[tokio::test]
 async fn api_keys_guard_the_model_routes_and_leave_probes_open() {
     let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = make_certificate(dir.path(), "a");
+    let ca = make_ca(dir.path(), "ca");
+    let (cert, key) = make_certificate(dir.path(), "a", &ca);
     let keys = dir.path().join("api-keys");
     std::fs::write(&keys, "# team a\nkey-one\n\n  key-two  \n").unwrap();
     let server = https_server(
@@ -537,7 +604,7 @@ async fn api_keys_guard_the_model_routes_and_leave_probes_open() {
         ("POST", "/admin/reload", Some("key-one"), 403),
     ];
     for (method, path, key, status) in cases {
-        let answer = call(&server, &cert, method, path, *key).await;
+        let answer = call(&server, &ca.cert, method, path, *key).await;
         assert_eq!(
             answer.status, *status,
             "{method} {path} with {key:?}: {}",
@@ -557,7 +624,7 @@ async fn api_keys_guard_the_model_routes_and_leave_probes_open() {
             assert_eq!(body["error_code"], "UNAUTHENTICATED", "{method} {path}");
         }
     }
-    let health = health_entry(&server, Some(&cert), "api_keys").await;
+    let health = health_entry(&server, Some(&ca.cert), "api_keys").await;
     assert_eq!(health["keys"], 2, "{health}");
     assert_eq!(health["last_error"], Value::Null, "{health}");
     let body = health.to_string();

@@ -556,7 +556,7 @@ mod tests {
         check(
             &[("tls_key_file", "/k"), ("auth_metrics", "true"), ("max_connections", "0")],
             &[
-                "max_connections = 0 (flag --set max_connections): expected an integer from 1 to 1048576",
+                "max_connections = '0' (from flag --set max_connections): expected a whole number from 1 to 1048576",
                 "tls_key_file is set but tls_cert_file is not; set both to serve HTTPS, or neither",
                 "auth_metrics is true but api_keys_file is not set; set api_keys_file, or leave auth_metrics false",
             ],

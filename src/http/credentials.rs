@@ -337,3 +337,80 @@ fn digest(files: &[(PathBuf, Vec<u8>)]) -> [u8; 32] {
     }
     hasher.finalize().into()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A credential made of one file of non-empty UTF-8 text.
+    struct Text(String);
+
+    impl Credential for Text {
+        const NAME: &'static str = "text";
+        const SETTINGS: &'static [&'static str] = &["text_file"];
+
+        fn parse(files: &[(PathBuf, Vec<u8>)]) -> Result<Text, CredentialError> {
+            let (path, bytes) = &files[0];
+            match String::from_utf8(bytes.clone()) {
+                Ok(text) if !text.is_empty() => Ok(Text(text)),
+                _ => Err(CredentialError::NoApiKeys { path: path.clone() }),
+            }
+        }
+
+        fn describe(&self) -> Value {
+            json!({ "text": self.0 })
+        }
+    }
+
+    #[tokio::test]
+    async fn changes_load_bad_content_keeps_the_value_and_each_reason_is_counted_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("text");
+        std::fs::write(&path, "one").unwrap();
+        let metrics = Arc::new(Metrics::default());
+        let watched = Arc::new(Watched::<Text>::load(vec![path.clone()], metrics.clone()).unwrap());
+        let failed_count = || {
+            metrics
+                .render()
+                .lines()
+                .find_map(|line| {
+                    line.strip_prefix(
+                        "hotserve_credential_reloads_total{file=\"text\",result=\"failed\"} ",
+                    )
+                })
+                .map(|v| v.to_string())
+        };
+
+        // (what the file holds, what the check does, the value in use, whether an error shows)
+        let steps: &[(Option<&str>, Checked, &str, bool)] = &[
+            (Some("one"), Checked::Unchanged, "one", false),
+            (Some("two"), Checked::Loaded, "two", false),
+            (Some(""), Checked::Failed, "two", true),
+            (Some(""), Checked::Unchanged, "two", true),
+            (None, Checked::Failed, "two", true),
+            (None, Checked::Failed, "two", true),
+            (Some(""), Checked::Unchanged, "two", true),
+            (Some("two"), Checked::Loaded, "two", false),
+            (Some("three"), Checked::Loaded, "three", false),
+        ];
+        for (step, (content, checked, value, error)) in steps.iter().enumerate() {
+            match content {
+                Some(content) => std::fs::write(&path, content).unwrap(),
+                None => {
+                    let _ = std::fs::remove_file(&path);
+                }
+            }
+            assert_eq!(watched.check().await, *checked, "step {step}");
+            assert_eq!(watched.current().0, *value, "step {step}");
+            let status = watched.status();
+            assert_eq!(
+                status["last_error"].is_string(),
+                *error,
+                "step {step}: {status}"
+            );
+        }
+        // Two failures (the empty file, the missing file), each counted and logged once
+        // however many checks see it.
+        assert_eq!(failed_count().as_deref(), Some("2"));
+    }
+}

@@ -94,10 +94,11 @@ pub type HttpResponse = Response<Full<Bytes>>;
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub static X_MODEL_VERSION: HeaderName = HeaderName::from_static("x-model-version");
 
-/// Serves connections from `listener` (over TLS when `tls` is given; the handshake runs in the
-/// connection's task, within `header_read_timeout`) until `shutdown` resolves, then stops accepting and
+/// Serves connections from `listener` until `shutdown` resolves, then stops accepting and
 /// waits up to `grace` for in-flight requests (connections are closed after their current
-/// request). Returns once every connection is closed or the grace period is over.
+/// request). Returns once every connection is closed or the grace period is over. With `tls`,
+/// each connection's handshake runs in its own task, within `header_read_timeout`, so a slow
+/// client never holds the accept loop.
 pub async fn serve(
     listener: TcpListener,
     tls: Option<tls::TlsAcceptor>,
@@ -143,11 +144,19 @@ pub async fn serve(
                 let tls = tls.clone();
                 tokio::spawn(async move {
                     let served = match tls {
-                        None => watcher.watch(builder.serve_connection(TokioIo::new(stream), service)).await,
+                        None => {
+                            let connection = builder.serve_connection(TokioIo::new(stream), service);
+                            watcher.watch(connection).await
+                        }
                         Some(tls) => match tls.accept(stream).await {
-                            Ok(stream) => watcher.watch(builder.serve_connection(TokioIo::new(stream), service)).await,
+                            Ok(stream) => {
+                                let connection =
+                                    builder.serve_connection(TokioIo::new(stream), service);
+                                watcher.watch(connection).await
+                            }
                             Err(err) => {
                                 tracing::debug!(%peer, %err, "TLS handshake failed");
+                                drop(permit);
                                 return;
                             }
                         },
