@@ -122,6 +122,7 @@ impl ApiKeys {
 impl Credential for ApiKeys {
     const NAME: &'static str = "api_keys";
     const SETTINGS: &'static [&'static str] = &["api_keys_file"];
+    const WHAT: &'static str = "API keys";
 
     fn parse(files: &[(PathBuf, Vec<u8>)]) -> Result<ApiKeys, CredentialError> {
         let [(path, text)] = files else {

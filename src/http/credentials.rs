@@ -68,6 +68,8 @@ pub trait Credential: Send + Sync + Sized + 'static {
     const NAME: &'static str;
     /// The settings naming its files, in the order of [`Watched::paths`], for messages.
     const SETTINGS: &'static [&'static str];
+    /// What it is, in words, for logs (plural: "the previous ... stay in use").
+    const WHAT: &'static str;
     /// Builds the value from the files' contents, given in the order of [`Watched::paths`].
     /// Pure.
     fn parse(files: &[(PathBuf, Vec<u8>)]) -> Result<Self, CredentialError>;
@@ -208,7 +210,7 @@ impl<T: Credential> Watched<T> {
                     .credential_reloads
                     .inc(&[("file", T::NAME), ("result", "loaded")]);
                 let what = self.current().describe();
-                tracing::info!(credential = T::NAME, %what, "reloaded the {}", T::NAME);
+                tracing::info!(credential = T::NAME, %what, "reloaded the {}", T::WHAT);
             }
             (Checked::Failed, Some(why)) if reported.as_deref() != Some(why.as_str()) => {
                 self.metrics
@@ -216,8 +218,8 @@ impl<T: Credential> Watched<T> {
                     .inc(&[("file", T::NAME), ("result", "failed")]);
                 tracing::error!(
                     credential = T::NAME,
-                    "{why}; the previous {} stays in use",
-                    T::NAME
+                    "{why}; the previous {} stay in use",
+                    T::WHAT
                 );
                 *reported = Some(why);
             }
@@ -348,6 +350,7 @@ mod tests {
     impl Credential for Text {
         const NAME: &'static str = "text";
         const SETTINGS: &'static [&'static str] = &["text_file"];
+        const WHAT: &'static str = "texts";
 
         fn parse(files: &[(PathBuf, Vec<u8>)]) -> Result<Text, CredentialError> {
             let (path, bytes) = &files[0];

@@ -40,6 +40,7 @@ pub struct Certificate {
 impl Credential for Certificate {
     const NAME: &'static str = "tls";
     const SETTINGS: &'static [&'static str] = &["tls_cert_file", "tls_key_file"];
+    const WHAT: &'static str = "certificate and key";
 
     /// `files` are the certificate file, then the key file.
     fn parse(files: &[(PathBuf, Vec<u8>)]) -> Result<Certificate, CredentialError> {
