@@ -7,7 +7,8 @@
 //!    first model loads (readiness stays 503).
 //! 3. [`Daemon::first_load`], then [`Daemon::background`]: the first check of every model (at
 //!    once), `READY=1`, and the background tasks (a reload loop and a file watcher per model,
-//!    the fan-out of the daemon's triggers, systemd's watchdog and status line).
+//!    the fan-out of the daemon's triggers, systemd's watchdog and status line, the checks of
+//!    the TLS and API key files).
 //! 4. [`Daemon::drain`]: the one way out, whether the shutdown came before or after the first
 //!    model: readiness 503, the drain delay, stop accepting, let requests finish, stop the
 //!    background tasks and the inference pool.
@@ -343,7 +344,8 @@ impl Daemon {
     }
 
     /// Phase 3b: a reload loop and a file watcher per model, the fan-out of the daemon's
-    /// triggers to every model, and systemd's watchdog and status line.
+    /// triggers to every model (a signal also checks the TLS and API key files at once), the
+    /// periodic checks of those files, and systemd's watchdog and status line.
     fn background(&self) -> Background {
         let (stop, stopped) = watch::channel(false);
         let until_stopped = |mut stopped: watch::Receiver<bool>| async move {
