@@ -55,6 +55,23 @@ if [[ " ${profiles[*]} " == *" test "* ]] && ! cmp -s <(echo "$azurite") "$venv/
   echo "$azurite" >"$venv/.installed-azurite"
 fi
 
+# curl and openssl for tests/tls.rs (a real HTTPS client, and the certificates it trusts),
+# from Debian when they are missing.
+if [[ " ${profiles[*]} " == *" test "* ]]; then
+  missing=()
+  command -v curl >/dev/null 2>&1 || missing+=(curl)
+  command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+  if [ ${#missing[@]} -gt 0 ]; then
+    if [ "$(id -u)" -ne 0 ]; then
+      echo "setup: ${missing[*]} missing and not root; install them (apt-get install ${missing[*]})" >&2
+      exit 1
+    fi
+    echo "setup: installing ${missing[*]} from Debian" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+fi
+
 lib="$(ls "$venv"/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so* 2>/dev/null | head -n 1 || true)"
 if [ -z "$lib" ]; then
   echo "setup: onnxruntime is installed but libonnxruntime.so was not found under $venv" >&2

@@ -8,7 +8,8 @@
 //!    503).
 //! 3. [`Daemon::first_load`], then [`Daemon::background`]: the first check of every model (at
 //!    once), `READY=1`, and the background tasks (a reload loop and a file watcher per model,
-//!    the fan-out of the daemon's triggers, systemd's watchdog and status line).
+//!    the fan-out of the daemon's triggers, systemd's watchdog and status line, the checks of
+//!    the TLS and API key files).
 //! 4. [`Daemon::drain`]: the one way out, whether the shutdown came before or after the first
 //!    model: readiness 503, the drain delay, stop accepting, let requests finish, stop the
 //!    background tasks and the inference pool.
@@ -28,6 +29,9 @@ use tokio::task::JoinHandle;
 
 use crate::config::Config;
 use crate::grpc;
+use crate::http::auth::ApiKeysFile;
+use crate::http::credentials::{self, CredentialError};
+use crate::http::tls::{self, Certificates};
 use crate::http::{self, App, Served};
 use crate::live::{describe, Live};
 use crate::metrics::Metrics;
@@ -61,6 +65,9 @@ pub enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    /// The TLS files or `api_keys_file` cannot be used.
+    #[error(transparent)]
+    Credentials(#[from] CredentialError),
 }
 
 impl StartError {
@@ -68,7 +75,7 @@ impl StartError {
     /// `RestartPreventExitStatus=2` then stops restarting), 1 for a model that cannot be served.
     pub fn exit_code(&self) -> u8 {
         match self {
-            StartError::Setup(_) => 2,
+            StartError::Setup(_) | StartError::Credentials(_) => 2,
             StartError::Model(_) | StartError::GrpcListen { .. } => 1,
         }
     }
@@ -133,6 +140,12 @@ struct Daemon {
     notifier: Notifier,
     /// The triggers `run` was given (SIGHUP, tests): fanned out to every model.
     triggers: Triggers,
+    /// The certificate and key served, when `tls_cert_file` is set.
+    tls: Option<Arc<Certificates>>,
+    /// The API keys the model routes need, when `api_keys_file` is set.
+    api_keys: Option<Arc<ApiKeysFile>>,
+    /// Asks for a check of the credential files now (SIGHUP).
+    check_credentials: Arc<tokio::sync::Notify>,
 }
 
 /// One configured model at run time: its pipeline and the triggers of its reload loop.
@@ -179,6 +192,7 @@ impl Daemon {
         let config = Arc::new(config);
         let metrics = Arc::new(Metrics::default());
         let notifier = Notifier::from_env(env);
+        let (tls, api_keys) = load_credentials(&config, &metrics).await?;
         let mut models = Vec::new();
         for (plan, source, cache_dir) in plans(&config, env).await? {
             let cache = {
@@ -239,6 +253,9 @@ impl Daemon {
             metrics,
             notifier,
             triggers,
+            tls,
+            api_keys,
+            check_credentials: Arc::default(),
         })
     }
 
@@ -272,6 +289,15 @@ impl Daemon {
             pool: self.pool.clone(),
             metrics: self.metrics.clone(),
             webhook: self.config.webhook_secret.as_deref().map(Verifier::new),
+            tls: self.tls.clone(),
+            api_keys: self.api_keys.clone(),
+        });
+        let acceptor = self.tls.clone().map(|certificates| {
+            tls::acceptor(
+                certificates,
+                &[b"http/1.1"],
+                self.config.header_read_timeout,
+            )
         });
         let listen = listener
             .local_addr()
@@ -279,17 +305,22 @@ impl Daemon {
             .unwrap_or_default();
         for model in &self.models {
             let reloader = &model.reloader;
-            tracing::info!(%listen, model = %reloader.name(), uri = %reloader.plan.uri, "hotserve listening; loading the model");
+            tracing::info!(%listen, tls = acceptor.is_some(), api_keys = self.api_keys.is_some(), model = %reloader.name(), uri = %reloader.plan.uri, "hotserve listening; loading the model");
         }
         let grpc = grpc_listener.map(|listener| {
             let addr = listener
                 .local_addr()
                 .map(|a| a.to_string())
                 .unwrap_or_default();
-            tracing::info!(grpc_listen = %addr, "gRPC (inference.GRPCInferenceService) listening");
+            // The same certificates as HTTP, offered for HTTP/2 only.
+            let acceptor = self.tls.clone().map(|certificates| {
+                tls::acceptor(certificates, &[b"h2"], self.config.header_read_timeout)
+            });
+            tracing::info!(grpc_listen = %addr, tls = acceptor.is_some(), "gRPC (inference.GRPCInferenceService) listening");
             let (stop_accepting, accepting_stopped) = oneshot::channel::<()>();
             let task = tokio::spawn(grpc::serve(
                 listener,
+                acceptor,
                 app.clone(),
                 async move {
                     let _ = accepting_stopped.await;
@@ -301,6 +332,7 @@ impl Daemon {
         let (stop_accepting, accepting_stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(http::serve(
             listener,
+            acceptor,
             app,
             async move {
                 let _ = accepting_stopped.await;
@@ -373,7 +405,8 @@ impl Daemon {
     }
 
     /// Phase 3b: a reload loop and a file watcher per model, the fan-out of the daemon's
-    /// triggers to every model, and systemd's watchdog and status line.
+    /// triggers to every model (a signal also checks the TLS and API key files at once), the
+    /// periodic checks of those files, and systemd's watchdog and status line.
     fn background(&self) -> Background {
         let (stop, stopped) = watch::channel(false);
         let until_stopped = |mut stopped: watch::Receiver<bool>| async move {
@@ -402,16 +435,37 @@ impl Daemon {
             let triggers = self.triggers.clone();
             let models: Vec<Triggers> = self.models.iter().map(|m| m.triggers.clone()).collect();
             let notifier = self.notifier.clone();
+            let check_credentials = self.check_credentials.clone();
             let stopped = until_stopped(stopped.clone());
             tokio::spawn(async move {
                 tokio::pin!(stopped);
                 loop {
                     tokio::select! {
-                        reason = triggers.next() => fan_out(reason, &models, &triggers, &notifier).await,
+                        reason = triggers.next() => {
+                            if reason == Trigger::Signal {
+                                check_credentials.notify_one();
+                            }
+                            fan_out(reason, &models, &triggers, &notifier).await
+                        }
                         _ = &mut stopped => return,
                     }
                 }
             });
+        }
+        {
+            let mut watched: Vec<Arc<dyn credentials::Check>> = Vec::new();
+            if let Some(tls) = &self.tls {
+                watched.push(tls.clone());
+            }
+            if let Some(api_keys) = &self.api_keys {
+                watched.push(api_keys.clone());
+            }
+            tokio::spawn(credentials::watch(
+                watched,
+                self.config.credentials_check_interval,
+                self.check_credentials.clone(),
+                until_stopped(stopped.clone()),
+            ));
         }
         if let Some(interval) = self.notifier.watchdog_interval() {
             let notifier = self.notifier.clone();
@@ -576,6 +630,29 @@ async fn plans(
             Ok((plan, source, config.cache_dir.join(&spec.name)))
         })
         .collect()
+}
+
+/// The TLS pair and the API keys, when configured, read before anything is served.
+async fn load_credentials(
+    config: &Config,
+    metrics: &Arc<Metrics>,
+) -> Result<(Option<Arc<Certificates>>, Option<Arc<ApiKeysFile>>), StartError> {
+    let (cert, key) = (config.tls_cert_file.clone(), config.tls_key_file.clone());
+    let keys_file = config.api_keys_file.clone();
+    let metrics = metrics.clone();
+    blocking(move || {
+        let tls = match (cert, key) {
+            (Some(cert), Some(key)) => Some(Arc::new(tls::load(cert, key, metrics.clone())?)),
+            // The configuration checks that both or neither are set.
+            _ => None,
+        };
+        let api_keys = keys_file
+            .map(|path| ApiKeysFile::load(vec![path], metrics))
+            .transpose()?
+            .map(Arc::new);
+        Ok::<_, StartError>((tls, api_keys))
+    })
+    .await?
 }
 
 /// Blocking work at startup and shutdown, off the async runtime.

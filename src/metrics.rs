@@ -242,6 +242,10 @@ pub struct Metrics {
     pub open_connections: AtomicI64,
     /// Client connections ended, by which limit (or which end) closed them.
     pub connections_closed: LabeledCounter,
+    /// Reloads of credential files (`tls`, `api_keys`) that changed, by result.
+    pub credential_reloads: LabeledCounter,
+    /// Per credential file: whether what is on disk cannot be used (the previous value is).
+    credentials_failing: Mutex<BTreeMap<&'static str, bool>>,
 }
 
 impl Metrics {
@@ -254,6 +258,14 @@ impl Metrics {
         let metrics = Arc::new(ModelMetrics::default());
         models.push((name.to_string(), metrics.clone()));
         metrics
+    }
+
+    /// Records whether the credential `name` (`tls`, `api_keys`) on disk is unusable.
+    pub fn set_credential_failing(&self, name: &'static str, failing: bool) {
+        self.credentials_failing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name, failing);
     }
 
     /// Records one finished request; `model` is the configured name on routes that serve one.
@@ -587,10 +599,36 @@ impl Metrics {
             &mut out,
             "hotserve_connections_closed_total",
             "counter",
-            "Client connections ended, by reason: closed (by either end after a response), header_read_timeout, keep_alive_timeout, headers_too_large, malformed_request, incomplete_request, transport_error.",
+            "Client connections ended, by reason: closed (by either end after a response), header_read_timeout, keep_alive_timeout, headers_too_large, malformed_request, incomplete_request, transport_error, tls_handshake_failed.",
         );
         self.connections_closed
             .render(&mut out, "hotserve_connections_closed_total");
+        header(
+            &mut out,
+            "hotserve_credential_reloads_total",
+            "counter",
+            "Changes of the TLS files or api_keys_file picked up (loaded) or refused (failed; the previous ones stay in use), by file.",
+        );
+        self.credential_reloads
+            .render(&mut out, "hotserve_credential_reloads_total");
+        header(
+            &mut out,
+            "hotserve_credential_reload_failing",
+            "gauge",
+            "1 while the TLS files or api_keys_file on disk cannot be used and the previous ones are served, by file.",
+        );
+        for (name, failing) in self
+            .credentials_failing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            let _ = writeln!(
+                out,
+                "hotserve_credential_reload_failing{{file=\"{name}\"}} {}",
+                u8::from(*failing)
+            );
+        }
         out
     }
 }

@@ -116,6 +116,7 @@ impl Config {
 
         let config = Config::from_raw(&raw, inputs.env, &mut problems);
         problems.extend(models::check(&config));
+        problems.extend(settings::check_security(&config));
         if problems.is_empty() {
             Ok(config)
         } else {

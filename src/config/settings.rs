@@ -62,6 +62,39 @@ settings! {
             parse: parse_socket_addr,
             help: "address:port of the gRPC server (the Open Inference Protocol's inference.GRPCInferenceService; conventionally 0.0.0.0:8081); off when unset",
         },
+        tls_cert_file: Option<PathBuf> {
+            env: "HOTSERVE_TLS_CERT_FILE",
+            parse: parse_path,
+            help: "PEM certificate chain, leaf first: serve HTTPS (with tls_key_file); reloaded when it changes",
+        },
+        tls_key_file: Option<PathBuf> {
+            env: "HOTSERVE_TLS_KEY_FILE",
+            parse: parse_path,
+            help: "PEM private key of tls_cert_file (PKCS#8, PKCS#1 or SEC1); reloaded when it changes",
+        },
+        api_keys_file: Option<PathBuf> {
+            env: "HOTSERVE_API_KEYS_FILE",
+            parse: parse_path,
+            help: "API keys, one per line (# comments): the model routes then need Authorization: Bearer <key>; reloaded when it changes",
+        },
+        auth_health: bool {
+            env: "HOTSERVE_AUTH_HEALTH",
+            default: "false",
+            parse: parse_bool,
+            help: "with api_keys_file, also require a key on /health, /health/*, /ping, /models/<name>/ready and /version",
+        },
+        auth_metrics: bool {
+            env: "HOTSERVE_AUTH_METRICS",
+            default: "false",
+            parse: parse_bool,
+            help: "with api_keys_file, also require a key on /metrics",
+        },
+        credentials_check_interval: Duration {
+            env: "HOTSERVE_CREDENTIALS_CHECK_INTERVAL",
+            default: "10s",
+            parse: parse_positive_duration,
+            help: "how often the TLS files and api_keys_file are read again for changes (and on SIGHUP)",
+        },
 
         // --- Files -------------------------------------------------------------------------
         state_dir: PathBuf {
@@ -347,6 +380,34 @@ settings! {
     }
 }
 
+/// The problems across the TLS and authentication settings: a certificate without its key
+/// (or the reverse), `auth_health` or `auth_metrics` without `api_keys_file`.
+pub(super) fn check_security(config: &Config) -> Vec<String> {
+    let mut problems = Vec::new();
+    match (&config.tls_cert_file, &config.tls_key_file) {
+        (Some(_), None) => problems.push(
+            "tls_cert_file is set but tls_key_file is not; set both to serve HTTPS, or neither"
+                .to_string(),
+        ),
+        (None, Some(_)) => problems.push(
+            "tls_key_file is set but tls_cert_file is not; set both to serve HTTPS, or neither"
+                .to_string(),
+        ),
+        _ => {}
+    }
+    for (key, on) in [
+        ("auth_health", config.auth_health),
+        ("auth_metrics", config.auth_metrics),
+    ] {
+        if on && config.api_keys_file.is_none() {
+            problems.push(format!(
+                "{key} is true but api_keys_file is not set; set api_keys_file, or leave {key} false"
+            ));
+        }
+    }
+    problems
+}
+
 /// The default state directory: systemd's `$STATE_DIRECTORY`, else XDG's, else `~/.local/state`.
 fn default_state_dir(env: &dyn Fn(&str) -> Option<String>) -> PathBuf {
     if let Some(dir) = env("STATE_DIRECTORY").filter(|d| !d.is_empty()) {
@@ -560,6 +621,51 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn tls_and_auth_settings_are_checked_together() {
+        let check = |flags: &[(&str, &str)], expected: &[&str]| {
+            let env = |_: &str| None;
+            let problems = match Config::load(&Inputs {
+                config_file: None,
+                flags: flags
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), format!("--set {k}"), v.to_string()))
+                    .collect(),
+                env: &env,
+            }) {
+                Ok(_) => Vec::new(),
+                Err(err) => err.problems,
+            };
+            assert_eq!(problems, expected);
+        };
+        check(&[], &[]);
+        check(&[("tls_cert_file", "/c"), ("tls_key_file", "/k")], &[]);
+        check(
+            &[("tls_cert_file", "/c")],
+            &["tls_cert_file is set but tls_key_file is not; set both to serve HTTPS, or neither"],
+        );
+        check(
+            &[("tls_key_file", "/k")],
+            &["tls_key_file is set but tls_cert_file is not; set both to serve HTTPS, or neither"],
+        );
+        check(
+            &[
+                ("api_keys_file", "/a"),
+                ("auth_health", "true"),
+                ("auth_metrics", "true"),
+            ],
+            &[],
+        );
+        check(
+            &[("tls_key_file", "/k"), ("auth_metrics", "true"), ("max_connections", "0")],
+            &[
+                "max_connections = '0' (from flag --set max_connections): expected a whole number from 1 to 1048576",
+                "tls_key_file is set but tls_cert_file is not; set both to serve HTTPS, or neither",
+                "auth_metrics is true but api_keys_file is not set; set api_keys_file, or leave auth_metrics false",
+            ],
+        );
     }
 
     #[test]

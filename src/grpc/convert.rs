@@ -33,6 +33,12 @@ pub enum Contents {
 
 /// The gRPC status of an OIP failure; an overloaded answer carries
 /// `grpc-retry-pushback-ms`, gRPC's form of `Retry-After`.
+/// A call refused for want of an API key (`api_keys_file`): UNAUTHENTICATED, with the same
+/// message the HTTP routes give.
+pub fn unauthenticated(err: &crate::http::error::ApiError) -> Status {
+    Status::unauthenticated(err.message())
+}
+
 pub fn status(err: OipError) -> Status {
     let code = code_of(&err);
     let mut status = Status::new(code, err.to_string());

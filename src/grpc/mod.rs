@@ -30,7 +30,8 @@ use tokio::net::TcpListener;
 use tonic::metadata::MetadataMap;
 use tonic::{Code, Request, Response, Status};
 
-use crate::http::App;
+use crate::http::tls::TlsAcceptor;
+use crate::http::{auth, App};
 use crate::oip::{self, OipError};
 use proto::grpc_inference_service_server::{GrpcInferenceService, GrpcInferenceServiceServer};
 use proto::{
@@ -51,6 +52,7 @@ pub struct Inference {
 /// answered). Messages larger than `max_body_bytes` are refused with RESOURCE_EXHAUSTED.
 pub async fn serve(
     listener: TcpListener,
+    tls: Option<TlsAcceptor>,
     app: Arc<App>,
     shutdown: impl Future<Output = ()>,
     grace: Duration,
@@ -78,9 +80,22 @@ pub async fn serve(
                 let _ = stream.set_nodelay(true);
                 let service = service.clone();
                 let watcher = graceful.watcher();
+                let tls = tls.clone();
                 tokio::spawn(async move {
-                    // A TLS acceptor goes here: `let stream = acceptor.accept(stream).await?;`.
-                    if let Err(err) = serve_connection(stream, service, watcher).await {
+                    // The handshake runs here, in the connection's own task, so that a slow
+                    // client never holds the accept loop.
+                    let served = match tls {
+                        None => serve_connection(stream, service, watcher).await,
+                        Some(tls) => match tls.accept(stream).await {
+                            Ok(stream) => serve_connection(stream, service, watcher).await,
+                            Err(err) => {
+                                tracing::debug!(%peer, %err, "gRPC TLS handshake failed");
+                                drop(permit);
+                                return;
+                            }
+                        },
+                    };
+                    if let Err(err) = served {
                         tracing::debug!(%peer, %err, "gRPC connection ended with an error");
                     }
                     drop(permit);
@@ -155,6 +170,22 @@ fn code_name(code: Code) -> &'static str {
 }
 
 impl Inference {
+    /// Lets a call through when it needs no API key or carries a good one; `route` is the
+    /// REST route of the same operation, so both transports share `http::auth::access`.
+    fn authorize<T>(&self, request: &Request<T>, route: &str) -> Result<(), Status> {
+        if self.app.api_keys.is_none() {
+            return Ok(());
+        }
+        let headers = request.metadata().clone().into_headers();
+        auth::check(
+            self.app.api_keys.as_deref(),
+            &self.app.config,
+            route,
+            &headers,
+        )
+        .map_err(|err| convert::unauthenticated(&err))
+    }
+
     /// Runs one call: counts it in flight, and records its method, model and status code.
     /// `model` is the name the call gave; it labels the metrics only when it is configured.
     async fn call<T>(
@@ -216,8 +247,9 @@ impl Drop for CallGuard<'_> {
 impl GrpcInferenceService for Inference {
     async fn server_live(
         &self,
-        _request: Request<ServerLiveRequest>,
+        request: Request<ServerLiveRequest>,
     ) -> Result<Response<ServerLiveResponse>, Status> {
+        self.authorize(&request, "/v2/health/live")?;
         let live = oip::server_live(&self.app);
         self.call("ServerLive", None, async {
             Ok(ServerLiveResponse { live })
@@ -227,8 +259,9 @@ impl GrpcInferenceService for Inference {
 
     async fn server_ready(
         &self,
-        _request: Request<ServerReadyRequest>,
+        request: Request<ServerReadyRequest>,
     ) -> Result<Response<ServerReadyResponse>, Status> {
+        self.authorize(&request, "/v2/health/ready")?;
         let ready = oip::server_ready(&self.app);
         self.call("ServerReady", None, async {
             Ok(ServerReadyResponse { ready })
@@ -240,6 +273,7 @@ impl GrpcInferenceService for Inference {
         &self,
         request: Request<ModelReadyRequest>,
     ) -> Result<Response<ModelReadyResponse>, Status> {
+        self.authorize(&request, "/v2/models/{name}/ready")?;
         let request = request.into_inner();
         let version = Some(request.version.as_str()).filter(|v| !v.is_empty());
         let work = async {
@@ -252,8 +286,9 @@ impl GrpcInferenceService for Inference {
 
     async fn server_metadata(
         &self,
-        _request: Request<ServerMetadataRequest>,
+        request: Request<ServerMetadataRequest>,
     ) -> Result<Response<ServerMetadataResponse>, Status> {
+        self.authorize(&request, "/v2")?;
         let metadata = convert::server_metadata(oip::server_metadata());
         self.call("ServerMetadata", None, async { Ok(metadata) })
             .await
@@ -263,6 +298,7 @@ impl GrpcInferenceService for Inference {
         &self,
         request: Request<ModelMetadataRequest>,
     ) -> Result<Response<ModelMetadataResponse>, Status> {
+        self.authorize(&request, "/v2/models/{name}")?;
         let request = request.into_inner();
         let version = Some(request.version.as_str()).filter(|v| !v.is_empty());
         let work = async {
@@ -280,6 +316,7 @@ impl GrpcInferenceService for Inference {
         &self,
         request: Request<ModelInferRequest>,
     ) -> Result<Response<ModelInferResponse>, Status> {
+        self.authorize(&request, "/v2/models/{name}/infer")?;
         let timeout = grpc_timeout(request.metadata());
         let message = request.into_inner();
         let model = message.model_name.clone();

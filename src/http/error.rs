@@ -8,7 +8,7 @@
 
 use std::fmt::Display;
 
-use hyper::header::{HeaderValue, ALLOW, RETRY_AFTER};
+use hyper::header::{HeaderValue, ALLOW, RETRY_AFTER, WWW_AUTHENTICATE};
 use hyper::{Method, StatusCode};
 
 use super::{text, HttpResponse};
@@ -31,6 +31,8 @@ pub struct ApiError {
     retry_after: Option<u64>,
     /// The `Allow` header of a 405.
     allow: Option<&'static str>,
+    /// The `WWW-Authenticate` header of a 401 that asks for an API key.
+    www_authenticate: Option<&'static str>,
     /// Which protocol's error body to answer with.
     shape: Shape,
 }
@@ -53,6 +55,7 @@ impl ApiError {
             retry_after: None,
             allow: None,
             shape: Shape::Mlflow,
+            www_authenticate: None,
         }
     }
 
@@ -130,6 +133,25 @@ impl ApiError {
         ApiError::new(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", message)
     }
 
+    /// A route that needs an API key (`api_keys_file` is set) was called without one: 401
+    /// with the challenge of RFC 6750.
+    pub fn api_key_missing() -> ApiError {
+        let mut err = ApiError::unauthorized(
+            "this route needs an API key; send Authorization: Bearer <key> with a key from api_keys_file",
+        );
+        err.www_authenticate = Some(r#"Bearer realm="hotserve""#);
+        err
+    }
+
+    /// An API key that is not in `api_keys_file`: 401 (RFC 6750's `invalid_token`), so a
+    /// client retries with another key rather than giving up as on a 403.
+    pub fn api_key_wrong() -> ApiError {
+        let mut err =
+            ApiError::unauthorized("the API key is not valid; send a key listed in api_keys_file");
+        err.www_authenticate = Some(r#"Bearer realm="hotserve", error="invalid_token""#);
+        err
+    }
+
     /// The credentials presented are wrong.
     pub fn forbidden(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::FORBIDDEN, "PERMISSION_DENIED", message)
@@ -195,6 +217,11 @@ impl ApiError {
 
     /// The JSON body: `{"error_code": ..., "message": ...}`, or `{"error": ...}` on the Open
     /// Inference Protocol's routes.
+    /// What went wrong, for transports that carry it in their own error shape (gRPC).
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
     pub fn body(&self) -> String {
         match self.shape {
             Shape::Mlflow => {
@@ -213,6 +240,9 @@ impl ApiError {
         }
         if let Some(allow) = self.allow {
             headers.insert(ALLOW, HeaderValue::from_static(allow));
+        }
+        if let Some(challenge) = self.www_authenticate {
+            headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
         }
         response
     }
@@ -424,6 +454,8 @@ mod tests {
         check(ApiError::invalid("x"), 400, "INVALID_PARAMETER_VALUE", None);
         check(ApiError::unreadable_body("reset"), 400, "BAD_REQUEST", None);
         check(ApiError::unauthorized("x"), 401, "UNAUTHENTICATED", None);
+        check(ApiError::api_key_missing(), 401, "UNAUTHENTICATED", None);
+        check(ApiError::api_key_wrong(), 401, "UNAUTHENTICATED", None);
         check(ApiError::forbidden("x"), 403, "PERMISSION_DENIED", None);
         check(ApiError::not_found("/x"), 404, "ENDPOINT_NOT_FOUND", None);
         check(ApiError::route_disabled("x"), 404, "ENDPOINT_NOT_FOUND", None);
@@ -467,6 +499,27 @@ mod tests {
         };
         assert_eq!(allow(&Method::GET), "GET, HEAD");
         assert_eq!(allow(&Method::POST), "POST");
+    }
+
+    #[test]
+    fn api_key_errors_challenge_the_client() {
+        let check = |err: ApiError, challenge: &str| {
+            let response = err.response();
+            assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+            assert_eq!(response.headers()[WWW_AUTHENTICATE], challenge);
+        };
+        check(ApiError::api_key_missing(), r#"Bearer realm="hotserve""#);
+        check(
+            ApiError::api_key_wrong(),
+            r#"Bearer realm="hotserve", error="invalid_token""#,
+        );
+        assert_eq!(
+            ApiError::unauthorized("x")
+                .response()
+                .headers()
+                .get(WWW_AUTHENTICATE),
+            None
+        );
     }
 
     #[test]

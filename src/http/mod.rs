@@ -2,9 +2,12 @@
 //! bodies within limits, and routing to [`routes`]. This layer parses and answers; it never
 //! calls ONNX Runtime (predictions go through [`crate::queue::Pool`]).
 
+pub mod auth;
 pub mod connection;
+pub mod credentials;
 pub mod error;
 pub mod routes;
+pub mod tls;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -44,6 +47,10 @@ pub struct App {
     pub metrics: Arc<Metrics>,
     /// Set when `webhook_secret` is configured.
     pub webhook: Option<Verifier>,
+    /// The certificate served, when `tls_cert_file` is configured (for `/health`).
+    pub tls: Option<Arc<tls::Certificates>>,
+    /// The API keys the model routes need, when `api_keys_file` is configured.
+    pub api_keys: Option<Arc<auth::ApiKeysFile>>,
 }
 
 /// One configured model, as the handlers see it.
@@ -89,9 +96,12 @@ pub static X_MODEL_VERSION: HeaderName = HeaderName::from_static("x-model-versio
 
 /// Serves connections from `listener` until `shutdown` resolves, then stops accepting and
 /// waits up to `grace` for in-flight requests (connections are closed after their current
-/// request). Returns once every connection is closed or the grace period is over.
+/// request). Returns once every connection is closed or the grace period is over. With `tls`,
+/// each connection's handshake runs in its own task, within `header_read_timeout`, so a slow
+/// client never holds the accept loop.
 pub async fn serve(
     listener: TcpListener,
+    tls: Option<tls::TlsAcceptor>,
     app: Arc<App>,
     shutdown: impl Future<Output = ()>,
     grace: Duration,
@@ -133,11 +143,31 @@ pub async fn serve(
                         Ok::<_, Infallible>(response)
                     }
                 });
-                let connection = builder.serve_connection(TokioIo::new(stream), service);
-                let connection = graceful.watch(connection);
+                let builder = builder.clone();
+                let watcher = graceful.watcher();
+                let tls = tls.clone();
                 metrics.open_connections.fetch_add(1, Ordering::Relaxed);
                 tokio::spawn(async move {
-                    let result = connection.await;
+                    let result = match tls {
+                        None => {
+                            let connection = builder.serve_connection(TokioIo::new(stream), service);
+                            watcher.watch(connection).await
+                        }
+                        Some(tls) => match tls.accept(stream).await {
+                            Ok(stream) => {
+                                let connection =
+                                    builder.serve_connection(TokioIo::new(stream), service);
+                                watcher.watch(connection).await
+                            }
+                            Err(err) => {
+                                tracing::debug!(%peer, %err, "TLS handshake failed");
+                                metrics.connections_closed.inc(&[("reason", "tls_handshake_failed")]);
+                                metrics.open_connections.fetch_sub(1, Ordering::Relaxed);
+                                drop(permit);
+                                return;
+                            }
+                        },
+                    };
                     let reason = connection::CloseReason::of(&result, activity.timed_out());
                     if let Err(err) = result {
                         tracing::debug!(%peer, %err, reason = reason.as_str(), "connection ended with an error");

@@ -135,7 +135,13 @@ pub async fn route(app: &App, request: Request<Incoming>) -> Routed {
     // The Open Inference Protocol's clients read `{"error": ...}`, whatever went wrong.
     let oip = path == "/v2" || path.starts_with("/v2/");
     let shape = |err: ApiError| if oip { err.in_oip_shape() } else { err };
-    let Some((name, allowed, target)) = resolve(&path) else {
+    let resolved = resolve(&path);
+    let route_name = resolved.as_ref().map_or("other", |(name, _, _)| *name);
+    let api_keys = app.api_keys.as_deref();
+    if let Err(err) = super::auth::check(api_keys, &app.config, route_name, request.headers()) {
+        return answer(route_name, None, shape(err).response());
+    }
+    let Some((name, allowed, target)) = resolved else {
         return answer("other", None, shape(ApiError::not_found(&path)).response());
     };
     let method_ok = method == allowed || (allowed == Method::GET && method == Method::HEAD);
@@ -566,6 +572,8 @@ fn health(app: &App) -> HttpResponse {
         "queue_depth": app.pool.depth(),
         "onnxruntime": runtime.map(|r| json!({"version": r.version, "library": r.library})),
         "hotserve_version": env!("CARGO_PKG_VERSION"),
+        "tls": app.tls.as_ref().map(|tls| tls.status()),
+        "api_keys": app.api_keys.as_ref().map(|keys| keys.status()),
     });
     if let (Some(body), Value::Object(daemon)) = (body.as_object_mut(), daemon) {
         body.extend(daemon);
@@ -843,7 +851,7 @@ fn concerns(registered: Option<&str>, named: Option<&str>) -> bool {
     }
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(super) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 

@@ -47,6 +47,8 @@ pub struct Server {
     pub grpc_addr: Option<SocketAddr>,
     /// The server's triggers: `triggers.request(..)` asks for a reload check.
     pub triggers: Triggers,
+    /// Whether it serves HTTPS (`tls_cert_file` was set): [`Server::url`] says `https://`.
+    pub tls: bool,
     /// Resolves `run`'s shutdown future when sent or dropped.
     shutdown: Option<oneshot::Sender<()>>,
     /// The thread driving `run`; it returns `run`'s result.
@@ -136,6 +138,7 @@ impl Start {
             .as_ref()
             .map(|l| l.local_addr().expect("the gRPC listener's address"));
         let triggers = Triggers::default();
+        let tls = config.tls_cert_file.is_some();
         let (shutdown, shutdown_requested) = oneshot::channel::<()>();
         let server_triggers = triggers.clone();
         let env = self.env;
@@ -176,6 +179,7 @@ impl Start {
             addr,
             grpc_addr,
             triggers,
+            tls,
             shutdown: Some(shutdown),
             thread: Some(thread),
         }
@@ -191,7 +195,8 @@ impl Start {
 
 impl Server {
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.addr, path)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}{}", self.addr, path)
     }
 
     /// `http://<gRPC address>`, for a gRPC client; panics unless [`Start::grpc`] was used.
@@ -205,7 +210,11 @@ impl Server {
     /// Waits until `/health/ready` answers 200; fails if `run` returns first or after
     /// [`READY_TIMEOUT`].
     pub async fn wait_ready(&self) {
-        let client = reqwest::Client::new();
+        // Readiness only: the tests that are about certificates check them with real clients.
+        let client = reqwest::Client::builder()
+            .danger_accept_invalid_certs(self.tls)
+            .build()
+            .expect("a client");
         let started = std::time::Instant::now();
         loop {
             if let Ok(response) = client.get(self.url("/health/ready")).send().await {

@@ -2,7 +2,8 @@
 //! ([`inprocess`], the default) or as the real binary ([`hotserve`], where the process is the
 //! point: signals, exit codes, logs, debug failpoints), waiting for conditions instead of
 //! sleeping ([`wait`]), one real MLflow tracking server per test binary ([`mlflow_server`]),
-//! registering models in it with MLflow's own Python client (`register.py`), and a
+//! registering models in it with MLflow's own Python client (`register.py`), one HTTPS
+//! request with Python's `ssl` module (`tls_client.py`, for `tests/tls.rs`), and a
 //! fault-injecting HTTP proxy to put in front of it ([`fault_proxy`]), and object stores: an S3
 //! server and an MLflow server that keeps its artifacts there without proxying them
 //! ([`stores`]).
