@@ -5,7 +5,7 @@ use ort::session::{Session, SessionInputValue};
 use ort::value::{Tensor, TensorElementType, ValueType};
 use serde_json::Value;
 
-use super::{InferError, Model};
+use super::{InferError, Model, TensorDesc};
 use crate::protocol::{self, Data, Invocation};
 
 /// A named tensor: shape plus row-major values.
@@ -52,25 +52,34 @@ pub fn from_request(
     model: &Model,
     request: Invocation,
 ) -> Result<Vec<NamedTensor>, protocol::BadRequest> {
+    tensors_for(&model.inputs, request)
+}
+
+/// [`from_request`] against the graph's input descriptions alone: pure, so that it is fuzzed
+/// (`fuzz/`) and property-tested without an ONNX Runtime session.
+pub fn tensors_for(
+    inputs: &[TensorDesc],
+    request: Invocation,
+) -> Result<Vec<NamedTensor>, protocol::BadRequest> {
     let bad = |message: String| protocol::BadRequest::invalid(message);
     let mut named: Vec<(String, Value)> = match request.data {
         Data::Tensor(Value::Object(object)) => object.into_iter().collect(),
-        Data::Tensor(value) if model.inputs.len() == 1 => {
-            vec![(model.inputs[0].name.clone(), value)]
+        Data::Tensor(value) if inputs.len() == 1 => {
+            vec![(inputs[0].name.clone(), value)]
         }
-        Data::Frame { rows, .. } if model.inputs.len() == 1 => {
+        Data::Frame { rows, .. } if inputs.len() == 1 => {
             vec![(
-                model.inputs[0].name.clone(),
+                inputs[0].name.clone(),
                 Value::Array(rows.into_iter().map(Value::Array).collect()),
             )]
         }
         _ => {
-            let names: Vec<&str> = model.inputs.iter().map(|i| i.name.as_str()).collect();
+            let names: Vec<&str> = inputs.iter().map(|i| i.name.as_str()).collect();
             return Err(bad(format!("this model takes named tensors {names:?}; send {{\"inputs\": {{\"name\": [[...]]}}}}")));
         }
     };
     let mut tensors = Vec::new();
-    for input in &model.inputs {
+    for input in inputs {
         let position = named
             .iter()
             .position(|(name, _)| name == &input.name)
@@ -238,6 +247,11 @@ fn flatten(value: &Value) -> Result<(Vec<usize>, Vec<f64>), String> {
                     return Err("nested more than 8 levels deep".into());
                 }
                 if shape.len() == depth {
+                    // A new dimension after numbers were read: a list where a sibling was a
+                    // number (`[1, []]`), which would give a shape that lies about the values.
+                    if !out.is_empty() {
+                        return Err("mixes numbers and lists at the same level".into());
+                    }
                     shape.push(items.len());
                 } else if shape.get(depth) != Some(&items.len()) {
                     return Err(
@@ -297,6 +311,16 @@ mod tests {
             ),
             (
                 json!([[1], 2]),
+                Err("mixes numbers and lists at the same level".to_string()),
+            ),
+            // Found by fuzz/ (target `request`): an empty list after a number used to
+            // pass with shape [2, 0] and one value.
+            (
+                json!([1, []]),
+                Err("mixes numbers and lists at the same level".to_string()),
+            ),
+            (
+                json!([[1], [[]]]),
                 Err("mixes numbers and lists at the same level".to_string()),
             ),
             (
