@@ -270,7 +270,11 @@ fn parse_bucket(text: &str) -> Result<ModelUri, String> {
     }
     // Azure locations keep their host as written; other stores have one spelling.
     let location = match location.store {
-        super::artifacts::store::Store::Azure { .. } => text.trim_end_matches('/').to_string(),
+        // Whitespace before a trailing '/' goes too, so that the text shown parses back the same
+        // (found by fuzz/, target `model_uri`).
+        super::artifacts::store::Store::Azure { .. } => text
+            .trim_end_matches(|c: char| c == '/' || c.is_whitespace())
+            .to_string(),
         _ => location.display(),
     };
     Ok(ModelUri::Remote(RemoteUri::Bucket { location }))
@@ -629,6 +633,11 @@ mod tests {
             "wasbs://c@acct.blob.core.windows.net/m/",
             bucket("wasbs://c@acct.blob.core.windows.net/m"),
             "wasbs://c@acct.blob.core.windows.net/m",
+        );
+        check_remote(
+            "abfss://c@acct.dfs.core.windows.net/m \n/",
+            bucket("abfss://c@acct.dfs.core.windows.net/m"),
+            "abfss://c@acct.dfs.core.windows.net/m",
         );
     }
 
