@@ -35,7 +35,10 @@ fuzz_target!(|data: &[u8]| {
     // Only the archive and the destination may exist in the scratch directory.
     for entry in std::fs::read_dir(scratch.path()).unwrap() {
         let name = entry.unwrap().file_name();
-        assert!(name == "model.zip" || name == "out", "{name:?} was written outside dest");
+        assert!(
+            name == "model.zip" || name == "out",
+            "{name:?} was written outside dest"
+        );
     }
     if dest.exists() {
         assert!(walk(&dest) <= MAX_BYTES);

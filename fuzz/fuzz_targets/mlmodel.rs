@@ -11,7 +11,10 @@ use libfuzzer_sys::fuzz_target;
 fn check_path(named: &str) {
     let relative = named.strip_prefix("./").unwrap_or(named);
     if let Ok(path) = confine(relative) {
-        assert!(path.components().all(|c| matches!(c, Component::Normal(_))), "{path:?}");
+        assert!(
+            path.components().all(|c| matches!(c, Component::Normal(_))),
+            "{path:?}"
+        );
         assert!(Path::new("/m").join(&path).starts_with("/m"));
     }
 }
@@ -24,7 +27,10 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     check_path(&mlmodel.onnx_file);
-    for named in [&mlmodel.tokenizer, &mlmodel.serving_input_path].into_iter().flatten() {
+    for named in [&mlmodel.tokenizer, &mlmodel.serving_input_path]
+        .into_iter()
+        .flatten()
+    {
         check_path(named);
     }
 });

@@ -12,7 +12,10 @@ use libfuzzer_sys::fuzz_target;
 
 fn client_error(error: BadRequest) {
     let status = ApiError::from(error).response().status();
-    assert!(status.is_client_error(), "a rejected body answered {status}");
+    assert!(
+        status.is_client_error(),
+        "a rejected body answered {status}"
+    );
 }
 
 fn desc(name: &str, dtype: &str, shape: &[i64]) -> TensorDesc {

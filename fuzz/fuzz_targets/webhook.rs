@@ -11,7 +11,10 @@ const NOW: i64 = 1_700_000_000;
 
 fn client_error(error: WebhookError) {
     let status = ApiError::from(error).response().status();
-    assert!(status.is_client_error(), "a refused delivery answered {status}");
+    assert!(
+        status.is_client_error(),
+        "a refused delivery answered {status}"
+    );
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -45,7 +48,10 @@ fuzz_target!(|data: &[u8]| {
     let fresh = Verifier::new("secret");
     match fresh.verify(&delivery, NOW, None) {
         Ok(_) => assert!(
-            matches!(fresh.verify(&delivery, NOW, None), Err(WebhookError::Replayed(_))),
+            matches!(
+                fresh.verify(&delivery, NOW, None),
+                Err(WebhookError::Replayed(_))
+            ),
             "the same delivery twice must be a replay"
         ),
         Err(
