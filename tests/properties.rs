@@ -1,18 +1,22 @@
 //! Properties of every parser that reads outside input, checked with `proptest` on generated
 //! inputs rather than a list of examples: request bodies (JSON and CSV), `MODEL_URI` forms,
-//! `MLmodel` YAML, webhook deliveries, relative paths from listings and bundles, and
-//! durations. For each: no input panics; every rejection is a typed error, and a rejected
-//! request body maps to a 4xx; where a parser has an inverse, the round trip holds. The Open
-//! Inference Protocol's REST decoder (JSON, and JSON followed by binary tensor data) and its
-//! raw tensor codec are held to the same.
+//! `MLmodel` YAML, webhook deliveries, relative paths from listings and bundles, zip bundle
+//! entries, tensor requests against a graph's inputs, durations and size settings. For each: no
+//! input panics; every rejection is a typed error, and a rejected request body maps to a 4xx;
+//! where a parser has an inverse, the round trip holds. The Open Inference Protocol's REST
+//! decoder (JSON, and JSON followed by binary tensor data) and its raw tensor codec are held to
+//! the same.
 
+use std::io::Write as _;
 use std::path::{Component, Path};
 use std::time::Duration;
 
-use hotserve::config::parse_duration;
+use hotserve::config::{parse_duration, Config, Inputs};
 use hotserve::files::confine;
 use hotserve::http::error::ApiError;
-use hotserve::model::MlModel;
+use hotserve::model::bundle::{extract, BundleError};
+use hotserve::model::tensor::tensors_for;
+use hotserve::model::{MlModel, TensorDesc};
 use hotserve::oip::{rest, Data, Datatype};
 use hotserve::protocol::{parse_batch, parse_invocation, parse_predict, BadRequest, ContentType};
 use hotserve::registry::ModelUri;
@@ -330,4 +334,215 @@ proptest! {
             Err(why) => prop_assert!(!why.is_empty()),
         }
     }
+}
+
+/// A zip of `entries` (a name ending in '/' is a directory), or `None` when the zip writer
+/// itself refuses the names (it refuses duplicates).
+fn zip_of(entries: &[(String, Vec<u8>)], deflate: bool) -> Option<tempfile::NamedTempFile> {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    let mut writer = zip::ZipWriter::new(file.reopen().unwrap());
+    let method = if deflate {
+        zip::CompressionMethod::Deflated
+    } else {
+        zip::CompressionMethod::Stored
+    };
+    let options = zip::write::SimpleFileOptions::default().compression_method(method);
+    for (name, data) in entries {
+        if name.ends_with('/') {
+            writer.add_directory(name.as_str(), options).ok()?;
+        } else {
+            writer.start_file(name.as_str(), options).ok()?;
+            writer.write_all(data).unwrap();
+        }
+    }
+    writer.finish().ok()?;
+    Some(file)
+}
+
+/// An entry name for a zip: mostly plain, sometimes each kind of hostile spelling.
+fn entry_name() -> impl Strategy<Value = String> {
+    prop_oneof![
+        4 => "([a-c]{1,2}/){0,2}[a-c]{1,3}",
+        1 => "([a-c]{1,2}/){1,2}",
+        1 => prop::sample::select(vec![
+            "../evil", "a/../../evil", "/evil", "a\\..\\evil", "./a", "a//b", "a/./b", "a\0b", "..", ".",
+        ])
+        .prop_map(str::to_string),
+        1 => ".{0,8}",
+    ]
+}
+
+/// What extracting `entries` with a bound of `max` must give: the first entry whose name is not
+/// a confined path is refused (unless the bound was crossed before it); otherwise the bound
+/// decides. `None` when a name is both a file and a directory, which fails as IO, or not at all
+/// when the file comes after the directory was filled (the order decides).
+fn expected_extraction(entries: &[(String, Vec<u8>)], max: u64) -> Option<Result<(), String>> {
+    let files: Vec<&str> = entries
+        .iter()
+        .map(|(n, _)| n.as_str())
+        .filter(|n| !n.ends_with('/'))
+        .collect();
+    let collides = entries.iter().any(|(name, _)| {
+        let inner = name.strip_suffix('/');
+        files
+            .iter()
+            .any(|file| inner == Some(file) || name.starts_with(&format!("{file}/")))
+    });
+    if collides {
+        return None;
+    }
+    let mut total = 0u64;
+    for (name, data) in entries {
+        let relative = name.strip_suffix('/').unwrap_or(name);
+        if confine(relative).is_err() {
+            return Some(Err(format!("unsafe {name:?}")));
+        }
+        if !name.ends_with('/') {
+            total += data.len() as u64;
+            if total > max {
+                return Some(Err("too large".into()));
+            }
+        }
+    }
+    Some(Ok(()))
+}
+
+/// A configuration from the defaults and one environment variable.
+fn config_with(var: &'static str, value: String) -> Result<Config, hotserve::config::ConfigError> {
+    Config::load(&Inputs {
+        config_file: None,
+        flags: Vec::new(),
+        env: &move |name| (name == var).then(|| value.clone()),
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 256,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    /// Zip bundles: an entry with an unsafe name is refused with its name, the bound counts
+    /// the bytes that come out, a bundle that passes extracts byte for byte, and nothing is
+    /// ever written outside the destination.
+    #[test]
+    fn zip_bundle_entries_extract_or_are_refused_by_name(
+        entries in prop::collection::vec((entry_name(), prop::collection::vec(any::<u8>(), 0..64)), 0..6),
+        max in 0u64..256,
+        deflate in any::<bool>(),
+    ) {
+        let Some(archive) = zip_of(&entries, deflate) else {
+            return Ok(());
+        };
+        let scratch = tempfile::tempdir().unwrap();
+        let dest = scratch.path().join("out");
+        let result = extract(archive.path(), &dest, max);
+        let names: Vec<_> = std::fs::read_dir(scratch.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        prop_assert_eq!(names.iter().filter(|n| *n != "out").count(), 0, "written outside dest: {:?}", names);
+        match (expected_extraction(&entries, max), result) {
+            (Some(Ok(())), Ok(root)) => {
+                prop_assert!(root.starts_with(&dest));
+                for (name, data) in entries.iter().filter(|(n, _)| !n.ends_with('/')) {
+                    prop_assert_eq!(&std::fs::read(dest.join(name)).unwrap(), data, "{}", name);
+                }
+            }
+            (Some(Err(why)), Err(BundleError::UnsafePath { entry, .. })) => {
+                prop_assert_eq!(why, format!("unsafe {entry:?}"));
+            }
+            (Some(Err(why)), Err(BundleError::TooLarge { limit, .. })) => {
+                prop_assert_eq!((why.as_str(), limit), ("too large", max));
+            }
+            // Names that collide as file and directory: any outcome but a write outside.
+            (None, _) => {}
+            (expected, got) => prop_assert!(false, "{entries:?} (max {max}): expected {expected:?}, got {got:?}"),
+        }
+    }
+
+    /// Size settings: every whole number in range is read exactly, anything else is refused
+    /// with the variable's name, and no value panics the loader.
+    #[test]
+    fn size_settings_round_trip_or_name_the_variable(
+        n in prop_oneof![0u64..4, 1u64 << 26..(1u64 << 26) + 2, 1u64 << 30..(1u64 << 30) + 2, any::<u64>()],
+        junk in prop_oneof![".{0,12}", "[ +-]?[0-9]{1,22}( ?[kKMG]i?B?)?"],
+    ) {
+        for (var, max) in [
+            ("HOTSERVE_MAX_BODY_BYTES", 1u64 << 30),
+            ("HOTSERVE_MAX_TEXT_BYTES", 1u64 << 26),
+            ("HOTSERVE_MAX_BUNDLE_BYTES", u64::MAX),
+        ] {
+            let read = |config: &Config| match var {
+                "HOTSERVE_MAX_BODY_BYTES" => config.max_body_bytes as u64,
+                "HOTSERVE_MAX_TEXT_BYTES" => config.max_text_bytes as u64,
+                _ => config.max_bundle_bytes,
+            };
+            let in_range = (var == "HOTSERVE_MAX_BUNDLE_BYTES" || n >= 1) && n <= max;
+            match config_with(var, n.to_string()) {
+                Ok(config) => prop_assert!(in_range && read(&config) == n, "{var}={n} read as {}", read(&config)),
+                Err(error) => prop_assert!(!in_range && error.to_string().contains(var), "{var}={n}: {error}"),
+            }
+            match config_with(var, junk.clone()) {
+                Ok(config) => prop_assert_eq!(junk.trim().parse::<u64>().ok(), Some(read(&config)), "{}={:?}", var, junk),
+                Err(error) => prop_assert!(error.to_string().contains(var), "{var}={junk:?}: {error}"),
+            }
+        }
+    }
+
+    /// Tensor requests: whatever the body, an accepted tensor holds exactly as many values as
+    /// its shape says, in the shape the graph declares; a refusal is a 4xx.
+    #[test]
+    fn tensor_requests_fit_the_graph_or_are_refused(value in json_value(), wrap in 0usize..3) {
+        let body = match wrap {
+            0 => json!({"inputs": value}),
+            1 => json!({"instances": value}),
+            _ => json!({"inputs": {"x": value}}),
+        };
+        let Ok(invocation) = parse_invocation(body.to_string().as_bytes(), ContentType::Json) else {
+            return Ok(());
+        };
+        check_tensors(invocation)?;
+    }
+
+    #[test]
+    fn numeric_tensor_requests_fit_the_graph_or_are_refused(value in numeric_nest()) {
+        let body = json!({"inputs": {"x": value}});
+        check_tensors(parse_invocation(body.to_string().as_bytes(), ContentType::Json).unwrap())?;
+    }
+}
+
+/// Nested lists of numbers, ragged and mixed with lists at any level.
+fn numeric_nest() -> impl Strategy<Value = Value> {
+    (-3i64..4)
+        .prop_map(Value::from)
+        .prop_recursive(4, 32, 3, |inner| {
+            prop::collection::vec(inner, 0..3).prop_map(Value::from)
+        })
+}
+
+fn check_tensors(invocation: hotserve::protocol::Invocation) -> Result<(), TestCaseError> {
+    let desc = |name: &str, dtype: &str, shape: &[i64]| TensorDesc {
+        name: name.into(),
+        dtype: dtype.into(),
+        shape: shape.to_vec(),
+    };
+    for inputs in [
+        vec![desc("x", "float32", &[-1, -1])],
+        vec![desc("x", "int64", &[-1, 2])],
+        vec![desc("x", "float64", &[-1, -1, -1])],
+    ] {
+        match tensors_for(&inputs, invocation.clone()) {
+            Ok(tensors) => {
+                prop_assert_eq!(tensors.len(), 1);
+                let values = tensors[0].data.len();
+                let shape = &tensors[0].shape;
+                prop_assert_eq!(shape.iter().product::<usize>(), values, "shape {:?}", shape);
+                prop_assert_eq!(shape.len(), inputs[0].shape.len());
+                for (&got, &want) in shape.iter().zip(&inputs[0].shape) {
+                    prop_assert!(want < 0 || got as i64 == want);
+                }
+            }
+            Err(error) => assert_client_error(error)?,
+        }
+    }
+    Ok(())
 }

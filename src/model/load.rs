@@ -328,12 +328,7 @@ fn text_task(
     };
     let tokenizer_bytes = read_bounded(tokenizer_path, MAX_TOKENIZER_BYTES)
         .map_err(|err| ModelError::file(tokenizer_path, err))?;
-    let mut tokenizer = tokenizers::Tokenizer::from_bytes(tokenizer_bytes).map_err(|err| {
-        ModelError::file(
-            tokenizer_path,
-            format!("not a Hugging Face tokenizer.json: {err}"),
-        )
-    })?;
+    let mut tokenizer = parse_tokenizer(tokenizer_path, tokenizer_bytes)?;
     let max_len = match options.max_sequence_length {
         0 => mlmodel.max_sequence_length.unwrap_or(512),
         n => n,
@@ -604,6 +599,23 @@ fn check_golden(model: &Model) -> Result<(), ModelError> {
     }
 }
 
+/// Parses a `tokenizer.json`. The tokenizers crate panics on some malformed files (an
+/// `expect` in its decoder deserializer, found by `fuzz/`, target `tokenizer`), so a panic is
+/// a refusal like any other parse error.
+fn parse_tokenizer(path: &Path, bytes: Vec<u8>) -> Result<tokenizers::Tokenizer, ModelError> {
+    let refuse =
+        |why: String| ModelError::file(path, format!("not a Hugging Face tokenizer.json: {why}"));
+    match std::panic::catch_unwind(|| tokenizers::Tokenizer::from_bytes(bytes)) {
+        Ok(Ok(tokenizer)) => Ok(tokenizer),
+        Ok(Err(err)) => Err(refuse(err.to_string())),
+        Err(_) => Err(refuse(
+            "the tokenizers library could not read it (it panicked); re-save it with \
+             tokenizer.save_pretrained()"
+                .into(),
+        )),
+    }
+}
+
 /// `dir/relative` for a path that `MLmodel` names in `field`; it must stay inside `dir`.
 fn named_path(dir: &Path, field: &str, relative: &str) -> Result<PathBuf, ModelError> {
     // People write `./tokenizer.json` in hand-edited MLmodel files; it means the same file.
@@ -661,6 +673,23 @@ mod tests {
                  MLmodel, e.g. model.onnx",
             ),
         );
+    }
+
+    #[test]
+    fn tokenizers_that_panic_the_parser_are_refused() {
+        // Found by fuzz/ (target `tokenizer`): a malformed `decoder` made tokenizers panic.
+        let path = Path::new("/m/tokenizer.json");
+        for text in [
+            r#"{"model": {"type": "WordLevel", "vocab": {}, "unk_token": "x"}, "decoder": 1}"#,
+            include_str!("../../tests/fixtures/fuzz/tokenizer-decoder-panic.json"),
+        ] {
+            let err = parse_tokenizer(path, text.as_bytes().to_vec()).unwrap_err();
+            assert!(
+                err.to_string()
+                    .contains("not a Hugging Face tokenizer.json"),
+                "{err}"
+            );
+        }
     }
 
     #[test]

@@ -8,7 +8,7 @@ use ort::session::{Session, SessionInputValue};
 use ort::value::{Tensor, TensorElementType, ValueType};
 use serde_json::Value;
 
-use super::{InferError, Model};
+use super::{InferError, Model, TensorDesc};
 use crate::protocol::{self, Data, Invocation};
 
 /// A named tensor: shape plus row-major values.
@@ -164,21 +164,31 @@ pub fn from_request(
     model: &Model,
     request: Invocation,
 ) -> Result<Vec<NamedTensor>, protocol::BadRequest> {
+    map_request(&model.inputs, signature(model), request)
+}
+
+/// [`from_request`] from the graph's input descriptions alone, as for a model without a
+/// signature: what the fuzzer (`fuzz/fuzz_targets/request.rs`) runs, with no ONNX Runtime.
+pub fn tensors_for(
+    inputs: &[TensorDesc],
+    request: Invocation,
+) -> Result<Vec<NamedTensor>, protocol::BadRequest> {
+    map_request(inputs, Signature::Other, request)
+}
+
+fn map_request(
+    inputs: &[TensorDesc],
+    signature: Signature,
+    request: Invocation,
+) -> Result<Vec<NamedTensor>, protocol::BadRequest> {
     let bad = |message: String| protocol::BadRequest::invalid(message);
-    let signature = signature(model);
-    let input_names = || {
-        model
-            .inputs
-            .iter()
-            .map(|i| i.name.as_str())
-            .collect::<Vec<_>>()
-    };
+    let input_names = || inputs.iter().map(|i| i.name.as_str()).collect::<Vec<_>>();
     let one_input = |value: Value| -> Result<Vec<Feed>, protocol::BadRequest> {
-        match model.inputs.as_slice() {
+        match inputs {
             [input] => Ok(vec![Feed::whole(&input.name, value)]),
             _ => Err(bad(format!(
                 "this model takes {} named tensors {:?}; send {{\"inputs\": {{\"name\": [[...]]}}}}",
-                model.inputs.len(),
+                inputs.len(),
                 input_names()
             ))),
         }
@@ -202,7 +212,7 @@ pub fn from_request(
             )))
         }
         Data::Frame { columns, rows } => match signature {
-            Signature::NamedTensors => frame_columns(model, &columns, rows)?,
+            Signature::NamedTensors => frame_columns(inputs, &columns, rows)?,
             Signature::UnnamedTensor if columns.len() == 1 => {
                 let cells = rows.into_iter().filter_map(|row| row.into_iter().next());
                 let mut feeds = one_input(Value::Array(cells.collect()))?;
@@ -210,16 +220,16 @@ pub fn from_request(
                 feeds
             }
             Signature::UnnamedTensor => one_input(matrix(rows))?,
-            Signature::Other if model.inputs.len() == 1 => one_input(matrix(rows))?,
-            Signature::Other => frame_scalar_columns(model, &columns, rows)?,
+            Signature::Other if inputs.len() == 1 => one_input(matrix(rows))?,
+            Signature::Other => frame_scalar_columns(inputs, &columns, rows)?,
         },
     };
     if signature == Signature::NamedTensors {
-        feeds.retain(|feed| model.inputs.iter().any(|input| input.name == feed.name));
+        feeds.retain(|feed| inputs.iter().any(|input| input.name == feed.name));
     }
     let mut named: Vec<(String, Value)> = Vec::with_capacity(feeds.len());
     for feed in feeds {
-        let value = match model.inputs.iter().find(|input| input.name == feed.name) {
+        let value = match inputs.iter().find(|input| input.name == feed.name) {
             Some(input) if feed.reshape => reshape_rows(feed.value, &input.shape)
                 .map_err(|why| bad(format!("input '{}': {why}", feed.name)))?,
             _ => feed.value,
@@ -227,7 +237,7 @@ pub fn from_request(
         named.push((feed.name, value));
     }
     let mut tensors = Vec::new();
-    for input in &model.inputs {
+    for input in inputs {
         let position = named
             .iter()
             .position(|(name, _)| name == &input.name)
@@ -339,11 +349,11 @@ fn matrix(rows: Vec<Vec<Value>>) -> Value {
 
 /// The column of each graph input, cells to be reshaped per row; other columns are ignored.
 fn frame_columns(
-    model: &Model,
+    inputs: &[TensorDesc],
     columns: &[String],
     rows: Vec<Vec<Value>>,
 ) -> Result<Vec<Feed>, protocol::BadRequest> {
-    let mut feeds = frame_scalar_columns(model, columns, rows)?;
+    let mut feeds = frame_scalar_columns(inputs, columns, rows)?;
     for feed in &mut feeds {
         feed.reshape = true;
     }
@@ -352,16 +362,16 @@ fn frame_columns(
 
 /// The column named after each graph input, as it is (`data[name].values`).
 fn frame_scalar_columns(
-    model: &Model,
+    inputs: &[TensorDesc],
     columns: &[String],
     rows: Vec<Vec<Value>>,
 ) -> Result<Vec<Feed>, protocol::BadRequest> {
-    let mut indices = Vec::with_capacity(model.inputs.len());
-    for input in &model.inputs {
+    let mut indices = Vec::with_capacity(inputs.len());
+    for input in inputs {
         match columns.iter().position(|c| *c == input.name) {
             Some(index) => indices.push((input.name.as_str(), index)),
             None => {
-                let names: Vec<&str> = model.inputs.iter().map(|i| i.name.as_str()).collect();
+                let names: Vec<&str> = inputs.iter().map(|i| i.name.as_str()).collect();
                 return Err(protocol::BadRequest::invalid(format!(
                     "missing input '{}'; a data frame for this model has a column per input {names:?} and a row per example (the request has columns {columns:?})",
                     input.name

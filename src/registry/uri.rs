@@ -257,6 +257,9 @@ fn parse_models(rest: &str) -> Result<RemoteUri, String> {
 /// A bucket URI as `MODEL_URI`: checked by the object store backend's parser; the whole
 /// bucket is refused, a model lives below a prefix.
 fn parse_bucket(text: &str) -> Result<ModelUri, String> {
+    // Whitespace before a trailing '/' goes too, so that the text shown parses back the same
+    // (found by fuzz/, target `model_uri`).
+    let text = text.trim_end_matches(|c: char| c == '/' || c.is_whitespace());
     let location = match super::artifacts::store::StoreLocation::parse(text) {
         Some(Ok(location)) => location,
         Some(Err(why)) => return Err(why),
@@ -270,7 +273,7 @@ fn parse_bucket(text: &str) -> Result<ModelUri, String> {
     }
     // Azure locations keep their host as written; other stores have one spelling.
     let location = match location.store {
-        super::artifacts::store::Store::Azure { .. } => text.trim_end_matches('/').to_string(),
+        super::artifacts::store::Store::Azure { .. } => text.to_string(),
         _ => location.display(),
     };
     Ok(ModelUri::Remote(RemoteUri::Bucket { location }))
@@ -629,6 +632,16 @@ mod tests {
             "wasbs://c@acct.blob.core.windows.net/m/",
             bucket("wasbs://c@acct.blob.core.windows.net/m"),
             "wasbs://c@acct.blob.core.windows.net/m",
+        );
+        check_remote(
+            "abfss://c@acct.dfs.core.windows.net/m \n/",
+            bucket("abfss://c@acct.dfs.core.windows.net/m"),
+            "abfss://c@acct.dfs.core.windows.net/m",
+        );
+        check_remote(
+            "s3://models/a \n/",
+            bucket("s3://models/a"),
+            "s3://models/a",
         );
     }
 

@@ -90,7 +90,8 @@ impl Verifier {
             .trim()
             .parse()
             .map_err(|_| WebhookError::BadTimestamp)?;
-        if (now - sent).abs() > MAX_AGE_SECONDS {
+        // `abs_diff`: a timestamp near i64::MIN must not overflow the subtraction.
+        if now.abs_diff(sent) > MAX_AGE_SECONDS.unsigned_abs() {
             return Err(WebhookError::Stale);
         }
         let encoded = signature
@@ -249,6 +250,16 @@ mod tests {
             BODY,
             Err(WebhookError::Stale),
         );
+        // Found by fuzz/ (target `webhook`): `now - sent` overflowed (a panic in debug builds).
+        for far in [i64::MIN, i64::MIN + NOW - 1, i64::MAX] {
+            check(
+                Some("d1"),
+                Some(far),
+                signed("s3cret", "d1", far, BODY),
+                BODY,
+                Err(WebhookError::Stale),
+            );
+        }
         check(
             Some("d1"),
             Some(NOW),

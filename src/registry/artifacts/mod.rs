@@ -892,3 +892,83 @@ mod tests {
         assert!(err.to_string().contains("already exists"), "{err}");
     }
 }
+
+/// Properties of listings and artifact URIs on generated inputs (`proptest`), beside the
+/// examples in `tests`.
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A listed path: mostly plain, sometimes each kind of hostile spelling.
+    fn listed_path() -> impl Strategy<Value = String> {
+        prop_oneof![
+            4 => "([a-c]{1,2}/){0,2}[a-c]{1,2}",
+            1 => prop::sample::select(vec![
+                "../x", "a/../../x", "/etc/passwd", "a\\b", "./a", "a//b", "a/", "", "a\0b",
+            ])
+            .prop_map(str::to_string),
+            1 => ".{0,8}",
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig {
+            cases: 512,
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        })]
+
+        /// A listing passes exactly when every path is confined, none is listed twice and none
+        /// is the directory of another; a listing that passes can be written out as files.
+        #[test]
+        fn listings_pass_exactly_when_they_can_be_written(
+            paths in prop::collection::vec(listed_path(), 0..8),
+        ) {
+            let files: Vec<RemoteFile> = paths
+                .iter()
+                .map(|p| RemoteFile { path: p.clone(), size: Some(1) })
+                .collect();
+            let unique = paths.iter().collect::<BTreeSet<_>>().len() == paths.len();
+            let nested = paths
+                .iter()
+                .any(|a| paths.iter().any(|b| b.starts_with(&format!("{a}/"))));
+            let confined = paths.iter().all(|p| confine(p).is_ok());
+            match check_listing("models:/s/1", &files) {
+                Ok(()) => {
+                    prop_assert!(confined && unique && !nested, "{paths:?} passed");
+                    let dir = tempfile::tempdir().unwrap();
+                    for path in &paths {
+                        let target = dir.path().join(confine(path).unwrap());
+                        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+                        std::fs::write(&target, b"x").unwrap();
+                    }
+                }
+                Err(error) => {
+                    prop_assert!(!(confined && unique && !nested), "{paths:?}: {error}");
+                    prop_assert!(!error.is_transient());
+                    prop_assert!(error.to_string().contains("models:/s/1"), "{error}");
+                }
+            }
+        }
+
+        /// Any artifact URI maps onto a backend or is refused with a reason; a local root is
+        /// always absolute.
+        #[test]
+        fn artifact_uris_map_or_are_refused(uri in prop_oneof![
+            ".{0,30}",
+            "(s3|gs|wasbs|abfss|https?|file|mlflow-artifacts|dbfs|runs|models):/{0,3}[a-z0-9@./_-]{0,20}",
+        ]) {
+            let tracking = Url::parse("http://127.0.0.1:5000/").unwrap();
+            for server in [Ok(&tracking), Err("no tracking server")] {
+                match artifact_root(&uri, server) {
+                    Ok(ArtifactRoot::Local(dir)) => prop_assert!(dir.is_absolute(), "{uri:?}: {dir:?}"),
+                    Ok(_) => {}
+                    Err(RootError::NoServer(why) | RootError::Unsupported(why)) => {
+                        prop_assert!(!why.is_empty());
+                    }
+                }
+            }
+        }
+    }
+}
