@@ -109,5 +109,7 @@ if [ "$prepack_timing" = 1 ]; then
   echo
   echo "## Prepacking, MiniLM, one process, alternating rounds"
   echo
-  "$out/examples/prepack" "$minilm" --rounds 10 --batches 5 --batch 32 --threads 1
+  for batch in 1 8 32; do
+    "$out/examples/prepack" "$minilm" --rounds 10 --batches $((160 / (batch + 4) + 4)) --batch "$batch" --threads 1
+  done
 fi

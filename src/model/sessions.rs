@@ -5,8 +5,9 @@
 //! ~88 MB of fp32 weights in every session (191 MiB resident with 1 worker, 484 with 4).
 //! So the graph is optimized once, saved in ONNX Runtime's own format, read into one buffer
 //! owned here, and every session is built on that buffer without copying its initializers
-//! (`session.use_ort_model_bytes_for_initializers`): 4 workers then take about what 1 took
-//! (`bench/memory_workers.sh`). A graph that cannot be saved in that format falls back to one
+//! (`session.use_ort_model_bytes_for_initializers`): 4 workers then take what 1 took (192
+//! MiB; `bench/memory_workers.sh`). ONNX Runtime's prepacking would give each session its own
+//! prepacked copy again, so it is a setting (`prepack_weights`, off). A graph that cannot be saved in that format falls back to one
 //! session per worker from the file, as before, with one log line saying why.
 
 use std::path::Path;
