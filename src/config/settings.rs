@@ -161,7 +161,7 @@ settings! {
             env: "HOTSERVE_PREPACK_WEIGHTS",
             default: "false",
             parse: parse_bool,
-            help: "with share_weights, let ONNX Runtime prepack the weights for its kernels: faster matrix products, one more copy of the weights per worker",
+            help: "with share_weights, let ONNX Runtime prepack the weights for its kernels: about 30% faster on a lone request, 2% on full batches, one more copy of the weights per worker",
         },
         max_batch_size: usize {
             env: "HOTSERVE_MAX_BATCH_SIZE",
