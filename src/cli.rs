@@ -269,6 +269,8 @@ async fn validate_in(
         intra_op_threads: config.intra_op_threads,
         sessions: 1,
         max_sequence_length: config.max_sequence_length,
+        share_weights: config.share_weights,
+        prepack_weights: config.prepack_weights,
     };
     let dir = match ModelUri::parse(uri).map_err(|e| e.to_string())? {
         ModelUri::Local(dir) => dir,

@@ -271,6 +271,18 @@ settings! {
             parse: |value| parse_count(value, 1, 64),
             help: "inference threads, each with its own ONNX Runtime session",
         },
+        share_weights: bool {
+            env: "HOTSERVE_SHARE_WEIGHTS",
+            default: "true",
+            parse: parse_bool,
+            help: "build a model's sessions on one optimized copy of its weights instead of one copy per inference worker (a graph that cannot be shared loads one copy per worker, with a warning)",
+        },
+        prepack_weights: bool {
+            env: "HOTSERVE_PREPACK_WEIGHTS",
+            default: "false",
+            parse: parse_bool,
+            help: "with share_weights, let ONNX Runtime prepack the weights for its kernels: about 30% faster on a lone request, 2% on full batches, one more copy of the weights per worker",
+        },
         max_batch_size: usize {
             env: "HOTSERVE_MAX_BATCH_SIZE",
             default: "32",

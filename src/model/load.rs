@@ -3,20 +3,19 @@
 //! that would fail here never goes live.
 //!
 //! Steps: parse `MLmodel` -> find the ONNX file (external data next to it) -> build one ONNX
-//! Runtime session per inference worker -> find the tokenizer -> check the graph's inputs and
-//! outputs -> read labels -> warm up on the saved input example -> classify the golden examples.
+//! Runtime session per inference worker, on one shared copy of the weights (`sessions.rs`)
+//! -> find the tokenizer -> check the graph's inputs and outputs -> read labels -> warm up on the saved input example -> classify the golden examples.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::time::SystemTime;
 
-use ort::session::builder::GraphOptimizationLevel;
 use ort::session::Session;
 use ort::value::{TensorElementType, ValueType};
 
 use super::mlmodel::{MlModel, MlModelError};
 use super::runtime::{self, RuntimeError};
+use super::sessions::{self, SessionOptions};
 use super::{argmax, FileDigest, Model, ModelInfo, Task, TensorDesc, TextTask};
 use crate::files::{self, combined_digest, DigestError};
 use crate::protocol;
@@ -38,6 +37,11 @@ pub struct LoadOptions {
     pub intra_op_threads: usize,
     /// Sessions to build (one per inference worker).
     pub sessions: usize,
+    /// Build the sessions on one shared optimized copy of the weights (falls back to one copy
+    /// per session, with a log line, for a graph that cannot be saved in ORT format).
+    pub share_weights: bool,
+    /// Let ONNX Runtime prepack shared weights, one prepacked copy per session.
+    pub prepack_weights: bool,
     /// Tokens kept per text; 0 = `metadata.max_sequence_length` or 512.
     pub max_sequence_length: usize,
 }
@@ -175,21 +179,21 @@ pub fn load(dir: &Path, options: &LoadOptions) -> Result<Model, ModelError> {
         ));
     }
     let runtime = runtime::init(options.ort_dylib_path.as_deref())?;
-    let sessions = (0..options.sessions.max(1))
-        .map(|_| build_session(&runtime.environment, &onnx_path, options.intra_op_threads))
-        .collect::<Result<Vec<_>, _>>()?;
-    let inputs = describe(sessions[0].inputs());
-    let outputs = describe(sessions[0].outputs());
+    let session_options = SessionOptions {
+        count: options.sessions,
+        intra_op_threads: options.intra_op_threads,
+        share_weights: options.share_weights,
+        prepack_weights: options.prepack_weights,
+    };
+    let mut sessions = sessions::build(&runtime.environment, &onnx_path, &session_options)?;
+    let first = sessions.first();
+    let inputs = describe(first.inputs());
+    let outputs = describe(first.outputs());
 
     let tokenizer_path = find_tokenizer(dir, &mlmodel)?;
     let task = match tokenizer_path {
         Some(path) => Task::Text(Box::new(text_task(
-            dir,
-            &path,
-            &onnx_path,
-            &mlmodel,
-            &sessions[0],
-            options,
+            dir, &path, &onnx_path, &mlmodel, first, options,
         )?)),
         None => {
             if inputs.iter().any(|i| i.name == "input_ids") {
@@ -228,36 +232,11 @@ pub fn load(dir: &Path, options: &LoadOptions) -> Result<Model, ModelError> {
         inputs,
         outputs,
         task,
-        sessions: sessions.into_iter().map(Mutex::new).collect(),
+        sessions,
     };
     warm_up(&model, dir)?;
     check_golden(&model)?;
     Ok(model)
-}
-
-fn build_session(
-    environment: &ort::environment::Environment,
-    onnx_path: &Path,
-    intra_op_threads: usize,
-) -> Result<Session, ModelError> {
-    let session_error = |why: String| ModelError::Session {
-        path: onnx_path.to_path_buf(),
-        why,
-    };
-    let mut builder = Session::builder(environment)
-        .map_err(|e| session_error(e.to_string()))?
-        .with_optimization_level(GraphOptimizationLevel::All)
-        .map_err(|e| session_error(e.to_string()))?
-        .with_inter_threads(1)
-        .map_err(|e| session_error(e.to_string()))?;
-    if intra_op_threads > 0 {
-        builder = builder
-            .with_intra_threads(intra_op_threads)
-            .map_err(|e| session_error(e.to_string()))?;
-    }
-    builder
-        .commit_from_file(onnx_path)
-        .map_err(|e| session_error(e.to_string()))
 }
 
 fn describe(outlets: &[ort::value::Outlet]) -> Vec<TensorDesc> {

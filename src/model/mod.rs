@@ -5,6 +5,7 @@
 //! - [`mlmodel`] parses the `MLmodel` file.
 //! - [`load`] turns a model directory into a [`Model`], running the validation gate.
 //! - [`runtime`] finds and loads the ONNX Runtime library.
+//! - [`sessions`] builds a model's sessions, one per worker, on one shared copy of the weights.
 //! - [`bundle`] extracts `.zip` bundles safely.
 //! - [`tensor`] runs models that take tensors rather than text.
 //! - [`rfc3339`] formats the times a model (and the live status) reports.
@@ -14,10 +15,10 @@ pub mod load;
 pub mod mlmodel;
 pub mod rfc3339;
 pub mod runtime;
+pub mod sessions;
 pub mod tensor;
 
 use std::path::PathBuf;
-use std::sync::Mutex;
 use std::time::SystemTime;
 
 use ort::session::{Session, SessionInputValue};
@@ -71,8 +72,9 @@ pub struct Model {
     pub inputs: Vec<TensorDesc>,
     pub outputs: Vec<TensorDesc>,
     pub task: Task,
-    /// One session per inference worker: `Session::run` needs exclusive access.
-    sessions: Vec<Mutex<Session>>,
+    /// One session per inference worker (`Session::run` needs exclusive access), sharing one
+    /// copy of the weights when they can.
+    sessions: sessions::Sessions,
 }
 
 /// What the model does with its input.
@@ -231,11 +233,13 @@ impl Model {
         tensor::run(self, &mut self.session(worker), inputs)
     }
 
+    /// Where this model's weights live: shared by its sessions, or one copy per session.
+    pub fn weights_layout(&self) -> sessions::WeightsLayout {
+        self.sessions.layout()
+    }
+
     fn session(&self, worker: usize) -> std::sync::MutexGuard<'_, Session> {
-        let slot = &self.sessions[worker % self.sessions.len()];
-        // A panic while holding the lock cannot leave a session half-updated in a way that
-        // matters to the next caller (ONNX Runtime owns the state), so poisoning is ignored.
-        slot.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.sessions.lock(worker)
     }
 }
 

@@ -245,6 +245,8 @@ async fn load(reloader: &Reloader, manifest: &Manifest) -> Result<Model, ReloadE
         intra_op_threads: config.intra_op_threads,
         sessions: config.inference_workers,
         max_sequence_length: config.max_sequence_length,
+        share_weights: config.share_weights,
+        prepack_weights: config.prepack_weights,
     };
     let dir = manifest.dir.clone();
     let model = loader::run(move || {

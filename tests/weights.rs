@@ -1,0 +1,99 @@
+//! One copy of the weights per model (`src/model/sessions.rs`): sessions built on the shared
+//! optimized graph answer exactly as sessions built from the file, whatever the number of
+//! sessions and whether ONNX Runtime prepacks; a graph whose optimized copy cannot be written
+//! falls back to one session per worker from the file. Memory is measured in
+//! `bench/memory_workers.sh`, not here.
+
+use std::path::{Path, PathBuf};
+
+use hotserve::model::sessions::{self, SessionOptions, WeightsLayout};
+use hotserve::model::{self, runtime, LoadOptions, Model, Scores};
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+fn load(sessions: usize, share_weights: bool, prepack_weights: bool) -> Model {
+    let dir = fixture("sentiment");
+    let options = LoadOptions {
+        name: "sentiment".into(),
+        version: Some("1".into()),
+        source: dir.display().to_string(),
+        aliases: Vec::new(),
+        model_id: None,
+        run_id: None,
+        digests: None,
+        ort_dylib_path: None,
+        intra_op_threads: 1,
+        sessions,
+        max_sequence_length: 0,
+        share_weights,
+        prepack_weights,
+    };
+    model::load(&dir, &options).expect("the fixture loads")
+}
+
+/// Every worker's scores for a few texts, batched together.
+fn scores_of_every_worker(model: &Model) -> Vec<Vec<Scores>> {
+    let texts = [
+        "I love this",
+        "terrible, a waste of an evening",
+        "",
+        "it was fine I guess, nothing special but not bad either",
+    ];
+    let encoded: Vec<_> = texts.iter().map(|t| model.encode(t).unwrap()).collect();
+    let batch: Vec<_> = encoded.iter().collect();
+    (0..model.session_count())
+        .map(|worker| model.classify(worker, &batch).expect("inference works"))
+        .collect()
+}
+
+#[test]
+fn shared_sessions_answer_exactly_as_sessions_from_the_file() {
+    let reference = load(1, false, false);
+    assert_eq!(reference.weights_layout(), WeightsLayout::PerSession);
+    let expected = scores_of_every_worker(&reference).remove(0);
+    let check = |sessions: usize, share: bool, prepack: bool, layout: WeightsLayout| {
+        let model = load(sessions, share, prepack);
+        let case = format!("{sessions} sessions, share {share}, prepack {prepack}");
+        assert_eq!(model.session_count(), sessions, "{case}");
+        assert_eq!(model.weights_layout(), layout, "{case}");
+        for (worker, scores) in scores_of_every_worker(&model).iter().enumerate() {
+            assert_eq!(scores, &expected, "{case}, worker {worker}");
+        }
+    };
+    check(1, true, false, WeightsLayout::Shared);
+    check(4, true, false, WeightsLayout::Shared);
+    check(4, true, true, WeightsLayout::Shared);
+    check(4, false, false, WeightsLayout::PerSession);
+}
+
+#[test]
+fn a_graph_that_cannot_be_saved_gets_one_session_per_worker_from_the_file() {
+    let runtime = runtime::init(None).expect("ONNX Runtime loads");
+    let onnx = fixture("sentiment").join("model.onnx");
+    let options = SessionOptions {
+        count: 3,
+        intra_op_threads: 1,
+        share_weights: true,
+        prepack_weights: false,
+    };
+    let nowhere = Path::new("/nonexistent/hotserve-scratch");
+    assert!(sessions::build_shared(&runtime.environment, &onnx, &options, nowhere).is_err());
+    let built = sessions::build_in(&runtime.environment, &onnx, &options, nowhere)
+        .expect("the fallback builds sessions");
+    assert_eq!(built.layout(), WeightsLayout::PerSession);
+    assert_eq!(built.len(), 3);
+
+    let scratch = tempfile::tempdir().unwrap();
+    let built = sessions::build_in(&runtime.environment, &onnx, &options, scratch.path())
+        .expect("shared sessions build");
+    assert_eq!(built.layout(), WeightsLayout::Shared);
+    let left: Vec<_> = std::fs::read_dir(scratch.path()).unwrap().collect();
+    assert!(
+        left.is_empty(),
+        "the optimized graph's file was removed: {left:?}"
+    );
+}
