@@ -15,6 +15,7 @@
 #
 # Environment (all optional):
 #   BENCH_SERVERS="hotserve hotserve-oip hotserve-grpc fastapi mlflow mlserver"   servers, in order
+#                                             (hotserve-grpc: h2load, mean latency only)
 #   BENCH_MODELS="fixture realistic"          models to run
 #   BENCH_CONCURRENCY="1 8 64 256"            wrk connection counts
 #   BENCH_DURATION=10                         seconds per concurrency (--quick: 3)
@@ -88,6 +89,16 @@ fi
 [ -x "$py" ] || die "no virtualenv python at $py (run scripts/setup.sh bench)"
 export PATH="$venv/bin:$PATH"  # `mlflow models serve` runs `uvicorn` from PATH
 
+# h2load (Debian's nghttp2-client) drives the gRPC rows: a unary gRPC call is one HTTP/2 POST
+# of a length-prefixed protobuf message, which h2load sends as it is.
+if [[ " $servers " == *" hotserve-grpc "* ]] && ! command -v h2load >/dev/null 2>&1; then
+  say "h2load not found; installing it from Debian (apt-get install nghttp2-client)"
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && apt-get install -y -qq nghttp2-client >/dev/null || true
+  else
+    sudo apt-get update -qq && sudo apt-get install -y -qq nghttp2-client >/dev/null || true
+  fi
+fi
 if ! command -v wrk >/dev/null 2>&1; then
   say "wrk not found; installing it from Debian (apt-get install wrk)"
   if [ "$(id -u)" = 0 ]; then
@@ -279,9 +290,7 @@ bench_one() {  # model server
     skip_row "$model" "$server" "hotserve binary could not be built"; return 0
   fi
   if [ "$server" = hotserve-grpc ]; then
-    # wrk speaks HTTP/1.1 only; a gRPC load generator (ghz) is not packaged for Debian or PyPI.
-    say "[$model/$server] skipped: no gRPC load generator at hand"
-    skip_row "$model" "$server" "no gRPC load generator (ghz) at hand"; return 0
+    bench_grpc "$model"; return 0
   fi
   local port log
   port="$("$py" "$bench/benchlib.py" port)"
@@ -324,6 +333,80 @@ bench_one() {  # model server
     local errs
     errs="$(grep -o '"errors_[a-z]*": [0-9]*' <<<"$line" | awk '{s += $2} END {print s + 0}' || true)"
     say "[$model/$server] c=$c: $(sed -n 's/.*"rps": \([0-9.]*\).*"lat_p50_ms": \([0-9.]*\).*"lat_p99_ms": \([0-9.]*\).*/\1 req\/s, p50 \2 ms, p99 \3 ms/p' <<<"$line"), errors $errs, peak RSS $((tree_hwm / 1024)) MiB"
+  done
+  stop_server
+}
+
+# The gRPC rows: hotserve with grpc_listen, ModelInfer driven by h2load (HTTP/2, one stream per
+# connection at a time, like wrk's closed loop). h2load reports throughput and mean latency, not
+# percentiles; a first call through tritonclient.grpc must succeed before any load.
+bench_grpc() {  # model
+  local model="$1" dir="${model_dir[$1]}" server=hotserve-grpc
+  if ! command -v h2load >/dev/null 2>&1; then
+    skip_row "$model" "$server" "h2load (nghttp2-client) is not installed"; return 0
+  fi
+  local port gport log body
+  port="$("$py" "$bench/benchlib.py" port)"; gport="$("$py" "$bench/benchlib.py" port)"
+  log="$work/$model-$server.log"; body="$work/grpc-$model.bin"
+  mkdir -p "$work/hotserve-cache-$port"
+  say "[$model/$server] starting, HTTP 127.0.0.1:$port, gRPC 127.0.0.1:$gport (log: $log)"
+  local t0=$SECONDS
+  # shellcheck disable=SC2086
+  HOTSERVE_CACHE_DIR="$work/hotserve-cache-$port" \
+    setsid "$hotserve_bin" serve --model "$model=$dir" --listen "127.0.0.1:$port" \
+    --grpc-listen "127.0.0.1:$gport" ${BENCH_HOTSERVE_ARGS:-} >"$log" 2>&1 </dev/null &
+  server_pid=$!
+  local deadline=$((SECONDS + ready_timeout))
+  until [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://127.0.0.1:$port/health/ready")" = 200 ]; do
+    if [ "$SECONDS" -ge "$deadline" ] || ! kill -0 "$server_pid" 2>/dev/null; then
+      stop_server; skip_row "$model" "$server" "did not start (see $(basename "$log"))"; return 0
+    fi
+    sleep 0.25
+  done
+  local startup=$((SECONDS - t0))
+  if ! "$py" - "$model" "127.0.0.1:$gport" "$body" >"$work/$model-$server.first-response.txt" 2>&1 <<'PY'
+import struct, sys
+import numpy as np
+import tritonclient.grpc as grpcclient
+from tritonclient.grpc import service_pb2
+model, url, out = sys.argv[1:]
+text = "I really enjoyed this film, the acting was wonderful"
+client = grpcclient.InferenceServerClient(url)
+x = grpcclient.InferInput("text", [1], "BYTES")
+x.set_data_from_numpy(np.array([text.encode()], dtype=object))
+print(client.infer(model, [x]).as_numpy("label"))
+request = service_pb2.ModelInferRequest(model_name=model)
+t = request.inputs.add(); t.name = "text"; t.datatype = "BYTES"; t.shape.extend([1])
+t.contents.bytes_contents.append(text.encode())
+message = request.SerializeToString()
+open(out, "wb").write(b"\x00" + struct.pack(">I", len(message)) + message)
+PY
+  then
+    say "[$model/$server] the first gRPC call failed: $(tail -n 3 "$work/$model-$server.first-response.txt")"
+    stop_server; skip_row "$model" "$server" "first gRPC call failed"; return 0
+  fi
+  local url="http://127.0.0.1:$gport/inference.GRPCInferenceService/ModelInfer"
+  local h2=(-d "$body" -H 'content-type: application/grpc' -H 'te: trailers' -m 1)
+  h2load "${h2[@]}" -c 8 -D "$warmup" "$url" >"$work/$model-$server-warmup.txt" 2>&1 || true
+  local c
+  for c in $concurrency; do
+    local load res
+    load="$(cut -d' ' -f1 /proc/loadavg)"
+    res="$work/$model-$server-c$c.txt"
+    h2load "${h2[@]}" -c "$c" -t 1 -D "$duration" "$url" >"$res" 2>&1 || true
+    local rps ok failed mean
+    rps="$(sed -n 's/^finished in [^,]*, \([0-9.]*\) req\/s.*/\1/p' "$res" | head -n 1)"
+    ok="$(sed -n 's/^requests: .* \([0-9]*\) succeeded, \([0-9]*\) failed.*/\1/p' "$res" | head -n 1)"
+    failed="$(sed -n 's/^requests: .* \([0-9]*\) succeeded, \([0-9]*\) failed.*/\2/p' "$res" | head -n 1)"
+    mean="$(awk '/^time for request:/ {print $5; exit}' "$res")"
+    case "$mean" in *us) mean="$(awk -v v="${mean%us}" 'BEGIN {print v / 1000}')" ;; *ms) mean="${mean%ms}" ;; *s) mean="$(awk -v v="${mean%s}" 'BEGIN {print v * 1000}')" ;; *) mean=0 ;; esac
+    if [ -z "$rps" ]; then
+      say "[$model/$server] c=$c: h2load produced no result (see $res)"; skip_row "$model" "$server" "h2load failed at c=$c"; continue
+    fi
+    local tree_hwm main_hwm tree_rss nprocs
+    read -r tree_hwm main_hwm tree_rss nprocs <<<"$("$py" "$bench/benchlib.py" rss "$server_pid")"
+    echo "{\"requests\": ${ok:-0}, \"duration_s\": $duration, \"rps\": $rps, \"errors_status\": ${failed:-0}, \"lat_mean_ms\": $mean, \"model\": \"$model\", \"server\": \"$server\", \"concurrency\": $c, \"model_dir\": \"$(json_str "$dir")\", \"rss_tree_hwm_kb\": $tree_hwm, \"rss_main_hwm_kb\": $main_hwm, \"rss_tree_now_kb\": $tree_rss, \"processes\": $nprocs, \"startup_s\": $startup, \"loadavg_1m\": $load, \"client\": \"h2load (mean latency only)\"}" >> "$run_jsonl"
+    say "[$model/$server] c=$c: $rps req/s, mean ${mean} ms, failed ${failed:-?}, peak RSS $((tree_hwm / 1024)) MiB"
   done
   stop_server
 }
