@@ -18,4 +18,4 @@ fi
 export ORT_DYLIB_PATH="${ORT_DYLIB_PATH:-$(ls "$root"/.venv/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so* | head -n 1)}"
 # Two cores: run test binaries one after another, tests inside a binary two at a time.
 export RUST_TEST_THREADS="${RUST_TEST_THREADS:-2}"
-cargo test --locked "$@"
+cargo test --locked --no-fail-fast "$@"
