@@ -611,6 +611,11 @@ fn flatten(value: &Value) -> Result<(Vec<usize>, Vec<f64>), String> {
                     return Err("nested more than 8 levels deep".into());
                 }
                 if shape.len() == depth {
+                    // A new dimension after numbers were read: a list where a sibling was a
+                    // number (`[1, []]`), which would give a shape that lies about the values.
+                    if !out.is_empty() {
+                        return Err("mixes numbers and lists at the same level".into());
+                    }
                     shape.push(items.len());
                 } else if shape.get(depth) != Some(&items.len()) {
                     return Err(
@@ -670,6 +675,16 @@ mod tests {
             ),
             (
                 json!([[1], 2]),
+                Err("mixes numbers and lists at the same level".to_string()),
+            ),
+            // Found by fuzz/ (target `request`): an empty list after a number used to
+            // pass with shape [2, 0] and one value.
+            (
+                json!([1, []]),
+                Err("mixes numbers and lists at the same level".to_string()),
+            ),
+            (
+                json!([[1], [[]]]),
                 Err("mixes numbers and lists at the same level".to_string()),
             ),
             (
