@@ -398,7 +398,7 @@ PY
     rps="$(sed -n 's/^finished in [^,]*, \([0-9.]*\) req\/s.*/\1/p' "$res" | head -n 1)"
     ok="$(sed -n 's/^requests: .* \([0-9]*\) succeeded, \([0-9]*\) failed.*/\1/p' "$res" | head -n 1)"
     failed="$(sed -n 's/^requests: .* \([0-9]*\) succeeded, \([0-9]*\) failed.*/\2/p' "$res" | head -n 1)"
-    mean="$(awk '/^time for request:/ {print $5; exit}' "$res")"
+    mean="$(awk '/^time for request:/ {print $6; exit}' "$res")"
     case "$mean" in *us) mean="$(awk -v v="${mean%us}" 'BEGIN {print v / 1000}')" ;; *ms) mean="${mean%ms}" ;; *s) mean="$(awk -v v="${mean%s}" 'BEGIN {print v * 1000}')" ;; *) mean=0 ;; esac
     if [ -z "$rps" ]; then
       say "[$model/$server] c=$c: h2load produced no result (see $res)"; skip_row "$model" "$server" "h2load failed at c=$c"; continue
