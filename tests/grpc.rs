@@ -711,3 +711,38 @@ async fn an_unusable_grpc_address_stops_the_start() {
         "{message}"
     );
 }
+
+/// With `api_keys_file`, ModelInfer and ModelMetadata need `authorization: Bearer <key>` as
+/// the REST model routes do (UNAUTHENTICATED otherwise); the probes stay open.
+#[tokio::test]
+async fn api_keys_guard_the_model_calls() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    std::fs::write(&keys, "# test keys\nsecret-key-1\n").unwrap();
+    let server = two_models()
+        .set("api_keys_file", keys.to_str().unwrap())
+        .ready()
+        .await;
+    let mut client = client(&server).await;
+
+    let live = client.server_live(ServerLiveRequest {}).await.unwrap();
+    assert!(live.into_inner().live);
+    let refused = client
+        .model_infer(texts_typed(&TEXTS))
+        .await
+        .expect_err("no key");
+    assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
+    let mut wrong = tonic::Request::new(texts_typed(&TEXTS));
+    wrong
+        .metadata_mut()
+        .insert("authorization", "Bearer not-a-key".parse().unwrap());
+    let refused = client.model_infer(wrong).await.expect_err("a wrong key");
+    assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
+
+    let mut right = tonic::Request::new(texts_typed(&TEXTS));
+    right
+        .metadata_mut()
+        .insert("authorization", "Bearer secret-key-1".parse().unwrap());
+    let answer = client.model_infer(right).await.unwrap().into_inner();
+    assert_eq!(answer.model_name, "text");
+}
