@@ -731,3 +731,59 @@ async fn auth_health_and_auth_metrics_close_the_probes_too() {
         assert_eq!(get(path, key).await, expected, "{path} with {key:?}");
     }
 }
+
+/// The gRPC listener serves TLS with the same certificate (ALPN `h2`): `tritonclient.grpc`
+/// with `ssl=True`, verifying against the test CA, gets a prediction; a plaintext client does
+/// not.
+#[tokio::test]
+async fn the_grpc_listener_serves_the_same_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = make_ca(dir.path(), "ca");
+    let (cert, key) = make_certificate(dir.path(), "a", &ca);
+    let server = Start::model(fixture("sentiment"))
+        .set("tls_cert_file", cert.to_str().unwrap())
+        .set("tls_key_file", key.to_str().unwrap())
+        .grpc()
+        .ready()
+        .await;
+    let addr = server.grpc_url().trim_start_matches("http://").to_string();
+    let script = r#"
+import sys
+import numpy as np
+import tritonclient.grpc as grpcclient
+addr, cafile, model, secure = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] == "tls"
+client = grpcclient.InferenceServerClient(addr, ssl=secure, root_certificates=cafile if secure else None)
+x = grpcclient.InferInput("text", [1], "BYTES")
+x.set_data_from_numpy(np.array([b"I love this"], dtype=object))
+try:
+    print(client.infer(model, [x], client_timeout=10).as_numpy("label")[0].decode())
+except Exception as err:
+    print("failed:", type(err).__name__)
+"#;
+    // A local model is named after its directory.
+    let model = "sentiment".to_string();
+    let run = |secure: &'static str| {
+        let mut command = Command::new(repo_root().join(".venv/bin/python"));
+        command
+            .arg("-c")
+            .arg(script)
+            .arg(&addr)
+            .arg(&ca.cert)
+            .arg(&model)
+            .arg(secure);
+        async move {
+            let output = tokio::task::spawn_blocking(move || command.output())
+                .await
+                .unwrap()
+                .expect("the virtualenv's python runs (scripts/setup.sh)");
+            assert!(
+                output.status.success(),
+                "{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            String::from_utf8_lossy(&output.stdout).trim().to_string()
+        }
+    };
+    assert_eq!(run("tls").await, "POSITIVE");
+    assert!(run("plain").await.starts_with("failed:"));
+}
