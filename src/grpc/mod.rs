@@ -31,7 +31,7 @@ use tonic::metadata::MetadataMap;
 use tonic::{Code, Request, Response, Status};
 
 use crate::http::tls::TlsAcceptor;
-use crate::http::{auth, App};
+use crate::http::{self, auth, App};
 use crate::oip::{self, OipError};
 use proto::grpc_inference_service_server::{GrpcInferenceService, GrpcInferenceServiceServer};
 use proto::{
@@ -49,7 +49,8 @@ pub struct Inference {
 
 /// Serves gRPC on `listener` until `shutdown` resolves, then stops accepting and waits up to
 /// `grace` for calls in flight (each connection gets a GOAWAY and closes once its calls have
-/// answered). Messages larger than `max_body_bytes` are refused with RESOURCE_EXHAUSTED.
+/// answered). Messages larger than `max_body_bytes` are refused (tonic's codec answers
+/// OUT_OF_RANGE).
 pub async fn serve(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
@@ -62,47 +63,31 @@ pub async fn serve(
     let graceful = GracefulShutdown::new();
     let connections = Arc::new(tokio::sync::Semaphore::new(app.config.max_connections));
     tokio::pin!(shutdown);
-    loop {
-        let permit = tokio::select! {
-            permit = connections.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
-            _ = &mut shutdown => break,
-        };
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, peer) = match accepted {
-                    Ok(accepted) => accepted,
+    while let Some((stream, peer, permit)) =
+        http::next_connection(&listener, &connections, &mut shutdown).await
+    {
+        let service = service.clone();
+        let watcher = graceful.watcher();
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            // The handshake runs here, in the connection's own task, so that a slow
+            // client never holds the accept loop.
+            let served = match tls {
+                None => serve_connection(stream, service, watcher).await,
+                Some(tls) => match tls.accept(stream).await {
+                    Ok(stream) => serve_connection(stream, service, watcher).await,
                     Err(err) => {
-                        tracing::warn!(%err, "gRPC accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
+                        tracing::debug!(%peer, %err, "gRPC TLS handshake failed");
+                        drop(permit);
+                        return;
                     }
-                };
-                let _ = stream.set_nodelay(true);
-                let service = service.clone();
-                let watcher = graceful.watcher();
-                let tls = tls.clone();
-                tokio::spawn(async move {
-                    // The handshake runs here, in the connection's own task, so that a slow
-                    // client never holds the accept loop.
-                    let served = match tls {
-                        None => serve_connection(stream, service, watcher).await,
-                        Some(tls) => match tls.accept(stream).await {
-                            Ok(stream) => serve_connection(stream, service, watcher).await,
-                            Err(err) => {
-                                tracing::debug!(%peer, %err, "gRPC TLS handshake failed");
-                                drop(permit);
-                                return;
-                            }
-                        },
-                    };
-                    if let Err(err) = served {
-                        tracing::debug!(%peer, %err, "gRPC connection ended with an error");
-                    }
-                    drop(permit);
-                });
+                },
+            };
+            if let Err(err) = served {
+                tracing::debug!(%peer, %err, "gRPC connection ended with an error");
             }
-            _ = &mut shutdown => break,
-        }
+            drop(permit);
+        });
     }
     drop(listener);
     tokio::select! {

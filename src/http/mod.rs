@@ -12,6 +12,7 @@ pub mod tls;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,7 +25,8 @@ use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::Instrument;
 
 use crate::config::Config;
@@ -108,82 +110,98 @@ pub async fn serve(
 ) {
     let graceful = GracefulShutdown::new();
     let builder = Arc::new(connection::builder(&app.config));
-    let connections = Arc::new(tokio::sync::Semaphore::new(app.config.max_connections));
+    let connections = Arc::new(Semaphore::new(app.config.max_connections));
     tokio::pin!(shutdown);
-    loop {
-        // At the connection limit, stop accepting (clients wait in the backlog) rather than
-        // running out of file descriptors.
-        let permit = tokio::select! {
-            permit = connections.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
-            _ = &mut shutdown => break,
-        };
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, peer) = match accepted {
-                    Ok(accepted) => accepted,
-                    Err(err) => {
-                        // Out of file descriptors and the like: back off instead of spinning.
-                        tracing::warn!(%err, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let _ = stream.set_nodelay(true);
-                let activity = Arc::new(connection::Activity::default());
-                let stream = connection::Watched::new(stream, activity.clone(), app.config.keep_alive_timeout);
-                let metrics = app.metrics.clone();
-                let app = app.clone();
-                let service_activity = activity.clone();
-                let service = service_fn(move |request| {
-                    let app = app.clone();
-                    let busy = service_activity.busy();
-                    async move {
-                        let response = handle(&app, request, peer).await;
-                        drop(busy);
-                        Ok::<_, Infallible>(response)
-                    }
-                });
-                let builder = builder.clone();
-                let watcher = graceful.watcher();
-                let tls = tls.clone();
-                metrics.open_connections.fetch_add(1, Ordering::Relaxed);
-                tokio::spawn(async move {
-                    let result = match tls {
-                        None => {
-                            let connection = builder.serve_connection(TokioIo::new(stream), service);
-                            watcher.watch(connection).await
-                        }
-                        Some(tls) => match tls.accept(stream).await {
-                            Ok(stream) => {
-                                let connection =
-                                    builder.serve_connection(TokioIo::new(stream), service);
-                                watcher.watch(connection).await
-                            }
-                            Err(err) => {
-                                tracing::debug!(%peer, %err, "TLS handshake failed");
-                                metrics.connections_closed.inc(&[("reason", "tls_handshake_failed")]);
-                                metrics.open_connections.fetch_sub(1, Ordering::Relaxed);
-                                drop(permit);
-                                return;
-                            }
-                        },
-                    };
-                    let reason = connection::CloseReason::of(&result, activity.timed_out());
-                    if let Err(err) = result {
-                        tracing::debug!(%peer, %err, reason = reason.as_str(), "connection ended with an error");
-                    }
-                    metrics.connections_closed.inc(&[("reason", reason.as_str())]);
-                    metrics.open_connections.fetch_sub(1, Ordering::Relaxed);
-                    drop(permit);
-                });
+    while let Some((stream, peer, permit)) =
+        next_connection(&listener, &connections, &mut shutdown).await
+    {
+        let activity = Arc::new(connection::Activity::default());
+        let stream =
+            connection::Watched::new(stream, activity.clone(), app.config.keep_alive_timeout);
+        let metrics = app.metrics.clone();
+        let app = app.clone();
+        let service_activity = activity.clone();
+        let service = service_fn(move |request| {
+            let app = app.clone();
+            let busy = service_activity.busy();
+            async move {
+                let response = handle(&app, request, peer).await;
+                drop(busy);
+                Ok::<_, Infallible>(response)
             }
-            _ = &mut shutdown => break,
-        }
+        });
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        let tls = tls.clone();
+        metrics.open_connections.fetch_add(1, Ordering::Relaxed);
+        tokio::spawn(async move {
+            let result = match tls {
+                None => {
+                    let connection = builder.serve_connection(TokioIo::new(stream), service);
+                    watcher.watch(connection).await
+                }
+                Some(tls) => match tls.accept(stream).await {
+                    Ok(stream) => {
+                        let connection = builder.serve_connection(TokioIo::new(stream), service);
+                        watcher.watch(connection).await
+                    }
+                    Err(err) => {
+                        tracing::debug!(%peer, %err, "TLS handshake failed");
+                        metrics
+                            .connections_closed
+                            .inc(&[("reason", "tls_handshake_failed")]);
+                        metrics.open_connections.fetch_sub(1, Ordering::Relaxed);
+                        drop(permit);
+                        return;
+                    }
+                },
+            };
+            let reason = connection::CloseReason::of(&result, activity.timed_out());
+            if let Err(err) = result {
+                tracing::debug!(%peer, %err, reason = reason.as_str(), "connection ended with an error");
+            }
+            metrics
+                .connections_closed
+                .inc(&[("reason", reason.as_str())]);
+            metrics.open_connections.fetch_sub(1, Ordering::Relaxed);
+            drop(permit);
+        });
     }
     drop(listener);
     tokio::select! {
         _ = graceful.shutdown() => tracing::info!("all connections closed"),
         _ = tokio::time::sleep(grace) => tracing::warn!(?grace, "shutdown deadline passed with requests still in flight"),
+    }
+}
+
+/// The next client connection of `listener` (with `TCP_NODELAY` set) and the connection slot it
+/// holds, or `None` once `shutdown` resolves. At `max_connections` it stops accepting (clients
+/// wait in the backlog) rather than running out of file descriptors; a failed accept (out of
+/// file descriptors and the like) backs off instead of spinning. Shared by the HTTP and gRPC
+/// listeners.
+pub(crate) async fn next_connection<F: Future<Output = ()>>(
+    listener: &TcpListener,
+    slots: &Arc<Semaphore>,
+    shutdown: &mut Pin<&mut F>,
+) -> Option<(TcpStream, SocketAddr, OwnedSemaphorePermit)> {
+    loop {
+        let permit = tokio::select! {
+            permit = slots.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+            _ = shutdown.as_mut() => return None,
+        };
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    return Some((stream, peer, permit));
+                }
+                Err(err) => {
+                    tracing::warn!(%err, local = ?listener.local_addr().ok(), "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            _ = shutdown.as_mut() => return None,
+        }
     }
 }
 
