@@ -45,6 +45,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             max_sequence_length: 0,
             share_weights: true,
             prepack_weights: prepack,
+            all_cores_threads: 0,
         };
         model::load(&dir, &options)
     };

@@ -271,6 +271,7 @@ async fn validate_in(
         max_sequence_length: config.max_sequence_length,
         share_weights: config.share_weights,
         prepack_weights: config.prepack_weights,
+        all_cores_threads: 0,
     };
     let dir = match ModelUri::parse(uri).map_err(|e| e.to_string())? {
         ModelUri::Local(dir) => dir,

@@ -185,6 +185,8 @@ pub struct ModelMetrics {
     pub inference_errors: AtomicU64,
     /// Registry tag writes that failed (`report_to_registry`).
     pub report_failures: AtomicU64,
+    /// Batches run alone on the model's all-cores session (`adaptive_pool`).
+    pub all_cores_batches: AtomicU64,
 }
 
 impl ModelMetrics {
@@ -215,6 +217,7 @@ impl Default for ModelMetrics {
             inference_jobs: AtomicU64::new(0),
             inference_errors: AtomicU64::new(0),
             report_failures: AtomicU64::new(0),
+            all_cores_batches: AtomicU64::new(0),
         }
     }
 }
@@ -572,6 +575,19 @@ impl Metrics {
                 out,
                 "hotserve_registry_report_failures_total{{{labels}}} {}",
                 m.report_failures.load(Ordering::Relaxed)
+            );
+        });
+        header(
+            &mut out,
+            "hotserve_all_cores_batches_total",
+            "counter",
+            "Batches that were alone (queue empty, other workers idle) and ran on the model's all-cores session (adaptive_pool), by model.",
+        );
+        per_model(&mut out, &|out, labels, m| {
+            let _ = writeln!(
+                out,
+                "hotserve_all_cores_batches_total{{{labels}}} {}",
+                m.all_cores_batches.load(Ordering::Relaxed)
             );
         });
         header(

@@ -1,6 +1,6 @@
 //! The one prediction path every transport shares: `/predict`, `/predict/batch`,
 //! `/invocations`, the Open Inference Protocol over REST and gRPC. Texts are checked against
-//! the request limits, tokenized on the blocking pool and queued on the inference pool; tensors
+//! the request limits, tokenized (inline when short, else on the blocking pool) and queued on the inference pool; tensors
 //! are queued as they are; both within the request's deadline, with rejections counted in
 //! `hotserve_rejected_requests_total`. When a candidate is in shadow (`promote::shadow`), a
 //! sampled copy of a request that succeeded is offered to it after the live answer is ready.
@@ -48,7 +48,7 @@ pub fn check_text(config: &Config, index: usize, text: &str) -> Result<(), Infer
     Ok(())
 }
 
-/// Tokenizes on the blocking pool, then waits for the inference queue, within the deadline:
+/// Tokenizes (see [`tokenize`]), then waits for the inference queue, within the deadline:
 /// one [`Scores`] per text, in order. `model` must be a text model (`Model::encode` refuses
 /// tensor models as bad input).
 pub async fn classify(
@@ -66,15 +66,7 @@ pub async fn classify(
         .map(|candidate| (candidate, texts.clone()));
     let work = async {
         let tokenize_started = Instant::now();
-        let tokenizing = model.clone();
-        let encoded: Vec<Encoded> = tokio::task::spawn_blocking(move || {
-            texts
-                .iter()
-                .map(|t| tokenizing.encode(t))
-                .collect::<Result<Vec<_>, _>>()
-        })
-        .await
-        .map_err(|err| PoolError::Panicked(format!("tokenization failed: {err}")))??;
+        let encoded = tokenize(model, texts).await?;
         served
             .metrics
             .tokenize_seconds
@@ -88,6 +80,33 @@ pub async fn classify(
         shadow::offer_texts(&app.pool, model.clone(), candidate, texts);
     }
     result
+}
+
+/// Requests whose texts add up to at most this many bytes are tokenized right where they are,
+/// on the async runtime: a few short sentences take microseconds (less than parsing their
+/// JSON, which happens there too), while the hop to the blocking pool and back costs two thread
+/// wake-ups, the largest single cost of a small request (`bench/README.md`, "Where a request's
+/// time goes"). Anything longer goes to the blocking pool, so no request holds the runtime for
+/// more than a few tens of microseconds.
+pub const INLINE_TOKENIZE_BYTES: usize = 512;
+
+/// Tokenizes `texts` with `model`: inline when they are short ([`INLINE_TOKENIZE_BYTES`]), else
+/// on the blocking pool.
+async fn tokenize(model: &Arc<Model>, texts: Vec<String>) -> Result<Vec<Encoded>, PoolError> {
+    let encode_all = |model: &Model, texts: &[String]| {
+        texts
+            .iter()
+            .map(|t| model.encode(t))
+            .collect::<Result<Vec<_>, _>>()
+    };
+    if texts.iter().map(String::len).sum::<usize>() <= INLINE_TOKENIZE_BYTES {
+        return Ok(encode_all(model, &texts)?);
+    }
+    let model = model.clone();
+    tokio::task::spawn_blocking(move || encode_all(&model, &texts))
+        .await
+        .map_err(|err| PoolError::Panicked(format!("tokenization failed: {err}")))?
+        .map_err(PoolError::from)
 }
 
 /// Queues one tensor-model call and waits for it, within the deadline.

@@ -1,16 +1,20 @@
 //! Where a request waits: the bounded inference queue and the pool of inference workers that
 //! drain it in dynamic batches.
 //!
-//! Requests arrive already tokenized (tokenization runs on tokio's blocking pool, in parallel,
-//! so batching can respect a token budget). [`Pool::submit`] splits a request into jobs of at
+//! Requests arrive already tokenized (`predict::tokenize`: inline when short, else on tokio's
+//! blocking pool), so batching can respect a token budget. [`Pool::submit`] splits a request into jobs of at
 //! most `max_batch_size` texts and refuses at once with [`PoolError::QueueFull`] when the queue
 //! holds `queue_capacity` texts (a model below its fair share of it still gets in, `admits`). Each worker is a dedicated OS thread with its own ONNX Runtime
 //! session; it takes the oldest job (of another configured model than the last batch's, when
 //! one is waiting: several models share the queue, `first_job`), adds more jobs *for the
 //! same model* (a batch never mixes models or versions) until the batch is full, over its
 //! token budget, or `max_batch_delay` has passed, drops jobs whose client has gone or whose
-//! deadline has passed, pads to the longest text in the batch and runs it. Workers never run on the async runtime, and a panic inside inference
-//! fails only that batch's requests.
+//! deadline has passed, and runs it (the model cuts a batch of very different lengths into
+//! padded runs, `model::padding`). A batch that is alone (nothing else queued, every other
+//! worker idle) runs on its model's all-cores session when it has one (`adaptive_pool`), and the
+//! other workers take nothing until it ends, so the cores are never oversubscribed
+//! ([`runs_on_all_cores`]). Workers never run on the async runtime, and a panic inside
+//! inference fails only that batch's requests.
 //!
 //! Beside the queue is a low-priority lane for background work (shadow copies of live
 //! requests, [`Pool::offer_background`]): a piece of work is accepted only while a worker is
@@ -30,7 +34,7 @@ use tokio::sync::oneshot;
 
 use crate::metrics::{Metrics, ModelMetrics};
 use crate::model::tensor::NamedTensor;
-use crate::model::{Encoded, InferError, Model, Scores};
+use crate::model::{Encoded, InferError, Model, Scores, Slot};
 
 /// Batching and sizing knobs (from [`crate::config::Config`]).
 #[derive(Clone, Debug)]
@@ -76,7 +80,8 @@ pub type Background = Box<dyn FnOnce(usize) + Send>;
 
 /// What a worker takes next.
 enum Next {
-    Batch(Vec<Job>),
+    /// A batch, and which session of its model runs it.
+    Batch(Vec<Job>, Slot),
     Background(Background),
 }
 
@@ -117,6 +122,9 @@ struct Queue {
     texts: usize,
     /// Workers waiting for work; a busy worker leaves them a fair share of the queue.
     idle: usize,
+    /// A batch is running on its model's all-cores session: the other workers' cores are in
+    /// use by it, so they take nothing until it ends (see [`runs_on_all_cores`]).
+    all_cores_busy: bool,
     closed: bool,
     /// The configured model the last batch was started for (see [`first_job`]).
     last_served: Option<usize>,
@@ -169,6 +177,7 @@ impl Pool {
                 jobs: VecDeque::new(),
                 texts: 0,
                 idle: 0,
+                all_cores_busy: false,
                 closed: false,
                 last_served: None,
                 by_model: HashMap::new(),
@@ -388,9 +397,19 @@ impl Fill {
 }
 
 fn worker(index: usize, shared: &Shared) {
-    while let Some(next) = next_batch(shared) {
+    while let Some(next) = next_batch(index, shared) {
         match next {
-            Next::Batch(batch) => run_batch(index, batch),
+            Next::Batch(batch, Slot::AllCores) => {
+                run_batch(Slot::AllCores, batch);
+                let mut queue = shared.queue.lock().unwrap_or_else(|p| p.into_inner());
+                queue.all_cores_busy = false;
+                let waiting = !queue.jobs.is_empty() || !queue.background.is_empty();
+                drop(queue);
+                if waiting {
+                    shared.available.notify_all();
+                }
+            }
+            Next::Batch(batch, slot) => run_batch(slot, batch),
             Next::Background(work) => {
                 if let Err(panic) = catch_unwind(AssertUnwindSafe(|| work(index))) {
                     let message = panic_message(&panic);
@@ -403,11 +422,15 @@ fn worker(index: usize, shared: &Shared) {
 
 /// Waits for work and takes a batch, or background work when no live job waits; `None` once
 /// the queue is closed and empty (background work left then is dropped).
-fn next_batch(shared: &Shared) -> Option<Next> {
+fn next_batch(index: usize, shared: &Shared) -> Option<Next> {
     let config = &shared.config;
     let mut queue = shared.queue.lock().unwrap_or_else(|p| p.into_inner());
     let first = loop {
-        let next = first_job(queue.jobs.iter().map(Job::served_as), queue.last_served);
+        // While a batch runs on every core, this worker's core is taken: it waits.
+        let next = match queue.all_cores_busy {
+            true => None,
+            false => first_job(queue.jobs.iter().map(Job::served_as), queue.last_served),
+        };
         if let Some(job) = next.and_then(|index| queue.take(index)) {
             queue.last_served = Some(job.served_as());
             if let Some(job) = still_wanted(job) {
@@ -415,11 +438,13 @@ fn next_batch(shared: &Shared) -> Option<Next> {
             }
             continue;
         }
-        if queue.closed {
+        if queue.closed && queue.jobs.is_empty() {
             queue.background.clear();
             return None;
         }
-        if let Some(work) = queue.background.pop_front() {
+        if queue.all_cores_busy {
+            // Nothing to take now; the all-cores batch wakes the workers when it ends.
+        } else if let Some(work) = queue.background.pop_front() {
             return Some(Next::Background(work));
         }
         queue.idle += 1;
@@ -469,10 +494,38 @@ fn next_batch(shared: &Shared) -> Option<Next> {
         .metrics
         .queue_depth
         .store(queue.texts as i64, Ordering::Relaxed);
+    let slot = if runs_on_all_cores(
+        queue.jobs.len(),
+        queue.idle,
+        config.workers,
+        batch[0].model.has_all_cores(),
+    ) {
+        queue.all_cores_busy = true;
+        batch[0]
+            .metrics
+            .all_cores_batches
+            .fetch_add(1, Ordering::Relaxed);
+        Slot::AllCores
+    } else {
+        Slot::Worker(index)
+    };
+    let more = !queue.jobs.is_empty();
     drop(queue);
-    // Another worker may take the rest of the queue while this one computes.
-    shared.available.notify_one();
-    Some(Next::Batch(batch))
+    if more {
+        // Another worker may take the rest of the queue while this one computes. (Waking one
+        // when nothing is left would cost a context switch per batch for nothing.)
+        shared.available.notify_one();
+    }
+    Some(Next::Batch(batch, slot))
+}
+
+/// Whether a batch just taken runs on its model's all-cores session (`adaptive_pool`): when it
+/// is alone, with `queued` jobs left (none), and every one of the pool's `workers` but the one
+/// that took it `idle`, so their cores are free; and the model has such a session. Under load
+/// the queue is never empty and every worker runs its own session; at a trickle, each request
+/// gets all the cores. A job arriving meanwhile waits for that batch (one short run).
+fn runs_on_all_cores(queued: usize, idle: usize, workers: usize, has_all_cores: bool) -> bool {
+    has_all_cores && queued == 0 && idle + 1 >= workers
 }
 
 /// Whether background work may enter the low-priority lane, with `live` jobs waiting, `idle`
@@ -522,7 +575,7 @@ fn still_wanted(job: Job) -> Option<Job> {
     Some(job)
 }
 
-fn run_batch(index: usize, batch: Vec<Job>) {
+fn run_batch(slot: Slot, batch: Vec<Job>) {
     let batch: Vec<Job> = batch.into_iter().filter_map(still_wanted).collect();
     if batch.is_empty() {
         return;
@@ -541,7 +594,7 @@ fn run_batch(index: usize, batch: Vec<Job>) {
             let Work::Tensors(inputs) = job.work else {
                 continue;
             };
-            let result = catch_unwind(AssertUnwindSafe(|| model.run_tensors(index, inputs)));
+            let result = catch_unwind(AssertUnwindSafe(|| model.run_tensors(slot, inputs)));
             let answer = match result {
                 Ok(Ok(outputs)) => Ok(Answer::Tensors(outputs)),
                 Ok(Err(err)) => Err(PoolError::Infer(err)),
@@ -564,7 +617,7 @@ fn run_batch(index: usize, batch: Vec<Job>) {
         .collect();
     metrics.batch_size.observe(texts.len() as f64);
     crate::failpoints::sleep("HOTSERVE_TEST_INFERENCE_DELAY_MS");
-    let result = catch_unwind(AssertUnwindSafe(|| model.classify(index, &texts)));
+    let result = catch_unwind(AssertUnwindSafe(|| model.classify(slot, &texts)));
     metrics
         .inference_seconds
         .observe_duration(started.elapsed());
@@ -621,7 +674,7 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{admits, first_job, may_run_background, Fill};
+    use super::{admits, first_job, may_run_background, runs_on_all_cores, Fill};
 
     #[test]
     #[rustfmt::skip]
@@ -635,6 +688,22 @@ mod tests {
         check(0, 2, 2, false);  // every idle worker already has a piece
         check(0, 0, 0, false);  // every worker busy
         check(1, 2, 0, false);  // a live job waits
+    }
+
+    #[test]
+    #[rustfmt::skip]
+    fn a_lone_batch_runs_on_all_cores() {
+        // (jobs left in the queue, idle workers, workers, model has an all-cores session) -> all cores
+        let check = |queued, idle, workers, has, expected| {
+            assert_eq!(runs_on_all_cores(queued, idle, workers, has), expected, "{queued} {idle} {workers} {has}");
+        };
+        check(0, 1, 2, true, true);    // alone, the other worker idle
+        check(0, 3, 4, true, true);
+        check(0, 0, 1, true, true);    // one worker (a model gets no all-cores session then)
+        check(1, 1, 2, true, false);   // another job waits: each worker its own session
+        check(0, 0, 2, true, false);   // the other worker is busy: its core is taken
+        check(0, 2, 4, true, false);   // one of three others is busy
+        check(0, 1, 2, false, false);  // adaptive_pool off (or a model without the session)
     }
 
     #[test]

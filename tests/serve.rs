@@ -977,3 +977,51 @@ fn validate_against_compares_with_the_live_model_as_shadow_mode_would() {
         "{stderr}"
     );
 }
+
+/// `adaptive_pool`: a request alone on an idle pool runs on the model's all-cores session
+/// (counted in `hotserve_all_cores_batches_total`), never with the setting off; a burst of
+/// concurrent requests (workers parked while a batch holds every core, then woken) is answered
+/// in full and right either way.
+#[tokio::test]
+async fn a_lone_request_runs_on_all_cores_and_a_burst_is_answered_in_full() {
+    let series = "hotserve_all_cores_batches_total{model=\"sentiment\"}";
+    for adaptive in ["true", "false"] {
+        let server = Start::model(fixture("sentiment"))
+            .set("inference_workers", "2")
+            .set("adaptive_pool", adaptive)
+            .ready()
+            .await;
+        let metrics = server.url("/metrics");
+        for _ in 0..3 {
+            let (status, answer) =
+                post_json(server.url("/predict"), json!({"text": "I love this"})).await;
+            assert_eq!((status, answer["label"].as_str()), (200, Some("POSITIVE")));
+        }
+        let mut burst = tokio::task::JoinSet::new();
+        for i in 0..40 {
+            let (text, label) = match i % 2 {
+                0 => ("I love this, wonderful", "POSITIVE"),
+                _ => ("terrible, I hate it", "NEGATIVE"),
+            };
+            let url = server.url("/predict");
+            burst.spawn(async move { (post_json(url, json!({ "text": text })).await, label) });
+        }
+        while let Some(answered) = burst.join_next().await {
+            let ((status, answer), label) = answered.expect("the request task ran");
+            assert_eq!(
+                (status, answer["label"].as_str()),
+                (200, Some(label)),
+                "{answer}"
+            );
+        }
+        let lone = metric(&metrics, series)
+            .await
+            .expect("the series is exposed");
+        match adaptive {
+            // Each of the sequential requests found the other worker idle (the burst may add more).
+            "true" => assert!(lone >= 1.0, "{series} = {lone}"),
+            _ => assert_eq!(lone, 0.0, "{series} with adaptive_pool off"),
+        }
+        server.stop().await.expect("clean stop");
+    }
+}

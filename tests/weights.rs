@@ -15,7 +15,7 @@ fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
-fn load(sessions: usize, share_weights: bool, prepack_weights: bool) -> Model {
+fn load(sessions: usize, share_weights: bool, prepack_weights: bool, all_cores: usize) -> Model {
     let dir = fixture("sentiment");
     let options = LoadOptions {
         name: "sentiment".into(),
@@ -31,43 +31,63 @@ fn load(sessions: usize, share_weights: bool, prepack_weights: bool) -> Model {
         max_sequence_length: 0,
         share_weights,
         prepack_weights,
+        all_cores_threads: all_cores,
     };
     model::load(&dir, &options).expect("the fixture loads")
 }
 
-/// Every worker's scores for a few texts, batched together.
+/// Every session's scores (the workers', then the all-cores one) for a few texts, batched
+/// together; the texts differ in length, so the batch runs in more than one padded run.
 fn scores_of_every_worker(model: &Model) -> Vec<Vec<Scores>> {
     let texts = [
         "I love this",
         "terrible, a waste of an evening",
         "",
         "it was fine I guess, nothing special but not bad either",
+        "a long review that goes on and on about the plot, the actors, the music, the \
+         photography, the costumes and the ending, which nobody in the audience expected, \
+         and the length of it, which everybody did",
     ];
     let encoded: Vec<_> = texts.iter().map(|t| model.encode(t).unwrap()).collect();
     let batch: Vec<_> = encoded.iter().collect();
-    (0..model.session_count())
-        .map(|worker| model.classify(worker, &batch).expect("inference works"))
+    model
+        .slots()
+        .into_iter()
+        .map(|slot| model.classify(slot, &batch).expect("inference works"))
         .collect()
 }
 
 #[test]
 fn shared_sessions_answer_exactly_as_sessions_from_the_file() {
-    let reference = load(1, false, false);
+    let reference = load(1, false, false, 0);
     assert_eq!(reference.weights_layout(), WeightsLayout::PerSession);
     let expected = scores_of_every_worker(&reference).remove(0);
-    let check = |sessions: usize, share: bool, prepack: bool, layout: WeightsLayout| {
-        let model = load(sessions, share, prepack);
-        let case = format!("{sessions} sessions, share {share}, prepack {prepack}");
+    let check = |sessions: usize, share: bool, prepack: bool, all_cores: usize, layout| {
+        let model = load(sessions, share, prepack, all_cores);
+        let case = format!(
+            "{sessions} sessions + all-cores {all_cores}, share {share}, prepack {prepack}"
+        );
         assert_eq!(model.session_count(), sessions, "{case}");
+        assert_eq!(model.has_all_cores(), all_cores > 0, "{case}");
         assert_eq!(model.weights_layout(), layout, "{case}");
-        for (worker, scores) in scores_of_every_worker(&model).iter().enumerate() {
-            assert_eq!(scores, &expected, "{case}, worker {worker}");
+        let every = scores_of_every_worker(&model);
+        assert_eq!(every.len(), sessions + usize::from(all_cores > 0), "{case}");
+        for (slot, scores) in every.iter().enumerate() {
+            // Several intra-op threads may sum in another order: equal within float noise.
+            let close = scores.len() == expected.len()
+                && scores
+                    .iter()
+                    .zip(&expected)
+                    .all(|(a, b)| a.0.iter().zip(&b.0).all(|(x, y)| (x - y).abs() < 1e-5));
+            assert!(close, "{case}, session {slot}: {scores:?} vs {expected:?}");
         }
     };
-    check(1, true, false, WeightsLayout::Shared);
-    check(4, true, false, WeightsLayout::Shared);
-    check(4, true, true, WeightsLayout::Shared);
-    check(4, false, false, WeightsLayout::PerSession);
+    check(1, true, false, 0, WeightsLayout::Shared);
+    check(4, true, false, 0, WeightsLayout::Shared);
+    check(4, true, true, 0, WeightsLayout::Shared);
+    check(4, false, false, 0, WeightsLayout::PerSession);
+    check(2, true, false, 2, WeightsLayout::Shared);
+    check(2, false, false, 2, WeightsLayout::PerSession);
 }
 
 #[test]
@@ -79,6 +99,7 @@ fn a_graph_that_cannot_be_saved_gets_one_session_per_worker_from_the_file() {
         intra_op_threads: 1,
         share_weights: true,
         prepack_weights: false,
+        all_cores_threads: 0,
     };
     let nowhere = Path::new("/nonexistent/hotserve-scratch");
     assert!(sessions::build_shared(&runtime.environment, &onnx, &options, nowhere).is_err());

@@ -123,6 +123,19 @@ impl Config {
             Err(ConfigError { problems })
         }
     }
+
+    /// Intra-op threads of each model's all-cores session (`adaptive_pool`): every worker's
+    /// threads, at most the machine's cores; 0 when there is no such session (adaptive pool
+    /// off, one worker, or `intra_op_threads: 0`, where each session already uses every core).
+    pub fn all_cores_threads(&self) -> usize {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let threads = (self.inference_workers * self.intra_op_threads).min(cores);
+        if self.adaptive_pool && self.intra_op_threads > 0 && threads > self.intra_op_threads {
+            threads
+        } else {
+            0
+        }
+    }
 }
 
 /// Renders the settings table for `hotserve settings`: key, environment variable, default

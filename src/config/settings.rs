@@ -277,6 +277,12 @@ settings! {
             parse: parse_bool,
             help: "build a model's sessions on one optimized copy of its weights instead of one copy per inference worker (a graph that cannot be shared loads one copy per worker, with a warning)",
         },
+        adaptive_pool: bool {
+            env: "HOTSERVE_ADAPTIVE_POOL",
+            default: "true",
+            parse: parse_bool,
+            help: "run a batch that is alone (queue empty, every other worker idle) on one extra session per model that uses every worker's cores: a lone request as fast as one session with all threads, the per-worker layout under load",
+        },
         prepack_weights: bool {
             env: "HOTSERVE_PREPACK_WEIGHTS",
             default: "false",

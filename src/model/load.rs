@@ -42,6 +42,9 @@ pub struct LoadOptions {
     pub share_weights: bool,
     /// Let ONNX Runtime prepack shared weights, one prepacked copy per session.
     pub prepack_weights: bool,
+    /// Intra-op threads of the extra all-cores session a lone batch runs on (0: none; see
+    /// `Config::all_cores_threads`).
+    pub all_cores_threads: usize,
     /// Tokens kept per text; 0 = `metadata.max_sequence_length` or 512.
     pub max_sequence_length: usize,
 }
@@ -184,6 +187,7 @@ pub fn load(dir: &Path, options: &LoadOptions) -> Result<Model, ModelError> {
         intra_op_threads: options.intra_op_threads,
         share_weights: options.share_weights,
         prepack_weights: options.prepack_weights,
+        all_cores_threads: options.all_cores_threads,
     };
     let mut sessions = sessions::build(&runtime.environment, &onnx_path, &session_options)?;
     let first = sessions.first();
@@ -496,9 +500,9 @@ fn warm_up(model: &Model, dir: &Path) -> Result<(), ModelError> {
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| ModelError::Warmup(e.to_string()))?;
             let refs: Vec<_> = encoded.iter().collect();
-            for worker in 0..model.session_count() {
+            for slot in model.slots() {
                 let scores = model
-                    .classify(worker, &refs)
+                    .classify(slot, &refs)
                     .map_err(|e| ModelError::Warmup(e.to_string()))?;
                 if scores.len() != texts.len()
                     || scores.iter().any(|s| s.0.len() != task.labels.len())
@@ -519,9 +523,9 @@ fn warm_up(model: &Model, dir: &Path) -> Result<(), ModelError> {
                     .map_err(|e| ModelError::Warmup(format!("serving input example: {e}")))?,
                 None => super::tensor::zeros_like_inputs(model),
             };
-            for worker in 0..model.session_count() {
+            for slot in model.slots() {
                 let outputs = model
-                    .run_tensors(worker, tensors.clone())
+                    .run_tensors(slot, tensors.clone())
                     .map_err(|e| ModelError::Warmup(e.to_string()))?;
                 if outputs.iter().any(|t| !t.data.all_finite()) {
                     return Err(ModelError::Warmup(

@@ -6,6 +6,7 @@
 //! - [`load`] turns a model directory into a [`Model`], running the validation gate.
 //! - [`runtime`] finds and loads the ONNX Runtime library.
 //! - [`sessions`] builds a model's sessions, one per worker, on one shared copy of the weights.
+//! - [`padding`] cuts a batch of texts of different lengths into padded runs.
 //! - [`bundle`] extracts `.zip` bundles safely.
 //! - [`tensor`] runs models that take tensors rather than text.
 //! - [`rfc3339`] formats the times a model (and the live status) reports.
@@ -13,6 +14,7 @@
 pub mod bundle;
 pub mod load;
 pub mod mlmodel;
+pub mod padding;
 pub mod rfc3339;
 pub mod runtime;
 pub mod sessions;
@@ -21,12 +23,13 @@ pub mod tensor;
 use std::path::PathBuf;
 use std::time::SystemTime;
 
-use ort::session::{Session, SessionInputValue};
+use ort::session::SessionInputValue;
 use ort::value::Tensor;
 use serde::Serialize;
 
 pub use load::{load, LoadOptions, ModelError};
 pub use mlmodel::MlModel;
+pub use sessions::Slot;
 
 /// Facts about a model that never change while it is live.
 #[derive(Clone, Debug, Serialize)]
@@ -72,8 +75,8 @@ pub struct Model {
     pub inputs: Vec<TensorDesc>,
     pub outputs: Vec<TensorDesc>,
     pub task: Task,
-    /// One session per inference worker (`Session::run` needs exclusive access), sharing one
-    /// copy of the weights when they can.
+    /// One session per inference worker (`Session::run` needs exclusive access), and the
+    /// all-cores one with `adaptive_pool`, sharing one copy of the weights when they can.
     sessions: sessions::Sessions,
 }
 
@@ -164,9 +167,39 @@ impl Model {
         Ok(Encoded { ids, type_ids })
     }
 
-    /// Runs one padded batch through session `worker % sessions` and returns probabilities
-    /// per text. Pads to the longest sequence in the batch.
-    pub fn classify(&self, worker: usize, batch: &[&Encoded]) -> Result<Vec<Scores>, InferError> {
+    /// Classifies a batch on session `worker % sessions` and returns probabilities per text, in
+    /// order. Texts of very different lengths are run in several padded runs ([`padding`]):
+    /// sorted by length, cut where padding would cost more than one more run.
+    pub fn classify(
+        &self,
+        slot: impl Into<Slot>,
+        batch: &[&Encoded],
+    ) -> Result<Vec<Scores>, InferError> {
+        let slot = slot.into();
+        let mut order: Vec<usize> = (0..batch.len()).collect();
+        order.sort_by_key(|&i| batch[i].ids.len());
+        let lengths: Vec<usize> = order.iter().map(|&i| batch[i].ids.len()).collect();
+        let ends = padding::plan(&lengths, padding::RUN_OVERHEAD_TOKENS);
+        if ends.len() <= 1 {
+            return self.classify_padded(slot, batch);
+        }
+        let mut scores = vec![Scores(Vec::new()); batch.len()];
+        let mut start = 0;
+        for end in ends {
+            let run: Vec<&Encoded> = order[start..end].iter().map(|&i| batch[i]).collect();
+            for (&i, score) in order[start..end]
+                .iter()
+                .zip(self.classify_padded(slot, &run)?)
+            {
+                scores[i] = score;
+            }
+            start = end;
+        }
+        Ok(scores)
+    }
+
+    /// Runs one batch padded to its longest text on the session of `slot`.
+    fn classify_padded(&self, slot: Slot, batch: &[&Encoded]) -> Result<Vec<Scores>, InferError> {
         let task = self
             .text()
             .ok_or_else(|| InferError::BadInput("this model takes tensors, not text".into()))?;
@@ -197,7 +230,7 @@ impl Model {
                 id_tensor(shape, type_ids, task.ids_are_i32)?,
             ));
         }
-        let mut session = self.session(worker);
+        let mut session = self.sessions.lock(slot);
         let outputs = session.run(inputs)?;
         let output = outputs.get(&task.output).ok_or_else(|| {
             InferError::Runtime(format!("the graph returned no '{}'", task.output))
@@ -224,13 +257,13 @@ impl Model {
             .collect())
     }
 
-    /// Runs a tensor model on named inputs.
+    /// Runs a tensor model on named inputs, on the session of `slot`.
     pub fn run_tensors(
         &self,
-        worker: usize,
+        slot: impl Into<Slot>,
         inputs: Vec<tensor::NamedTensor>,
     ) -> Result<Vec<tensor::NamedTensor>, InferError> {
-        tensor::run(self, &mut self.session(worker), inputs)
+        tensor::run(self, &mut self.sessions.lock(slot.into()), inputs)
     }
 
     /// Where this model's weights live: shared by its sessions, or one copy per session.
@@ -238,8 +271,19 @@ impl Model {
         self.sessions.layout()
     }
 
-    fn session(&self, worker: usize) -> std::sync::MutexGuard<'_, Session> {
-        self.sessions.lock(worker)
+    /// Every session's slot: the workers', then the all-cores one if the model has it (the
+    /// gate warms each up).
+    pub fn slots(&self) -> Vec<Slot> {
+        let mut slots: Vec<Slot> = (0..self.sessions.len()).map(Slot::Worker).collect();
+        if self.sessions.has_all_cores() {
+            slots.push(Slot::AllCores);
+        }
+        slots
+    }
+
+    /// Whether a lone batch can run on an all-cores session (`adaptive_pool`).
+    pub fn has_all_cores(&self) -> bool {
+        self.sessions.has_all_cores()
     }
 }
 

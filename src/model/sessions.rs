@@ -11,6 +11,12 @@
 //! request by ~30% but full batches by ~2%). A graph that cannot be saved in that format
 //! falls back to one session per worker from the file, as before, with one log line saying
 //! why.
+//!
+//! With `adaptive_pool` a model has one more session on the same weights, whose intra-op
+//! threads are every worker's ([`Slot::AllCores`]): the pool runs a batch on it when the batch
+//! is alone and the other workers idle, so a lone request gets every core (half the latency
+//! of one thread on MiniLM) while under load each worker runs its own one-thread session,
+//! which batches better (`queue::runs_on_all_cores`).
 
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
@@ -32,6 +38,36 @@ pub struct SessionOptions {
     pub share_weights: bool,
     /// Let ONNX Runtime prepack weights for its kernels, one prepacked copy per session.
     pub prepack_weights: bool,
+    /// Intra-op threads of one more session, the all-cores one a lone batch runs on (0: none).
+    pub all_cores_threads: usize,
+}
+
+impl SessionOptions {
+    /// The intra-op threads of every session to build: one per worker, then the all-cores
+    /// session if there is one.
+    fn threads(&self) -> Vec<usize> {
+        let mut threads = vec![self.intra_op_threads; self.count.max(1)];
+        if self.all_cores_threads > 0 {
+            threads.push(self.all_cores_threads);
+        }
+        threads
+    }
+}
+
+/// Which of a model's sessions runs a call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Slot {
+    /// Inference worker `n`'s own session (`n % workers`).
+    Worker(usize),
+    /// The all-cores session (`adaptive_pool`), for a batch that is alone; worker 0's session
+    /// when the model has none.
+    AllCores,
+}
+
+impl From<usize> for Slot {
+    fn from(worker: usize) -> Slot {
+        Slot::Worker(worker)
+    }
 }
 
 /// Where the sessions' weights live.
@@ -48,12 +84,30 @@ pub struct Sessions {
     /// One session per inference worker, each behind its own lock. Declared before `graph`:
     /// fields drop in declaration order, and shared sessions point into `graph`.
     sessions: Vec<Mutex<Session>>,
+    /// The all-cores session, when `adaptive_pool` asked for one (see [`Slot::AllCores`]).
+    all_cores: Option<Mutex<Session>>,
     /// The optimized graph in ORT format when the sessions share it (`Shared`). Never
     /// mutated, moved out or dropped while a session lives (see [`build_shared`]).
     graph: Option<Box<[u8]>>,
 }
 
 impl Sessions {
+    /// Sessions built in the order of `options.threads()`: the workers', then the all-cores one.
+    fn new(
+        mut sessions: Vec<Mutex<Session>>,
+        options: &SessionOptions,
+        graph: Option<Box<[u8]>>,
+    ) -> Sessions {
+        let all_cores = (options.all_cores_threads > 0)
+            .then(|| sessions.pop())
+            .flatten();
+        Sessions {
+            sessions,
+            all_cores,
+            graph,
+        }
+    }
+
     /// How many sessions there are (and so concurrent inference calls).
     pub fn len(&self) -> usize {
         self.sessions.len()
@@ -79,9 +133,18 @@ impl Sessions {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Session `worker % len`, locked.
-    pub fn lock(&self, worker: usize) -> MutexGuard<'_, Session> {
-        let slot = &self.sessions[worker % self.sessions.len()];
+    /// Whether there is an all-cores session.
+    pub fn has_all_cores(&self) -> bool {
+        self.all_cores.is_some()
+    }
+
+    /// The session of `slot`, locked.
+    pub fn lock(&self, slot: Slot) -> MutexGuard<'_, Session> {
+        let slot = match (slot, &self.all_cores) {
+            (Slot::AllCores, Some(session)) => session,
+            (Slot::AllCores, None) => &self.sessions[0],
+            (Slot::Worker(worker), _) => &self.sessions[worker % self.sessions.len()],
+        };
         // A panic while holding the lock cannot leave a session half-updated in a way that
         // matters to the next caller (ONNX Runtime owns the state), so poisoning is ignored.
         slot.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -124,9 +187,11 @@ pub fn build_per_session(
     onnx_path: &Path,
     options: &SessionOptions,
 ) -> Result<Sessions, ModelError> {
-    let sessions = (0..options.count.max(1))
-        .map(|_| {
-            builder(environment, options.intra_op_threads, &[])?
+    let sessions = options
+        .threads()
+        .into_iter()
+        .map(|threads| {
+            builder(environment, threads, &[])?
                 .commit_from_file(onnx_path)
                 .map(Mutex::new)
                 .map_err(|err| err.to_string())
@@ -136,10 +201,7 @@ pub fn build_per_session(
             path: onnx_path.to_path_buf(),
             why,
         })?;
-    Ok(Sessions {
-        sessions,
-        graph: None,
-    })
+    Ok(Sessions::new(sessions, options, None))
 }
 
 /// Optimizes the graph once into an ORT-format file in `scratch` (removed before returning),
@@ -184,8 +246,8 @@ pub fn build_shared(
     }
 
     let prepacking = if options.prepack_weights { "0" } else { "1" };
-    let mut sessions = Vec::with_capacity(options.count.max(1));
-    for _ in 0..options.count.max(1) {
+    let mut sessions = Vec::new();
+    for threads in options.threads() {
         // SAFETY (ort cannot check this, so there is no `unsafe` block to hang it on): with
         // the two `use_ort_model_bytes` entries ONNX Runtime keeps pointers into `graph`
         // instead of copying the weights. `graph` is a heap buffer that never moves or
@@ -196,7 +258,7 @@ pub fn build_shared(
         // handed out as the `&mut Session` the run paths take.
         let session = builder(
             environment,
-            options.intra_op_threads,
+            threads,
             &[
                 ("session.disable_prepacking", prepacking),
                 ("session.use_ort_model_bytes_directly", "1"),
@@ -207,10 +269,7 @@ pub fn build_shared(
         .map_err(|err| format!("the saved graph does not load: {err}"))?;
         sessions.push(Mutex::new(session));
     }
-    Ok(Sessions {
-        sessions,
-        graph: Some(graph),
-    })
+    Ok(Sessions::new(sessions, options, Some(graph)))
 }
 
 /// A session builder with hotserve's fixed choices (every graph optimization, one inter-op

@@ -247,6 +247,7 @@ async fn load(reloader: &Reloader, manifest: &Manifest) -> Result<Model, ReloadE
         max_sequence_length: config.max_sequence_length,
         share_weights: config.share_weights,
         prepack_weights: config.prepack_weights,
+        all_cores_threads: config.all_cores_threads(),
     };
     let dir = manifest.dir.clone();
     let model = loader::run(move || {
