@@ -39,22 +39,47 @@ fn load(sessions: usize, share_weights: bool, prepack_weights: bool, all_cores: 
 /// Every session's scores (the workers', then the all-cores one) for a few texts, batched
 /// together; the texts differ in length, so the batch runs in more than one padded run.
 fn scores_of_every_worker(model: &Model) -> Vec<Vec<Scores>> {
-    let texts = [
-        "I love this",
-        "terrible, a waste of an evening",
-        "",
-        "it was fine I guess, nothing special but not bad either",
-        "a long review that goes on and on about the plot, the actors, the music, the \
-         photography, the costumes and the ending, which nobody in the audience expected, \
-         and the length of it, which everybody did",
-    ];
-    let encoded: Vec<_> = texts.iter().map(|t| model.encode(t).unwrap()).collect();
+    let encoded: Vec<_> = TEXTS.iter().map(|t| model.encode(t).unwrap()).collect();
     let batch: Vec<_> = encoded.iter().collect();
     model
         .slots()
         .into_iter()
         .map(|slot| model.classify(slot, &batch).expect("inference works"))
         .collect()
+}
+
+/// Texts of very different lengths: a batch of them is cut into several padded runs.
+const TEXTS: [&str; 5] = [
+    "I love this",
+    "terrible, a waste of an evening",
+    "",
+    "it was fine I guess, nothing special but not bad either",
+    "a long review that goes on and on about the plot, the actors, the music, the \
+     photography, the costumes and the ending, which nobody in the audience expected, \
+     and the length of it, which everybody did",
+];
+
+/// Equal within float noise (several intra-op threads, or another padding, may sum in another
+/// order).
+fn close(a: &[Scores], b: &[Scores]) -> bool {
+    a.len() == b.len()
+        && a.iter().zip(b).all(|(a, b)| {
+            a.0.len() == b.0.len() && a.0.iter().zip(&b.0).all(|(x, y)| (x - y).abs() < 1e-5)
+        })
+}
+
+#[test]
+fn a_batch_of_mixed_lengths_answers_each_text_as_alone_and_in_order() {
+    let model = load(1, true, false, 0);
+    let alone: Vec<Scores> = TEXTS
+        .iter()
+        .map(|t| {
+            let encoded = model.encode(t).unwrap();
+            model.classify(0, &[&encoded]).unwrap().remove(0)
+        })
+        .collect();
+    let batched = scores_of_every_worker(&model).remove(0);
+    assert!(close(&batched, &alone), "{batched:?} vs {alone:?}");
 }
 
 #[test]
@@ -73,13 +98,8 @@ fn shared_sessions_answer_exactly_as_sessions_from_the_file() {
         let every = scores_of_every_worker(&model);
         assert_eq!(every.len(), sessions + usize::from(all_cores > 0), "{case}");
         for (slot, scores) in every.iter().enumerate() {
-            // Several intra-op threads may sum in another order: equal within float noise.
-            let close = scores.len() == expected.len()
-                && scores
-                    .iter()
-                    .zip(&expected)
-                    .all(|(a, b)| a.0.iter().zip(&b.0).all(|(x, y)| (x - y).abs() < 1e-5));
-            assert!(close, "{case}, session {slot}: {scores:?} vs {expected:?}");
+            let case = format!("{case}, session {slot}: {scores:?} vs {expected:?}");
+            assert!(close(scores, &expected), "{case}");
         }
     };
     check(1, true, false, 0, WeightsLayout::Shared);
