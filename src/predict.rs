@@ -64,6 +64,7 @@ pub async fn classify(
         .shadow
         .sample()
         .map(|candidate| (candidate, texts.clone()));
+    let _in_progress = app.pool.begin();
     let work = async {
         let tokenize_started = Instant::now();
         let encoded = tokenize(model, texts).await?;
@@ -122,6 +123,7 @@ pub async fn run_tensors(
         .shadow
         .sample()
         .map(|candidate| (candidate, inputs.clone()));
+    let _in_progress = app.pool.begin();
     let work = app
         .pool
         .run_tensors(model, &served.metrics, inputs, deadline);

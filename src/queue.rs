@@ -25,7 +25,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -35,6 +35,15 @@ use tokio::sync::oneshot;
 use crate::metrics::{Metrics, ModelMetrics};
 use crate::model::tensor::NamedTensor;
 use crate::model::{Encoded, InferError, Model, Scores, Slot};
+
+/// A prediction in progress ([`Pool::begin`]); counted until dropped.
+pub struct InProgress<'a>(&'a AtomicUsize);
+
+impl Drop for InProgress<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
 
 /// Batching and sizing knobs (from [`crate::config::Config`]).
 #[derive(Clone, Debug)]
@@ -159,6 +168,9 @@ impl Queue {
 struct Shared {
     queue: Mutex<Queue>,
     available: Condvar,
+    /// Predictions in progress anywhere between a transport and its answer ([`Pool::begin`]):
+    /// whether a batch is really alone, not just alone in the queue for a moment.
+    in_progress: AtomicUsize,
     config: PoolConfig,
     metrics: Arc<Metrics>,
 }
@@ -184,6 +196,7 @@ impl Pool {
                 background: VecDeque::new(),
             }),
             available: Condvar::new(),
+            in_progress: AtomicUsize::new(0),
             config,
             metrics,
         });
@@ -273,6 +286,15 @@ impl Pool {
         }
         self.shared.available.notify_all();
         true
+    }
+
+    /// Marks a prediction in progress until the returned guard drops; `predict.rs` takes one
+    /// per request before tokenizing. A batch runs on all cores only while it is the one
+    /// prediction in progress: a queue that is empty for a moment between the requests of a
+    /// busy server (small models spend most of a request outside inference) is not idleness.
+    pub fn begin(&self) -> InProgress<'_> {
+        self.shared.in_progress.fetch_add(1, Ordering::Relaxed);
+        InProgress(&self.shared.in_progress)
     }
 
     /// Texts waiting in the queue.
@@ -495,6 +517,7 @@ fn next_batch(index: usize, shared: &Shared) -> Option<Next> {
         .queue_depth
         .store(queue.texts as i64, Ordering::Relaxed);
     let slot = if runs_on_all_cores(
+        shared.in_progress.load(Ordering::Relaxed),
         queue.jobs.len(),
         queue.idle,
         config.workers,
@@ -520,12 +543,19 @@ fn next_batch(index: usize, shared: &Shared) -> Option<Next> {
 }
 
 /// Whether a batch just taken runs on its model's all-cores session (`adaptive_pool`): when it
-/// is alone, with `queued` jobs left (none), and every one of the pool's `workers` but the one
-/// that took it `idle`, so their cores are free; and the model has such a session. Under load
-/// the queue is never empty and every worker runs its own session; at a trickle, each request
-/// gets all the cores. A job arriving meanwhile waits for that batch (one short run).
-fn runs_on_all_cores(queued: usize, idle: usize, workers: usize, has_all_cores: bool) -> bool {
-    has_all_cores && queued == 0 && idle + 1 >= workers
+/// is alone, with `in_progress` predictions in the process (at most its own), `queued` jobs
+/// left (none), and every one of the pool's `workers` but the one that took it `idle`, so their
+/// cores are free; and the model has such a session. Under load every worker runs its own
+/// session; at a trickle, each request gets all the cores. A job arriving meanwhile waits for
+/// that batch (one short run).
+fn runs_on_all_cores(
+    in_progress: usize,
+    queued: usize,
+    idle: usize,
+    workers: usize,
+    has_all_cores: bool,
+) -> bool {
+    has_all_cores && in_progress <= 1 && queued == 0 && idle + 1 >= workers
 }
 
 /// Whether background work may enter the low-priority lane, with `live` jobs waiting, `idle`
@@ -693,17 +723,22 @@ mod tests {
     #[test]
     #[rustfmt::skip]
     fn a_lone_batch_runs_on_all_cores() {
-        // (jobs left in the queue, idle workers, workers, model has an all-cores session) -> all cores
-        let check = |queued, idle, workers, has, expected| {
-            assert_eq!(runs_on_all_cores(queued, idle, workers, has), expected, "{queued} {idle} {workers} {has}");
+        // (predictions in progress, jobs left in the queue, idle workers, workers,
+        //  model has an all-cores session) -> all cores
+        let check = |in_progress, queued, idle, workers, has, expected| {
+            let all = runs_on_all_cores(in_progress, queued, idle, workers, has);
+            assert_eq!(all, expected, "{in_progress} {queued} {idle} {workers} {has}");
         };
-        check(0, 1, 2, true, true);    // alone, the other worker idle
-        check(0, 3, 4, true, true);
-        check(0, 0, 1, true, true);    // one worker (a model gets no all-cores session then)
-        check(1, 1, 2, true, false);   // another job waits: each worker its own session
-        check(0, 0, 2, true, false);   // the other worker is busy: its core is taken
-        check(0, 2, 4, true, false);   // one of three others is busy
-        check(0, 1, 2, false, false);  // adaptive_pool off (or a model without the session)
+        check(1, 0, 1, 2, true, true);    // alone, the other worker idle
+        check(1, 0, 3, 4, true, true);
+        check(0, 0, 1, 2, true, true);    // the client left while its job waited
+        check(1, 0, 0, 1, true, true);    // one worker (a model gets no all-cores session then)
+        check(2, 0, 1, 2, true, false);   // another request is on its way (tokenizing, answering)
+        check(64, 0, 1, 2, true, false);  // a busy server whose queue is empty for a moment
+        check(1, 1, 1, 2, true, false);   // another job waits: each worker its own session
+        check(1, 0, 0, 2, true, false);   // the other worker is busy: its core is taken
+        check(1, 0, 2, 4, true, false);   // one of three others is busy
+        check(1, 0, 1, 2, false, false);  // adaptive_pool off (or a model without the session)
     }
 
     #[test]
