@@ -379,3 +379,30 @@ async fn api_keys_guard_the_model_routes_over_http2() {
         }
     }
 }
+
+#[tokio::test]
+async fn shutdown_drains_both_protocols_and_silent_connections_at_once() {
+    let server = start(&[
+        ("keep_alive_timeout", "60s"),
+        ("header_read_timeout", "60s"),
+    ])
+    .await;
+    // An idle HTTP/2 connection, an idle HTTP/1.1 one, and one that has sent nothing yet.
+    let (mut sender, driven) = connect(&server, None).await;
+    let (status, _) = send(&mut sender, post("/predict", &json!({"text": "fine"}))).await;
+    assert_eq!(status, StatusCode::OK);
+    let answer = curl_predict(&server, &["--http1.1"]).await;
+    assert_eq!(answer.status, 200);
+    let _silent = TcpStream::connect(server.addr).await.unwrap();
+    let started = Instant::now();
+    server.stop().await.unwrap();
+    // Well within the limits (60 s) that would otherwise close them.
+    let stopped = started.elapsed();
+    assert!(
+        stopped < Duration::from_secs(30),
+        "stopped after {stopped:?}"
+    );
+    // The HTTP/2 client saw the connection end cleanly (GOAWAY, then close).
+    let ended = tokio::time::timeout(PATIENCE, driven).await;
+    assert!(matches!(ended, Ok(Ok(Ok(())))), "{ended:?}");
+}

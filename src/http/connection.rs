@@ -115,14 +115,16 @@ pub enum ConnectionError {
 
 /// Serves one connection (`io`, a watched TCP stream or TLS over one) with the protocol its
 /// first bytes say, until it closes or the drain `watcher` ends it (HTTP/1: after the
-/// current response; HTTP/2: GOAWAY, then once its streams have answered).
+/// current response; HTTP/2: GOAWAY, then once its streams have answered). A connection that
+/// has not sent its first bytes when `draining` turns true is closed at once.
 pub async fn serve<IO, S>(
     mut io: IO,
     builders: &Builders,
     activity: &Activity,
     service: S,
     watcher: Watcher,
-) -> Result<Protocol, ConnectionError>
+    mut draining: tokio::sync::watch::Receiver<bool>,
+) -> Result<(), ConnectionError>
 where
     IO: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     S: HttpService<Incoming, ResBody = Full<Bytes>, Error = Infallible> + Send + 'static,
@@ -130,15 +132,18 @@ where
 {
     let mut first = [0u8; H2_PREFACE.len()];
     let mut filled = 0;
-    let protocol = loop {
-        let n = io
-            .read(&mut first[filled..])
-            .await
-            .map_err(ConnectionError::Preface)?;
-        filled += n;
-        if let Some(protocol) = sniff(&first[..filled], n == 0) {
-            break protocol;
+    let sniffing = async {
+        loop {
+            let n = io.read(&mut first[filled..]).await?;
+            filled += n;
+            if let Some(protocol) = sniff(&first[..filled], n == 0) {
+                return Ok::<_, io::Error>(protocol);
+            }
         }
+    };
+    let protocol = tokio::select! {
+        sniffed = sniffing => sniffed.map_err(ConnectionError::Preface)?,
+        _ = draining.wait_for(|draining| *draining) => return Ok(()),
     };
     let io = TokioIo::new(Rewound {
         first: Bytes::copy_from_slice(&first[..filled]),
@@ -148,16 +153,16 @@ where
         Protocol::Http1 => {
             watcher
                 .watch(builders.http1.serve_connection(io, service))
-                .await?
+                .await?;
         }
         Protocol::Http2 => {
             activity.h2.store(true, Ordering::Relaxed);
             watcher
                 .watch(builders.http2.serve_connection(io, service))
-                .await?
+                .await?;
         }
     }
-    Ok(protocol)
+    Ok(())
 }
 
 /// A stream whose first bytes, already read, are read again.

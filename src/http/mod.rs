@@ -111,6 +111,8 @@ pub async fn serve(
     let graceful = GracefulShutdown::new();
     let builders = Arc::new(connection::builders(&app.config));
     let connections = Arc::new(Semaphore::new(app.config.max_connections));
+    // Turns true at shutdown, for connections that have not sent their first bytes yet.
+    let (drain, draining) = tokio::sync::watch::channel(false);
     tokio::pin!(shutdown);
     while let Some((stream, peer, permit)) =
         next_connection(&listener, &connections, &mut shutdown).await
@@ -133,13 +135,18 @@ pub async fn serve(
         let builders = builders.clone();
         let watcher = graceful.watcher();
         let tls = tls.clone();
+        let draining = draining.clone();
         metrics.open_connections.fetch_add(1, Ordering::Relaxed);
         tokio::spawn(async move {
             let result = match tls {
-                None => connection::serve(stream, &builders, &activity, service, watcher).await,
+                None => {
+                    connection::serve(stream, &builders, &activity, service, watcher, draining)
+                        .await
+                }
                 Some(tls) => match tls.accept(stream).await {
                     Ok(stream) => {
-                        connection::serve(stream, &builders, &activity, service, watcher).await
+                        connection::serve(stream, &builders, &activity, service, watcher, draining)
+                            .await
                     }
                     Err(err) => {
                         tracing::debug!(%peer, %err, "TLS handshake failed");
@@ -164,6 +171,7 @@ pub async fn serve(
         });
     }
     drop(listener);
+    let _ = drain.send(true);
     tokio::select! {
         _ = graceful.shutdown() => tracing::info!("all connections closed"),
         _ = tokio::time::sleep(grace) => tracing::warn!(?grace, "shutdown deadline passed with requests still in flight"),
