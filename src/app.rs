@@ -293,9 +293,10 @@ impl Daemon {
             api_keys: self.api_keys.clone(),
         });
         let acceptor = self.tls.clone().map(|certificates| {
+            // HTTP/2 for the clients that offer it, HTTP/1.1 for the others.
             tls::acceptor(
                 certificates,
-                &[b"http/1.1"],
+                &[b"h2", b"http/1.1"],
                 self.config.header_read_timeout,
             )
         });

@@ -361,19 +361,19 @@ settings! {
             env: "HOTSERVE_KEEP_ALIVE_TIMEOUT",
             default: "5s",
             parse: parse_positive_duration,
-            help: "how long a connection may move no bytes while none of its requests is being handled (idle between requests, or a response its client does not read) before it is closed",
+            help: "how long a connection may stay idle while none of its requests is being handled before it is closed (HTTP/1: no bytes moved; HTTP/2: no request started or ended)",
         },
         max_header_bytes: usize {
             env: "HOTSERVE_MAX_HEADER_BYTES",
             default: "32768",
             parse: |value| parse_count(value, 1024, 1 << 20),
-            help: "largest request line and headers accepted, in bytes (431 and the connection closed beyond)",
+            help: "largest request line and headers accepted, in bytes (431; HTTP/1 also closes the connection)",
         },
         max_headers: usize {
             env: "HOTSERVE_MAX_HEADERS",
             default: "100",
             parse: |value| parse_count(value, 1, 1024),
-            help: "most header fields in a request (431 and the connection closed beyond)",
+            help: "most header fields in a request (431; HTTP/1 also closes the connection)",
         },
 
         // --- Lifecycle ---------------------------------------------------------------------

@@ -175,6 +175,16 @@ impl ApiError {
         )
     }
 
+    /// An HTTP/2 request with more than `max_headers` header fields (hyper refuses them
+    /// itself on HTTP/1, with a 431 and no body).
+    pub fn too_many_headers(limit: usize) -> ApiError {
+        ApiError::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "BAD_REQUEST",
+            format!("the request has more than {limit} header fields (max_headers)"),
+        )
+    }
+
     /// A content type the route does not take.
     pub fn unsupported_media_type(got: &str, expected: &str) -> ApiError {
         ApiError::new(
@@ -463,6 +473,7 @@ mod tests {
         check(ApiError::method_not_allowed(&Method::GET, "/predict", &Method::POST), 405, "BAD_REQUEST", None);
         check(ApiError::request_timeout(), 408, "BAD_REQUEST", None);
         check(ApiError::too_large(10), 413, "MAX_READ_SIZE_EXCEEDED", None);
+        check(ApiError::too_many_headers(10), 431, "BAD_REQUEST", None);
         check(ApiError::unsupported_media_type("text/plain", "application/json"), 415, "BAD_REQUEST", None);
         check(ApiError::internal("x"), 500, "INTERNAL_ERROR", None);
         check(ApiError::no_model("loading"), 503, "TEMPORARILY_UNAVAILABLE", Some(5));

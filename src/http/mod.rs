@@ -1,5 +1,6 @@
-//! The HTTP transport (hyper 1.x): accepting connections, draining them on shutdown, reading
-//! bodies within limits, and routing to [`routes`]. This layer parses and answers; it never
+//! The HTTP transport (hyper 1.x): accepting connections (HTTP/1.1, or HTTP/2 with prior
+//! knowledge or by ALPN, see [`connection`]), draining them on shutdown, reading bodies within
+//! limits, and routing to [`routes`]. This layer parses and answers; it never
 //! calls ONNX Runtime (predictions go through [`crate::queue::Pool`]).
 
 pub mod auth;
@@ -23,7 +24,6 @@ use hyper::body::Incoming;
 use hyper::header::{HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -97,8 +97,8 @@ pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub static X_MODEL_VERSION: HeaderName = HeaderName::from_static("x-model-version");
 
 /// Serves connections from `listener` until `shutdown` resolves, then stops accepting and
-/// waits up to `grace` for in-flight requests (connections are closed after their current
-/// request). Returns once every connection is closed or the grace period is over. With `tls`,
+/// waits up to `grace` for in-flight requests (HTTP/1 connections are closed after their
+/// current request, HTTP/2 ones get a GOAWAY and close once their streams have answered). Returns once every connection is closed or the grace period is over. With `tls`,
 /// each connection's handshake runs in its own task, within `header_read_timeout`, so a slow
 /// client never holds the accept loop.
 pub async fn serve(
@@ -109,8 +109,10 @@ pub async fn serve(
     grace: Duration,
 ) {
     let graceful = GracefulShutdown::new();
-    let builder = Arc::new(connection::builder(&app.config));
+    let builders = Arc::new(connection::builders(&app.config));
     let connections = Arc::new(Semaphore::new(app.config.max_connections));
+    // Turns true at shutdown, for connections that have not sent their first bytes yet.
+    let (drain, draining) = tokio::sync::watch::channel(false);
     tokio::pin!(shutdown);
     while let Some((stream, peer, permit)) =
         next_connection(&listener, &connections, &mut shutdown).await
@@ -130,20 +132,21 @@ pub async fn serve(
                 Ok::<_, Infallible>(response)
             }
         });
-        let builder = builder.clone();
+        let builders = builders.clone();
         let watcher = graceful.watcher();
         let tls = tls.clone();
+        let draining = draining.clone();
         metrics.open_connections.fetch_add(1, Ordering::Relaxed);
         tokio::spawn(async move {
             let result = match tls {
                 None => {
-                    let connection = builder.serve_connection(TokioIo::new(stream), service);
-                    watcher.watch(connection).await
+                    connection::serve(stream, &builders, &activity, service, watcher, draining)
+                        .await
                 }
                 Some(tls) => match tls.accept(stream).await {
                     Ok(stream) => {
-                        let connection = builder.serve_connection(TokioIo::new(stream), service);
-                        watcher.watch(connection).await
+                        connection::serve(stream, &builders, &activity, service, watcher, draining)
+                            .await
                     }
                     Err(err) => {
                         tracing::debug!(%peer, %err, "TLS handshake failed");
@@ -157,7 +160,7 @@ pub async fn serve(
                 },
             };
             let reason = connection::CloseReason::of(&result, activity.timed_out());
-            if let Err(err) = result {
+            if let Err(err) = &result {
                 tracing::debug!(%peer, %err, reason = reason.as_str(), "connection ended with an error");
             }
             metrics
@@ -168,6 +171,7 @@ pub async fn serve(
         });
     }
     drop(listener);
+    let _ = drain.send(true);
     tokio::select! {
         _ = graceful.shutdown() => tracing::info!("all connections closed"),
         _ = tokio::time::sleep(grace) => tracing::warn!(?grace, "shutdown deadline passed with requests still in flight"),

@@ -137,6 +137,11 @@ pub async fn route(app: &App, request: Request<Incoming>) -> Routed {
     let shape = |err: ApiError| if oip { err.in_oip_shape() } else { err };
     let resolved = resolve(&path);
     let route_name = resolved.as_ref().map_or("other", |(name, _, _)| *name);
+    // HTTP/2 has no limit of its own on the number of fields (hyper's HTTP/1 has).
+    if request.headers().len() > app.config.max_headers {
+        let err = ApiError::too_many_headers(app.config.max_headers);
+        return answer(route_name, None, shape(err).response());
+    }
     let api_keys = app.api_keys.as_deref();
     if let Err(err) = super::auth::check(api_keys, &app.config, route_name, request.headers()) {
         return answer(route_name, None, shape(err).response());

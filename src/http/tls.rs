@@ -129,7 +129,7 @@ pub struct TlsAcceptor {
 }
 
 /// An acceptor that offers `alpn` (the listener's protocols, most preferred first:
-/// `&[b"http/1.1"]`, `&[b"h2"]`) and gives up on a handshake after `handshake_timeout`.
+/// `&[b"h2", b"http/1.1"]`, `&[b"h2"]`) and gives up on a handshake after `handshake_timeout`.
 /// TLS 1.2 and 1.3, rustls's default cipher suites, no client certificates.
 pub fn acceptor(
     certificates: Arc<Certificates>,

@@ -20,7 +20,8 @@ def main() -> None:
     body = sys.argv[3] if len(sys.argv) > 3 else None
     parts = urllib.parse.urlsplit(url)
     context = ssl.create_default_context(cafile=cafile)
-    context.set_alpn_protocols(["h2", "http/1.1"])
+    # http.client speaks HTTP/1.1 only, so it offers only that (the listener also offers h2).
+    context.set_alpn_protocols(["http/1.1"])
     connection = http.client.HTTPSConnection(parts.hostname, parts.port, context=context, timeout=30)
     connection.connect()
     peer = connection.sock.getpeercert(binary_form=True)
