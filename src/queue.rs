@@ -89,10 +89,27 @@ pub type Background = Box<dyn FnOnce(usize) + Send>;
 
 /// What a worker takes next.
 enum Next {
-    /// A batch, and which session of its model runs it.
-    Batch(Vec<Job>, Slot),
+    /// A batch, which session of its model runs it, and whether it is expected to be short.
+    Batch(Vec<Job>, Slot, bool),
     Background(Background),
 }
+
+/// A batch a worker has finished, reported when it comes back for more.
+struct Done {
+    /// The configured model it ran for ([`Job::served_as`]).
+    served_as: usize,
+    /// How long it took.
+    took: Duration,
+    /// It was counted in [`Queue::short_running`].
+    short: bool,
+}
+
+/// A batch expected to take less than this is short: a job queued meanwhile waits for the
+/// worker running it rather than waking an idle one ([`wakes_idle_worker`]). Waking a sleeping
+/// thread and putting it back to sleep costs about this much, in CPU and in latency; with a
+/// small model most of a request's time went into these wake-ups (`bench/README.md`, "Where a
+/// request's time goes").
+const SHORT_BATCH: Duration = Duration::from_micros(200);
 
 struct Job {
     model: Arc<Model>,
@@ -131,6 +148,10 @@ struct Queue {
     texts: usize,
     /// Workers waiting for work; a busy worker leaves them a fair share of the queue.
     idle: usize,
+    /// Workers running a batch expected to be short ([`SHORT_BATCH`]).
+    short_running: usize,
+    /// How long the last batch of each configured model took (see [`wakes_idle_worker`]).
+    last_batch: HashMap<usize, Duration>,
     /// A batch is running on its model's all-cores session: the other workers' cores are in
     /// use by it, so they take nothing until it ends (see [`runs_on_all_cores`]).
     all_cores_busy: bool,
@@ -189,6 +210,8 @@ impl Pool {
                 jobs: VecDeque::new(),
                 texts: 0,
                 idle: 0,
+                short_running: 0,
+                last_batch: HashMap::new(),
                 all_cores_busy: false,
                 closed: false,
                 last_served: None,
@@ -226,7 +249,7 @@ impl Pool {
     ) -> Result<Vec<Scores>, PoolError> {
         let chunk = self.shared.config.max_batch_size;
         let mut receivers = Vec::new();
-        {
+        let wake = {
             let mut queue = self.lock();
             self.admit(&queue, metrics, texts.len())?;
             let mut texts = texts;
@@ -238,8 +261,11 @@ impl Pool {
                 receivers.push(receiver);
                 texts = rest;
             }
+            wakes_idle_worker(&queue, metrics)
+        };
+        if wake {
+            self.wake(receivers.len());
         }
-        self.wake(receivers.len());
         let mut scores = Vec::new();
         for receiver in receivers {
             match receiver.await.map_err(|_| PoolError::ShuttingDown)?? {
@@ -259,13 +285,16 @@ impl Pool {
         deadline: Instant,
     ) -> Result<Vec<NamedTensor>, PoolError> {
         let (reply, receiver) = oneshot::channel();
-        {
+        let wake = {
             let mut queue = self.lock();
             self.admit(&queue, metrics, 1)?;
             let work = Work::Tensors(inputs);
             self.push(&mut queue, (model, metrics), work, reply, deadline);
+            wakes_idle_worker(&queue, metrics)
+        };
+        if wake {
+            self.wake(1);
         }
-        self.wake(1);
         match receiver.await.map_err(|_| PoolError::ShuttingDown)?? {
             Answer::Tensors(outputs) => Ok(outputs),
             Answer::Scores(_) => unreachable!("tensor jobs answer with tensors"),
@@ -419,19 +448,23 @@ impl Fill {
 }
 
 fn worker(index: usize, shared: &Shared) {
-    while let Some(next) = next_batch(index, shared) {
+    let mut done = None;
+    while let Some(next) = next_batch(index, shared, done.take()) {
         match next {
-            Next::Batch(batch, Slot::AllCores) => {
-                run_batch(Slot::AllCores, batch);
-                let mut queue = shared.queue.lock().unwrap_or_else(|p| p.into_inner());
-                queue.all_cores_busy = false;
-                let waiting = !queue.jobs.is_empty() || !queue.background.is_empty();
-                drop(queue);
-                if waiting {
-                    shared.available.notify_all();
+            Next::Batch(batch, slot, short) => {
+                let served_as = batch[0].served_as();
+                let started = Instant::now();
+                run_batch(slot, batch);
+                let took = started.elapsed();
+                done = Some(Done {
+                    served_as,
+                    took,
+                    short,
+                });
+                if slot == Slot::AllCores {
+                    release_all_cores(shared);
                 }
             }
-            Next::Batch(batch, slot) => run_batch(slot, batch),
             Next::Background(work) => {
                 if let Err(panic) = catch_unwind(AssertUnwindSafe(|| work(index))) {
                     let message = panic_message(&panic);
@@ -442,11 +475,27 @@ fn worker(index: usize, shared: &Shared) {
     }
 }
 
-/// Waits for work and takes a batch, or background work when no live job waits; `None` once
-/// the queue is closed and empty (background work left then is dropped).
-fn next_batch(index: usize, shared: &Shared) -> Option<Next> {
+/// The all-cores batch has ended: the other workers may take work again.
+fn release_all_cores(shared: &Shared) {
+    let mut queue = shared.queue.lock().unwrap_or_else(|p| p.into_inner());
+    queue.all_cores_busy = false;
+    let waiting = !queue.jobs.is_empty() || !queue.background.is_empty();
+    drop(queue);
+    if waiting {
+        shared.available.notify_all();
+    }
+}
+
+/// Records the worker's finished batch (`done`), waits for work and takes a batch, or
+/// background work when no live job waits; `None` once the queue is closed and empty
+/// (background work left then is dropped).
+fn next_batch(index: usize, shared: &Shared, done: Option<Done>) -> Option<Next> {
     let config = &shared.config;
     let mut queue = shared.queue.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(done) = done {
+        queue.last_batch.insert(done.served_as, done.took);
+        queue.short_running -= usize::from(done.short);
+    }
     let first = loop {
         // While a batch runs on every core, this worker's core is taken: it waits.
         let next = match queue.all_cores_busy {
@@ -532,6 +581,11 @@ fn next_batch(index: usize, shared: &Shared) -> Option<Next> {
     } else {
         Slot::Worker(index)
     };
+    let short = queue
+        .last_batch
+        .get(&batch[0].served_as())
+        .is_some_and(|took| *took < SHORT_BATCH);
+    queue.short_running += usize::from(short);
     let more = !queue.jobs.is_empty();
     drop(queue);
     if more {
@@ -539,7 +593,7 @@ fn next_batch(index: usize, shared: &Shared) -> Option<Next> {
         // when nothing is left would cost a context switch per batch for nothing.)
         shared.available.notify_one();
     }
-    Some(Next::Batch(batch, slot))
+    Some(Next::Batch(batch, slot, short))
 }
 
 /// Whether a batch just taken runs on its model's all-cores session (`adaptive_pool`): when it
@@ -556,6 +610,22 @@ fn runs_on_all_cores(
     has_all_cores: bool,
 ) -> bool {
     has_all_cores && in_progress <= 1 && queued == 0 && idle + 1 >= workers
+}
+
+/// Whether a job of the model counted in `metrics`, just queued, should wake an idle worker: not
+/// when a worker is running a short batch (it takes the job within [`SHORT_BATCH`]) and this
+/// model's batches are short too, so the job would barely wait; always otherwise. A small
+/// model under load then runs bigger batches on fewer wake-ups; a large one still spreads its
+/// jobs over every worker at once.
+fn wakes_idle_worker(queue: &Queue, metrics: &Arc<ModelMetrics>) -> bool {
+    let last = queue.last_batch.get(&(Arc::as_ptr(metrics) as usize));
+    wakes_for(queue.short_running, last.copied())
+}
+
+/// The pure half of [`wakes_idle_worker`]: false (no wake-up) when `short_running` workers
+/// run a short batch and this model's `last_batch` was short; true otherwise.
+fn wakes_for(short_running: usize, last_batch: Option<Duration>) -> bool {
+    !(short_running > 0 && last_batch.is_some_and(|took| took < SHORT_BATCH))
 }
 
 /// Whether background work may enter the low-priority lane, with `live` jobs waiting, `idle`
@@ -704,7 +774,8 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{admits, first_job, may_run_background, runs_on_all_cores, Fill};
+    use super::{admits, first_job, may_run_background, runs_on_all_cores, wakes_for, Fill};
+    use std::time::Duration;
 
     #[test]
     #[rustfmt::skip]
@@ -718,6 +789,23 @@ mod tests {
         check(0, 2, 2, false);  // every idle worker already has a piece
         check(0, 0, 0, false);  // every worker busy
         check(1, 2, 0, false);  // a live job waits
+    }
+
+    #[test]
+    #[rustfmt::skip]
+    fn a_job_wakes_an_idle_worker_unless_a_short_batch_is_about_to_end() {
+        // (workers running a short batch, this model's last batch) -> wake an idle worker
+        let check = |short_running, last_micros: Option<u64>, expected| {
+            let last = last_micros.map(Duration::from_micros);
+            assert_eq!(wakes_for(short_running, last), expected, "{short_running} {last:?}");
+        };
+        check(0, None, true);         // nothing known, nobody running: wake
+        check(0, Some(20), true);     // a small model, but every worker sleeps
+        check(1, Some(20), false);    // a small model, a worker about to come back for more
+        check(1, None, true);         // this model's first batch: cost unknown
+        check(1, Some(5_000), true);  // a large model: spread over every worker at once
+        check(2, Some(199), false);
+        check(2, Some(200), true);
     }
 
     #[test]
