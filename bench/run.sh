@@ -46,6 +46,7 @@
 #   BENCH_OPEN_LOOP=1                         0: skip the open loop (target 4)
 #   BENCH_OPEN_LOOP_FRACTION=0.5              open-loop rate as a fraction of hotserve's c=64 req/s
 #   BENCH_OPEN_LOOP_CONCURRENCY=256           most open-loop requests in flight
+#   BENCH_LOADGEN_THREADS=1                   loadgen's tokio worker threads (open loop, mixed run)
 #   BENCH_MIXED=1                             0: skip the mixed lengths run (target 3)
 #   BENCH_MIXED_FILE=bench/data/mixed.tsv     its texts: tokens<TAB>bucket<TAB>text a line
 #   BENCH_MEMORY=1                            0: skip RSS with 1 and 4 inference workers (target 5)
@@ -84,6 +85,7 @@ layout_concurrency="${BENCH_LAYOUT_CONCURRENCY:-1 64}"
 open_loop="${BENCH_OPEN_LOOP:-1}"
 open_loop_fraction="${BENCH_OPEN_LOOP_FRACTION:-0.5}"
 open_loop_concurrency="${BENCH_OPEN_LOOP_CONCURRENCY:-256}"
+loadgen_threads="${BENCH_LOADGEN_THREADS:-1}"
 mixed="${BENCH_MIXED:-1}"
 mixed_file="${BENCH_MIXED_FILE:-$bench/data/mixed.tsv}"
 mixed_concurrency=64
@@ -436,7 +438,7 @@ open_loop_run() {
   rate="$(awk -v p="$peak" -v f="$open_loop_fraction" 'BEGIN {printf "%.1f", p * f}')"
   say "[$model/hotserve] open loop at $rate req/s ($open_loop_fraction x $peak), at most $open_loop_concurrency in flight, ${duration}s after ${warmup}s"
   local common=(--url "$url" --rate "$rate" --concurrency "$open_loop_concurrency" --timeout "$timeout"
-    --body-file "$work/bodies-predict.jsonl")
+    --threads "$loadgen_threads" --body-file "$work/bodies-predict.jsonl")
   "$loadgen_bin" "${common[@]}" --duration "${warmup}s" >"$work/open-loop-$model-warmup.txt" 2>&1 || true
   if ! "$loadgen_bin" "${common[@]}" --duration "${duration}s" --summary-json "$out" \
       >"$work/open-loop-$model.txt" 2>&1; then
@@ -453,7 +455,8 @@ mixed_run() {
   [ -n "$loadgen_bin" ] || { skip_section "$out" "examples/loadgen.rs was not built${examples_note:+: $examples_note}"; return 0; }
   [ -f "$mixed_file" ] || { skip_section "$out" "no ${mixed_file#"$root"/} (the texts of the mixed run; BENCH_MIXED_FILE)"; return 0; }
   say "[$model/hotserve] mixed lengths ($mixed_file), $mixed_concurrency connections, ${duration}s after ${warmup}s"
-  local common=(--url "$url" --concurrency "$mixed_concurrency" --timeout "$timeout" --texts "$mixed_file")
+  local common=(--url "$url" --concurrency "$mixed_concurrency" --timeout "$timeout" --threads "$loadgen_threads"
+    --texts "$mixed_file")
   "$loadgen_bin" "${common[@]}" --duration "${warmup}s" >"$work/mixed-$model-warmup.txt" 2>&1 || true
   if ! "$loadgen_bin" "${common[@]}" --duration "${duration}s" --summary-json "$out" \
       >"$work/mixed-$model.txt" 2>&1; then
@@ -647,7 +650,7 @@ done
 cmdline="bench/run.sh"
 [ "$quick" = 1 ] && cmdline="$cmdline --quick"
 for v in BENCH_SERVERS BENCH_MODELS BENCH_CONCURRENCY BENCH_DURATION BENCH_WARMUP BENCH_HOTSERVE_ARGS BENCH_MLFLOW_WORKERS BENCH_MLSERVER_WORKERS \
-         BENCH_CEILING_SECONDS BENCH_LAYOUT_CONCURRENCY BENCH_OPEN_LOOP BENCH_OPEN_LOOP_FRACTION BENCH_OPEN_LOOP_CONCURRENCY BENCH_MIXED BENCH_MIXED_FILE BENCH_MEMORY; do
+         BENCH_CEILING_SECONDS BENCH_LAYOUT_CONCURRENCY BENCH_OPEN_LOOP BENCH_OPEN_LOOP_FRACTION BENCH_OPEN_LOOP_CONCURRENCY BENCH_LOADGEN_THREADS BENCH_MIXED BENCH_MIXED_FILE BENCH_MEMORY; do
   [ -n "${!v:-}" ] && cmdline="$v=\"${!v}\" $cmdline"
 done
 META_LOAD="$load_start" META_HOTSERVE="$hotserve_version" META_COMMAND="$cmdline" META_ROOT="$root" \
