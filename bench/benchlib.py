@@ -196,7 +196,7 @@ def issue15_targets(rows: list[dict], ceilings: dict, work: Path) -> Targets:
     elif not p50:
         t.na(name, goal, _why_missing(rows, "realistic", "hotserve", 1))
     else:
-        t.na(name, goal, "the ceiling has no batch1.threads_all (bench/ort_ceiling.py of this branch)"
+        t.na(name, goal, "the ceiling has no batch1.threads_all: an ort_ceiling.py without batch-1 latencies"
              if "realistic" in ceilings else "no ONNX Runtime ceiling for the realistic model")
 
     # T2b: the adaptive pool under load against the best fixed layout.

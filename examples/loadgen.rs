@@ -602,8 +602,7 @@ async fn open_request(
             status: 0,
             version: None,
             error: Some(
-                "not sent: every --concurrency request was still busy at the end of the run"
-                    .into(),
+                "not sent: every --concurrency request was still busy at the end of the run".into(),
             ),
             late_us: due.elapsed().as_micros() as u64,
             sent: false,
