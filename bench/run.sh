@@ -13,9 +13,18 @@
 # Runtime ceiling (bench/ort_ceiling.py) per model and writes bench/results/<date>.md.
 # All traffic goes to 127.0.0.1 only; every wrk run is bounded in time.
 #
+# Issue 15 adds, in the same run: a bare hyper server with a fixed answer (`bare`, the HTTP
+# ceiling), /predict over h2c (`hotserve-h2c`, h2load), the two fixed pool layouts
+# (`hotserve-2x1`, `hotserve-1x2`, realistic model, c=1 and 64), an open loop at half of
+# hotserve's c=64 rate (examples/loadgen.rs --rate), a mix of text lengths (loadgen --texts
+# bench/data/mixed.tsv), resident memory with 1 and 4 inference workers, and prints one table
+# of the issue's targets with PASS / FAIL / n/a.
+#
 # Environment (all optional):
-#   BENCH_SERVERS="hotserve hotserve-oip hotserve-grpc fastapi mlflow mlserver"   servers, in order
-#                                             (hotserve-grpc: h2load, mean latency only)
+#   BENCH_SERVERS="hotserve hotserve-oip hotserve-grpc hotserve-h2c hotserve-2x1 hotserve-1x2 bare fastapi mlflow mlserver"
+#                                             servers, in order (hotserve-grpc, hotserve-h2c:
+#                                             h2load, mean latency only; bare: fixture model only;
+#                                             hotserve-2x1/-1x2: realistic model only)
 #   BENCH_MODELS="fixture realistic"          models to run
 #   BENCH_CONCURRENCY="1 8 64 256"            wrk connection counts
 #   BENCH_DURATION=10                         seconds per concurrency (--quick: 3)
@@ -33,6 +42,14 @@
 #   BENCH_MLSERVER_VENV=bench/.venv-mlserver  MLServer's own virtualenv (made when missing)
 #   BENCH_SKIP_SETUP=1                        do not run scripts/setup.sh bench
 #   BENCH_OUT=bench/results/NAME.md           where to write the report
+#   BENCH_LAYOUT_CONCURRENCY="1 64"           wrk connection counts of hotserve-2x1 and hotserve-1x2
+#   BENCH_OPEN_LOOP=1                         0: skip the open loop (target 4)
+#   BENCH_OPEN_LOOP_FRACTION=0.5              open-loop rate as a fraction of hotserve's c=64 req/s
+#   BENCH_OPEN_LOOP_CONCURRENCY=256           most open-loop requests in flight
+#   BENCH_LOADGEN_THREADS=1                   loadgen's tokio worker threads (open loop, mixed run)
+#   BENCH_MIXED=1                             0: skip the mixed lengths run (target 3)
+#   BENCH_MIXED_FILE=bench/data/mixed.tsv     its texts: tokens<TAB>bucket<TAB>text a line
+#   BENCH_MEMORY=1                            0: skip RSS with 1 and 4 inference workers (target 5)
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -50,7 +67,7 @@ for arg in "$@"; do
 done
 
 if [ "$quick" = 1 ]; then d_dur=3; d_warm=1; d_ceil=1; else d_dur=10; d_warm=3; d_ceil=3; fi
-servers="${BENCH_SERVERS:-hotserve hotserve-oip hotserve-grpc fastapi mlflow mlserver}"
+servers="${BENCH_SERVERS:-hotserve hotserve-oip hotserve-grpc hotserve-h2c hotserve-2x1 hotserve-1x2 bare fastapi mlflow mlserver}"
 models="${BENCH_MODELS:-fixture realistic}"
 concurrency="${BENCH_CONCURRENCY:-1 8 64 256}"
 duration="${BENCH_DURATION:-$d_dur}"
@@ -64,6 +81,15 @@ realistic_dir="${BENCH_REALISTIC_DIR:-$bench/.cache/minilm-sentiment}"
 mlflow_workers="${BENCH_MLFLOW_WORKERS:-1}"
 mlserver_workers="${BENCH_MLSERVER_WORKERS:-1}"
 mlserver_venv="${BENCH_MLSERVER_VENV:-$bench/.venv-mlserver}"
+layout_concurrency="${BENCH_LAYOUT_CONCURRENCY:-1 64}"
+open_loop="${BENCH_OPEN_LOOP:-1}"
+open_loop_fraction="${BENCH_OPEN_LOOP_FRACTION:-0.5}"
+open_loop_concurrency="${BENCH_OPEN_LOOP_CONCURRENCY:-256}"
+loadgen_threads="${BENCH_LOADGEN_THREADS:-1}"
+mixed="${BENCH_MIXED:-1}"
+mixed_file="${BENCH_MIXED_FILE:-$bench/data/mixed.tsv}"
+mixed_concurrency=64
+memory="${BENCH_MEMORY:-1}"
 
 say() { echo "bench: $*" >&2; }
 die() { echo "bench: error: $*" >&2; exit 1; }
@@ -89,9 +115,9 @@ fi
 [ -x "$py" ] || die "no virtualenv python at $py (run scripts/setup.sh bench)"
 export PATH="$venv/bin:$PATH"  # `mlflow models serve` runs `uvicorn` from PATH
 
-# h2load (Debian's nghttp2-client) drives the gRPC rows: a unary gRPC call is one HTTP/2 POST
-# of a length-prefixed protobuf message, which h2load sends as it is.
-if [[ " $servers " == *" hotserve-grpc "* ]] && ! command -v h2load >/dev/null 2>&1; then
+# h2load (Debian's nghttp2-client) drives the gRPC and h2c rows: a unary gRPC call is one HTTP/2
+# POST of a length-prefixed protobuf message, which h2load sends as it is.
+if [[ " $servers " == *" hotserve-grpc "* || " $servers " == *" hotserve-h2c "* ]] && ! command -v h2load >/dev/null 2>&1; then
   say "h2load not found; installing it from Debian (apt-get install nghttp2-client)"
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq && apt-get install -y -qq nghttp2-client >/dev/null || true
@@ -187,6 +213,36 @@ if [[ " $servers " == *" hotserve"* ]]; then
   fi
 fi
 
+# The bare hyper server (`bare` rows) and the load generator of the open-loop and mixed-length
+# runs, both examples of this crate (examples/bare_hyper.rs, examples/loadgen.rs).
+bare_bin="$root/target/release/examples/bare_hyper"
+loadgen_bin="$root/target/release/examples/loadgen"
+examples_note=""
+if [[ " $servers " == *" hotserve"* || " $servers " == *" bare "* ]]; then
+  say "building the bare hyper server and loadgen (cargo build --release --example bare_hyper --example loadgen)"
+  if ! (cd "$root" && cargo build --release --example bare_hyper --example loadgen) >"$work/cargo-build-examples.log" 2>&1; then
+    tail -n 20 "$work/cargo-build-examples.log" >&2 || true
+    examples_note="cargo build --release --example bare_hyper --example loadgen failed (see cargo-build-examples.log)"
+    say "WARNING: $examples_note; the bare, open-loop, mixed-length rows are skipped"
+  fi
+fi
+[ -x "$bare_bin" ] || bare_bin=""
+[ -x "$loadgen_bin" ] || loadgen_bin=""
+
+# The fixed pool layouts turn the adaptive pool off when the binary has one (`adaptive_pool`).
+layout_extra=()
+if [ -n "$hotserve_bin" ] && "$hotserve_bin" settings 2>/dev/null | grep -q '^adaptive_pool '; then
+  layout_extra=(--set adaptive_pool=false)
+fi
+# hotserve_args SERVER: the extra `hotserve serve` arguments of a hotserve row.
+hotserve_args() {
+  case "$1" in
+    hotserve-2x1) echo "--set inference_workers=2 --set intra_op_threads=1 ${layout_extra[*]}" ;;
+    hotserve-1x2) echo "--set inference_workers=1 --set intra_op_threads=2 ${layout_extra[*]}" ;;
+    *) echo "" ;;
+  esac
+}
+
 # ---------------------------------------------------------------------------------------------
 # request bodies
 "$py" "$bench/benchlib.py" bodies predict "$work/bodies-predict.jsonl"
@@ -210,9 +266,12 @@ stop_server() {
 trap stop_server EXIT
 trap 'stop_server; exit 130' INT TERM
 
-# start_server SERVER MODEL_DIR PORT LOG MODEL -> sets server_pid, ready_path, req_path, bodies
+# start_server SERVER MODEL_DIR PORT LOG MODEL [HOTSERVE ARGS...] -> sets server_pid, ready_path,
+# req_path, bodies
 start_server() {
   local server="$1" dir="$2" port="$3" log="$4" model="$5"
+  shift 5
+  local extra=("$@")
   case "$server" in
     hotserve-oip)
       # The model under its bench name, so that the V2 route is /v2/models/<name>/infer.
@@ -242,13 +301,18 @@ PY
       setsid env PATH="$mlserver_venv/bin:$PATH" "$mlserver_venv/bin/mlserver" start "$repo" \
         >"$log" 2>&1 </dev/null &
       ;;
-    hotserve)
+    hotserve|hotserve-h2c|hotserve-2x1|hotserve-1x2)
       mkdir -p "$work/hotserve-cache-$port"
       ready_path=/health/ready; req_path=/predict; bodies="$work/bodies-predict.jsonl"
       # shellcheck disable=SC2086
       HOTSERVE_CACHE_DIR="$work/hotserve-cache-$port" \
         setsid "$hotserve_bin" serve --model-uri "$dir" --listen "127.0.0.1:$port" ${BENCH_HOTSERVE_ARGS:-} \
-        >"$log" 2>&1 </dev/null &
+        $(hotserve_args "$server") "${extra[@]}" >"$log" 2>&1 </dev/null &
+      ;;
+    bare)
+      # Any path answers 200 with the fixed body, the readiness probe included.
+      ready_path=/health/ready; req_path=/predict; bodies="$work/bodies-predict.jsonl"
+      setsid "$bare_bin" "127.0.0.1:$port" >"$log" 2>&1 </dev/null &
       ;;
     fastapi)
       ready_path=/health; req_path=/predict; bodies="$work/bodies-predict.jsonl"
@@ -260,7 +324,7 @@ PY
       setsid "$venv/bin/mlflow" models serve -m "${pyfunc_dir[$dir]}" --env-manager local \
         -p "$port" --host 127.0.0.1 -w "$mlflow_workers" >"$log" 2>&1 </dev/null &
       ;;
-    *) die "unknown server '$server' (expected hotserve, hotserve-oip, hotserve-grpc, fastapi, mlflow or mlserver)" ;;
+    *) die "unknown server '$server' (expected hotserve, hotserve-oip, hotserve-grpc, hotserve-h2c, hotserve-2x1, hotserve-1x2, bare, fastapi, mlflow or mlserver)" ;;
   esac
   server_pid=$!
   local deadline=$((SECONDS + ready_timeout))
@@ -289,9 +353,23 @@ bench_one() {  # model server
   if [[ "$server" == hotserve* ]] && [ -z "$hotserve_bin" ]; then
     skip_row "$model" "$server" "hotserve binary could not be built"; return 0
   fi
-  if [ "$server" = hotserve-grpc ]; then
-    bench_grpc "$model"; return 0
-  fi
+  local levels="$concurrency"
+  case "$server" in
+    hotserve-grpc) bench_grpc "$model"; return 0 ;;
+    hotserve-h2c) bench_h2c "$model"; return 0 ;;
+    hotserve-2x1|hotserve-1x2)
+      if [ "$model" != realistic ]; then
+        skip_row "$model" "$server" "a fixed pool layout: measured on the realistic model only"; return 0
+      fi
+      levels="$layout_concurrency" ;;
+    bare)
+      if [ -z "$bare_bin" ]; then
+        skip_row "$model" "$server" "examples/bare_hyper.rs was not built${examples_note:+: $examples_note}"; return 0
+      fi
+      if [ "$model" != fixture ]; then
+        skip_row "$model" "$server" "a fixed answer whatever the model: measured with the fixture model only"; return 0
+      fi ;;
+  esac
   local port log
   port="$("$py" "$bench/benchlib.py" port)"
   log="$work/$model-$server.log"
@@ -314,7 +392,7 @@ bench_one() {  # model server
   BENCH_BODIES="$bodies" wrk -t1 -c8 -d"${warmup}s" --timeout "$timeout" -s "$bench/wrk/post.lua" "$url" \
     >"$work/$model-$server-warmup.txt" 2>&1 || true
   local c
-  for c in $concurrency; do
+  for c in $levels; do
     local threads=$wrk_threads
     [ "$threads" -gt "$c" ] && threads=$c
     local load
@@ -334,7 +412,93 @@ bench_one() {  # model server
     errs="$(grep -o '"errors_[a-z]*": [0-9]*' <<<"$line" | awk '{s += $2} END {print s + 0}' || true)"
     say "[$model/$server] c=$c: $(sed -n 's/.*"rps": \([0-9.]*\).*"lat_p50_ms": \([0-9.]*\).*"lat_p99_ms": \([0-9.]*\).*/\1 req\/s, p50 \2 ms, p99 \3 ms/p' <<<"$line"), errors $errs, peak RSS $((tree_hwm / 1024)) MiB"
   done
+  # On the same warm server: the open loop at half its c=64 rate, and the mix of lengths.
+  if [ "$server" = hotserve ]; then
+    open_loop_run "$model" "$url"
+    if [ "$model" = realistic ]; then mixed_run "$model" "$url"; fi
+  fi
   stop_server
+}
+
+# skip_section FILE REASON: a section that did not run, for the report.
+skip_section() {
+  say "skipped: $2"
+  printf '{"skipped": "%s"}\n' "$(json_str "$2")" > "$1"
+}
+
+# open_loop_run MODEL URL (target 4): loadgen --rate at BENCH_OPEN_LOOP_FRACTION of hotserve's
+# c=64 req/s measured just before, latency counted from each request's due time.
+open_loop_run() {
+  local model="$1" url="$2" out="$work/open-loop-$1.json"
+  [ "$open_loop" = 1 ] || { skip_section "$out" "the open loop (BENCH_OPEN_LOOP=0)"; return 0; }
+  [ -n "$loadgen_bin" ] || { skip_section "$out" "examples/loadgen.rs was not built${examples_note:+: $examples_note}"; return 0; }
+  local peak rate
+  peak="$("$py" "$bench/benchlib.py" field "$run_jsonl" "$model" hotserve 64 rps)"
+  [ -n "$peak" ] || { skip_section "$out" "the open loop needs hotserve's c=64 row (BENCH_CONCURRENCY has no 64?)"; return 0; }
+  rate="$(awk -v p="$peak" -v f="$open_loop_fraction" 'BEGIN {printf "%.1f", p * f}')"
+  say "[$model/hotserve] open loop at $rate req/s ($open_loop_fraction x $peak), at most $open_loop_concurrency in flight, ${duration}s after ${warmup}s"
+  local common=(--url "$url" --rate "$rate" --concurrency "$open_loop_concurrency" --timeout "$timeout"
+    --threads "$loadgen_threads" --body-file "$work/bodies-predict.jsonl")
+  "$loadgen_bin" "${common[@]}" --duration "${warmup}s" >"$work/open-loop-$model-warmup.txt" 2>&1 || true
+  if ! "$loadgen_bin" "${common[@]}" --duration "${duration}s" --summary-json "$out" \
+      >"$work/open-loop-$model.txt" 2>&1; then
+    skip_section "$out" "loadgen failed (see open-loop-$model.txt)"; return 0
+  fi
+  say "[$model/hotserve] open loop: $(grep -E 'latency|open loop' "$work/open-loop-$model.txt" | tr -s ' ' | tr '\n' ';')"
+}
+
+# mixed_run MODEL URL (target 3): closed loop at 64 connections over bench/data/mixed.tsv, one
+# text a request in file order; texts/s and latency per length bucket.
+mixed_run() {
+  local model="$1" url="$2" out="$work/mixed-$1.json"
+  [ "$mixed" = 1 ] || { skip_section "$out" "mixed lengths (BENCH_MIXED=0)"; return 0; }
+  [ -n "$loadgen_bin" ] || { skip_section "$out" "examples/loadgen.rs was not built${examples_note:+: $examples_note}"; return 0; }
+  [ -f "$mixed_file" ] || { skip_section "$out" "no ${mixed_file#"$root"/} (the texts of the mixed run; BENCH_MIXED_FILE)"; return 0; }
+  say "[$model/hotserve] mixed lengths ($mixed_file), $mixed_concurrency connections, ${duration}s after ${warmup}s"
+  local common=(--url "$url" --concurrency "$mixed_concurrency" --timeout "$timeout" --threads "$loadgen_threads"
+    --texts "$mixed_file")
+  "$loadgen_bin" "${common[@]}" --duration "${warmup}s" >"$work/mixed-$model-warmup.txt" 2>&1 || true
+  if ! "$loadgen_bin" "${common[@]}" --duration "${duration}s" --summary-json "$out" \
+      >"$work/mixed-$model.txt" 2>&1; then
+    skip_section "$out" "loadgen failed (see mixed-$model.txt)"; return 0
+  fi
+  say "[$model/hotserve] mixed lengths: $(head -n 1 "$work/mixed-$model.txt")"
+}
+
+# memory_run MODEL (target 5): resident memory of hotserve with 1, then 4 inference workers,
+# each after ~100 requests (bench/memory_workers.sh does more: layouts, reloads).
+memory_run() {
+  local model="$1" dir="${model_dir[$1]}" out="$work/memory-$1.json"
+  [ "$memory" = 1 ] || { skip_section "$out" "memory (BENCH_MEMORY=0)"; return 0; }
+  [ -n "$hotserve_bin" ] || { skip_section "$out" "no hotserve binary"; return 0; }
+  local w parts=()
+  for w in 1 4; do
+    local port log
+    port="$("$py" "$bench/benchlib.py" port)"; log="$work/$model-memory-w$w.log"
+    say "[$model/hotserve] memory with inference_workers=$w"
+    if ! start_server hotserve "$dir" "$port" "$log" "$model" --set "inference_workers=$w"; then
+      skip_section "$out" "hotserve with inference_workers=$w did not start (see $(basename "$log"))"; return 0
+    fi
+    local url="http://127.0.0.1:$port/predict" ok=0 i
+    if [ -n "$loadgen_bin" ]; then
+      "$loadgen_bin" --url "$url" --concurrency 4 --max-requests 100 --duration 60s \
+        --body-file "$work/bodies-predict.jsonl" >"$work/$model-memory-w$w.txt" 2>&1 && ok=1
+    else
+      for i in $(seq 1 100); do
+        curl -sf -o /dev/null -H 'Content-Type: application/json' \
+          --data-binary "$(sed -n "$((i % 200 + 1))p" "$work/bodies-predict.jsonl")" "$url" || break
+      done
+      ok=1
+    fi
+    local tree_hwm main_hwm tree_rss nprocs
+    read -r tree_hwm main_hwm tree_rss nprocs <<<"$("$py" "$bench/benchlib.py" rss "$server_pid")"
+    stop_server
+    [ "$ok" = 1 ] || { skip_section "$out" "the warm-up requests failed (see $model-memory-w$w.txt)"; return 0; }
+    parts+=("\"$w\": {\"rss_kb\": $tree_rss, \"hwm_kb\": $tree_hwm}")
+    say "[$model/hotserve] inference_workers=$w: RSS $((tree_rss / 1024)) MiB (peak $((tree_hwm / 1024)) MiB)"
+  done
+  local IFS=,
+  echo "{\"model\": \"$model\", \"workers\": {${parts[*]}}}" > "$out"
 }
 
 # The gRPC rows: hotserve with grpc_listen, ModelInfer driven by h2load (HTTP/2, one stream per
@@ -386,7 +550,49 @@ PY
     stop_server; skip_row "$model" "$server" "first gRPC call failed"; return 0
   fi
   local url="http://127.0.0.1:$gport/inference.GRPCInferenceService/ModelInfer"
-  local h2=(-d "$body" -H 'content-type: application/grpc' -H 'te: trailers' -m 1)
+  h2load_levels "$model" "$server" "$dir" "$url" "$startup" -d "$body" -H 'content-type: application/grpc' -H 'te: trailers'
+  stop_server
+}
+
+# The h2c row (target 6): hotserve's POST /predict over HTTP/2 with prior knowledge (no TLS), as
+# a gateway like Envoy sends it upstream, driven by h2load like the gRPC row. Skipped when the
+# first h2c request does not answer 200 over HTTP/2 (a binary whose listener speaks HTTP/1.1 only).
+bench_h2c() {  # model
+  local model="$1" dir="${model_dir[$1]}" server=hotserve-h2c
+  if ! command -v h2load >/dev/null 2>&1; then
+    skip_row "$model" "$server" "h2load (nghttp2-client) is not installed"; return 0
+  fi
+  local port log body
+  port="$("$py" "$bench/benchlib.py" port)"
+  log="$work/$model-$server.log"; body="$work/h2c-body.json"
+  head -n 1 "$work/bodies-predict.jsonl" | tr -d '\n' > "$body"
+  say "[$model/$server] starting on 127.0.0.1:$port (log: $log)"
+  local t0=$SECONDS
+  if ! start_server "$server" "$dir" "$port" "$log" "$model"; then
+    skip_row "$model" "$server" "did not start (see $(basename "$log"))"; return 0
+  fi
+  local startup=$((SECONDS - t0)) url="http://127.0.0.1:$port/predict" got
+  got="$(curl -s --http2-prior-knowledge -o "$work/$model-$server.first-response.json" \
+    -w '%{http_code} %{http_version}' --max-time 30 -H 'content-type: application/json' \
+    --data-binary "@$body" "$url" 2>&1 || true)"
+  if [ "$got" != "200 2" ]; then
+    say "[$model/$server] the first h2c request answered '${got:-nothing}' (HTTP code, version); skipping the row"
+    stop_server
+    skip_row "$model" "$server" "no h2c on this listener: curl --http2-prior-knowledge got '${got:-nothing}' (status, HTTP version), not '200 2'"
+    return 0
+  fi
+  h2load_levels "$model" "$server" "$dir" "$url" "$startup" -d "$body" -H 'content-type: application/json'
+  stop_server
+}
+
+# h2load_levels MODEL SERVER DIR URL STARTUP H2LOAD_ARGS...: a warm-up at 8 connections, then
+# h2load at each concurrency (one stream per connection at a time, like wrk's closed loop) on
+# the running server; one runs.jsonl row per level. h2load reports throughput and mean latency,
+# not percentiles.
+h2load_levels() {
+  local model="$1" server="$2" dir="$3" url="$4" startup="$5"
+  shift 5
+  local h2=("$@" -m 1)
   h2load "${h2[@]}" -c 8 -D "$warmup" "$url" >"$work/$model-$server-warmup.txt" 2>&1 || true
   local c
   for c in $concurrency; do
@@ -408,7 +614,6 @@ PY
     echo "{\"requests\": ${ok:-0}, \"duration_s\": $duration, \"rps\": $rps, \"errors_status\": ${failed:-0}, \"lat_mean_ms\": $mean, \"model\": \"$model\", \"server\": \"$server\", \"concurrency\": $c, \"model_dir\": \"$(json_str "$dir")\", \"rss_tree_hwm_kb\": $tree_hwm, \"rss_main_hwm_kb\": $main_hwm, \"rss_tree_now_kb\": $tree_rss, \"processes\": $nprocs, \"startup_s\": $startup, \"loadavg_1m\": $load, \"client\": \"h2load (mean latency only)\"}" >> "$run_jsonl"
     say "[$model/$server] c=$c: $rps req/s, mean ${mean} ms, failed ${failed:-?}, peak RSS $((tree_hwm / 1024)) MiB"
   done
-  stop_server
 }
 
 load_start="$(cut -d' ' -f1-3 /proc/loadavg)"
@@ -417,6 +622,9 @@ for m in $models; do
   for s in $servers; do
     bench_one "$m" "$s"
   done
+  if [ "$m" = realistic ] && [[ " $servers " == *" hotserve "* ]]; then
+    memory_run "$m"
+  fi
 done
 
 # ---------------------------------------------------------------------------------------------
@@ -424,7 +632,16 @@ done
 for m in $models; do
   [ -n "${model_dir[$m]:-}" ] || continue
   say "[$m] ONNX Runtime ceiling (bench/ort_ceiling.py, ${ceiling_seconds}s per batch size)"
-  "$py" "$bench/ort_ceiling.py" "${model_dir[$m]}" --seconds "$ceiling_seconds" \
+  ceiling_args=()
+  # The same mix of lengths as the mixed run, in naive and length-sorted batches of 32 (target 3).
+  if [ "$m" = realistic ] && [ "$mixed" = 1 ] && [ -f "$mixed_file" ]; then
+    if grep -q -- '--mixed' "$bench/ort_ceiling.py"; then
+      ceiling_args=(--mixed "$mixed_file")
+    else
+      say "WARNING: this bench/ort_ceiling.py has no --mixed; the mixed-length ceiling is not measured"
+    fi
+  fi
+  "$py" "$bench/ort_ceiling.py" "${model_dir[$m]}" --seconds "$ceiling_seconds" "${ceiling_args[@]}" \
     --json "$work/ceiling-$m.json" 2>&1 | tee "$work/ceiling-$m.txt" >&2 || say "WARNING: ort_ceiling.py failed for $m"
 done
 
@@ -432,12 +649,14 @@ done
 # report
 cmdline="bench/run.sh"
 [ "$quick" = 1 ] && cmdline="$cmdline --quick"
-for v in BENCH_SERVERS BENCH_MODELS BENCH_CONCURRENCY BENCH_DURATION BENCH_WARMUP BENCH_HOTSERVE_ARGS BENCH_MLFLOW_WORKERS BENCH_MLSERVER_WORKERS; do
+for v in BENCH_SERVERS BENCH_MODELS BENCH_CONCURRENCY BENCH_DURATION BENCH_WARMUP BENCH_HOTSERVE_ARGS BENCH_MLFLOW_WORKERS BENCH_MLSERVER_WORKERS \
+         BENCH_CEILING_SECONDS BENCH_LAYOUT_CONCURRENCY BENCH_OPEN_LOOP BENCH_OPEN_LOOP_FRACTION BENCH_OPEN_LOOP_CONCURRENCY BENCH_LOADGEN_THREADS BENCH_MIXED BENCH_MIXED_FILE BENCH_MEMORY; do
   [ -n "${!v:-}" ] && cmdline="$v=\"${!v}\" $cmdline"
 done
 META_LOAD="$load_start" META_HOTSERVE="$hotserve_version" META_COMMAND="$cmdline" META_ROOT="$root" \
 META_WRK_THREADS="$wrk_threads" META_DURATION="$duration" META_WARMUP="$warmup" META_TIMEOUT="$timeout" \
-META_MLFLOW_WORKERS="$mlflow_workers" META_MLSERVER_WORKERS="$mlserver_workers" "$py" - "$work/meta.json" <<'EOF'
+META_MLFLOW_WORKERS="$mlflow_workers" META_MLSERVER_WORKERS="$mlserver_workers" \
+META_LAYOUT="${layout_extra[*]:-no adaptive_pool setting in this binary}" "$py" - "$work/meta.json" <<'EOF'
 import importlib.metadata as md
 import json, os, subprocess, sys
 e = os.environ
@@ -466,9 +685,13 @@ json.dump({
         "the machine may be shared: compare runs made under similar load averages",
         f"mlflow models serve runs with {e['META_MLFLOW_WORKERS']} uvicorn worker(s); its RSS includes the mlflow CLI parent process",
         f"MLServer (mlserver-mlflow, the same pyfunc as mlflow) runs with parallel_workers={e['META_MLSERVER_WORKERS']}; its RSS includes its inference worker processes",
+        f"hotserve-2x1 / hotserve-1x2: inference_workers x intra_op_threads fixed ({e['META_LAYOUT']}); `hotserve` is the default (adaptive) pool",
     ],
 }, open(sys.argv[1], "w"), indent=2)
 EOF
 "$py" "$bench/benchlib.py" report "$run_jsonl" "$work" "$out" --meta "$work/meta.json"
 say "wrote $out"
 cat "$out"
+# The issue 15 targets again, last, where they are seen (also at the top of the report).
+echo
+cat "$work/targets.md"
