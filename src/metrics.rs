@@ -581,7 +581,7 @@ impl Metrics {
             &mut out,
             "hotserve_all_cores_batches_total",
             "counter",
-            "Batches that were alone (queue empty, other workers idle) and ran on the model's all-cores session (adaptive_pool), by model.",
+            "Batches that were alone (the one prediction in progress, no other worker computing) and ran on the model's all-cores session (adaptive_pool), by model.",
         );
         per_model(&mut out, &|out, labels, m| {
             let _ = writeln!(

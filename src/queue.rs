@@ -10,8 +10,8 @@
 //! same model* (a batch never mixes models or versions) until the batch is full, over its
 //! token budget, or `max_batch_delay` has passed, drops jobs whose client has gone or whose
 //! deadline has passed, and runs it (the model cuts a batch of very different lengths into
-//! padded runs, `model::padding`). A batch that is alone (nothing else queued, every other
-//! worker idle) runs on its model's all-cores session when it has one (`adaptive_pool`), and the
+//! padded runs, `model::padding`). A batch that is alone (the one prediction in progress, no other
+//! worker computing) runs on its model's all-cores session when it has one (`adaptive_pool`), and the
 //! other workers take nothing until it ends, so the cores are never oversubscribed
 //! ([`runs_on_all_cores`]). Workers never run on the async runtime, and a panic inside
 //! inference fails only that batch's requests.
@@ -148,6 +148,9 @@ struct Queue {
     texts: usize,
     /// Workers waiting for work; a busy worker leaves them a fair share of the queue.
     idle: usize,
+    /// Workers that have taken a batch and not finished computing it (see
+    /// [`runs_on_all_cores`]).
+    computing: usize,
     /// Workers running a batch expected to be short ([`SHORT_BATCH`]).
     short_running: usize,
     /// How long the last batch of each configured model took (see [`wakes_idle_worker`]).
@@ -210,6 +213,7 @@ impl Pool {
                 jobs: VecDeque::new(),
                 texts: 0,
                 idle: 0,
+                computing: 0,
                 short_running: 0,
                 last_batch: HashMap::new(),
                 all_cores_busy: false,
@@ -454,16 +458,16 @@ fn worker(index: usize, shared: &Shared) {
             Next::Batch(batch, slot, short) => {
                 let served_as = batch[0].served_as();
                 let started = Instant::now();
-                run_batch(slot, batch);
-                let took = started.elapsed();
+                let mut took = Duration::ZERO;
+                run_batch(slot, batch, || {
+                    took = started.elapsed();
+                    finished_computing(shared, slot);
+                });
                 done = Some(Done {
                     served_as,
                     took,
                     short,
                 });
-                if slot == Slot::AllCores {
-                    release_all_cores(shared);
-                }
             }
             Next::Background(work) => {
                 if let Err(panic) = catch_unwind(AssertUnwindSafe(|| work(index))) {
@@ -475,9 +479,14 @@ fn worker(index: usize, shared: &Shared) {
     }
 }
 
-/// The all-cores batch has ended: the other workers may take work again.
-fn release_all_cores(shared: &Shared) {
+/// A worker's batch has been computed (its answers are about to go out): its core is free.
+/// After an all-cores batch the other workers may take work again.
+fn finished_computing(shared: &Shared, slot: Slot) {
     let mut queue = shared.queue.lock().unwrap_or_else(|p| p.into_inner());
+    queue.computing -= 1;
+    if slot != Slot::AllCores {
+        return;
+    }
     queue.all_cores_busy = false;
     let waiting = !queue.jobs.is_empty() || !queue.background.is_empty();
     drop(queue);
@@ -568,8 +577,7 @@ fn next_batch(index: usize, shared: &Shared, done: Option<Done>) -> Option<Next>
     let slot = if runs_on_all_cores(
         shared.in_progress.load(Ordering::Relaxed),
         queue.jobs.len(),
-        queue.idle,
-        config.workers,
+        queue.computing,
         batch[0].model.has_all_cores(),
     ) {
         queue.all_cores_busy = true;
@@ -581,6 +589,7 @@ fn next_batch(index: usize, shared: &Shared, done: Option<Done>) -> Option<Next>
     } else {
         Slot::Worker(index)
     };
+    queue.computing += 1;
     let short = queue
         .last_batch
         .get(&batch[0].served_as())
@@ -598,18 +607,16 @@ fn next_batch(index: usize, shared: &Shared, done: Option<Done>) -> Option<Next>
 
 /// Whether a batch just taken runs on its model's all-cores session (`adaptive_pool`): when it
 /// is alone, with `in_progress` predictions in the process (at most its own), `queued` jobs
-/// left (none), and every one of the pool's `workers` but the one that took it `idle`, so their
-/// cores are free; and the model has such a session. Under load every worker runs its own
-/// session; at a trickle, each request gets all the cores. A job arriving meanwhile waits for
-/// that batch (one short run).
+/// left (none), and no other worker `computing` a batch, so their cores are free; and the model
+/// has such a session. Under load every worker runs its own session; at a trickle, each request
+/// gets all the cores. A job arriving meanwhile waits for that batch (one short run).
 fn runs_on_all_cores(
     in_progress: usize,
     queued: usize,
-    idle: usize,
-    workers: usize,
+    computing: usize,
     has_all_cores: bool,
 ) -> bool {
-    has_all_cores && in_progress <= 1 && queued == 0 && idle + 1 >= workers
+    has_all_cores && in_progress <= 1 && queued == 0 && computing == 0
 }
 
 /// Whether a job of the model counted in `metrics`, just queued, should wake an idle worker: not
@@ -675,9 +682,13 @@ fn still_wanted(job: Job) -> Option<Job> {
     Some(job)
 }
 
-fn run_batch(slot: Slot, batch: Vec<Job>) {
+/// Runs a batch on the session of `slot` and answers its jobs; `computed` is called once
+/// inference is over, before the answers go out (an answer lets its client send the next
+/// request, which must find this worker's core free, see [`finished_computing`]).
+fn run_batch(slot: Slot, batch: Vec<Job>, computed: impl FnOnce()) {
     let batch: Vec<Job> = batch.into_iter().filter_map(still_wanted).collect();
     if batch.is_empty() {
+        computed();
         return;
     }
     let started = Instant::now();
@@ -690,6 +701,7 @@ fn run_batch(slot: Slot, batch: Vec<Job>) {
     // Jobs of one batch share their model, hence its configured name.
     let metrics = batch[0].metrics.clone();
     if let Work::Tensors(_) = &batch[0].work {
+        let mut answers = Vec::with_capacity(batch.len());
         for job in batch {
             let Work::Tensors(inputs) = job.work else {
                 continue;
@@ -704,7 +716,11 @@ fn run_batch(slot: Slot, batch: Vec<Job>) {
             metrics
                 .inference_seconds
                 .observe_duration(started.elapsed());
-            let _ = job.reply.send(answer);
+            answers.push((job.reply, answer));
+        }
+        computed();
+        for (reply, answer) in answers {
+            let _ = reply.send(answer);
         }
         return;
     }
@@ -718,6 +734,7 @@ fn run_batch(slot: Slot, batch: Vec<Job>) {
     metrics.batch_size.observe(texts.len() as f64);
     crate::failpoints::sleep("HOTSERVE_TEST_INFERENCE_DELAY_MS");
     let result = catch_unwind(AssertUnwindSafe(|| model.classify(slot, &texts)));
+    computed();
     metrics
         .inference_seconds
         .observe_duration(started.elapsed());
@@ -811,22 +828,19 @@ mod tests {
     #[test]
     #[rustfmt::skip]
     fn a_lone_batch_runs_on_all_cores() {
-        // (predictions in progress, jobs left in the queue, idle workers, workers,
+        // (predictions in progress, jobs left in the queue, other workers computing,
         //  model has an all-cores session) -> all cores
-        let check = |in_progress, queued, idle, workers, has, expected| {
-            let all = runs_on_all_cores(in_progress, queued, idle, workers, has);
-            assert_eq!(all, expected, "{in_progress} {queued} {idle} {workers} {has}");
+        let check = |in_progress, queued, computing, has, expected| {
+            let all = runs_on_all_cores(in_progress, queued, computing, has);
+            assert_eq!(all, expected, "{in_progress} {queued} {computing} {has}");
         };
-        check(1, 0, 1, 2, true, true);    // alone, the other worker idle
-        check(1, 0, 3, 4, true, true);
-        check(0, 0, 1, 2, true, true);    // the client left while its job waited
-        check(1, 0, 0, 1, true, true);    // one worker (a model gets no all-cores session then)
-        check(2, 0, 1, 2, true, false);   // another request is on its way (tokenizing, answering)
-        check(64, 0, 1, 2, true, false);  // a busy server whose queue is empty for a moment
-        check(1, 1, 1, 2, true, false);   // another job waits: each worker its own session
-        check(1, 0, 0, 2, true, false);   // the other worker is busy: its core is taken
-        check(1, 0, 2, 4, true, false);   // one of three others is busy
-        check(1, 0, 1, 2, false, false);  // adaptive_pool off (or a model without the session)
+        check(1, 0, 0, true, true);    // alone: no other worker computing
+        check(0, 0, 0, true, true);    // the client left while its job waited
+        check(2, 0, 0, true, false);   // another request is on its way (tokenizing, answering)
+        check(64, 0, 0, true, false);  // a busy server whose queue is empty for a moment
+        check(1, 1, 0, true, false);   // another job waits: each worker its own session
+        check(1, 0, 1, true, false);   // another worker computes: its core is taken
+        check(1, 0, 0, false, false);  // adaptive_pool off (or a model without the session)
     }
 
     #[test]

@@ -281,7 +281,7 @@ settings! {
             env: "HOTSERVE_ADAPTIVE_POOL",
             default: "true",
             parse: parse_bool,
-            help: "run a batch that is alone (queue empty, every other worker idle) on one extra session per model that uses every worker's cores: a lone request as fast as one session with all threads, the per-worker layout under load",
+            help: "run a batch that is alone (the one prediction in progress, no other worker computing) on one extra session per model that uses every worker's cores: a lone request as fast as one session with all threads, the per-worker layout under load",
         },
         prepack_weights: bool {
             env: "HOTSERVE_PREPACK_WEIGHTS",

@@ -14,7 +14,7 @@
 //!
 //! With `adaptive_pool` a model has one more session on the same weights, whose intra-op
 //! threads are every worker's ([`Slot::AllCores`]): the pool runs a batch on it when the batch
-//! is alone and the other workers idle, so a lone request gets every core (half the latency
+//! is the one prediction in progress and no other worker computes, so a lone request gets every core (half the latency
 //! of one thread on MiniLM) while under load each worker runs its own one-thread session,
 //! which batches better (`queue::runs_on_all_cores`).
 
