@@ -11,7 +11,7 @@
 
 /// What one more session run costs, in padded tokens. Measured on MiniLM (int8, one thread):
 /// a batch of 1 short text and a batch of 16 differ by about the tokens they hold, so a run's
-/// fixed cost is small, a few tokens' worth (`bench/README.md`, "Mixed lengths"). Larger than
+/// fixed cost is small, a few tokens' worth (`bench/README.md`, "Mixed-length reviews"). Larger than
 /// measured on purpose: a split only pays when it saves clearly more than it costs.
 pub const RUN_OVERHEAD_TOKENS: usize = 16;
 
