@@ -5,10 +5,12 @@
 //! input panics; every rejection is a typed error, and a rejected request body maps to a 4xx;
 //! where a parser has an inverse, the round trip holds. The Open Inference Protocol's REST
 //! decoder (JSON, and JSON followed by binary tensor data) and its raw tensor codec are held to
-//! the same.
+//! the same. The fast BERT tokenizer (`model::wordpiece`) gives exactly `tokenizers`' ids on
+//! every ASCII text it accepts, and accepts plain sentences.
 
 use std::io::Write as _;
 use std::path::{Component, Path};
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use hotserve::config::{parse_duration, Config, Inputs};
@@ -16,6 +18,7 @@ use hotserve::files::confine;
 use hotserve::http::error::ApiError;
 use hotserve::model::bundle::{extract, BundleError};
 use hotserve::model::tensor::tensors_for;
+use hotserve::model::wordpiece::FastBert;
 use hotserve::model::{MlModel, TensorDesc};
 use hotserve::oip::{rest, Data, Datatype};
 use hotserve::protocol::{parse_batch, parse_invocation, parse_predict, BadRequest, ContentType};
@@ -545,4 +548,149 @@ fn check_tensors(invocation: hotserve::protocol::Invocation) -> Result<(), TestC
         }
     }
     Ok(())
+}
+
+/// The fixture model's tokenizer.json (BERT-uncased, no truncation), as JSON.
+fn fixture_tokenizer_json() -> Value {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sentiment/tokenizer.json");
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+fn tokenizer_of(value: &Value) -> tokenizers::Tokenizer {
+    value.to_string().parse().unwrap()
+}
+
+/// The fixture's tokenizer, and the same truncated as the MiniLM one is (LongestFirst, stride
+/// 0), but to 16 tokens so that generated texts reach the limit.
+static TOKENIZERS: LazyLock<Vec<(tokenizers::Tokenizer, FastBert)>> = LazyLock::new(|| {
+    let plain = tokenizer_of(&fixture_tokenizer_json());
+    let mut truncated = plain.clone();
+    truncated
+        .with_truncation(Some(tokenizers::TruncationParams {
+            max_length: 16,
+            ..Default::default()
+        }))
+        .unwrap();
+    [plain, truncated]
+        .into_iter()
+        .map(|tokenizer| {
+            let fast = FastBert::from_tokenizer(&tokenizer).expect("a BERT-uncased tokenizer");
+            (tokenizer, fast)
+        })
+        .collect()
+});
+
+/// ASCII text heavy in what BERT's pipeline treats specially: punctuation runs, digits, every
+/// whitespace and control byte, brackets (added tokens), very long words.
+fn ascii_text() -> impl Strategy<Value = String> {
+    let piece = prop_oneof![
+        "[a-zA-Z]{1,12}",
+        "[0-9]{1,6}",
+        "[!-/:-@\\[-`{-~]{1,4}",
+        "[\\x00-\\x20\\x7f]{1,3}",
+        "[a-z]{95,105}",
+        Just("[CLS]".to_string()),
+        Just("[sep]".to_string()),
+        "[\\x00-\\x7f]{1,8}",
+    ];
+    prop::collection::vec(piece, 0..24).prop_map(|pieces| pieces.concat())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 1024,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn the_fast_tokenizer_gives_tokenizers_ids_or_declines(text in ascii_text()) {
+        for (tokenizer, fast) in TOKENIZERS.iter() {
+            if let Some((ids, type_ids)) = fast.encode(&text) {
+                let expected = tokenizer.encode_fast(text.as_str(), true).unwrap();
+                prop_assert_eq!(&ids[..], expected.get_ids(), "{:?}", text);
+                prop_assert_eq!(&type_ids[..], expected.get_type_ids(), "{:?}", text);
+            }
+        }
+    }
+
+    #[test]
+    fn the_fast_tokenizer_answers_plain_sentences(text in "[a-zA-Z0-9 ,.!?'-]{0,80}") {
+        for (tokenizer, fast) in TOKENIZERS.iter() {
+            let (ids, _) = fast.encode(&text).expect("plain ASCII without [ is accepted");
+            let expected = tokenizer.encode_fast(text.as_str(), true).unwrap();
+            prop_assert_eq!(&ids[..], expected.get_ids(), "{:?}", text);
+        }
+    }
+}
+
+#[test]
+fn the_fast_tokenizer_accepts_only_the_bert_uncased_shape() {
+    let check = |change: &dyn Fn(&mut Value), accepted: bool| {
+        let mut value = fixture_tokenizer_json();
+        change(&mut value);
+        let tokenizer = tokenizer_of(&value);
+        assert_eq!(
+            FastBert::from_tokenizer(&tokenizer).is_some(),
+            accepted,
+            "{}",
+            serde_json::to_string(&value)
+                .unwrap()
+                .chars()
+                .take(600)
+                .collect::<String>()
+        );
+    };
+    check(&|_| {}, true);
+    check(&|v| v["normalizer"]["lowercase"] = json!(false), false);
+    check(&|v| v["normalizer"]["clean_text"] = json!(false), false);
+    check(
+        &|v| v["normalizer"]["handle_chinese_chars"] = json!(false),
+        false,
+    );
+    check(&|v| v["normalizer"]["strip_accents"] = json!(false), false);
+    check(&|v| v["normalizer"] = json!({"type": "Lowercase"}), false);
+    check(&|v| v["normalizer"] = Value::Null, false);
+    check(
+        &|v| v["pre_tokenizer"] = json!({"type": "Whitespace"}),
+        false,
+    );
+    check(&|v| v["model"]["unk_token"] = json!("[MASK]"), false);
+    check(
+        &|v| v["model"]["continuing_subword_prefix"] = json!("@@"),
+        false,
+    );
+    check(
+        &|v| v["post_processor"]["single"][0]["SpecialToken"]["type_id"] = json!(1),
+        false,
+    );
+    check(&|v| v["post_processor"] = Value::Null, false);
+    check(
+        &|v| {
+            v["padding"] = json!({"strategy": "BatchLongest", "direction": "Right",
+                "pad_to_multiple_of": null, "pad_id": 0, "pad_type_id": 0, "pad_token": "[PAD]"})
+        },
+        false,
+    );
+    let truncation = |max_length: u64, strategy: &str, direction: &str, stride: u64| {
+        json!({"max_length": max_length, "strategy": strategy, "direction": direction,
+            "stride": stride})
+    };
+    check(
+        &|v| v["truncation"] = truncation(128, "LongestFirst", "Right", 0),
+        true,
+    );
+    check(
+        &|v| v["truncation"] = truncation(128, "OnlyFirst", "Right", 0),
+        false,
+    );
+    check(
+        &|v| v["truncation"] = truncation(128, "LongestFirst", "Left", 0),
+        false,
+    );
+    check(
+        &|v| v["truncation"] = truncation(128, "LongestFirst", "Right", 2),
+        false,
+    );
 }

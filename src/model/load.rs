@@ -16,6 +16,7 @@ use ort::value::{TensorElementType, ValueType};
 use super::mlmodel::{MlModel, MlModelError};
 use super::runtime::{self, RuntimeError};
 use super::sessions::{self, SessionOptions};
+use super::wordpiece::{self, FastBert};
 use super::{argmax, FileDigest, Model, ModelInfo, Task, TensorDesc, TextTask};
 use crate::files::{self, combined_digest, DigestError};
 use crate::protocol;
@@ -418,8 +419,10 @@ fn text_task(
             labels.len()
         )));
     }
+    let fast = fast_path(&tokenizer, mlmodel);
     Ok(TextTask {
         tokenizer,
+        fast,
         labels,
         max_len,
         uses_token_type_ids,
@@ -428,6 +431,28 @@ fn text_task(
         output_is_logits,
         pad_id,
     })
+}
+
+/// The fast BERT tokenizer ([`wordpiece`]) for `tokenizer`, when it has that shape and gives
+/// the same ids as `tokenizer` on the golden examples and [`wordpiece::CHECK_TEXTS`]; a model
+/// whose tokenizer disagrees keeps only `tokenizers` (cheap insurance against a difference the
+/// shape check missed).
+fn fast_path(tokenizer: &tokenizers::Tokenizer, mlmodel: &MlModel) -> Option<FastBert> {
+    let fast = FastBert::from_tokenizer(tokenizer)?;
+    let texts = mlmodel.golden.iter().map(|g| g.text.as_str());
+    match texts
+        .chain(wordpiece::CHECK_TEXTS.iter().copied())
+        .find(|text| !fast.agrees_with(tokenizer, text))
+    {
+        None => Some(fast),
+        Some(text) => {
+            tracing::info!(
+                text,
+                "the fast BERT tokenizer disagrees with tokenizers on this text; using tokenizers only"
+            );
+            None
+        }
+    }
 }
 
 /// Labels from a Hugging Face `config.json` `id2label`, when present.

@@ -10,6 +10,7 @@
 //! - [`bundle`] extracts `.zip` bundles safely.
 //! - [`tensor`] runs models that take tensors rather than text.
 //! - [`rfc3339`] formats the times a model (and the live status) reports.
+//! - [`wordpiece`] tokenizes ASCII text for BERT-uncased tokenizers without `tokenizers`' bookkeeping.
 
 pub mod bundle;
 pub mod load;
@@ -19,6 +20,7 @@ pub mod rfc3339;
 pub mod runtime;
 pub mod sessions;
 pub mod tensor;
+pub mod wordpiece;
 
 use std::path::PathBuf;
 use std::time::SystemTime;
@@ -89,6 +91,9 @@ pub enum Task {
 /// A text classifier: tokenizer in, label probabilities out.
 pub struct TextTask {
     pub tokenizer: tokenizers::Tokenizer,
+    /// The fast path for BERT-uncased tokenizers ([`wordpiece`]), when this one has that shape
+    /// and agreed with `tokenizer` at load; tried first, `tokenizer` when it declines.
+    pub fast: Option<wordpiece::FastBert>,
     pub labels: Vec<String>,
     /// Longest token sequence kept per text.
     pub max_len: usize,
@@ -151,12 +156,20 @@ impl Model {
         let task = self
             .text()
             .ok_or_else(|| InferError::BadInput("this model takes tensors, not text".into()))?;
-        let encoding = task
-            .tokenizer
-            .encode_fast(text, true)
-            .map_err(|err| InferError::BadInput(format!("cannot tokenize text: {err}")))?;
-        let mut ids = encoding.get_ids().to_vec();
-        let mut type_ids = encoding.get_type_ids().to_vec();
+        let fast = task.fast.as_ref().and_then(|fast| fast.encode(text));
+        let (mut ids, mut type_ids) = match fast {
+            Some(encoded) => encoded,
+            None => {
+                let encoding = task
+                    .tokenizer
+                    .encode_fast(text, true)
+                    .map_err(|err| InferError::BadInput(format!("cannot tokenize text: {err}")))?;
+                (
+                    encoding.get_ids().to_vec(),
+                    encoding.get_type_ids().to_vec(),
+                )
+            }
+        };
         if ids.is_empty() {
             // A graph cannot pool an empty sequence; feed one padding token instead.
             ids.push(task.pad_id);
