@@ -84,15 +84,19 @@ pub async fn classify(
 }
 
 /// Requests whose texts add up to at most this many bytes are tokenized right where they are,
-/// on the async runtime: a few short sentences take microseconds (less than parsing their
-/// JSON, which happens there too), while the hop to the blocking pool and back costs two thread
-/// wake-ups, the largest single cost of a small request (`bench/README.md`, "Where a request's
-/// time goes"). Anything longer goes to the blocking pool, so no request holds the runtime for
-/// more than a few tens of microseconds.
-pub const INLINE_TOKENIZE_BYTES: usize = 512;
+/// on the async runtime, when the model's fast tokenizer takes them all (`model::wordpiece`:
+/// about 2 µs for a short sentence, so at most tens of microseconds): less than parsing their
+/// JSON, which happens there too, while the hop to the blocking pool and back costs two thread
+/// wake-ups, which was the largest single cost of a small request (`bench/README.md`, "Where a
+/// request's time goes"). Anything longer goes to the blocking pool.
+pub const INLINE_TOKENIZE_BYTES: usize = 2048;
 
-/// Tokenizes `texts` with `model`: inline when they are short ([`INLINE_TOKENIZE_BYTES`]), else
-/// on the blocking pool.
+/// The same, for texts the `tokenizers` library tokenizes (tens of microseconds a sentence):
+/// about one sentence.
+pub const INLINE_TOKENIZE_BYTES_SLOW: usize = 128;
+
+/// Tokenizes `texts` with `model`: inline when they are short ([`INLINE_TOKENIZE_BYTES`],
+/// [`INLINE_TOKENIZE_BYTES_SLOW`]), else on the blocking pool.
 async fn tokenize(model: &Arc<Model>, texts: Vec<String>) -> Result<Vec<Encoded>, PoolError> {
     let encode_all = |model: &Model, texts: &[String]| {
         texts
@@ -100,7 +104,12 @@ async fn tokenize(model: &Arc<Model>, texts: Vec<String>) -> Result<Vec<Encoded>
             .map(|t| model.encode(t))
             .collect::<Result<Vec<_>, _>>()
     };
-    if texts.iter().map(String::len).sum::<usize>() <= INLINE_TOKENIZE_BYTES {
+    let fast = texts.iter().all(|text| model.tokenizes_fast(text));
+    let budget = match fast {
+        true => INLINE_TOKENIZE_BYTES,
+        false => INLINE_TOKENIZE_BYTES_SLOW,
+    };
+    if texts.iter().map(String::len).sum::<usize>() <= budget {
         return Ok(encode_all(model, &texts)?);
     }
     let model = model.clone();

@@ -150,6 +150,13 @@ impl Model {
         self.sessions.len()
     }
 
+    /// Whether `text` takes the fast tokenizer ([`wordpiece`]): microseconds, not tens of them.
+    pub fn tokenizes_fast(&self, text: &str) -> bool {
+        self.text()
+            .and_then(|task| task.fast.as_ref())
+            .is_some_and(|fast| fast.accepts(text))
+    }
+
     /// Tokenizes one text, truncated to the model's maximum length. Blocking; cheap for short
     /// texts but never called on the async runtime.
     pub fn encode(&self, text: &str) -> Result<Encoded, InferError> {

@@ -189,13 +189,10 @@ impl FastBert {
     /// `encode_fast(text, true)` gives them; `None` when the text is not pure ASCII or holds a
     /// byte an added token starts with (the caller then uses `tokenizers`).
     pub fn encode(&self, text: &str) -> Option<(Vec<u32>, Vec<u32>)> {
-        let bytes = text.as_bytes();
-        if bytes
-            .iter()
-            .any(|&b| !b.is_ascii() || self.added_starts[b as usize])
-        {
+        if !self.accepts(text) {
             return None;
         }
+        let bytes = text.as_bytes();
         let limit = self.max_content.unwrap_or(usize::MAX);
         let mut ids = Vec::with_capacity(bytes.len().min(limit) / 3 + 3);
         ids.push(self.cls_id);
@@ -220,6 +217,13 @@ impl FastBert {
         ids.push(self.sep_id);
         let type_ids = vec![0; ids.len()];
         Some((ids, type_ids))
+    }
+
+    /// Whether [`FastBert::encode`] answers for `text`: pure ASCII with no byte an added token
+    /// starts with.
+    pub fn accepts(&self, text: &str) -> bool {
+        text.bytes()
+            .all(|b| b.is_ascii() && !self.added_starts[b as usize])
     }
 
     /// Appends the WordPiece ids of `word` (if not empty) to `ids` and clears it.
