@@ -110,7 +110,14 @@ async fn tokenize(model: &Arc<Model>, texts: Vec<String>) -> Result<Vec<Encoded>
         false => INLINE_TOKENIZE_BYTES_SLOW,
     };
     if texts.iter().map(String::len).sum::<usize>() <= budget {
-        return Ok(encode_all(model, &texts)?);
+        // A panic inside the tokenizer fails this request, as on the blocking pool, instead of
+        // unwinding through the connection's task.
+        let encoded =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| encode_all(model, &texts)));
+        return match encoded {
+            Ok(encoded) => Ok(encoded?),
+            Err(_) => Err(PoolError::Panicked("tokenization panicked".into())),
+        };
     }
     let model = model.clone();
     tokio::task::spawn_blocking(move || encode_all(&model, &texts))
