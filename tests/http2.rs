@@ -22,6 +22,7 @@ use hyper::client::conn::http2;
 use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use serde_json::{json, Value};
+use support::curl::{curl, Curled};
 use support::hotserve::fixture;
 use support::inprocess::{Server, Start};
 use support::{metric_reaches, PATIENCE};
@@ -39,47 +40,6 @@ async fn start(settings: &[(&str, &str)]) -> Server {
         start = start.set(key, value);
     }
     start.ready().await
-}
-
-/// What curl answered: its exit code, status, HTTP version (`2`, `1.1`), headers (lowercase)
-/// and body.
-#[derive(Debug)]
-struct Curled {
-    exit: i32,
-    status: u16,
-    version: String,
-    headers: String,
-    body: String,
-}
-
-/// Runs curl with `args` and the URL; `-w` prints the status and version after the body.
-async fn curl(args: &[&str], url: String) -> Curled {
-    let mut command = Command::new("curl");
-    command
-        .args(["--silent", "--show-error", "--max-time", "30"])
-        .args([
-            "--dump-header",
-            "-",
-            "--write-out",
-            "\n%{http_code} %{http_version}",
-        ])
-        .args(args)
-        .arg(&url);
-    let output = tokio::task::spawn_blocking(move || command.output())
-        .await
-        .unwrap()
-        .expect("curl runs (scripts/setup.sh test installs it)");
-    let text = String::from_utf8_lossy(&output.stdout).replace("\r\n", "\n");
-    let (answer, written) = text.rsplit_once('\n').unwrap_or(("", &text));
-    let (status, version) = written.split_once(' ').unwrap_or(("0", ""));
-    let (headers, body) = answer.split_once("\n\n").unwrap_or((answer, ""));
-    Curled {
-        exit: output.status.code().unwrap_or(-1),
-        status: status.parse().unwrap_or(0),
-        version: version.to_string(),
-        headers: headers.to_ascii_lowercase(),
-        body: body.to_string(),
-    }
 }
 
 /// `POST /predict` with curl and `args`.

@@ -17,6 +17,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
+use support::curl::{curl, Curled};
 use support::hotserve::fixture;
 use support::inprocess::{Server, Start};
 use support::{eventually, metric, repo_root};
@@ -203,40 +204,6 @@ async fn python(url: String, cafile: &Path, body: Option<Value>) -> Value {
         String::from_utf8_lossy(&output.stderr)
     );
     serde_json::from_slice(&output.stdout).expect("tls_client.py prints one JSON line")
-}
-
-/// What curl answered: its exit code, and the status and body when it got an answer.
-struct Curled {
-    exit: i32,
-    status: u16,
-    body: String,
-    headers: String,
-}
-
-/// Runs curl with `args` and the URL, printing headers and body.
-async fn curl(args: &[&str], url: String) -> Curled {
-    let mut command = Command::new("curl");
-    command
-        .args(["--silent", "--show-error", "--include", "--max-time", "30"])
-        .args(args)
-        .arg(&url);
-    let output = tokio::task::spawn_blocking(move || command.output())
-        .await
-        .unwrap()
-        .expect("curl runs (scripts/setup.sh test installs it)");
-    let text = String::from_utf8_lossy(&output.stdout).replace("\r\n", "\n");
-    let (headers, body) = text.split_once("\n\n").unwrap_or((&text, ""));
-    let status = headers
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    Curled {
-        exit: output.status.code().unwrap_or(-1),
-        status,
-        body: body.to_string(),
-        headers: headers.to_ascii_lowercase(),
-    }
 }
 
 /// `/health`'s `tls` or `api_keys` entry, read over a connection that trusts `cafile` (or
