@@ -2,7 +2,7 @@
 //! drain it in dynamic batches.
 //!
 //! Requests arrive already tokenized (`predict::tokenize`: inline when short, else on tokio's
-//! blocking pool), so batching can respect a token budget. [`Pool::submit`] splits a request into jobs of at
+//! blocking pool), so batching can respect a token budget. [`Pool::classify`] splits a request into jobs of at
 //! most `max_batch_size` texts and refuses at once with [`PoolError::QueueFull`] when the queue
 //! holds `queue_capacity` texts (a model below its fair share of it still gets in, `admits`). Each worker is a dedicated OS thread with its own ONNX Runtime
 //! session; it takes the oldest job (of another configured model than the last batch's, when

@@ -9,10 +9,11 @@
 //! which `max_batch_size` bounds). The queue still takes jobs in arrival order, so no length
 //! waits longer than another; only the padding inside a batch changes.
 
-/// What one more session run costs, in padded tokens. Measured on MiniLM (int8, one thread):
-/// a batch of 1 short text and a batch of 16 differ by about the tokens they hold, so a run's
-/// fixed cost is small, a few tokens' worth (`bench/README.md`, "Mixed-length reviews"). Larger than
-/// measured on purpose: a split only pays when it saves clearly more than it costs.
+/// What one more session run costs, in padded tokens. Estimated from MiniLM's batch timings
+/// (int8, one thread; `bench/README.md`, "Pool sizing" and the ceiling): a batch of 1 short
+/// text (~13 tokens) takes about 4.8 ms and one of 16 about 57 ms, i.e. ~0.27 ms a token and
+/// ~1 ms, four tokens' worth, a run. Larger than that on purpose: a split only pays when it
+/// saves clearly more than it costs.
 pub const RUN_OVERHEAD_TOKENS: usize = 16;
 
 /// Where to cut `lengths` (ascending) into runs: the end index of each run, the last one being
