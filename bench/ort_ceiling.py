@@ -42,6 +42,7 @@ import json
 import math
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -78,14 +79,23 @@ def strided(n: int) -> list[int]:
     return [(i * step) % n for i in range(n)]
 
 
+def run_threads(target, args_list: list[tuple]) -> float:
+    """Runs `target(*args)` on one thread per entry of `args_list`, all at once; wall seconds."""
+    workers = [threading.Thread(target=target, args=args) for args in args_list]
+    t0 = time.perf_counter()
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    return time.perf_counter() - t0
+
+
 def throughput(clfs, feeds: list[dict], sizes: list[int], seconds: float, warmup: float) -> tuple[float, int]:
     """Run the feeds round-robin from one shared sequence, one Python thread per session.
 
     Returns (texts/s, batches run) of the measured period; warm-up and measurement both start at
     the first feed, so every layout runs the same batches.
     """
-    import threading
-
     done = [0] * len(clfs)
     calls = [0] * len(clfs)
     elapsed = 0.0
@@ -101,13 +111,7 @@ def throughput(clfs, feeds: list[dict], sizes: list[int], seconds: float, warmup
                     done[k] += sizes[i]
                     calls[k] += 1
 
-        workers = [threading.Thread(target=drive, args=(k,)) for k in range(len(clfs))]
-        t0 = time.perf_counter()
-        for w in workers:
-            w.start()
-        for w in workers:
-            w.join()
-        elapsed = time.perf_counter() - t0
+        elapsed = run_threads(drive, [(k,) for k in range(len(clfs))])
     return sum(done) / elapsed, sum(calls)
 
 
@@ -166,8 +170,6 @@ def main() -> int:
         flush=True,
     )
 
-    import threading
-
     results = []
     for sessions, threads in layouts:
         clfs = [clf] if (sessions, threads) == (1, args.threads) else [classifier(threads) for _ in range(sessions)]
@@ -189,13 +191,7 @@ def main() -> int:
                         counts[k] += 1
 
             for measured, seconds in ((False, args.warmup), (True, args.seconds)):
-                workers = [threading.Thread(target=drive, args=(k, seconds, measured)) for k in range(sessions)]
-                t0 = time.perf_counter()
-                for w in workers:
-                    w.start()
-                for w in workers:
-                    w.join()
-                elapsed = time.perf_counter() - t0
+                elapsed = run_threads(drive, [(k, seconds, measured) for k in range(sessions)])
             calls = sum(counts)
             tps = calls * bs / elapsed
             layout = f"{sessions}x{threads}"
