@@ -3,7 +3,8 @@
 #   bench/memory_workers.sh [--reloads 6] [--no-prepack-timing] [--profile release|dev]
 # For MiniLM (bench/.cache/minilm-sentiment, built by bench/run.sh) and the test fixture, starts
 # `hotserve serve` with 1, 2 and 4 inference workers in each weights layout (share_weights off,
-# the old one session per worker from the file; on; on with prepack_weights), waits for
+# the old one session per worker from the file; on without prepacking; on, the default, with
+# prepacked weights shared too), waits for
 # /health/ready, sends a few requests, and prints resident memory (VmRSS) and time to ready.
 # Then, with the default layout and 4 workers, reloads MiniLM --reloads times (a changed
 # README.md and SIGHUP each time) and prints RSS after each, and times prepacking on and off
@@ -20,7 +21,7 @@ while [ $# -gt 0 ]; do
     --reloads) reloads="$2"; shift 2 ;;
     --no-prepack-timing) prepack_timing=0; shift ;;
     --profile) profile="$2"; shift 2 ;;
-    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
     *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -72,8 +73,8 @@ echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"
 for model in "MiniLM=$minilm" "fixture=$root/tests/fixtures/sentiment"; do
   name="${model%%=*}"; dir="${model#*=}"
   for layout in "per worker (share_weights false)=false false" \
-                "shared (default)=true false" \
-                "shared + prepack_weights=true true"; do
+                "shared, prepack_weights false=true false" \
+                "shared + prepacked, shared (default)=true true"; do
     label="${layout%%=*}"; set -- ${layout#*=}
     declare -A rss=() ready=()
     for workers in 1 2 4; do
@@ -92,7 +93,7 @@ echo
 echo "## RSS over reloads (MiniLM, 4 workers, default layout)"
 echo
 cp -r "$minilm" "$work/minilm"
-start "$work/minilm" 4 true false
+start "$work/minilm" 4 true true
 line="start $(rss_mib "$pid") MiB"
 for i in $(seq "$reloads"); do
   before="$(served_version)"

@@ -102,11 +102,11 @@ fn shared_sessions_answer_exactly_as_sessions_from_the_file() {
             assert!(close(scores, &expected), "{case}");
         }
     };
-    check(1, true, false, 0, WeightsLayout::Shared);
-    check(4, true, false, 0, WeightsLayout::Shared);
-    check(4, true, true, 0, WeightsLayout::Shared);
+    check(1, true, false, 0, WeightsLayout::SharedPrepacked);
+    check(4, true, false, 0, WeightsLayout::SharedPrepacked);
+    check(4, true, true, 0, WeightsLayout::SharedPrepacked);
     check(4, false, false, 0, WeightsLayout::PerSession);
-    check(2, true, false, 2, WeightsLayout::Shared);
+    check(2, true, false, 2, WeightsLayout::SharedPrepacked);
     check(2, false, false, 2, WeightsLayout::PerSession);
 }
 
@@ -131,10 +131,10 @@ fn a_graph_that_cannot_be_saved_gets_one_session_per_worker_from_the_file() {
     let scratch = tempfile::tempdir().unwrap();
     let built = sessions::build_in(&runtime.environment, &onnx, &options, scratch.path())
         .expect("shared sessions build");
-    assert_eq!(built.layout(), WeightsLayout::Shared);
+    assert_eq!(built.layout(), WeightsLayout::SharedPrepacked);
     let left: Vec<_> = std::fs::read_dir(scratch.path()).unwrap().collect();
     assert!(
         left.is_empty(),
-        "the optimized graph's file was removed: {left:?}"
+        "the optimized graph's files were removed: {left:?}"
     );
 }

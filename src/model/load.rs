@@ -41,7 +41,7 @@ pub struct LoadOptions {
     /// Build the sessions on one shared optimized copy of the weights (falls back to one copy
     /// per session, with a log line, for a graph that cannot be saved in ORT format).
     pub share_weights: bool,
-    /// Let ONNX Runtime prepack shared weights, one prepacked copy per session.
+    /// Let the workers' sessions prepack weights for their kernels (see `sessions`).
     pub prepack_weights: bool,
     /// Intra-op threads of the extra all-cores session a lone batch runs on (0: none; see
     /// `Config::all_cores_threads`).

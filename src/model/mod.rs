@@ -6,6 +6,7 @@
 //! - [`load`] turns a model directory into a [`Model`], running the validation gate.
 //! - [`runtime`] finds and loads the ONNX Runtime library.
 //! - [`sessions`] builds a model's sessions, one per worker, on one shared copy of the weights.
+//! - [`initializers`] reads the optimized graph's weights into the tensors the sessions share.
 //! - [`padding`] cuts a batch of texts of different lengths into padded runs.
 //! - [`bundle`] extracts `.zip` bundles safely.
 //! - [`tensor`] runs models that take tensors rather than text.
@@ -13,6 +14,7 @@
 //! - [`wordpiece`] tokenizes ASCII text for BERT-uncased tokenizers without `tokenizers`' bookkeeping.
 
 pub mod bundle;
+pub mod initializers;
 pub mod load;
 pub mod mlmodel;
 pub mod padding;

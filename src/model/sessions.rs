@@ -3,29 +3,41 @@
 //! concurrently on one session), but built from the `.onnx` file each session held its own
 //! weights: MiniLM stores int8 weights followed by casts, and constant folding materialises
 //! ~88 MB of fp32 weights in every session (191 MiB resident with 1 worker, 484 with 4).
-//! So the graph is optimized once, saved in ONNX Runtime's own format, read into one buffer
-//! owned here, and every session is built on that buffer without copying its initializers
-//! (`session.use_ort_model_bytes_for_initializers`): 4 workers then take what 1 took (192
-//! MiB; `bench/memory_workers.sh`). ONNX Runtime's prepacking would give each session its own
-//! prepacked copy again, so it is a setting (`prepack_weights`, off: it speeds up a lone
-//! request by ~30% but full batches by ~2%). A graph that cannot be saved in that format
-//! falls back to one session per worker from the file, as before, with one log line saying
-//! why.
+//!
+//! So the graph is optimized once and saved as an `.onnx` file with its weights in an external
+//! file; [`initializers`] reads those weights into tensors of ours, and every session is built
+//! on the optimized graph with them as *shared initializers* (ONNX Runtime's `AddInitializer`):
+//! one copy of the weights whatever the number of workers (`bench/memory_workers.sh`). The
+//! sessions also share one `PrepackedWeightsContainer`: ONNX Runtime prepacks a weight for its
+//! kernel (MLAS's packed GEMM layout) once, and every other session that prepacks the same
+//! weight uses that copy; ONNX Runtime shares prepacked weights only for shared initializers,
+//! which is why the weights are handed over this way. Prepacking makes a small batch on one
+//! thread about twice as fast on MiniLM (`examples/prepack.rs`), at the cost of one more
+//! copy of the weights per model, not per worker.
+//!
+//! If a kernel cannot share what it prepacks, ONNX Runtime refuses the container and the
+//! sessions are built on the shared weights without it ([`WeightsLayout::Shared`]): each
+//! session that prepacks then holds its own copy, so `prepack_weights: false` keeps the
+//! memory of one copy there. A graph that cannot be saved, or whose saved copy does not load,
+//! falls back to one session per worker from the file ([`WeightsLayout::PerSession`]); each
+//! fallback logs one line saying why.
 //!
 //! With `adaptive_pool` a model has one more session on the same weights, whose intra-op
 //! threads are every worker's ([`Slot::AllCores`]): the pool runs a batch on it when the batch
-//! is the one prediction in progress and no other worker computes, so a lone request gets every core (half the latency
-//! of one thread on MiniLM) while under load each worker runs its own one-thread session,
-//! which batches better (`queue::runs_on_all_cores`). That session always prepacks its
-//! weights: one prepacked copy per model (+40 MiB on MiniLM) for a third off a lone request.
+//! is the one prediction in progress and no other worker computes, so a lone request gets
+//! every core (half the latency of one thread on MiniLM) while under load each worker runs its
+//! own one-thread session, which batches better (`queue::runs_on_all_cores`). That session
+//! always prepacks.
 
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use ort::environment::Environment;
-use ort::session::builder::{GraphOptimizationLevel, SessionBuilder};
+use ort::session::builder::{GraphOptimizationLevel, PrepackedWeights, SessionBuilder};
 use ort::session::Session;
+use ort::value::DynValue;
 
+use super::initializers;
 use super::load::ModelError;
 
 /// How to build a model's sessions.
@@ -37,7 +49,8 @@ pub struct SessionOptions {
     pub intra_op_threads: usize,
     /// Build every session on one shared optimized copy of the graph.
     pub share_weights: bool,
-    /// Let ONNX Runtime prepack weights for its kernels, one prepacked copy per session.
+    /// Let the workers' sessions prepack weights for their kernels (one prepacked copy shared
+    /// by every session, or one per session where ONNX Runtime cannot share them).
     pub prepack_weights: bool,
     /// Intra-op threads of one more session, the all-cores one a lone batch runs on (0: none).
     pub all_cores_threads: usize,
@@ -47,7 +60,7 @@ impl SessionOptions {
     /// Every session to build, as (intra-op threads, prepack weights): one per worker, then the
     /// all-cores session if there is one. That one always prepacks: it exists for the latency
     /// of a lone request, which prepacking cuts by a third on MiniLM (2.6 instead of 4.1 ms
-    /// with two threads), and it is one copy per model, not per worker (+40 MiB on MiniLM).
+    /// with two threads), and it is one session per model, not per worker.
     fn layouts(&self) -> Vec<(usize, bool)> {
         let mut layouts = vec![(self.intra_op_threads, self.prepack_weights); self.count.max(1)];
         if self.all_cores_threads > 0 {
@@ -76,22 +89,24 @@ impl From<usize> for Slot {
 /// Where the sessions' weights live.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WeightsLayout {
-    /// One optimized ORT-format buffer shared by every session.
+    /// One copy of the optimized weights shared by every session, and one copy of the weights
+    /// ONNX Runtime prepacked for its kernels, shared too.
+    SharedPrepacked,
+    /// One copy of the optimized weights shared by every session; a session that prepacks
+    /// holds its own prepacked copy.
     Shared,
     /// Each session loaded the `.onnx` file and holds its own weights.
     PerSession,
 }
 
-/// A model's sessions and the buffer they may point into.
+/// A model's sessions. The shared weights are kept alive by the sessions themselves (ort
+/// holds every initializer and the prepacked-weights container a session was built with).
 pub struct Sessions {
-    /// One session per inference worker, each behind its own lock. Declared before `graph`:
-    /// fields drop in declaration order, and shared sessions point into `graph`.
+    /// One session per inference worker, each behind its own lock.
     sessions: Vec<Mutex<Session>>,
     /// The all-cores session, when `adaptive_pool` asked for one (see [`Slot::AllCores`]).
     all_cores: Option<Mutex<Session>>,
-    /// The optimized graph in ORT format when the sessions share it (`Shared`). Never
-    /// mutated, moved out or dropped while a session lives (see [`build_shared`]).
-    graph: Option<Box<[u8]>>,
+    layout: WeightsLayout,
 }
 
 impl Sessions {
@@ -99,7 +114,7 @@ impl Sessions {
     fn new(
         mut sessions: Vec<Mutex<Session>>,
         options: &SessionOptions,
-        graph: Option<Box<[u8]>>,
+        layout: WeightsLayout,
     ) -> Sessions {
         let all_cores = (options.all_cores_threads > 0)
             .then(|| sessions.pop())
@@ -107,7 +122,7 @@ impl Sessions {
         Sessions {
             sessions,
             all_cores,
-            graph,
+            layout,
         }
     }
 
@@ -123,10 +138,7 @@ impl Sessions {
 
     /// Where the weights live.
     pub fn layout(&self) -> WeightsLayout {
-        match self.graph {
-            Some(_) => WeightsLayout::Shared,
-            None => WeightsLayout::PerSession,
-        }
+        self.layout
     }
 
     /// The first session, for reading the graph's inputs and outputs.
@@ -205,75 +217,119 @@ pub fn build_per_session(
             path: onnx_path.to_path_buf(),
             why,
         })?;
-    Ok(Sessions::new(sessions, options, None))
+    Ok(Sessions::new(sessions, options, WeightsLayout::PerSession))
 }
 
-/// Optimizes the graph once into an ORT-format file in `scratch` (removed before returning),
-/// reads it into one buffer and builds every session on that buffer. The error says why the
-/// weights cannot be shared; the caller falls back to [`build_per_session`].
+/// Optimizes the graph once into `scratch` (an `.onnx` file and the external file of its
+/// weights, removed before returning), reads the weights into tensors ([`initializers`]) and
+/// builds every session on them as shared initializers, with one prepacked-weights container:
+/// each session that prepacks reuses what the first one prepacked. If ONNX Runtime refuses the
+/// container (a kernel that cannot share what it prepacks), the sessions are built on the
+/// shared weights without it. The error says why the weights cannot be shared at all; the
+/// caller falls back to [`build_per_session`].
 pub fn build_shared(
     environment: &Environment,
     onnx_path: &Path,
     options: &SessionOptions,
     scratch: &Path,
 ) -> Result<Sessions, String> {
-    let optimized = tempfile::Builder::new()
+    let dir = tempfile::Builder::new()
         .prefix(".hotserve-optimized-")
-        .suffix(".ort")
-        .tempfile_in(scratch)
+        .tempdir_in(scratch)
         .map_err(|err| {
             format!(
-                "cannot create a temporary file in {}: {err}",
+                "cannot create a temporary directory in {}: {err}",
                 scratch.display()
             )
         })?;
+    let optimized = dir.path().join("model.onnx");
     // The optimizing session is thrown away once it has saved the graph: it is never run, so
-    // it neither prepacks nor needs more than one thread.
+    // it neither prepacks nor needs more than one thread. Every initializer of 64 bytes or
+    // more goes to the external file, which is what `initializers::read` shares.
     builder(
         environment,
         1,
         &[
             ("session.disable_prepacking", "1"),
-            ("session.save_model_format", "ORT"),
+            (
+                "session.optimized_model_external_initializers_file_name",
+                "weights.bin",
+            ),
+            (
+                "session.optimized_model_external_initializers_min_size_in_bytes",
+                "64",
+            ),
         ],
     )?
-    .with_optimized_model_path(optimized.path())
+    .with_optimized_model_path(&optimized)
     .map_err(|err| err.to_string())?
     .commit_from_file(onnx_path)
-    .map_err(|err| format!("saving it in ONNX Runtime's format failed: {err}"))?;
-    let graph: Box<[u8]> = std::fs::read(optimized.path())
-        .map_err(|err| format!("cannot read {}: {err}", optimized.path().display()))?
-        .into_boxed_slice();
-    drop(optimized);
-    if graph.is_empty() {
-        return Err("ONNX Runtime saved an empty graph".into());
+    .map_err(|err| format!("saving the optimized graph failed: {err}"))?;
+    let shared: Vec<(String, Arc<DynValue>)> = initializers::read(&optimized)?
+        .into_iter()
+        .map(|initializer| (initializer.name, Arc::new(initializer.value)))
+        .collect();
+    if shared.is_empty() {
+        return Err("the optimized graph has no weights to share".into());
     }
 
-    let mut sessions = Vec::new();
-    for (threads, prepack) in options.layouts() {
+    let container = PrepackedWeights::new();
+    let layouts = options.layouts();
+    match build_on_shared(environment, &optimized, &shared, &layouts, Some(&container)) {
+        Ok(sessions) => Ok(Sessions::new(
+            sessions,
+            options,
+            WeightsLayout::SharedPrepacked,
+        )),
+        Err(why) => {
+            tracing::warn!(
+                path = %onnx_path.display(),
+                "the sessions of this model cannot share ONNX Runtime's prepacked weights \
+                 ({why}); they share the weights, and each session that prepacks holds its \
+                 own prepacked copy (prepack_weights: false keeps one copy of the weights)"
+            );
+            let sessions = build_on_shared(environment, &optimized, &shared, &layouts, None)?;
+            Ok(Sessions::new(sessions, options, WeightsLayout::Shared))
+        }
+    }
+}
+
+/// One session per `layouts` entry (intra-op threads, prepack) on the optimized graph at
+/// `optimized`, given the `shared` weights and, if any, the prepacked-weights `container`. The
+/// graph is optimized already, so these sessions do not optimize it again.
+fn build_on_shared(
+    environment: &Environment,
+    optimized: &Path,
+    shared: &[(String, Arc<DynValue>)],
+    layouts: &[(usize, bool)],
+    container: Option<&PrepackedWeights>,
+) -> Result<Vec<Mutex<Session>>, String> {
+    let mut sessions = Vec::with_capacity(layouts.len());
+    for &(threads, prepack) in layouts {
         let prepacking = if prepack { "0" } else { "1" };
-        // SAFETY (ort cannot check this, so there is no `unsafe` block to hang it on): with
-        // the two `use_ort_model_bytes` entries ONNX Runtime keeps pointers into `graph`
-        // instead of copying the weights. `graph` is a heap buffer that never moves or
-        // changes; it is stored in the same `Sessions` as these sessions, declared after
-        // them, so it is dropped after the last of them; `Sessions` gives no way to take
-        // either out. ort's `commit_from_memory_directly` does the same but returns a
-        // borrowing `InMemorySession`, which can be neither stored next to its buffer nor
-        // handed out as the `&mut Session` the run paths take.
-        let session = builder(
+        let mut session = builder(
             environment,
             threads,
-            &[
-                ("session.disable_prepacking", prepacking),
-                ("session.use_ort_model_bytes_directly", "1"),
-                ("session.use_ort_model_bytes_for_initializers", "1"),
-            ],
+            &[("session.disable_prepacking", prepacking)],
         )?
-        .commit_from_memory(&graph)
-        .map_err(|err| format!("the saved graph does not load: {err}"))?;
+        .with_optimization_level(GraphOptimizationLevel::Disable)
+        .map_err(|err| err.to_string())?;
+        for (name, value) in shared {
+            session = session
+                .with_initializer(name, Arc::clone(value))
+                .map_err(|err| err.to_string())?;
+        }
+        if let Some(container) = container {
+            session = session
+                .with_prepacked_weights(container)
+                .map_err(|err| err.to_string())?;
+        }
+        let session = session
+            .commit_from_file(optimized)
+            .map_err(|err| format!("the optimized graph does not load: {err}"))?;
         sessions.push(Mutex::new(session));
     }
-    Ok(Sessions::new(sessions, options, Some(graph)))
+    Ok(sessions)
 }
 
 /// A session builder with hotserve's fixed choices (every graph optimization, one inter-op
