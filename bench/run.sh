@@ -46,7 +46,8 @@
 #   BENCH_OPEN_LOOP=1                         0: skip the open loop (target 4)
 #   BENCH_OPEN_LOOP_FRACTION=0.5              open-loop rate as a fraction of hotserve's c=64 req/s
 #   BENCH_OPEN_LOOP_CONCURRENCY=256           most open-loop requests in flight
-#   BENCH_LOADGEN_THREADS=1                   loadgen's tokio worker threads (open loop, mixed run)
+#   BENCH_LOADGEN_THREADS=2                   loadgen's tokio worker threads (open loop, mixed run;
+#                                             one thread falls behind the tiny model's rate)
 #   BENCH_MIXED=1                             0: skip the mixed lengths run (target 3)
 #   BENCH_MIXED_FILE=bench/data/mixed.tsv     its texts: tokens<TAB>bucket<TAB>text a line
 #   BENCH_MEMORY=1                            0: skip RSS with 1 and 4 inference workers (target 5)
@@ -85,7 +86,7 @@ layout_concurrency="${BENCH_LAYOUT_CONCURRENCY:-1 64}"
 open_loop="${BENCH_OPEN_LOOP:-1}"
 open_loop_fraction="${BENCH_OPEN_LOOP_FRACTION:-0.5}"
 open_loop_concurrency="${BENCH_OPEN_LOOP_CONCURRENCY:-256}"
-loadgen_threads="${BENCH_LOADGEN_THREADS:-1}"
+loadgen_threads="${BENCH_LOADGEN_THREADS:-2}"
 mixed="${BENCH_MIXED:-1}"
 mixed_file="${BENCH_MIXED_FILE:-$bench/data/mixed.tsv}"
 mixed_concurrency=64
