@@ -39,7 +39,7 @@ pub struct LoadOptions {
     /// Sessions to build (one per inference worker).
     pub sessions: usize,
     /// Build the sessions on one shared optimized copy of the weights (falls back to one copy
-    /// per session, with a log line, for a graph that cannot be saved in ORT format).
+    /// per session, with a log line, for a graph whose optimized copy cannot be saved or loaded).
     pub share_weights: bool,
     /// Let the workers' sessions prepack weights for their kernels (see `sessions`).
     pub prepack_weights: bool,
