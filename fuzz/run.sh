@@ -14,7 +14,7 @@ seconds=${1:-60}
 shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-    targets=(request webhook model_uri mlmodel bundle tokenizer)
+    targets=(request webhook model_uri mlmodel bundle tokenizer wordpiece)
 fi
 fuzz/setup.sh
 cargo fuzz build --sanitizer none --debug-assertions
