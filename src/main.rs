@@ -48,6 +48,8 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // First, while this is the only thread: large blocks always get their own mappings.
+    hotserve::reload::loader::pin_mmap_threshold();
     let cli = Cli::parse();
     let env = |name: &str| std::env::var(name).ok();
     let config = match Config::load(&cli.flags.inputs(&env)) {

@@ -6,7 +6,8 @@
 //! grow by about one model per reload (measured: +130 MiB per swap with a MiniLM model). So
 //! every load runs on one long-lived thread, and a replaced model is dropped on that same
 //! thread once its last in-flight request has finished, followed by `malloc_trim`, so its
-//! memory is reused by the next load or handed back to the system.
+//! memory is reused by the next load or handed back to the system. Large blocks (the weights)
+//! always get their own mappings ([`pin_mmap_threshold`]), which are returned whole.
 
 use std::sync::mpsc;
 use std::sync::{Arc, OnceLock};
@@ -83,6 +84,29 @@ pub async fn release(model: Arc<Model>, patience: Duration) {
     })
     .await;
     tracing::debug!(%version, "replaced model freed");
+}
+
+/// Fixes glibc's mmap threshold at its default, 128 KiB. `main` calls it first, before the
+/// process starts any other thread (and before the first model is loaded). glibc otherwise raises the threshold to the size of any mmapped block freed (up to 32 MiB),
+/// so after the first reload a model's weights (a hundred buffers of ~1-10 MiB on MiniLM) land
+/// in the heap instead of their own mappings, and the heap keeps part of them when they are
+/// freed: MiniLM with 4 workers went 196 -> ~225 MiB over 14 reloads, and stays at 193 -> 203
+/// MiB with the threshold fixed (`bench/README.md`, "Memory per inference worker"). Freed
+/// mappings go back to the system at once.
+pub fn pin_mmap_threshold() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        extern "C" {
+            fn mallopt(param: i32, value: i32) -> i32;
+        }
+        /// `M_MMAP_THRESHOLD` in glibc's `malloc.h`.
+        const M_MMAP_THRESHOLD: i32 = -3;
+        // SAFETY: mallopt sets a parameter of glibc's allocator under its main arena's lock;
+        // called before any other thread exists, nothing reads the parameter meanwhile.
+        unsafe {
+            mallopt(M_MMAP_THRESHOLD, 128 * 1024);
+        }
+    }
 }
 
 /// Asks glibc to return free memory from every arena to the system.
