@@ -87,12 +87,13 @@ pub async fn release(model: Arc<Model>, patience: Duration) {
 }
 
 /// Fixes glibc's mmap threshold at its default, 128 KiB. `main` calls it first, before the
-/// process starts any other thread (and before the first model is loaded). glibc otherwise raises the threshold to the size of any mmapped block freed (up to 32 MiB),
-/// so after the first reload a model's weights (a hundred buffers of ~1-10 MiB on MiniLM) land
-/// in the heap instead of their own mappings, and the heap keeps part of them when they are
-/// freed: MiniLM with 4 workers went 196 -> ~225 MiB over 14 reloads, and stays at 193 -> 203
-/// MiB with the threshold fixed (`bench/README.md`, "Memory per inference worker"). Freed
-/// mappings go back to the system at once.
+/// process starts any other thread (and so before the first model is loaded). glibc otherwise
+/// raises the threshold to the size of any mmapped block freed (up to 32 MiB), so after the
+/// first reload a model's weights (a hundred buffers of ~1-10 MiB on MiniLM) land in the heap
+/// instead of mappings of their own, and the heap keeps part of them when they are freed:
+/// MiniLM with 4 workers went 196 -> ~225 MiB over 14 reloads, and 193 -> 203 MiB with the
+/// threshold fixed (`bench/README.md`, "Memory per inference worker"). A freed mapping goes
+/// back to the system at once.
 pub fn pin_mmap_threshold() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
