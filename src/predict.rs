@@ -1,7 +1,8 @@
 //! The one prediction path every transport shares: `/predict`, `/predict/batch`,
 //! `/invocations`, the Open Inference Protocol over REST and gRPC. Texts are checked against
-//! the request limits, tokenized (inline when short, else on the blocking pool) and queued on the inference pool; tensors
-//! are queued as they are; both within the request's deadline, with rejections counted in
+//! the request limits, tokenized (inline when short, else on the blocking pool) and queued on
+//! the inference pool; tensors are queued as they are; both within the request's deadline,
+//! with rejections counted in
 //! `hotserve_rejected_requests_total`. When a candidate is in shadow (`promote::shadow`), a
 //! sampled copy of a request that succeeded is offered to it after the live answer is ready.
 //! Transports turn the errors into their own answers.
@@ -104,12 +105,11 @@ async fn tokenize(model: &Arc<Model>, texts: Vec<String>) -> Result<Vec<Encoded>
             .map(|t| model.encode(t))
             .collect::<Result<Vec<_>, _>>()
     };
-    let fast = texts.iter().all(|text| model.tokenizes_fast(text));
-    let budget = match fast {
-        true => INLINE_TOKENIZE_BYTES,
-        false => INLINE_TOKENIZE_BYTES_SLOW,
-    };
-    if texts.iter().map(String::len).sum::<usize>() <= budget {
+    // The length first: a request too long to tokenize inline is not scanned here either.
+    let bytes: usize = texts.iter().map(String::len).sum();
+    let inline = bytes <= INLINE_TOKENIZE_BYTES_SLOW
+        || (bytes <= INLINE_TOKENIZE_BYTES && texts.iter().all(|text| model.tokenizes_fast(text)));
+    if inline {
         // A panic inside the tokenizer fails this request, as on the blocking pool, instead of
         // unwinding through the connection's task.
         let encoded =

@@ -2,19 +2,20 @@
 //! drain it in dynamic batches.
 //!
 //! Requests arrive already tokenized (`predict::tokenize`: inline when short, else on tokio's
-//! blocking pool), so batching can respect a token budget. [`Pool::classify`] splits a request into jobs of at
-//! most `max_batch_size` texts and refuses at once with [`PoolError::QueueFull`] when the queue
-//! holds `queue_capacity` texts (a model below its fair share of it still gets in, `admits`). Each worker is a dedicated OS thread with its own ONNX Runtime
-//! session; it takes the oldest job (of another configured model than the last batch's, when
-//! one is waiting: several models share the queue, `first_job`), adds more jobs *for the
-//! same model* (a batch never mixes models or versions) until the batch is full, over its
-//! token budget, or `max_batch_delay` has passed, drops jobs whose client has gone or whose
+//! blocking pool), so batching can respect a token budget. [`Pool::classify`] splits a request
+//! into jobs of at most `max_batch_size` texts and refuses at once with
+//! [`PoolError::QueueFull`] when the queue holds `queue_capacity` texts (a model below its fair
+//! share of it still gets in, `admits`). Each worker is a dedicated OS thread with its own ONNX
+//! Runtime session; it takes the oldest job (of another configured model than the last
+//! batch's, when one is waiting: several models share the queue, `first_job`), adds more jobs
+//! *for the same model* (a batch never mixes models or versions) until the batch is full, over
+//! its token budget, or `max_batch_delay` has passed, drops jobs whose client has gone or whose
 //! deadline has passed, and runs it (the model cuts a batch of very different lengths into
-//! padded runs, `model::padding`). A batch that is alone (the one prediction in progress, no other
-//! worker computing) runs on its model's all-cores session when it has one (`adaptive_pool`), and the
-//! other workers take nothing until it ends, so the cores are never oversubscribed
-//! ([`runs_on_all_cores`]). Workers never run on the async runtime, and a panic inside
-//! inference fails only that batch's requests.
+//! padded runs, `model::padding`). A batch that is alone (the one prediction in progress, no
+//! other worker computing) runs on its model's all-cores session when it has one
+//! (`adaptive_pool`), and the other workers take nothing until it ends, so the cores are never
+//! oversubscribed ([`runs_on_all_cores`]). Workers never run on the async runtime, and a panic
+//! inside inference fails only that batch's requests.
 //!
 //! Beside the queue is a low-priority lane for background work (shadow copies of live
 //! requests, [`Pool::offer_background`]): a piece of work is accepted only while a worker is
@@ -124,7 +125,7 @@ struct Job {
 impl Job {
     /// Which configured model the job is for (its metrics are one per configured model).
     fn served_as(&self) -> usize {
-        Arc::as_ptr(&self.metrics) as usize
+        model_key(&self.metrics)
     }
 
     fn texts(&self) -> usize {
@@ -359,7 +360,7 @@ impl Pool {
             return Err(PoolError::ShuttingDown);
         }
         let capacity = self.shared.config.queue_capacity;
-        let model = Arc::as_ptr(metrics) as usize;
+        let model = model_key(metrics);
         let own = queue.by_model.get(&model).copied().unwrap_or(0);
         let models = queue.by_model.len() + usize::from(own == 0);
         if !admits(queue.texts, own, models, capacity, texts) {
@@ -625,7 +626,7 @@ fn runs_on_all_cores(
 /// model under load then runs bigger batches on fewer wake-ups; a large one still spreads its
 /// jobs over every worker at once.
 fn wakes_idle_worker(queue: &Queue, metrics: &Arc<ModelMetrics>) -> bool {
-    let last = queue.last_batch.get(&(Arc::as_ptr(metrics) as usize));
+    let last = queue.last_batch.get(&model_key(metrics));
     wakes_for(queue.short_running, last.copied())
 }
 
@@ -633,6 +634,12 @@ fn wakes_idle_worker(queue: &Queue, metrics: &Arc<ModelMetrics>) -> bool {
 /// run a short batch and this model's `last_batch` was short; true otherwise.
 fn wakes_for(short_running: usize, last_batch: Option<Duration>) -> bool {
     !(short_running > 0 && last_batch.is_some_and(|took| took < SHORT_BATCH))
+}
+
+/// The key of a configured model in the queue's per-model maps: its metrics' address (one
+/// `ModelMetrics` per configured model, alive as long as the model is configured).
+fn model_key(metrics: &Arc<ModelMetrics>) -> usize {
+    Arc::as_ptr(metrics) as usize
 }
 
 /// Whether background work may enter the low-priority lane, with `live` jobs waiting, `idle`

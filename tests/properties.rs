@@ -163,14 +163,19 @@ fn tensor_data() -> impl Strategy<Value = Data> {
     ]
 }
 
-proptest! {
-    // 1024 generated cases per property (well under a second each); failures are reported
-    // with their shrunk input and not written to disk.
-    #![proptest_config(ProptestConfig {
-        cases: 1024,
+/// `cases` generated cases per property; failures are reported with their shrunk input and
+/// not written to disk.
+fn config(cases: u32) -> ProptestConfig {
+    ProptestConfig {
+        cases,
         failure_persistence: None,
         ..ProptestConfig::default()
-    })]
+    }
+}
+
+proptest! {
+    // Well under a second per property.
+    #![proptest_config(config(1024))]
 
     #[test]
     fn arbitrary_bytes_never_panic_a_request_parser(body in prop::collection::vec(any::<u8>(), 0..256)) {
@@ -420,11 +425,7 @@ fn config_with(var: &'static str, value: String) -> Result<Config, hotserve::con
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig {
-        cases: 256,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    })]
+    #![proptest_config(config(256))]
 
     /// Zip bundles: an entry with an unsafe name is refused with its name, the bound counts
     /// the bytes that come out, a bundle that passes extracts byte for byte, and nothing is
@@ -598,11 +599,7 @@ fn ascii_text() -> impl Strategy<Value = String> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig {
-        cases: 1024,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    })]
+    #![proptest_config(config(1024))]
 
     #[test]
     fn the_fast_tokenizer_gives_tokenizers_ids_or_declines(text in ascii_text()) {

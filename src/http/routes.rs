@@ -1,8 +1,8 @@
 //! The routes of the contract (`../shared/docs/PRODUCT.md`, "HTTP interface"). The
 //! un-prefixed routes serve the default model, `/models/{name}/...` the model configured as
 //! `name` (`resolve` decides, purely). Each handler reads its body within limits, picks the
-//! live model once, tokenizes on the blocking pool, waits for the inference queue and renders
-//! JSON; errors go through [`ApiError`].
+//! live model once, hands the texts to `predict` (which tokenizes them and waits for the
+//! inference queue) and renders JSON; errors go through [`ApiError`].
 
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};

@@ -1,6 +1,7 @@
 //! A loaded, validated model: the ONNX Runtime sessions, the tokenizer, the labels and the
 //! facts `/health` and `/v1/model` report. Everything here is blocking and runs on the
-//! inference pool or the reload pipeline, never on the async runtime.
+//! inference pool or the reload pipeline, never on the async runtime, except the tokenization
+//! of a short request (`predict::tokenize`: tens of microseconds at most).
 //!
 //! - [`mlmodel`] parses the `MLmodel` file.
 //! - [`load`] turns a model directory into a [`Model`], running the validation gate.
@@ -160,7 +161,8 @@ impl Model {
     }
 
     /// Tokenizes one text, truncated to the model's maximum length. Blocking; cheap for short
-    /// texts but never called on the async runtime.
+    /// texts, which `predict::tokenize` runs on the async runtime (longer ones on the blocking
+    /// pool).
     pub fn encode(&self, text: &str) -> Result<Encoded, InferError> {
         let task = self
             .text()
@@ -189,7 +191,7 @@ impl Model {
         Ok(Encoded { ids, type_ids })
     }
 
-    /// Classifies a batch on session `worker % sessions` and returns probabilities per text, in
+    /// Classifies a batch on the session of `slot` and returns probabilities per text, in
     /// order. Texts of very different lengths are run in several padded runs ([`padding`]):
     /// sorted by length, cut where padding would cost more than one more run.
     pub fn classify(
