@@ -8,9 +8,10 @@
     benchlib.py report RUN.jsonl WORK_DIR OUT.md [--meta META.json]
 
 The report reads from WORK_DIR the ONNX Runtime ceilings (ceiling-<model>.json) and the issue 15
-sections run.sh writes there (open-loop-<model>.json, mixed-<model>.json, memory-<model>.json:
-loadgen summaries or {"skipped": why}); it puts the table of the issue 15 targets at its top
-and also writes that table alone to WORK_DIR/targets.md.
+sections run.sh writes there (open-loop-<model>.json and open-loop-<model>-bare.json, the same
+open loop against the bare server; mixed-<model>.json; memory-<model>.json: loadgen summaries or
+{"skipped": why}); it puts the table of the issue 15 targets at its top and also writes that
+table alone to WORK_DIR/targets.md.
 """
 
 from __future__ import annotations
@@ -273,6 +274,26 @@ def issue15_targets(rows: list[dict], ceilings: dict, work: Path) -> Targets:
                       f"({rate.get('late_over_1ms', '?')} sent >1 ms late) / c=1 p50 {c1:.2f} ms",
                 p99 / c1, goal, p99 / c1 <= 3 and not failed, "; ".join(notes))
 
+    # T4's floor (information): the same open loop against the bare server, which answers at
+    # once, over its own c=1 p50. Above 3, the criterion fails on the machine and the load
+    # generator alone, whatever the server does.
+    for model in ("fixture", "realistic"):
+        ol = _load(work / f"open-loop-{model}-bare.json")
+        if not ol:
+            continue
+        name, goal = f"T4 floor, {model} rate: bare open-loop p99 / bare c=1 p50", "information"
+        # The bare server's answer does not depend on the model: its wrk rows are the fixture's.
+        c1 = by.get(("fixture", "bare", 1), {}).get("lat_p50_ms")
+        if ol.get("skipped") or not c1:
+            t.na(name, goal, f"skipped: {ol['skipped']}" if ol.get("skipped") else _why_missing(rows, "fixture", "bare", 1))
+            continue
+        p99 = (ol.get("latency_us") or {}).get("p99", 0) / 1000
+        rate = ol.get("rate") or {}
+        target_rate, achieved = rate.get("target_per_s") or 0, rate.get("achieved_per_s") or 0
+        behind = target_rate and achieved < 0.95 * target_rate
+        t.add(name, f"p99 {p99:.2f} ms at {achieved:,.0f} of {target_rate:,.0f} req/s / c=1 p50 {c1:.2f} ms",
+              p99 / c1, goal, "the generator fell behind its rate" if behind else "—")
+
     # T5: one copy of the weights.
     name, goal = "T5 realistic: RSS 4 workers / 1 worker", "≤ 1.3"
     mem = _load(work / "memory-realistic.json")
@@ -308,11 +329,14 @@ def issue15_targets(rows: list[dict], ceilings: dict, work: Path) -> Targets:
 def _extra_sections(models: list[str], work: Path, ceilings: dict) -> list[str]:
     """The open loop, mixed lengths and memory runs, and the ceiling's batch-1 and mixed parts."""
     lines: list[str] = []
-    ols = {m: _load(work / f"open-loop-{m}.json") for m in models}
+    ols = {label: _load(work / f"open-loop-{label}.json")
+           for m in models for label in (m, f"{m}-bare")}
     if any(ols.values()):
         lines += ["## Open loop (target 4)", "",
                   "`examples/loadgen.rs --rate`: requests due at fixed intervals, latency from the due time "
                   "(no coordinated omission), at most the given number in flight.", "",
+                  "`<model>-bare`: the same rate against the bare hyper server (the floor of this machine and "
+                  "load generator).", "",
                   "| model | target req/s | achieved | in flight ≤ | p50 | p90 | p99 | p99.9 | max | failed | sent >1 ms late |",
                   "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
         for m, ol in ols.items():

@@ -16,7 +16,8 @@
 # Issue 15 adds, in the same run: a bare hyper server with a fixed answer (`bare`, the HTTP
 # ceiling), /predict over h2c (`hotserve-h2c`, h2load), the two fixed pool layouts
 # (`hotserve-2x1`, `hotserve-1x2`, realistic model, c=1 and 64), an open loop at half of
-# hotserve's c=64 rate (examples/loadgen.rs --rate), a mix of text lengths (loadgen --texts
+# hotserve's c=64 rate (examples/loadgen.rs --rate; the same rate against `bare` too, the
+# floor of this machine and generator), a mix of text lengths (loadgen --texts
 # bench/data/mixed.tsv), resident memory with 1 and 4 inference workers, and prints one table
 # of the issue's targets with PASS / FAIL / n/a.
 #
@@ -368,7 +369,11 @@ bench_one() {  # model server
         skip_row "$model" "$server" "examples/bare_hyper.rs was not built${examples_note:+: $examples_note}"; return 0
       fi
       if [ "$model" != fixture ]; then
-        skip_row "$model" "$server" "a fixed answer whatever the model: measured with the fixture model only"; return 0
+        # Its answer does not depend on the model: no wrk rows, only the open loop at this
+        # model's rate (the floor of target 4 at that rate).
+        skip_row "$model" "$server" "a fixed answer whatever the model: measured with the fixture model only"
+        [ "$open_loop" = 1 ] || return 0
+        levels=""
       fi ;;
   esac
   local port log
@@ -418,6 +423,8 @@ bench_one() {  # model server
     open_loop_run "$model" "$url"
     if [ "$model" = realistic ]; then mixed_run "$model" "$url"; fi
   fi
+  # The same open loop against the bare server: the floor of this machine and load generator.
+  if [ "$server" = bare ]; then open_loop_run "$model" "$url" bare; fi
   stop_server
 }
 
@@ -427,25 +434,27 @@ skip_section() {
   printf '{"skipped": "%s"}\n' "$(json_str "$2")" > "$1"
 }
 
-# open_loop_run MODEL URL (target 4): loadgen --rate at BENCH_OPEN_LOOP_FRACTION of hotserve's
-# c=64 req/s measured just before, latency counted from each request's due time.
+# open_loop_run MODEL URL [SERVER] (target 4): loadgen --rate at BENCH_OPEN_LOOP_FRACTION of
+# hotserve's c=64 req/s of MODEL, latency counted from each request's due time. With SERVER
+# (`bare`), the same rate against that server instead, written to open-loop-MODEL-SERVER.*.
 open_loop_run() {
-  local model="$1" url="$2" out="$work/open-loop-$1.json"
+  local model="$1" url="$2" label="$1${3:+-$3}" who="${3:-hotserve}"
+  local out="$work/open-loop-$label.json"
   [ "$open_loop" = 1 ] || { skip_section "$out" "the open loop (BENCH_OPEN_LOOP=0)"; return 0; }
   [ -n "$loadgen_bin" ] || { skip_section "$out" "examples/loadgen.rs was not built${examples_note:+: $examples_note}"; return 0; }
   local peak rate
   peak="$("$py" "$bench/benchlib.py" field "$run_jsonl" "$model" hotserve 64 rps)"
   [ -n "$peak" ] || { skip_section "$out" "the open loop needs hotserve's c=64 row (BENCH_CONCURRENCY has no 64?)"; return 0; }
   rate="$(awk -v p="$peak" -v f="$open_loop_fraction" 'BEGIN {printf "%.1f", p * f}')"
-  say "[$model/hotserve] open loop at $rate req/s ($open_loop_fraction x $peak), at most $open_loop_concurrency in flight, ${duration}s after ${warmup}s"
+  say "[$model/$who] open loop at $rate req/s ($open_loop_fraction x hotserve's $peak), at most $open_loop_concurrency in flight, ${duration}s after ${warmup}s"
   local common=(--url "$url" --rate "$rate" --concurrency "$open_loop_concurrency" --timeout "$timeout"
     --threads "$loadgen_threads" --body-file "$work/bodies-predict.jsonl")
-  "$loadgen_bin" "${common[@]}" --duration "${warmup}s" >"$work/open-loop-$model-warmup.txt" 2>&1 || true
+  "$loadgen_bin" "${common[@]}" --duration "${warmup}s" >"$work/open-loop-$label-warmup.txt" 2>&1 || true
   if ! "$loadgen_bin" "${common[@]}" --duration "${duration}s" --summary-json "$out" \
-      >"$work/open-loop-$model.txt" 2>&1; then
-    skip_section "$out" "loadgen failed (see open-loop-$model.txt)"; return 0
+      >"$work/open-loop-$label.txt" 2>&1; then
+    skip_section "$out" "loadgen failed (see open-loop-$label.txt)"; return 0
   fi
-  say "[$model/hotserve] open loop: $(grep -E 'latency|open loop' "$work/open-loop-$model.txt" | tr -s ' ' | tr '\n' ';')"
+  say "[$model/$who] open loop: $(grep -E 'latency|open loop' "$work/open-loop-$label.txt" | tr -s ' ' | tr '\n' ';')"
 }
 
 # mixed_run MODEL URL (target 3): closed loop at 64 connections over bench/data/mixed.tsv, one
