@@ -4,8 +4,8 @@
 # For MiniLM (bench/.cache/minilm-sentiment, built by bench/run.sh) and the test fixture, starts
 # `hotserve serve` with 1, 2 and 4 inference workers in each weights layout (share_weights off,
 # the old one session per worker from the file; on without prepacking; on, the default, with
-# prepacked weights shared too), waits for
-# /health/ready, sends a few requests, and prints resident memory (VmRSS) and time to ready.
+# prepacked weights shared too), waits for /health/ready, sends a few requests, and prints
+# resident memory (VmRSS) and time to ready.
 # Then, with the default layout and 4 workers, reloads MiniLM --reloads times (a changed
 # README.md and SIGHUP each time) and prints RSS after each, and times prepacking on and off
 # in one process (examples/prepack.rs). Builds with `cargo build --release` (`--profile dev`:
@@ -21,7 +21,7 @@ while [ $# -gt 0 ]; do
     --reloads) reloads="$2"; shift 2 ;;
     --no-prepack-timing) prepack_timing=0; shift ;;
     --profile) profile="$2"; shift 2 ;;
-    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
     *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done

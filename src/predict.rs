@@ -2,10 +2,9 @@
 //! `/invocations`, the Open Inference Protocol over REST and gRPC. Texts are checked against
 //! the request limits, tokenized (inline when short, else on the blocking pool) and queued on
 //! the inference pool; tensors are queued as they are; both within the request's deadline,
-//! with rejections counted in
-//! `hotserve_rejected_requests_total`. When a candidate is in shadow (`promote::shadow`), a
-//! sampled copy of a request that succeeded is offered to it after the live answer is ready.
-//! Transports turn the errors into their own answers.
+//! with rejections counted in `hotserve_rejected_requests_total`. When a candidate is in shadow
+//! (`promote::shadow`), a sampled copy of a request that succeeded is offered to it after the
+//! live answer is ready. Transports turn the errors into their own answers.
 
 use std::sync::Arc;
 use std::time::Instant;

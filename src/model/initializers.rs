@@ -13,11 +13,11 @@
 //! skips the rest. An initializer of another type (strings, booleans, sub-byte types) or inline is
 //! not shared: ONNX Runtime reads it from the files as for any model.
 
+use std::fmt::Debug;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
-
-use std::fmt::Debug;
+use std::sync::Arc;
 
 use ort::value::{DynValue, PrimitiveTensorElementType, Tensor, TensorElementType};
 use prost::Message;
@@ -61,10 +61,10 @@ struct StringStringEntryProto {
     value: String,
 }
 
-/// One initializer to share: its name in the graph and its tensor.
+/// One initializer to share: its name in the graph and its tensor, which every session holds.
 pub struct Initializer {
     pub name: String,
-    pub value: DynValue,
+    pub value: Arc<DynValue>,
 }
 
 /// Reads the external initializers of the graph at `onnx_path` (its data files are resolved
@@ -101,7 +101,7 @@ pub fn read(onnx_path: &Path) -> Result<Vec<Initializer>, String> {
             .map_err(|err| format!("initializer {}: {err}", tensor.name))?;
         shared.push(Initializer {
             name: tensor.name,
-            value,
+            value: Arc::new(value),
         });
     }
     Ok(shared)

@@ -36,9 +36,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use ort::environment::Environment;
 use ort::session::builder::{GraphOptimizationLevel, PrepackedWeights, SessionBuilder};
 use ort::session::Session;
-use ort::value::DynValue;
 
-use super::initializers;
+use super::initializers::{self, Initializer};
 use super::load::ModelError;
 
 /// How to build a model's sessions.
@@ -266,10 +265,7 @@ pub fn build_shared(
     .map_err(|err| err.to_string())?
     .commit_from_file(onnx_path)
     .map_err(|err| format!("saving the optimized graph failed: {err}"))?;
-    let shared: Vec<(String, Arc<DynValue>)> = initializers::read(&optimized)?
-        .into_iter()
-        .map(|initializer| (initializer.name, Arc::new(initializer.value)))
-        .collect();
+    let shared = initializers::read(&optimized)?;
 
     let container = PrepackedWeights::new();
     let layouts = options.layouts();
@@ -298,7 +294,7 @@ pub fn build_shared(
 fn build_on_shared(
     environment: &Environment,
     optimized: &Path,
-    shared: &[(String, Arc<DynValue>)],
+    shared: &[Initializer],
     layouts: &[(usize, bool)],
     container: Option<&PrepackedWeights>,
 ) -> Result<Vec<Mutex<Session>>, String> {
@@ -312,7 +308,7 @@ fn build_on_shared(
         )?
         .with_optimization_level(GraphOptimizationLevel::Disable)
         .map_err(|err| err.to_string())?;
-        for (name, value) in shared {
+        for Initializer { name, value } in shared {
             session = session
                 .with_initializer(name, Arc::clone(value))
                 .map_err(|err| err.to_string())?;
