@@ -23,9 +23,20 @@
 #
 # Needs root. Work files and the debootstrap package cache live in $HOTSERVE_CI_DIR
 # (default /var/tmp/hotserve-ci); the base images stay in podman's storage, so a second run
-# skips debootstrap (`podman rmi localhost/debian:bookworm-slim ...` for a clean run). All
-# test traffic stays on loopback and inside the containers; debootstrap and apt reach the
-# Debian mirror apt is configured with.
+# skips debootstrap. All test traffic stays on loopback and inside the containers; debootstrap
+# and apt reach the Debian mirror apt is configured with.
+#
+# The cold run (what a new machine or a new CI runner sees; the base images' step is only
+# exercised by it):
+#
+#   podman rmi -f localhost/debian:bookworm-slim localhost/debian-systemd:bookworm \
+#     localhost/debian-systemd:trixie localhost/hotserve:ci
+#   rm -rf /var/tmp/hotserve-ci
+#   scripts/check-deploy-real.sh
+#
+# The base images of one Debian suite are made one after another (they share debootstrap's
+# package cache, which two debootstraps cannot use at once); the suites run in parallel. A base
+# image that fails stops the run at once with the tail of its debootstrap logs.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -90,7 +101,9 @@ mirror="$(sed -n 's/^URIs:[[:space:]]*//p' /etc/apt/sources.list.d/*.sources 2>/
 mirror="${mirror:-http://deb.debian.org/debian}"
 
 # make_base IMAGE SUITE PACKAGES: a minbase root file system with PACKAGES, trimmed like
-# debian:*-slim (no apt lists, docs, man pages, locales), imported as IMAGE.
+# debian:*-slim (no apt lists, docs, man pages, locales), imported as IMAGE. On failure the
+# debootstrap output ($work/rootfs-*.log) and debootstrap's own log (copied beside it as
+# *.debootstrap.log) are kept, and their tails printed.
 make_base() {
   local image="$1" suite="$2" packages="$3" dir="$work/rootfs-${1##*/}"
   dir="${dir//:/-}"
@@ -99,10 +112,16 @@ make_base() {
     return 0
   fi
   mkdir -p "$work/debs-$suite"
-  rm -rf "$dir"
+  rm -rf "$dir" "$dir.debootstrap.log"
   if ! debootstrap --variant=minbase --cache-dir="$work/debs-$suite" --include="$packages" \
     "$suite" "$dir" "$mirror" >"$dir.log" 2>&1; then
-    tail -n 20 "$dir.log"
+    echo "  FAIL debootstrap $image ($suite: $packages); the last lines of $dir.log:"
+    tail -n 20 "$dir.log" | sed 's/^/         /'
+    if [ -f "$dir/debootstrap/debootstrap.log" ]; then
+      cp "$dir/debootstrap/debootstrap.log" "$dir.debootstrap.log"
+      echo "       and of its own log, $dir.debootstrap.log:"
+      tail -n 20 "$dir.debootstrap.log" | sed 's/^/         /'
+    fi
     return 1
   fi
   rm -rf "$dir"/var/lib/apt/lists/* "$dir"/var/cache/apt/*.bin "$dir"/var/cache/apt/archives/*.deb \
@@ -111,20 +130,51 @@ make_base() {
   rm -rf "$dir"
   echo "  made $image ($suite: $packages)"
 }
-bases=()
-wants image && bases+=("localhost/debian:bookworm-slim bookworm ca-certificates")
-wants systemd && bases+=("localhost/debian-systemd:bookworm bookworm systemd,systemd-sysv,dbus,curl")
-wants trixie && bases+=("localhost/debian-systemd:trixie trixie systemd,systemd-sysv,dbus,curl")
-pids=()
-for spec in "${bases[@]}"; do
-  # shellcheck disable=SC2086
-  make_base $spec &
-  pids+=($!)
+# make_suite SUITE SPEC...: the images of one suite one after another. debootstrap's package
+# cache ($work/debs-SUITE) is not safe to share between two debootstraps at once: the second
+# one extracts a .deb the first is still writing and fails ("Tried to extract package, but
+# file already exists"), which made cold CI runs fail in two of four tries (issue 31). So one
+# suite's images share the cache in turn (the second reuses the first's downloads) and only
+# different suites run in parallel.
+make_suite() {
+  local spec
+  shift
+  for spec in "$@"; do
+    # shellcheck disable=SC2086
+    make_base $spec || return 1
+  done
+}
+suites=()
+declare -A suite_specs=()
+add_base() { # IMAGE SUITE PACKAGES
+  [ -n "${suite_specs[$2]+set}" ] || suites+=("$2")
+  suite_specs[$2]+="$1 $2 $3"$'\n'
+}
+wants image && add_base localhost/debian:bookworm-slim bookworm ca-certificates
+wants systemd && add_base localhost/debian-systemd:bookworm bookworm systemd,systemd-sysv,dbus,curl
+wants trixie && add_base localhost/debian-systemd:trixie trixie systemd,systemd-sysv,dbus,curl
+declare -A suite_of_pid=()
+for suite in "${suites[@]}"; do
+  mapfile -t specs < <(printf '%s' "${suite_specs[$suite]}")
+  make_suite "$suite" "${specs[@]}" &
+  suite_of_pid[$!]="$suite"
 done
-for i in "${!pids[@]}"; do
-  if wait "${pids[$i]}"; then :; else fail "debootstrap ${bases[$i]}"; fi
+# A failed base image stops the run at once (the other suites' debootstraps and the release
+# build are stopped too): every later stage needs all of them, and going on would only end in
+# podman's "pinging container registry localhost" error for the image that is missing.
+while [ "${#suite_of_pid[@]}" -gt 0 ]; do
+  finished=""
+  if wait -n -p finished "${!suite_of_pid[@]}"; then
+    unset "suite_of_pid[$finished]"
+    continue
+  fi
+  failed_suite="${suite_of_pid[$finished]:-?}"
+  for pid in "${!suite_of_pid[@]}" "$cargo_pid"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  echo "check-deploy-real: the $failed_suite base image(s) could not be built (debootstrap output above, logs in $work); stopping" >&2
+  exit 1
 done
-[ "${#failures[@]}" = 0 ] && ok "base images ready"
+ok "base images ready"
 
 # --- the binary --------------------------------------------------------------------------------
 section "build: cargo build --release --locked"
