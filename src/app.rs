@@ -194,19 +194,25 @@ impl Daemon {
         let notifier = Notifier::from_env(env);
         let (tls, api_keys) = load_credentials(&config, &metrics).await?;
         let mut models = Vec::new();
-        for (plan, source, cache_dir) in plans(&config, env).await? {
+        let ort_dylib_path = config.ort_dylib_path.clone();
+        // A library that cannot be loaded is this machine's configuration, not any model's:
+        // said at once, before a model is checked (and never held against a cached version).
+        reload::loader::run(move || {
+            crate::model::runtime::init(ort_dylib_path.as_deref()).map(drop)
+        })
+        .await
+        .map_err(SetupError::Loader)?
+        .map_err(SetupError::Runtime)?;
+        for (plan, source) in plans(&config, env).await? {
             let cache = {
-                let local_dir = match &source {
-                    Source::Local { dir } => Some(dir.clone()),
-                    Source::Zip { .. } | Source::Remote { .. } => None,
-                };
-                let uri = plan.uri.clone();
+                let (cache_dir, name, uri) = (
+                    config.cache_dir.clone(),
+                    plan.name.clone(),
+                    plan.uri.clone(),
+                );
                 blocking(move || {
-                    if local_dir.is_some_and(|dir| !dir.is_dir()) {
-                        return Err(SetupError::NotADirectory { uri });
-                    }
-                    Cache::open(&cache_dir).map_err(|source| SetupError::Cache {
-                        dir: cache_dir,
+                    Cache::open(&cache_dir, &name, &uri).map_err(|source| SetupError::Cache {
+                        model: name,
                         source,
                     })
                 })
@@ -594,13 +600,11 @@ fn status_line(lives: &[(String, Arc<Live>)]) -> String {
     }
 }
 
-/// Each configured model's plan, source and cache folder: the `MODEL_URI` form (or the
-/// bundled model) caches in `cache_dir` itself, so existing caches stay valid; each of
-/// several models caches in `<cache_dir>/<name>/`.
+/// Each configured model's plan and source.
 async fn plans(
     config: &Config,
     env: &dyn Fn(&str) -> Option<String>,
-) -> Result<Vec<(Plan, Source, PathBuf)>, StartError> {
+) -> Result<Vec<(Plan, Source)>, StartError> {
     if config.models.is_empty() {
         let uri = match &config.model_uri {
             Some(uri) => uri.clone(),
@@ -614,7 +618,7 @@ async fn plans(
             reload_policy: config.reload_policy,
             promotion: Promotion::resolve(config, &Default::default()),
         };
-        return Ok(vec![(plan, source, config.cache_dir.clone())]);
+        return Ok(vec![(plan, source)]);
     }
     config
         .models
@@ -628,7 +632,7 @@ async fn plans(
                 reload_policy: spec.reload_policy.unwrap_or(config.reload_policy),
                 promotion: Promotion::resolve(config, &spec.promotion),
             };
-            Ok((plan, source, config.cache_dir.join(&spec.name)))
+            Ok((plan, source))
         })
         .collect()
 }
@@ -692,12 +696,11 @@ mod tests {
     use super::*;
     use crate::config::Inputs;
 
-    /// The plans for `flags`: (name, uri, cache folder relative to `/c`).
-    async fn check(flags: &[(&str, &str)], expected: &[(&str, &str, &str)]) {
+    /// The plans for `flags`: (name, uri).
+    async fn check(flags: &[(&str, &str)], expected: &[(&str, &str)]) {
         let env = |_: &str| None;
         let flags = flags
             .iter()
-            .chain(&[("cache_dir", "/c")])
             .map(|(k, v)| (k.to_string(), format!("--set {k}"), v.to_string()))
             .collect();
         let config = Config::load(&Inputs {
@@ -707,32 +710,32 @@ mod tests {
         })
         .expect("a valid configuration");
         let plans = plans(&config, &env).await.expect("plans");
-        let got: Vec<(String, String, PathBuf)> = plans
+        let got: Vec<(String, String)> = plans
             .into_iter()
-            .map(|(plan, _, cache)| (plan.name, plan.uri, cache))
+            .map(|(plan, _)| (plan.name, plan.uri))
             .collect();
-        let expected: Vec<(String, String, PathBuf)> = expected
+        let expected: Vec<(String, String)> = expected
             .iter()
-            .map(|(name, uri, cache)| (name.to_string(), uri.to_string(), PathBuf::from(cache)))
+            .map(|(name, uri)| (name.to_string(), uri.to_string()))
             .collect();
         assert_eq!(got, expected, "{flags:?}", flags = config.models);
     }
 
     #[tokio::test]
-    async fn one_model_caches_in_cache_dir_several_in_a_folder_each() {
+    async fn plans_name_each_model() {
         check(
             &[("model_uri", "/srv/sentiment")],
-            &[("sentiment", "/srv/sentiment", "/c")],
+            &[("sentiment", "/srv/sentiment")],
         )
         .await;
         check(
             &[("model_uri", "/srv/sentiment"), ("model_name", "s")],
-            &[("s", "/srv/sentiment", "/c")],
+            &[("s", "/srv/sentiment")],
         )
         .await;
         check(
             &[("models", "a=/srv/x,b=/srv/y.zip")],
-            &[("a", "/srv/x", "/c/a"), ("b", "/srv/y.zip", "/c/b")],
+            &[("a", "/srv/x"), ("b", "/srv/y.zip")],
         )
         .await;
     }

@@ -294,8 +294,21 @@ async fn a_reload_of_one_model_leaves_the_other_untouched() {
     let cache = area.path().join("cache");
     let server = several(&[("a", &a), ("b", &b)]).cache(&cache).ready().await;
     for name in ["a", "b"] {
-        let folder = cache.join(name);
-        assert!(folder.is_dir(), "each model caches in <cache_dir>/{name}/");
+        let folders = std::fs::read_dir(&cache)
+            .unwrap()
+            .filter(|entry| {
+                let entry = entry.as_ref().unwrap();
+                entry.path().is_dir()
+                    && entry
+                        .file_name()
+                        .to_string_lossy()
+                        .starts_with(&format!("{name}-"))
+            })
+            .count();
+        assert_eq!(
+            folders, 1,
+            "each model caches in <cache_dir>/{name}-<hash>/"
+        );
     }
     let (_, before) = get(&server, "/health").await;
     assert_eq!(label(&server, "/models/b/predict").await, "POSITIVE");

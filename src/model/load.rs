@@ -93,6 +93,16 @@ pub enum ModelError {
     /// The golden examples could not be run at all: a tensor model, or inference failed.
     #[error("golden examples could not be checked (metadata.golden in MLmodel): {why}")]
     GoldenUnchecked { why: String },
+    /// A file of the model could not be read for a reason of this machine's (permissions, an
+    /// I/O error, memory), not because of its content.
+    #[error(
+        "{path}: cannot be read: {source}; check the permissions and the disk of the model cache"
+    )]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// One `metadata.golden` example that got the wrong label.
@@ -123,6 +133,37 @@ impl ModelError {
         ModelError::File {
             path: path.to_path_buf(),
             why: why.to_string(),
+        }
+    }
+
+    /// A failed read of `path`: the version's fault when the file is missing or its content
+    /// is wrong (too large, not UTF-8), this machine's otherwise.
+    fn read(path: &Path, err: std::io::Error) -> ModelError {
+        use std::io::ErrorKind;
+        match err.kind() {
+            ErrorKind::NotFound | ErrorKind::InvalidData | ErrorKind::UnexpectedEof => {
+                ModelError::file(path, err)
+            }
+            _ => ModelError::Io {
+                path: path.to_path_buf(),
+                source: err,
+            },
+        }
+    }
+
+    /// Whether the failure is the version's own (its files, graph, tokenizer, outputs or
+    /// golden examples), so that it may never go live and its cached copy may be removed.
+    /// False for what is wrong with this machine: the ONNX Runtime library, reading the disk.
+    pub fn blames_version(&self) -> bool {
+        match self {
+            ModelError::Runtime(_) | ModelError::Digest(_) | ModelError::Io { .. } => false,
+            ModelError::File { .. }
+            | ModelError::MlModel { .. }
+            | ModelError::Session { .. }
+            | ModelError::Graph { .. }
+            | ModelError::Warmup(_)
+            | ModelError::Golden { .. }
+            | ModelError::GoldenUnchecked { .. } => true,
         }
     }
 }
@@ -164,11 +205,12 @@ pub fn load(dir: &Path, options: &LoadOptions) -> Result<Model, ModelError> {
             String::from_utf8(bytes)
                 .map_err(|err| std::io::Error::new(std::io::ErrorKind::InvalidData, err))
         })
-        .map_err(|err| {
-            ModelError::file(
-                &mlmodel_path,
-                format!("{err}; a model directory must contain an MLmodel file as mlflow.onnx.save_model writes it"),
-            )
+        .map_err(|err| match ModelError::read(&mlmodel_path, err) {
+            ModelError::File { path, why } => ModelError::File {
+                path,
+                why: format!("{why}; a model directory must contain an MLmodel file as mlflow.onnx.save_model writes it"),
+            },
+            other => other,
         })?;
     let mlmodel = MlModel::parse(&text).map_err(|source| ModelError::MlModel {
         path: mlmodel_path.clone(),
@@ -311,7 +353,7 @@ fn text_task(
         why,
     };
     let tokenizer_bytes = read_bounded(tokenizer_path, MAX_TOKENIZER_BYTES)
-        .map_err(|err| ModelError::file(tokenizer_path, err))?;
+        .map_err(|err| ModelError::read(tokenizer_path, err))?;
     let mut tokenizer = parse_tokenizer(tokenizer_path, tokenizer_bytes)?;
     let max_len = match options.max_sequence_length {
         0 => mlmodel.max_sequence_length.unwrap_or(512),
@@ -461,7 +503,7 @@ fn labels_from_config(dir: &Path) -> Result<Option<Vec<String>>, ModelError> {
     let bytes = match read_bounded(&path, MAX_CONFIG_BYTES) {
         Ok(bytes) => bytes,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(err) => return Err(ModelError::file(&path, err)),
+        Err(err) => return Err(ModelError::read(&path, err)),
     };
     let text = String::from_utf8_lossy(&bytes);
     let config: serde_json::Value = serde_json::from_str(&text)
@@ -506,7 +548,7 @@ fn warm_up(model: &Model, dir: &Path) -> Result<(), ModelError> {
                     )?,
                 ),
                 Err(err) if err.kind() == std::io::ErrorKind::NotFound => None,
-                Err(err) => return Err(ModelError::file(&path, err)),
+                Err(err) => return Err(ModelError::read(&path, err)),
             }
         }
         None => None,

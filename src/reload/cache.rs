@@ -1,20 +1,32 @@
-//! The model cache: validated models on disk, keyed by name and version, with a manifest of
-//! their digests beside each, plus a "last known good" record per `MODEL_URI` so a restart
-//! with the registry down still serves. Only the reload pipeline writes here.
+//! The model cache: validated models on disk, one folder per configured source, each with its
+//! versions, a manifest of their digests beside each, and a "last known good" record so a
+//! restart with the registry down still serves. Only the reload pipeline writes here.
 //!
-//! Layout under `cache_dir`:
-//! - `<name>/<version>/` — the model files (only complete downloads get here, renamed in);
-//! - `<name>/<version>.json` — its [`Manifest`], written once the model passed the gate, so a
-//!   version without one is not trusted (it is downloaded again);
-//! - `last-good/<sha256 of MODEL_URI>.json` — the manifest of what that URI last served;
-//! - `.staging/` — local copies in progress, and `<name>/.<version>.partial-<n>/` — downloads
-//!   in progress (both removed at startup: a crash can leave them behind).
+//! Layout under `cache_dir`, one folder per source (`<name>-<hash>`: the configured model name
+//! for people, and the first 12 hex digits of the SHA-256 of the URI as configured, so two
+//! sources with the same name never share a folder):
+//! - `<folder>/versions/<version>/` — the model files (only complete downloads get here,
+//!   renamed in);
+//! - `<folder>/versions/<version>.json` — its [`Manifest`], written once the model passed the
+//!   gate, so a version without one is not trusted (it is downloaded again);
+//! - `<folder>/last-good.json` — the manifest of what this source last served;
+//! - `<folder>/.lock` — held (`flock`) by the process that uses the folder, with its pid in it:
+//!   a second process serving the same source from the same `cache_dir` is refused at start,
+//!   so no process ever prunes or clears what another one serves;
+//! - `<folder>/.staging/` — local copies in progress, and `versions/.<version>.partial-<n>/` —
+//!   downloads in progress (both removed when the folder is opened: a crash can leave them).
+//!
+//! A version is removed only for what is wrong with the version itself (it failed the gate), or
+//! by pruning beyond the newest few; never the live version or the last known good one.
 //!
 //! Manifests and last-good records are written durably (temporary file, fsync, rename, fsync
 //! of the directory), so a crash or power loss leaves the old record or the new, never a torn
 //! one.
 
+use std::fs::File;
+use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -39,37 +51,87 @@ pub struct Manifest {
     pub dir: PathBuf,
 }
 
-/// The cache rooted at `cache_dir`.
+/// Why a source's cache folder cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    /// The folder cannot be created, locked, read or cleared.
+    #[error("cannot use the model cache at {dir}: {source}; set HOTSERVE_CACHE_DIR (or --cache-dir) to a writable directory")]
+    Io {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Another process holds the folder's lock: it serves the same source from the same
+    /// `cache_dir`, and each would prune and clear what the other serves.
+    #[error("the model cache folder {dir} is in use by another hotserve{holder} serving the same model; give each hotserve its own cache directory (HOTSERVE_CACHE_DIR or --cache-dir)")]
+    InUse {
+        dir: PathBuf,
+        /// ` (pid N)` when the lock file names it, else empty.
+        holder: String,
+    },
+}
+
+/// One source's folder of the cache, locked for this process while any clone lives.
 #[derive(Clone, Debug)]
 pub struct Cache {
+    /// `<cache_dir>/<name>-<hash>`.
     root: PathBuf,
+    /// The URI as configured: the key of the folder, and the only URI its records hold.
+    uri: String,
+    /// The open, locked `.lock` file; the lock ends when the last clone is dropped.
+    _lock: Arc<File>,
 }
 
 impl Cache {
-    /// Opens (creating) the cache and clears leftovers of interrupted downloads.
-    pub fn open(root: &Path) -> std::io::Result<Cache> {
-        std::fs::create_dir_all(root)?;
+    /// Opens (creating and locking) the folder of `uri`, configured as `name`, under
+    /// `cache_dir`; clears leftovers of interrupted work, and adopts the last known good version
+    /// a previous release kept in its own layout (so an upgrade with the registry down still
+    /// serves). Blocking.
+    pub fn open(cache_dir: &Path, name: &str, uri: &str) -> Result<Cache, CacheError> {
+        let root = folder(cache_dir, name, uri);
+        let io = |source| CacheError::Io {
+            dir: root.clone(),
+            source,
+        };
+        std::fs::create_dir_all(root.join(VERSIONS)).map_err(io)?;
+        let lock = lock(&root)?;
+        let cache = Cache {
+            root: root.clone(),
+            uri: uri.to_string(),
+            _lock: Arc::new(lock),
+        };
         let staging = root.join(".staging");
         if staging.exists() {
-            std::fs::remove_dir_all(&staging)?;
+            std::fs::remove_dir_all(&staging).map_err(io)?;
         }
-        std::fs::create_dir_all(&staging)?;
-        for leftover in leftovers(root)? {
+        std::fs::create_dir_all(&staging).map_err(io)?;
+        for leftover in leftovers(&root).map_err(io)? {
             tracing::info!(path = %leftover.display(), "removing what an interrupted process left");
-            if leftover.is_dir() {
-                std::fs::remove_dir_all(&leftover)?;
+            let removed = if leftover.is_dir() {
+                std::fs::remove_dir_all(&leftover)
             } else {
-                std::fs::remove_file(&leftover)?;
+                std::fs::remove_file(&leftover)
+            };
+            removed.map_err(io)?;
+        }
+        if cache.last_good().is_none() {
+            for legacy in [cache_dir.to_path_buf(), cache_dir.join(sanitize(name))] {
+                if cache.adopt_legacy(&legacy) {
+                    break;
+                }
             }
         }
-        Ok(Cache {
-            root: root.to_path_buf(),
-        })
+        Ok(cache)
     }
 
-    /// Where a model version lives.
-    pub fn model_dir(&self, name: &str, version: &str) -> PathBuf {
-        self.root.join(sanitize(name)).join(sanitize(version))
+    /// The folder of this source.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Where a version lives.
+    pub fn version_dir(&self, version: &str) -> PathBuf {
+        self.root.join(VERSIONS).join(sanitize(version))
     }
 
     /// A fresh path under `.staging` (not created).
@@ -79,11 +141,10 @@ impl Cache {
             .join(format!("{:016x}", fastrand::u64(..)))
     }
 
-    /// The manifest of a cached model, if the model and its manifest are both there.
-    pub fn manifest(&self, name: &str, version: &str) -> Option<Manifest> {
-        let dir = self.model_dir(name, version);
-        let text = std::fs::read_to_string(manifest_path(&dir)).ok()?;
-        let manifest: Manifest = serde_json::from_str(&text).ok()?;
+    /// The manifest of a cached version, if the model and its manifest are both there.
+    pub fn manifest(&self, version: &str) -> Option<Manifest> {
+        let dir = self.version_dir(version);
+        let manifest = read_manifest(&manifest_path(&dir))?;
         (dir.join("MLmodel").is_file() && manifest.dir == dir).then_some(manifest)
     }
 
@@ -95,71 +156,157 @@ impl Cache {
         )
     }
 
-    /// Removes a model version and its manifest.
-    pub fn remove(&self, dir: &Path) {
+    /// Removes a version and its manifest, unless it is `live` or the last known good one
+    /// (then it stays, and false is returned).
+    pub fn remove(&self, dir: &Path, live: Option<&Path>) -> bool {
+        if live == Some(dir) || self.last_good().is_some_and(|good| good.dir == dir) {
+            return false;
+        }
         let _ = std::fs::remove_file(manifest_path(dir));
         let _ = std::fs::remove_dir_all(dir);
+        true
     }
 
-    /// Remembers what `manifest.uri` served last.
+    /// Remembers what this source served last.
     pub fn record_last_good(&self, manifest: &Manifest) -> std::io::Result<()> {
-        let dir = self.root.join("last-good");
-        std::fs::create_dir_all(&dir)?;
         write_atomic(
-            &dir.join(last_good_name(&manifest.uri)),
+            &self.root.join(LAST_GOOD),
             &serde_json::to_vec_pretty(manifest)?,
         )
     }
 
-    /// What `uri` served last, if its files are still cached.
-    pub fn last_good(&self, uri: &str) -> Option<Manifest> {
-        let text =
-            std::fs::read_to_string(self.root.join("last-good").join(last_good_name(uri))).ok()?;
-        let manifest: Manifest = serde_json::from_str(&text).ok()?;
-        manifest.dir.join("MLmodel").is_file().then_some(manifest)
+    /// What this source served last, if its files are still cached.
+    pub fn last_good(&self) -> Option<Manifest> {
+        let manifest = read_manifest(&self.root.join(LAST_GOOD))?;
+        (manifest.uri == self.uri && manifest.dir.join("MLmodel").is_file()).then_some(manifest)
     }
 
-    /// Keeps the `keep` most recently written versions beside `live_dir` (the live one
-    /// always), removing older ones, so rollbacks to recent versions need no download while
-    /// the disk stays bounded.
+    /// Keeps the `keep` most recently validated versions (and always `live_dir` and the last
+    /// known good one), removing older ones, so rollbacks to recent versions need no download
+    /// while the disk stays bounded. Only versions with a manifest of this source count; nothing
+    /// else in the folder is touched.
     pub fn prune(&self, live_dir: &Path, keep: usize) {
-        let Some(folder) = live_dir.parent() else {
-            return;
-        };
-        let Ok(entries) = std::fs::read_dir(folder) else {
+        let Ok(entries) = std::fs::read_dir(self.root.join(VERSIONS)) else {
             return;
         };
         let mut versions: Vec<(std::time::SystemTime, PathBuf)> = entries
             .flatten()
-            .filter(|e| e.path().is_dir())
-            .map(|e| {
-                let modified = std::fs::metadata(manifest_path(&e.path()))
-                    .and_then(|m| m.modified())
-                    .unwrap_or(std::time::UNIX_EPOCH);
-                (modified, e.path())
+            .map(|entry| entry.path())
+            .filter(|dir| dir.is_dir())
+            .filter_map(|dir| {
+                let path = manifest_path(&dir);
+                let manifest = read_manifest(&path)?;
+                let modified = std::fs::metadata(&path).and_then(|m| m.modified()).ok()?;
+                (manifest.uri == self.uri && manifest.dir == dir).then_some((modified, dir))
             })
             .collect();
         versions.sort_by_key(|v| std::cmp::Reverse(v.0));
         for (_, dir) in versions.into_iter().skip(keep) {
-            if dir != live_dir {
+            if self.remove(&dir, Some(live_dir)) {
                 tracing::info!(dir = %dir.display(), "pruning an old cached model");
-                self.remove(&dir);
+            }
+        }
+    }
+
+    /// Moves the last known good version of this URI that a previous release recorded under
+    /// `legacy` (its `last-good/<sha256 of the URI>.json` and the version directory it names)
+    /// into this folder. True when one was adopted.
+    fn adopt_legacy(&self, legacy: &Path) -> bool {
+        let record = legacy.join("last-good").join(format!(
+            "{}.json",
+            &hex(&Sha256::digest(self.uri.as_bytes()))[..32]
+        ));
+        let Some(old) = read_manifest(&record) else {
+            return false;
+        };
+        if old.uri != self.uri || !old.dir.join("MLmodel").is_file() {
+            return false;
+        }
+        let dir = self.version_dir(&old.version);
+        let manifest = Manifest {
+            dir: dir.clone(),
+            ..old.clone()
+        };
+        let adopted = (|| {
+            if dir.exists() {
+                std::fs::remove_dir_all(&dir)?;
+            }
+            std::fs::rename(&old.dir, &dir)?;
+            let _ = std::fs::remove_file(manifest_path(&old.dir));
+            self.write_manifest(&manifest)?;
+            self.record_last_good(&manifest)?;
+            std::fs::remove_file(&record)
+        })();
+        match adopted {
+            Ok(()) => {
+                tracing::info!(from = %old.dir.display(), to = %dir.display(), version = %old.version, "moved the last known good model of an earlier release's cache layout");
+                true
+            }
+            Err(err) => {
+                tracing::warn!(from = %old.dir.display(), %err, "cannot move the last known good model of an earlier release's cache layout; it will be downloaded again");
+                false
             }
         }
     }
 }
 
-/// What an interrupted process can leave in the model folders and `last-good/`: download
-/// directories (`.<version>.partial-<n>/`) and temporary files of atomic writes
-/// (`.<name>.tmp-<n>`).
+/// Where the versions of a folder live.
+const VERSIONS: &str = "versions";
+
+/// The last known good record of a folder.
+const LAST_GOOD: &str = "last-good.json";
+
+/// The folder of `uri`, configured as `name`, under `cache_dir`.
+pub fn folder(cache_dir: &Path, name: &str, uri: &str) -> PathBuf {
+    let hash = hex(&Sha256::digest(uri.as_bytes()));
+    cache_dir.join(format!("{}-{}", sanitize(name), &hash[..12]))
+}
+
+/// Takes the folder's lock without waiting and writes this process's pid into the lock file.
+fn lock(root: &Path) -> Result<File, CacheError> {
+    let path = root.join(".lock");
+    let io = |source| CacheError::Io {
+        dir: root.to_path_buf(),
+        source,
+    };
+    let mut file = File::options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(io)?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut text = String::new();
+            let _ = file.read_to_string(&mut text);
+            let holder = match text.trim().parse::<u32>() {
+                Ok(pid) => format!(" (pid {pid})"),
+                Err(_) => String::new(),
+            };
+            return Err(CacheError::InUse {
+                dir: root.to_path_buf(),
+                holder,
+            });
+        }
+        Err(std::fs::TryLockError::Error(err)) => return Err(io(err)),
+    }
+    let written = file
+        .set_len(0)
+        .and_then(|()| file.rewind())
+        .and_then(|()| writeln!(file, "{}", std::process::id()));
+    written.map_err(io)?;
+    Ok(file)
+}
+
+/// What an interrupted process can leave in a folder: download directories
+/// (`versions/.<version>.partial-<n>/`) and temporary files of atomic writes
+/// (`.<name>.tmp-<n>`, in the folder or in `versions/`).
 fn leftovers(root: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut found = Vec::new();
-    for model in std::fs::read_dir(root)? {
-        let model = model?;
-        if !model.file_type()?.is_dir() {
-            continue;
-        }
-        for entry in std::fs::read_dir(model.path())? {
+    for dir in [root.to_path_buf(), root.join(VERSIONS)] {
+        for entry in std::fs::read_dir(dir)? {
             let entry = entry?;
             let name = entry.file_name();
             let name = name.to_string_lossy();
@@ -171,14 +318,14 @@ fn leftovers(root: &Path) -> std::io::Result<Vec<PathBuf>> {
     Ok(found)
 }
 
+fn read_manifest(path: &Path) -> Option<Manifest> {
+    serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()
+}
+
 fn manifest_path(dir: &Path) -> PathBuf {
     let mut name = dir.file_name().unwrap_or_default().to_os_string();
     name.push(".json");
     dir.with_file_name(name)
-}
-
-fn last_good_name(uri: &str) -> String {
-    format!("{}.json", &hex(&Sha256::digest(uri.as_bytes()))[..32])
 }
 
 /// Writes `path` so that a crash or power loss at any moment leaves either the old content
@@ -239,6 +386,38 @@ pub fn sanitize(part: &str) -> String {
 mod tests {
     use super::*;
 
+    const URI: &str = "models:/sentiment@champion";
+
+    fn manifest(cache: &Cache, version: &str) -> Manifest {
+        Manifest {
+            uri: URI.into(),
+            name: "sentiment".into(),
+            version: version.into(),
+            aliases: vec!["champion".into()],
+            model_id: None,
+            run_id: None,
+            listing_key: format!("k{version}"),
+            digests: vec![],
+            dir: cache.version_dir(version),
+        }
+    }
+
+    /// A cached version with its manifest, validated at `at` seconds after the epoch.
+    fn cached(cache: &Cache, version: &str, at: u64) -> Manifest {
+        let manifest = manifest(cache, version);
+        std::fs::create_dir_all(&manifest.dir).unwrap();
+        std::fs::write(manifest.dir.join("MLmodel"), "flavors: {}").unwrap();
+        cache.write_manifest(&manifest).unwrap();
+        let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(at);
+        File::options()
+            .write(true)
+            .open(manifest_path(&manifest.dir))
+            .unwrap()
+            .set_modified(at)
+            .unwrap();
+        manifest
+    }
+
     #[test]
     fn sanitizing() {
         let cases = [
@@ -255,69 +434,132 @@ mod tests {
     }
 
     #[test]
-    fn manifests_and_last_good_round_trip() {
-        let root = tempfile::tempdir().unwrap();
-        let cache = Cache::open(root.path()).unwrap();
-        let dir = cache.model_dir("sentiment", "3");
-        std::fs::create_dir_all(&dir).unwrap();
+    fn each_source_has_a_folder_of_its_own() {
+        let root = Path::new("/c");
+        let mlflow = folder(root, "sentiment", "models:/sentiment@champion");
+        let bucket = folder(root, "sentiment", "s3://models/sentiment");
+        assert_ne!(mlflow, bucket, "same name, different sources");
+        assert!(mlflow.starts_with("/c"));
+        let name = mlflow.file_name().unwrap().to_str().unwrap();
+        assert!(name.starts_with("sentiment-") && name.len() == "sentiment-".len() + 12);
         assert_eq!(
-            cache.manifest("sentiment", "3"),
-            None,
-            "no manifest, no model"
+            mlflow,
+            folder(root, "sentiment", "models:/sentiment@champion")
         );
-        std::fs::write(dir.join("MLmodel"), "flavors: {}").unwrap();
-        let manifest = Manifest {
-            uri: "models:/sentiment@champion".into(),
-            name: "sentiment".into(),
-            version: "3".into(),
-            aliases: vec!["champion".into()],
-            model_id: None,
-            run_id: None,
-            listing_key: "k".into(),
-            digests: vec![],
-            dir: dir.clone(),
-        };
-        cache.write_manifest(&manifest).unwrap();
-        assert_eq!(cache.manifest("sentiment", "3"), Some(manifest.clone()));
-        cache.record_last_good(&manifest).unwrap();
-        assert_eq!(
-            cache.last_good("models:/sentiment@champion"),
-            Some(manifest.clone())
-        );
-        assert_eq!(cache.last_good("models:/other@champion"), None);
-        cache.remove(&dir);
-        assert_eq!(
-            cache.last_good("models:/sentiment@champion"),
-            None,
-            "files gone, record unusable"
-        );
+        assert_ne!(mlflow, folder(root, "other", "models:/sentiment@champion"));
     }
 
     #[test]
-    fn prune_keeps_the_newest_and_the_live_version() {
+    fn manifests_and_last_good_round_trip() {
         let root = tempfile::tempdir().unwrap();
-        let cache = Cache::open(root.path()).unwrap();
-        let mut dirs = Vec::new();
-        for version in 1..=4 {
-            let dir = cache.model_dir("m", &version.to_string());
-            std::fs::create_dir_all(&dir).unwrap();
-            std::fs::write(manifest_path(&dir), "{}").unwrap();
-            let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000 * version);
-            std::fs::File::options()
-                .write(true)
-                .open(manifest_path(&dir))
-                .unwrap()
-                .set_modified(at)
-                .unwrap();
-            dirs.push(dir);
-        }
-        cache.prune(&dirs[0], 2);
-        let kept: Vec<bool> = dirs.iter().map(|d| d.exists()).collect();
+        let cache = Cache::open(root.path(), "sentiment", URI).unwrap();
+        let dir = cache.version_dir("3");
+        std::fs::create_dir_all(&dir).unwrap();
+        assert_eq!(cache.manifest("3"), None, "no manifest, no model");
+        let manifest = cached(&cache, "3", 1_000);
+        assert_eq!(cache.manifest("3"), Some(manifest.clone()));
+        assert_eq!(cache.last_good(), None);
+        cache.record_last_good(&manifest).unwrap();
+        assert_eq!(cache.last_good(), Some(manifest.clone()));
+        assert!(!cache.remove(&dir, None), "the last known good stays");
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(cache.last_good(), None, "files gone, record unusable");
+    }
+
+    #[test]
+    fn live_and_last_good_versions_are_never_removed() {
+        let root = tempfile::tempdir().unwrap();
+        let cache = Cache::open(root.path(), "sentiment", URI).unwrap();
+        let (one, two, three) = (
+            cached(&cache, "1", 1_000),
+            cached(&cache, "2", 2_000),
+            cached(&cache, "3", 3_000),
+        );
+        cache.record_last_good(&one).unwrap();
+        assert!(!cache.remove(&one.dir, Some(&two.dir)));
+        assert!(!cache.remove(&two.dir, Some(&two.dir)));
+        assert!(cache.remove(&three.dir, Some(&two.dir)));
+        assert!(one.dir.exists() && two.dir.exists() && !three.dir.exists());
+        assert!(!manifest_path(&three.dir).exists());
+    }
+
+    #[test]
+    fn prune_keeps_the_newest_the_live_and_the_last_good_version() {
+        let root = tempfile::tempdir().unwrap();
+        let cache = Cache::open(root.path(), "sentiment", URI).unwrap();
+        let versions: Vec<Manifest> = (1..=6)
+            .map(|v| cached(&cache, &v.to_string(), 1_000 * v))
+            .collect();
+        cache.record_last_good(&versions[1]).unwrap();
+        // Something that is not a version of this source: another URI's manifest, a folder
+        // without one. Neither is touched.
+        let foreign = Manifest {
+            uri: "s3://models/sentiment".into(),
+            ..cached(&cache, "foreign", 0)
+        };
+        cache.write_manifest(&foreign).unwrap();
+        std::fs::create_dir_all(cache.root().join(VERSIONS).join("stray")).unwrap();
+        cache.prune(&versions[0].dir, 2);
+        let kept: Vec<bool> = versions.iter().map(|m| m.dir.exists()).collect();
         assert_eq!(
             kept,
-            [true, false, true, true],
-            "v4 and v3 are newest, v1 is live"
+            [true, true, false, false, true, true],
+            "v6 and v5 are newest, v1 is live, v2 the last known good"
         );
+        assert!(foreign.dir.exists());
+        assert!(cache.root().join(VERSIONS).join("stray").exists());
+    }
+
+    #[test]
+    fn a_folder_in_use_is_refused_and_free_again_when_dropped() {
+        let root = tempfile::tempdir().unwrap();
+        let first = Cache::open(root.path(), "sentiment", URI).unwrap();
+        let clone = first.clone();
+        drop(first);
+        let err = Cache::open(root.path(), "sentiment", URI).unwrap_err();
+        let message = err.to_string();
+        assert!(
+            message.contains("is in use by another hotserve (pid ")
+                && message.contains("give each hotserve its own cache directory"),
+            "{message}"
+        );
+        Cache::open(root.path(), "sentiment", "s3://models/sentiment")
+            .expect("another source under the same name has a folder of its own");
+        drop(clone);
+        Cache::open(root.path(), "sentiment", URI).expect("the lock ends with the last clone");
+    }
+
+    #[test]
+    fn the_last_good_version_of_the_earlier_layout_is_adopted() {
+        for legacy in ["", "sentiment"] {
+            let root = tempfile::tempdir().unwrap();
+            let old_root = root.path().join(legacy);
+            let old_dir = old_root.join("sentiment/3");
+            std::fs::create_dir_all(&old_dir).unwrap();
+            std::fs::write(old_dir.join("MLmodel"), "flavors: {}").unwrap();
+            let old = Manifest {
+                uri: URI.into(),
+                name: "sentiment".into(),
+                version: "3".into(),
+                aliases: vec![],
+                model_id: None,
+                run_id: None,
+                listing_key: "k".into(),
+                digests: vec![],
+                dir: old_dir.clone(),
+            };
+            std::fs::create_dir_all(old_root.join("last-good")).unwrap();
+            let record = old_root.join("last-good").join(format!(
+                "{}.json",
+                &hex(&Sha256::digest(URI.as_bytes()))[..32]
+            ));
+            std::fs::write(&record, serde_json::to_vec(&old).unwrap()).unwrap();
+            let cache = Cache::open(root.path(), "sentiment", URI).unwrap();
+            let good = cache.last_good().expect("adopted");
+            assert_eq!(good.dir, cache.version_dir("3"), "{legacy:?}");
+            assert_eq!(cache.manifest("3"), Some(good));
+            assert!(!old_dir.exists() && !record.exists());
+        }
     }
 
     #[test]
@@ -339,17 +581,17 @@ mod tests {
     #[test]
     fn staging_and_interrupted_downloads_are_cleared_on_open() {
         let root = tempfile::tempdir().unwrap();
-        let cache = Cache::open(root.path()).unwrap();
+        let cache = Cache::open(root.path(), "sentiment", URI).unwrap();
         let partial = cache.staging_path();
         std::fs::create_dir_all(&partial).unwrap();
-        let download = root.path().join("sentiment/.3.partial-00ff00ff00ff00ff");
+        let download = cache.root().join("versions/.3.partial-00ff00ff00ff00ff");
         std::fs::create_dir_all(download.join("sub")).unwrap();
-        let kept = cache.model_dir("sentiment", "2");
+        let kept = cache.version_dir("2");
         std::fs::create_dir_all(&kept).unwrap();
-        std::fs::create_dir_all(root.path().join("last-good")).unwrap();
-        let torn = temporary_path(&root.path().join("last-good/abc.json"));
+        let torn = temporary_path(&cache.root().join(LAST_GOOD));
         std::fs::write(&torn, "{\"uri\":").unwrap();
-        Cache::open(root.path()).unwrap();
+        drop(cache);
+        Cache::open(root.path(), "sentiment", URI).unwrap();
         assert!(!partial.exists());
         assert!(!download.exists());
         assert!(!torn.exists());

@@ -4,9 +4,11 @@
 
 use std::path::PathBuf;
 
+use super::cache::CacheError;
 use super::loader::LoaderError;
 use crate::files::DigestError;
 use crate::model::bundle::BundleError;
+use crate::model::runtime::RuntimeError;
 use crate::model::ModelError;
 use crate::registry::RegistryError;
 
@@ -65,6 +67,17 @@ pub enum ReloadError {
         serving: String,
         why: String,
     },
+    /// The registry could not be asked and nothing was live, and the last known good version
+    /// in the cache could not be served either: both causes, since either may be the one to fix.
+    #[error("{registry}; and the last known good version {version} in the cache could not be served: {fallback}")]
+    NoFallback {
+        /// Why the registry was not asked.
+        registry: Box<ReloadError>,
+        /// The cached version, e.g. `sentiment v3`.
+        version: String,
+        /// Why it was not served.
+        fallback: Box<ReloadError>,
+    },
     /// The version went live, then the guard swapped the previous one back (`guard_window`).
     #[error("{version} was rolled back to {serving}: {why}; it is not tried again until the registry points elsewhere")]
     RolledBack {
@@ -91,14 +104,39 @@ impl ReloadError {
             | ReloadError::Mixture { .. }
             | ReloadError::Copy { .. }
             | ReloadError::Digest(_)
-            | ReloadError::Cache { .. } => true,
-            ReloadError::NoModel { .. }
-            | ReloadError::Bundle(_)
-            | ReloadError::Model(_)
+            | ReloadError::Cache { .. }
             | ReloadError::Loader(_)
             | ReloadError::Blocking(_)
+            | ReloadError::NoFallback { .. } => true,
+            ReloadError::Model(err) => !err.blames_version(),
+            ReloadError::NoModel { .. }
+            | ReloadError::Bundle(_)
             | ReloadError::Refused { .. }
             | ReloadError::RolledBack { .. } => false,
+        }
+    }
+
+    /// True when the failure is the version's own: its files failed the gate, its bundle is
+    /// unsafe, the registry refused it, or promotion turned it down. Only then is it remembered
+    /// as bad and its cached copy removed; what is wrong with this machine or this process
+    /// (the ONNX Runtime library, the disk, memory, a panic, an unreachable registry) never
+    /// costs a cached version.
+    pub fn blames_version(&self) -> bool {
+        match self {
+            ReloadError::Model(err) => err.blames_version(),
+            ReloadError::Bundle(_)
+            | ReloadError::Refused { .. }
+            | ReloadError::RolledBack { .. } => true,
+            ReloadError::Registry(_) => !self.is_transient(),
+            ReloadError::StillChanging { .. }
+            | ReloadError::Mixture { .. }
+            | ReloadError::Copy { .. }
+            | ReloadError::Digest(_)
+            | ReloadError::Cache { .. }
+            | ReloadError::Loader(_)
+            | ReloadError::Blocking(_)
+            | ReloadError::NoFallback { .. }
+            | ReloadError::NoModel { .. } => false,
         }
     }
 }
@@ -119,13 +157,20 @@ pub enum SetupError {
     /// A local `MODEL_URI` that is not a directory.
     #[error("MODEL_URI {uri} is not a directory; set MODEL_URI to a model directory, a .zip bundle or models:/<name>@<alias>")]
     NotADirectory { uri: String },
-    /// The cache directory cannot be created or written.
-    #[error("cannot use the model cache at {dir}: {source}; set HOTSERVE_CACHE_DIR (or --cache-dir) to a writable directory")]
+    /// A model's cache folder cannot be created, written or locked.
+    #[error("model {model}: {source}")]
     Cache {
-        dir: PathBuf,
+        /// The configured name of the model.
+        model: String,
         #[source]
-        source: std::io::Error,
+        source: CacheError,
     },
+    /// The ONNX Runtime library cannot be loaded: no model could be served.
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    /// The model-loading thread could not run the check of ONNX Runtime.
+    #[error(transparent)]
+    Loader(#[from] LoaderError),
 }
 
 impl From<RegistryError> for ReloadError {
@@ -147,7 +192,7 @@ mod tests {
     #[test]
     fn transience_follows_the_kind_of_failure() {
         let io = || std::io::Error::other("disk on fire");
-        let cases: [(ReloadError, bool); 7] = [
+        let cases: [(ReloadError, bool); 8] = [
             (ReloadError::StillChanging { dir: "/m".into() }, true),
             (
                 ReloadError::from(RegistryError::Unreachable {
@@ -181,11 +226,69 @@ mod tests {
                 }),
                 true,
             ),
-            (ReloadError::Loader(LoaderError::Panicked), false),
-            (ReloadError::Blocking("boom".into()), false),
+            (ReloadError::Loader(LoaderError::Panicked), true),
+            (ReloadError::Blocking("boom".into()), true),
+            (
+                ReloadError::Model(ModelError::Runtime(RuntimeError::NotFound {
+                    looked: "/nonexistent".into(),
+                })),
+                true,
+            ),
         ];
         for (error, transient) in cases {
             assert_eq!(error.is_transient(), transient, "{error}");
+        }
+    }
+
+    #[test]
+    fn only_what_is_wrong_with_a_version_blames_it() {
+        let model = |error: ModelError| ReloadError::Model(error);
+        let cases: [(ReloadError, bool); 7] = [
+            (
+                model(ModelError::Runtime(RuntimeError::NotFound {
+                    looked: "/nonexistent".into(),
+                })),
+                false,
+            ),
+            (
+                model(ModelError::Io {
+                    path: "/c/m/model.onnx".into(),
+                    source: std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+                }),
+                false,
+            ),
+            (
+                model(ModelError::Graph {
+                    path: "/c/m/model.onnx".into(),
+                    why: "no logits".into(),
+                }),
+                true,
+            ),
+            (model(ModelError::Warmup("nan".into())), true),
+            (ReloadError::Loader(LoaderError::Panicked), false),
+            (
+                ReloadError::from(RegistryError::Unreachable {
+                    uri: "models:/s@champion".into(),
+                    server: "http://mlflow:5000".into(),
+                    reason: "connection refused".into(),
+                    hint: String::new(),
+                }),
+                false,
+            ),
+            (
+                ReloadError::Refused {
+                    version: "s v2".into(),
+                    serving: "s v1".into(),
+                    why: "disagreed".into(),
+                },
+                true,
+            ),
+        ];
+        for (error, blamed) in cases {
+            assert_eq!(error.blames_version(), blamed, "{error}");
+            if !blamed {
+                assert!(error.is_transient(), "retried: {error}");
+            }
         }
     }
 

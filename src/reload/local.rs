@@ -148,16 +148,22 @@ async fn check_one(
             }
         }
         Action::LoadCached(_) | Action::Fetch => {
+            // Keyed by content: the live or last known good copy already there has these very
+            // files, and stays; anything else there is replaced by the fresh copy.
             let dest = reloader
                 .cache
-                .model_dir(&format!("local-{}", found.name), &staged.digest[..12]);
+                .version_dir(&format!("local-{}", &staged.digest[..12]));
             let cache = reloader.cache.clone();
             let moved_dest = dest.clone();
             let root = staged.root;
             let staging = staged.staging;
+            let live = reloader.live.current().map(|model| model.info.dir.clone());
             let moved = on_disk(move || {
-                cache.remove(&moved_dest);
-                let moved = move_into(&root, &moved_dest);
+                let moved = if cache.remove(&moved_dest, live.as_deref()) {
+                    move_into(&root, &moved_dest)
+                } else {
+                    Ok(())
+                };
                 let _ = std::fs::remove_dir_all(&staging);
                 moved
             })

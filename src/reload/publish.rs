@@ -1,8 +1,10 @@
 //! The gate and the swap: loads a model from its cache directory on the loading thread (the
 //! validation gate in [`crate::model::load`]), records it in the cache as this URI's last known
 //! good, publishes it through [`Live::publish`], and retires the old model. A model that fails
-//! is removed from the cache and remembered as bad. Under `reload_policy: resource` the old
-//! model is freed first and restored if the new one fails.
+//! the gate for what is wrong with it is removed from the cache (unless it is the live or the
+//! last known good version) and remembered as bad; a failure of this machine's (the ONNX
+//! Runtime library, the disk) leaves the cache as it was and is retried. Under
+//! `reload_policy: resource` the old model is freed first and restored if the new one fails.
 //!
 //! [`Live::publish`]: crate::live::Live::publish
 
@@ -98,10 +100,18 @@ pub async fn load_and_publish(reloader: &Reloader, manifest: Manifest, found: Id
             Outcome::Loaded { version }
         }
         Err(error) => {
-            reloader.remember_bad(&found.key, error.to_string());
-            let cache = reloader.cache.clone();
-            let dir = manifest.dir.clone();
-            let _ = on_disk(move || cache.remove(&dir)).await;
+            // Only what is wrong with the version itself costs it its cached copy; the cache
+            // keeps the live and the last known good version whatever happens.
+            if error.blames_version() {
+                reloader.remember_bad(&found.key, error.to_string());
+                let cache = reloader.cache.clone();
+                let dir = manifest.dir.clone();
+                let live_dir = restore
+                    .as_ref()
+                    .map(|m| m.dir.clone())
+                    .or_else(|| live.current().map(|model| model.info.dir.clone()));
+                let _ = on_disk(move || cache.remove(&dir, live_dir.as_deref())).await;
+            }
             if let Some(restore) = restore {
                 match load(reloader, &restore).await {
                     Ok(model) => {

@@ -252,8 +252,7 @@ impl Reloader {
 
     async fn has_last_good(&self) -> bool {
         let cache = self.cache.clone();
-        let uri = self.plan.uri.clone();
-        on_disk(move || cache.last_good(&uri).is_some())
+        on_disk(move || cache.last_good().is_some())
             .await
             .unwrap_or(false)
     }

@@ -47,11 +47,17 @@ pub async fn check(reloader: &Reloader, uri: &RemoteUri, client: &MlflowClient) 
     let found = identity_of(&resolution);
     let cached = {
         let cache = reloader.cache.clone();
-        let (name, version) = (found.name.clone(), found.version.clone());
-        on_disk(move || cache.manifest(&name, &version))
-            .await
-            .ok()
-            .flatten()
+        let version = found.version.clone();
+        // The last known good record is a manifest too: a version it names is cached even if
+        // its own manifest was lost.
+        on_disk(move || {
+            cache
+                .manifest(&version)
+                .or_else(|| cache.last_good().filter(|good| good.version == version))
+        })
+        .await
+        .ok()
+        .flatten()
     };
     let manifest = match reloader.decide(&found, cached.as_ref()) {
         Action::KeepLive => {
@@ -94,11 +100,26 @@ async fn download(
     resolution: &registry::Resolution,
     found: &Identity,
 ) -> Result<Manifest, Outcome> {
-    let dest = reloader.cache.model_dir(&found.name, &found.version);
+    let dest = reloader.cache.version_dir(&found.version);
     {
+        // What is there has no valid manifest (decided above): an incomplete copy.
         let cache = reloader.cache.clone();
-        let dest = dest.clone();
-        let _ = on_disk(move || cache.remove(&dest)).await;
+        let removing = dest.clone();
+        let live = reloader.live.current().map(|model| model.info.dir.clone());
+        let removed = on_disk(move || cache.remove(&removing, live.as_deref()))
+            .await
+            .unwrap_or(false);
+        if !removed && dest.exists() {
+            return Err(Outcome::Failed {
+                version: Some(found.version.clone()),
+                error: ReloadError::Cache {
+                    dir: dest,
+                    source: std::io::Error::other(
+                        "the live or last known good version is there without its manifest",
+                    ),
+                },
+            });
+        }
     }
     reloader.live.set_message(format!(
         "downloading {}",
@@ -133,8 +154,7 @@ async fn download(
 async fn serve_last_good(reloader: &Reloader, error: ReloadError) -> Outcome {
     let last_good = {
         let cache = reloader.cache.clone();
-        let uri = reloader.plan.uri.clone();
-        on_disk(move || cache.last_good(&uri)).await.ok().flatten()
+        on_disk(move || cache.last_good()).await.ok().flatten()
     };
     let Some(manifest) = last_good else {
         return Outcome::Failed {
@@ -148,11 +168,23 @@ async fn serve_last_good(reloader: &Reloader, error: ReloadError) -> Outcome {
         version: manifest.version.clone(),
         key: manifest.listing_key.clone(),
     };
+    let cached = describe(&manifest.name, &manifest.version);
     match publish::load_and_publish(reloader, manifest, identity).await {
         Outcome::Loaded { version } => {
             reloader.live.update(|status| status.from_cache = true);
             Outcome::ServingCached { version, error }
         }
+        // Both causes: the registry's, and why the fallback did not serve.
+        Outcome::Failed {
+            error: fallback, ..
+        } => Outcome::Failed {
+            version: None,
+            error: ReloadError::NoFallback {
+                registry: Box::new(error),
+                version: cached,
+                fallback: Box::new(fallback),
+            },
+        },
         _ => Outcome::Failed {
             version: None,
             error,

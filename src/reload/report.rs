@@ -202,7 +202,7 @@ mod tests {
     }
 
     fn permanent() -> ReloadError {
-        ReloadError::Blocking("boom".into())
+        ReloadError::NoModel { dir: "/m".into() }
     }
 
     /// (outcome, result label, retry soon, timed)

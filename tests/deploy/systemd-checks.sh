@@ -133,19 +133,20 @@ is_active || fail "not active after reload: $(prop ActiveState)"
 
 if [ "$checks" = all ]; then
   # --- DynamicUser= + StateDirectory=: the cache survives a restart ----------------------------
-  # The state directory and the cache hotserve made in it (models/, the last-good manifest)
-  # are the same directories after a restart (same inodes), owned by the uid the restarted
-  # process runs as. (A local MODEL_URI is copied into the cache again at every start; that
-  # a restart with the registry down serves the cached copy is covered by tests/reload.rs.)
-  state_listing() { sd find /var/lib/private/hotserve /var/lib/private/hotserve/models /var/lib/private/hotserve/models/last-good -maxdepth 0 -printf '%i %p\n'; }
+  # The state directory and the cache hotserve made in it (models/, the model's folder and its
+  # last-good record) are the same directories after a restart (same inodes), owned by the uid
+  # the restarted process runs as. (A local MODEL_URI is copied into the cache again at every
+  # start; that a restart with the registry down serves the cached copy is covered by the
+  # Rust integration tests.)
+  state_listing() { sd sh -c 'find /var/lib/private/hotserve /var/lib/private/hotserve/models /var/lib/private/hotserve/models/* -maxdepth 0 -printf "%i %p\n"'; }
   before_listing="$(state_listing)"
-  last_good="$(sd sh -c 'ls /var/lib/private/hotserve/models/last-good/')"
+  last_good="$(sd sh -c 'cd /var/lib/private/hotserve/models && ls */last-good.json')"
   sd systemctl restart hotserve
   owner="$(sd stat -c %u /var/lib/private/hotserve)"
   runs_as="$(sd stat -c %u "/proc/$(prop MainPID)")"
   if [ -n "$last_good" ] && [ "$(state_listing)" = "$before_listing" ] && [ "$owner" = "$runs_as" ] &&
-    [ "$(sd sh -c 'ls /var/lib/private/hotserve/models/last-good/')" = "$last_good" ] && is_active; then
-    ok "restart: the state directory and its cache (models/, last-good/$last_good) survived, owned by the dynamic uid $runs_as"
+    [ "$(sd sh -c 'cd /var/lib/private/hotserve/models && ls */last-good.json')" = "$last_good" ] && is_active; then
+    ok "restart: the state directory and its cache (models/, $last_good) survived, owned by the dynamic uid $runs_as"
   else
     fail "state after restart: before [$before_listing] after [$(state_listing)]; owner $owner, process uid $runs_as"
   fi

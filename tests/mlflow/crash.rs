@@ -39,40 +39,45 @@ async fn served_version(server: &Hotserve) -> Option<String> {
     health["model"]["version"].as_str().map(str::to_string)
 }
 
-/// Every manifest in the cache (`<name>/<version>.json`) names a directory whose files are
-/// all there with the recorded sizes and digests, and every last-good record
-/// (`last-good/<key>.json`) parses and names a model that is there.
+/// Every manifest in the cache (`<folder>/versions/<version>.json`) names a directory whose
+/// files are all there with the recorded sizes and digests, and every last-good record
+/// (`<folder>/last-good.json`) parses and names a model that is there.
 fn check_cache(cache: &Path) {
     use sha2::{Digest, Sha256};
+    let read = |path: &Path| -> Value {
+        let text = std::fs::read_to_string(path).unwrap();
+        serde_json::from_str(&text)
+            .unwrap_or_else(|err| panic!("{} is torn ({err}): {text:?}", path.display()))
+    };
     let mut manifests = 0;
     for folder in std::fs::read_dir(cache).unwrap() {
         let folder = folder.unwrap().path();
-        if !folder.is_dir() || folder.ends_with(".staging") {
+        if !folder.is_dir() {
             continue;
         }
-        for entry in std::fs::read_dir(&folder).unwrap() {
+        let last_good = folder.join("last-good.json");
+        if last_good.exists() {
+            let manifest = read(&last_good);
+            let model_dir = Path::new(manifest["dir"].as_str().expect("a directory"));
+            assert!(
+                model_dir.join("MLmodel").is_file(),
+                "{} names a missing model",
+                last_good.display()
+            );
+        }
+        for entry in std::fs::read_dir(folder.join("versions")).unwrap() {
             let path = entry.unwrap().path();
             let name = path.file_name().unwrap().to_string_lossy().to_string();
             // Leftovers of the killed process are removed at the next start (checked there).
             if path.is_dir() || !name.ends_with(".json") || name.starts_with('.') {
                 continue;
             }
-            let text = std::fs::read_to_string(&path).unwrap();
-            let manifest: Value = serde_json::from_str(&text)
-                .unwrap_or_else(|err| panic!("{} is torn ({err}): {text:?}", path.display()));
+            let manifest = read(&path);
             let model_dir = Path::new(
                 manifest["dir"]
                     .as_str()
                     .expect("a manifest names its directory"),
             );
-            if folder.ends_with("last-good") {
-                assert!(
-                    model_dir.join("MLmodel").is_file(),
-                    "{} names a missing model",
-                    path.display()
-                );
-                continue;
-            }
             manifests += 1;
             for file in manifest["digests"].as_array().unwrap() {
                 let bytes = std::fs::read(model_dir.join(file["path"].as_str().unwrap()))
@@ -93,18 +98,21 @@ fn check_cache(cache: &Path) {
 }
 
 /// What a killed process can leave behind: interrupted downloads
-/// (`<name>/.<version>.partial-<n>/`) and temporary files of atomic writes (`.<file>.tmp-<n>`).
+/// (`<folder>/versions/.<version>.partial-<n>/`) and temporary files of atomic writes
+/// (`.<file>.tmp-<n>`, in a folder or its `versions/`).
 fn leftovers(cache: &Path) -> Vec<String> {
     let mut found = Vec::new();
-    for model in std::fs::read_dir(cache).unwrap() {
-        let model = model.unwrap().path();
-        if !model.is_dir() {
+    for folder in std::fs::read_dir(cache).unwrap() {
+        let folder = folder.unwrap().path();
+        if !folder.is_dir() {
             continue;
         }
-        for entry in std::fs::read_dir(&model).unwrap() {
-            let name = entry.unwrap().file_name().to_string_lossy().to_string();
-            if name.starts_with('.') && (name.contains(".partial-") || name.contains(".tmp-")) {
-                found.push(name);
+        for dir in [folder.clone(), folder.join("versions")] {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let name = entry.unwrap().file_name().to_string_lossy().to_string();
+                if name.starts_with('.') && (name.contains(".partial-") || name.contains(".tmp-")) {
+                    found.push(name);
+                }
             }
         }
     }
@@ -287,9 +295,11 @@ async fn a_full_disk_during_a_download_keeps_the_old_model_and_recovers() {
     );
 
     disk.resize("4m");
+    // The check's report (last_reload) comes just after the swap: wait for both.
     let recovered = eventually("version 2 once there is space", || async {
         let health = health(&hotserve).await;
-        (health["model"]["version"] == "2").then_some(health)
+        (health["model"]["version"] == "2" && health["last_reload"]["result"] == "loaded")
+            .then_some(health)
     })
     .await;
     assert_eq!(recovered["last_error"], Value::Null, "{recovered:#}");

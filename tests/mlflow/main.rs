@@ -5,6 +5,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod cache;
 mod crash;
 mod grpc;
 mod promote;
