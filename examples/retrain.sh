@@ -104,7 +104,7 @@ fi
 say "3/4 moving '$alias' of '$name' to version $version (was ${previous:-unset})"
 "${register[@]}" set-alias --name "$name" --alias "$alias" --version "$version" \
   --tag hotserve.validation=passed >&2
-echo "roll back with: $python examples/register_model.py set-alias --name $name --alias $alias --version ${previous:-<previous version>}" >&2
+echo "roll back with: $python $root/examples/register_model.py set-alias --name $name --alias $alias --version ${previous:-<previous version>}" >&2
 
 # 4. Optionally watch a running hotserve swap it in.
 if [ "$wait_mode" = auto ]; then

@@ -203,7 +203,26 @@ impl Daemon {
         .await
         .map_err(SetupError::Loader)?
         .map_err(SetupError::Runtime)?;
-        for (plan, source) in plans(&config, env).await? {
+        let plans = plans(&config, env).await?;
+        let missing = {
+            let one_model = config.models.is_empty();
+            let sources: Vec<LocalSource> = plans
+                .iter()
+                .map(|(plan, source)| {
+                    let local = match source {
+                        Source::Local { dir } => Some((dir.clone(), true)),
+                        Source::Zip { path } => Some((path.clone(), false)),
+                        Source::Remote { .. } => None,
+                    };
+                    (plan.name.clone(), plan.uri.clone(), local)
+                })
+                .collect();
+            blocking(move || missing_sources(one_model, &sources)).await?
+        };
+        if !missing.is_empty() {
+            return Err(SetupError::Missing { problems: missing }.into());
+        }
+        for (plan, source) in plans {
             let cache = {
                 let (cache_dir, name, uri) = (
                     config.cache_dir.clone(),
@@ -612,7 +631,7 @@ async fn plans(
         };
         let source = Source::from_uri(&uri, env)?;
         let plan = Plan {
-            name: Plan::one_model_name(config, &source),
+            name: Plan::one_model_name(config, &uri),
             uri,
             poll_interval: config.poll_interval,
             reload_policy: config.reload_policy,
@@ -635,6 +654,45 @@ async fn plans(
             Ok((plan, source))
         })
         .collect()
+}
+
+/// A configured model as [`missing_sources`] checks it: name, URI, and for a local source its
+/// path and whether it is a directory (else a `.zip` bundle).
+type LocalSource = (String, String, Option<(PathBuf, bool)>);
+
+/// The local sources of `sources` (name, uri, (path, is a directory)) that are not there, one
+/// line each naming the model: the one rule for every model alike is that a local directory
+/// or bundle must exist when the daemon starts (a registry or bucket is waited for instead).
+/// Blocking.
+fn missing_sources(one_model: bool, sources: &[LocalSource]) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (name, uri, local) in sources {
+        let Some((path, directory)) = local else {
+            continue;
+        };
+        let (entry, fix) = match one_model {
+            true => (
+                format!("MODEL_URI {uri}"),
+                "set MODEL_URI to a model directory, a .zip bundle or models:/<name>@<alias>",
+            ),
+            false => (
+                format!("model '{name}' (uri {uri})"),
+                "create it, or correct the model's uri in models",
+            ),
+        };
+        let why = match (std::fs::metadata(path), directory) {
+            (Ok(meta), true) if meta.is_dir() => continue,
+            (Ok(meta), false) if meta.is_file() => continue,
+            (Ok(_), true) => "is not a directory".to_string(),
+            (Ok(_), false) => "is not a file".to_string(),
+            (Err(err), _) if err.kind() == std::io::ErrorKind::NotFound => {
+                "does not exist".to_string()
+            }
+            (Err(err), _) => format!("cannot be read: {err}"),
+        };
+        problems.push(format!("{entry}: {} {why}; {fix}", path.display()));
+    }
+    problems
 }
 
 /// The TLS pair and the API keys, when configured, read before anything is served.
@@ -707,6 +765,7 @@ mod tests {
             config_file: None,
             flags,
             env: &env,
+            variables: Vec::new(),
         })
         .expect("a valid configuration");
         let plans = plans(&config, &env).await.expect("plans");
@@ -719,6 +778,41 @@ mod tests {
             .map(|(name, uri)| (name.to_string(), uri.to_string()))
             .collect();
         assert_eq!(got, expected, "{flags:?}", flags = config.models);
+    }
+
+    #[test]
+    fn missing_local_sources_name_their_model() {
+        let area = tempfile::tempdir().unwrap();
+        let (dir, file) = (area.path().join("dir"), area.path().join("m.zip"));
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(&file, "zip").unwrap();
+        let gone = area.path().join("gone");
+        let source = |name: &str, path: &PathBuf, directory: bool| {
+            let uri = path.display().to_string();
+            (name.to_string(), uri, Some((path.clone(), directory)))
+        };
+        let sources = [
+            source("a", &dir, true),
+            source("b", &file, false),
+            ("c".to_string(), "models:/c@champion".to_string(), None),
+            source("fraud", &gone, true),
+            source("d", &file, true),
+            source("e", &dir, false),
+        ];
+        let gone = gone.display();
+        let (dir, file) = (dir.display(), file.display());
+        assert_eq!(
+            missing_sources(false, &sources),
+            [
+                format!("model 'fraud' (uri {gone}): {gone} does not exist; create it, or correct the model's uri in models"),
+                format!("model 'd' (uri {file}): {file} is not a directory; create it, or correct the model's uri in models"),
+                format!("model 'e' (uri {dir}): {dir} is not a file; create it, or correct the model's uri in models"),
+            ]
+        );
+        assert_eq!(
+            missing_sources(true, &sources[3..4]),
+            [format!("MODEL_URI {gone}: {gone} does not exist; set MODEL_URI to a model directory, a .zip bundle or models:/<name>@<alias>")]
+        );
     }
 
     #[tokio::test]

@@ -6,14 +6,17 @@
 //! stdout and the reason for a failure on stderr; the return value is the exit code.
 
 use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::config::Config;
-use std::time::Instant;
 
 use crate::model::{self, LoadOptions};
 use crate::promote::compare::{compare_scores, judge, Figures, Sample, Verdict};
 use crate::promote::Promotion;
-use crate::registry::{self, MlflowClient, ModelUri};
+use crate::registry::{self, MlflowClient, ModelUri, Progress};
 
 /// Prints the resolution of `uri` (default: `MODEL_URI`).
 pub async fn resolve(
@@ -40,7 +43,7 @@ pub async fn resolve(
             eprintln!("hotserve resolve: {err}");
             1
         }
-        Ok(ModelUri::Local(dir)) => match crate::files::digest_dir(&dir) {
+        Ok(ModelUri::Local(dir)) => match digest_showing_progress(&dir).await {
             Ok(digests) => {
                 println!(
                     "uri: {uri}\nkind: local directory\npath: {}\nfiles:",
@@ -258,7 +261,8 @@ async fn validate_in(
     scratch: &Path,
 ) -> Result<model::Model, String> {
     let mut options = LoadOptions {
-        name: "model".into(),
+        // Named as `hotserve serve` names it.
+        name: ModelUri::parse(uri).map_or_else(|_| "model".into(), |parsed| parsed.default_name()),
         version: None,
         source: uri.to_string(),
         aliases: Vec::new(),
@@ -291,10 +295,11 @@ async fn validate_in(
                 .await
                 .map_err(|e| e.to_string())?;
             let target = scratch.join("model");
-            let digests = registry::download(&client, &resolution, &target)
+            let progress = Arc::new(Progress::default());
+            let download = registry::download(&client, &resolution, &target, &progress);
+            let digests = show_progress("downloading", &progress, download)
                 .await
                 .map_err(|e| e.to_string())?;
-            options.name = resolution.name.clone().unwrap_or_else(|| "model".into());
             options.version = resolution.version.clone().or(resolution.model_id.clone());
             options.digests = Some(digests);
             target
@@ -304,6 +309,69 @@ async fn validate_in(
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())
+}
+
+/// Runs `work` while showing `progress` on stderr: a progress bar on a terminal, else a plain
+/// line every five seconds (logs and CI read those).
+async fn show_progress<T>(
+    what: &str,
+    progress: &Progress,
+    work: impl std::future::Future<Output = T>,
+) -> T {
+    use std::io::IsTerminal;
+    let terminal = std::io::stderr().is_terminal();
+    let bar = terminal.then(|| {
+        let bar = ProgressBar::new(0);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{msg} [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec}, {eta})",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        bar.set_message(what.to_string());
+        bar
+    });
+    let every = if terminal {
+        Duration::from_millis(100)
+    } else {
+        Duration::from_secs(5)
+    };
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    tokio::pin!(work);
+    let result = loop {
+        tokio::select! {
+            result = &mut work => break result,
+            _ = tick.tick() => {
+                let report = progress.report();
+                match &bar {
+                    Some(bar) => {
+                        bar.set_length(report.total_bytes);
+                        bar.set_position(report.bytes);
+                    }
+                    None => eprintln!("{what}: {report}"),
+                }
+            }
+        }
+    };
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    result
+}
+
+/// The digests of a local directory, read on the blocking pool with the bytes read shown.
+async fn digest_showing_progress(
+    dir: &Path,
+) -> Result<Vec<crate::files::FileDigest>, crate::files::DigestError> {
+    let progress = Arc::new(Progress::default());
+    let (dir, counting) = (dir.to_path_buf(), progress.clone());
+    let work = tokio::task::spawn_blocking(move || {
+        crate::files::digest_dir_counting(&dir, &|bytes| counting.add(bytes))
+    });
+    show_progress("hashing", &progress, work)
+        .await
+        .expect("digesting a directory does not panic")
 }
 
 fn tempfile_dir() -> std::io::Result<std::path::PathBuf> {

@@ -95,6 +95,12 @@ pub struct DigestError {
 /// The sha256 and size of every regular file under `dir`, sorted by relative path; symbolic
 /// links and other special files are skipped. Blocking: call it from a blocking thread.
 pub fn digest_dir(dir: &Path) -> Result<Vec<FileDigest>, DigestError> {
+    digest_dir_counting(dir, &|_| {})
+}
+
+/// [`digest_dir`], telling `read` the number of bytes of each read as it goes (for a progress
+/// display).
+pub fn digest_dir_counting(dir: &Path, read: &dyn Fn(u64)) -> Result<Vec<FileDigest>, DigestError> {
     let failed = |path: &Path| {
         let path = path.to_path_buf();
         move |source| DigestError { path, source }
@@ -110,8 +116,12 @@ pub fn digest_dir(dir: &Path) -> Result<Vec<FileDigest>, DigestError> {
                 pending.push(path);
             } else if file_type.is_file() {
                 let mut file = std::fs::File::open(&path).map_err(failed(&path))?;
-                let mut hasher = Sha256::new();
+                let mut hasher = Counting {
+                    hasher: Sha256::new(),
+                    read,
+                };
                 let size = std::io::copy(&mut file, &mut hasher).map_err(failed(&path))?;
+                let hasher = hasher.hasher;
                 let relative = path.strip_prefix(dir).unwrap_or(&path);
                 digests.push(FileDigest {
                     path: relative.to_string_lossy().replace('\\', "/"),
@@ -145,6 +155,24 @@ pub fn hex(bytes: &[u8]) -> String {
         let _ = write!(out, "{byte:02x}");
     }
     out
+}
+
+/// A hasher that tells how many bytes it was given.
+struct Counting<'a> {
+    hasher: Sha256,
+    read: &'a dyn Fn(u64),
+}
+
+impl std::io::Write for Counting<'_> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.hasher.update(bytes);
+        (self.read)(bytes.len() as u64);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -32,6 +32,8 @@ pub struct Status {
     pub from_cache: bool,
     /// The last promotion decision (`promotion: shadow`).
     pub last_promotion: Option<crate::promote::Decided>,
+    /// How far the download in progress is, while there is one.
+    pub download: Option<crate::registry::ProgressReport>,
 }
 
 /// One configured model's live version and serving state (one `Live` per configured model).

@@ -4,32 +4,40 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use hotserve::config::flags::Flags;
+use hotserve::config::flags::{Flags, ScopedFlags, Serve, Tool};
 use hotserve::config::{Config, LogFormat};
 
 #[derive(Parser)]
 #[command(
     name = "hotserve",
     version,
-    about = "Serve MLflow ONNX models over HTTP, with atomic hot reload"
+    about = "Serve MLflow ONNX models over HTTP, with atomic hot reload",
+    after_help = "Without a command, hotserve serves. `hotserve settings` lists every setting, \
+                  its variable and default; any of them can be given with --set key=value."
 )]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
     // `--config`, the dedicated setting flags and `--set key=value`, built from the declared
-    // settings (precedence: flags > environment > file > defaults).
+    // settings (precedence: flags > environment > file > defaults); here for `hotserve` alone,
+    // which serves, and for flags written before a command.
     #[command(flatten)]
-    flags: Flags,
+    flags: ScopedFlags<Serve>,
 }
 
 #[derive(Subcommand)]
 enum Command {
     /// Run the daemon (the default)
-    Serve,
+    Serve {
+        #[command(flatten)]
+        flags: ScopedFlags<Serve>,
+    },
     /// Print what MODEL_URI resolves to right now, or exactly why it does not
     Resolve {
         /// The URI to resolve (default: MODEL_URI)
         uri: Option<String>,
+        #[command(flatten)]
+        flags: ScopedFlags<Tool>,
     },
     /// Download and run the full validation gate; exit 0 only if the model would go live
     Validate {
@@ -42,17 +50,41 @@ enum Command {
         /// Texts to compare on, one per line (with --against)
         #[arg(long, value_name = "FILE", requires = "against")]
         inputs: Option<std::path::PathBuf>,
+        #[command(flatten)]
+        flags: ScopedFlags<Tool>,
     },
-    /// List every setting with its environment variable and meaning
+    /// List every setting with its environment variable, default and meaning
     Settings,
+}
+
+impl Command {
+    /// The flags written after the command.
+    fn flags(&self) -> Flags {
+        match self {
+            Command::Serve { flags } => flags.flags.clone(),
+            Command::Resolve { flags, .. } | Command::Validate { flags, .. } => flags.flags.clone(),
+            Command::Settings => Flags::default(),
+        }
+    }
 }
 
 fn main() -> ExitCode {
     // First, while this is the only thread: large blocks always get their own mappings.
     hotserve::reload::loader::pin_mmap_threshold();
     let cli = Cli::parse();
+    let command = cli.command.unwrap_or(Command::Serve {
+        flags: ScopedFlags::default(),
+    });
+    if let Command::Settings = command {
+        print!("{}", hotserve::config::describe());
+        return ExitCode::SUCCESS;
+    }
+    let flags = cli.flags.flags.then(command.flags());
     let env = |name: &str| std::env::var(name).ok();
-    let config = match Config::load(&cli.flags.inputs(&env)) {
+    let variables = std::env::vars_os()
+        .filter_map(|(name, _)| name.into_string().ok())
+        .collect();
+    let config = match Config::load(&flags.inputs(&env, variables)) {
         Ok(config) => config,
         Err(err) => {
             eprintln!("hotserve: {err}");
@@ -74,19 +106,18 @@ fn main() -> ExitCode {
         }
     };
     let code = runtime.block_on(async move {
-        match cli.command.unwrap_or(Command::Serve) {
-            Command::Serve => serve(config).await,
-            Command::Resolve { uri } => hotserve::cli::resolve(&config, uri, &env).await,
+        match command {
+            Command::Serve { .. } => serve(config).await,
+            Command::Resolve { uri, .. } => hotserve::cli::resolve(&config, uri, &env).await,
             Command::Validate {
                 uri,
                 against: Some(live),
                 inputs: Some(inputs),
+                ..
             } => hotserve::cli::validate_against(&config, &uri, &live, &inputs, &env).await,
             Command::Validate { uri, .. } => hotserve::cli::validate(&config, &uri, &env).await,
-            Command::Settings => {
-                print!("{}", hotserve::config::describe());
-                0
-            }
+            // Answered before the configuration was read.
+            Command::Settings => 0,
         }
     });
     // Blocking threads may still hold a finished download or a tokenization; don't wait.

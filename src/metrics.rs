@@ -187,6 +187,8 @@ pub struct ModelMetrics {
     pub report_failures: AtomicU64,
     /// Batches run alone on the model's all-cores session (`adaptive_pool`).
     pub all_cores_batches: AtomicU64,
+    /// Bytes of model files downloaded (registry, proxy, object store).
+    pub download_bytes: AtomicU64,
 }
 
 impl ModelMetrics {
@@ -218,6 +220,7 @@ impl Default for ModelMetrics {
             inference_errors: AtomicU64::new(0),
             report_failures: AtomicU64::new(0),
             all_cores_batches: AtomicU64::new(0),
+            download_bytes: AtomicU64::new(0),
         }
     }
 }
@@ -519,6 +522,19 @@ impl Metrics {
         per_model(&mut out, &|out, labels, m| {
             m.registry_errors
                 .render_with(out, "hotserve_registry_errors_total", labels)
+        });
+        header(
+            &mut out,
+            "hotserve_download_bytes_total",
+            "counter",
+            "Bytes of model files downloaded, by model (a long download shows here as it goes).",
+        );
+        per_model(&mut out, &|out, labels, m| {
+            let _ = writeln!(
+                out,
+                "hotserve_download_bytes_total{{{labels}}} {}",
+                m.download_bytes.load(Ordering::Relaxed)
+            );
         });
         header(
             &mut out,

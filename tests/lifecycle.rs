@@ -314,6 +314,7 @@ async fn the_deployment_probes_are_served() {
         config_file: None,
         flags: Vec::new(),
         env: &|_| None,
+        variables: Vec::new(),
     })
     .expect("the defaults are a valid configuration");
     assert_eq!(

@@ -247,6 +247,15 @@ async fn a_broken_model_fails_readiness_and_leaves_the_other_serving() {
         "{health}"
     );
     assert_eq!(health["models"]["good"]["model_loaded"], true, "{health}");
+    // The error names the user's directory, not the copy the gate read in the cache.
+    let error = health["models"]["broken"]["last_error"].as_str().unwrap();
+    assert!(
+        error.starts_with(&format!(
+            "{}: ONNX Runtime cannot load the graph",
+            broken.join("model.onnx").display()
+        )),
+        "{error}"
+    );
 
     let (status, ready) = get(&server, "/health/ready").await;
     assert_eq!(status, 503, "{ready}");

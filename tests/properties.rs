@@ -421,6 +421,7 @@ fn config_with(var: &'static str, value: String) -> Result<Config, hotserve::con
         config_file: None,
         flags: Vec::new(),
         env: &move |name| (name == var).then(|| value.clone()),
+        variables: Vec::new(),
     })
 }
 

@@ -881,6 +881,69 @@ fn bad_configuration_is_reported_at_once() {
         stderr.contains("MLFLOW_TRACKING_URI is not set"),
         "{stderr}"
     );
+    // A misspelt variable, a mistyped key and a bad MODEL_URI: one pass, each with a way out.
+    let (code, _, stderr) = run(
+        &[
+            "serve",
+            "--set",
+            "lisen=127.0.0.1:0",
+            "--model-uri",
+            "s4://models/x",
+        ],
+        &[("HOTSERVE_POLL_INTERVALL", "5s")],
+    );
+    assert_eq!(code, 2, "{stderr}");
+    for fragment in [
+        "unknown environment variable HOTSERVE_POLL_INTERVALL; did you mean 'HOTSERVE_POLL_INTERVAL'?",
+        "unknown setting 'lisen' in --set lisen; did you mean 'listen'?",
+        "model_uri: invalid model URI 's4://models/x': unknown scheme 's4:'",
+    ] {
+        assert!(stderr.contains(fragment), "{fragment} missing from:\n{stderr}");
+    }
+    // Several models, one of them a directory that is not there: the message names it.
+    let (code, _, stderr) = run(
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--model",
+            &format!("sentiment={}", fixture("sentiment").display()),
+            "--model",
+            "fraud=/srv/models/fraud",
+        ],
+        &[],
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("model 'fraud' (uri /srv/models/fraud): /srv/models/fraud does not exist")
+            && !stderr.contains("MODEL_URI"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn help_shows_defaults_and_each_command_its_own_flags() {
+    let (code, stdout, _) = run(&["--help"], &[]);
+    assert_eq!(code, 0);
+    assert!(
+        stdout.contains("(HOTSERVE_LISTEN; default 0.0.0.0:8080)")
+            && stdout.contains("(HOTSERVE_POLL_INTERVAL; default 30s)"),
+        "{stdout}"
+    );
+    let (code, stdout, _) = run(&["validate", "--help"], &[]);
+    assert_eq!(code, 0);
+    assert!(
+        !stdout.contains("--listen")
+            && !stdout.contains("--grpc-listen")
+            && stdout.contains("--set"),
+        "{stdout}"
+    );
+    let (code, stdout, _) = run(&["validate", fixture("sentiment").to_str().unwrap()], &[]);
+    assert_eq!(code, 0);
+    assert!(
+        stdout.contains("name: sentiment"),
+        "named as serve names it: {stdout}"
+    );
 }
 
 #[test]

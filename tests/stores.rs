@@ -140,7 +140,9 @@ async fn a_bucket_is_listed_and_downloaded_with_digests() {
 
     let out = tempfile::tempdir().unwrap();
     let dest = out.path().join("v1");
-    let digests = download(&client, &resolution, &dest).await.unwrap();
+    let digests = download(&client, &resolution, &dest, &Default::default())
+        .await
+        .unwrap();
     assert_eq!(list_dir(&dest), expected);
     let local = hotserve::files::digest_dir(&fixture("sentiment")).unwrap();
     assert_eq!(digests, local, "sha256 recorded while downloading");
@@ -153,9 +155,14 @@ async fn a_bucket_is_listed_and_downloaded_with_digests() {
     assert_ne!(changed.version, resolution.version);
 
     // The listing key of the first resolution no longer holds: nothing is downloaded.
-    let err = download(&client, &resolution, &out.path().join("v2"))
-        .await
-        .unwrap_err();
+    let err = download(
+        &client,
+        &resolution,
+        &out.path().join("v2"),
+        &Default::default(),
+    )
+    .await
+    .unwrap_err();
     check_error(
         &err,
         "s3://models/plain/sentiment",
@@ -300,16 +307,26 @@ async fn slow_down_is_retried_with_backoff() {
     let resolution = resolve(&client, &uri).await.unwrap();
     proxy.inject("model.onnx", s3_error(500, "InternalError", "try again"), 2);
     let out = tempfile::tempdir().unwrap();
-    download(&client, &resolution, &out.path().join("v1"))
-        .await
-        .unwrap();
+    download(
+        &client,
+        &resolution,
+        &out.path().join("v1"),
+        &Default::default(),
+    )
+    .await
+    .unwrap();
     assert!(proxy.count("model.onnx") >= 3, "{:?}", proxy.seen());
 
     // Beyond the retries: transient, and nothing kept.
     proxy.inject_always("model.onnx", s3_error(503, "SlowDown", "slow down"));
-    let err = download(&client, &resolution, &out.path().join("v2"))
-        .await
-        .unwrap_err();
+    let err = download(
+        &client,
+        &resolution,
+        &out.path().join("v2"),
+        &Default::default(),
+    )
+    .await
+    .unwrap_err();
     check_error(
         &err,
         "s3://models/slow/sentiment",
@@ -330,9 +347,14 @@ async fn a_truncated_object_is_never_kept() {
         .unwrap();
     proxy.inject_always("model.onnx", Fault::Truncate);
     let out = tempfile::tempdir().unwrap();
-    let err = download(&client, &resolution, &out.path().join("v1"))
-        .await
-        .unwrap_err();
+    let err = download(
+        &client,
+        &resolution,
+        &out.path().join("v1"),
+        &Default::default(),
+    )
+    .await
+    .unwrap_err();
     check_error(&err, "s3://models/cut/sentiment", &["model.onnx"], true);
     assert_eq!(entries(out.path()), Vec::<String>::new());
 }
@@ -360,7 +382,9 @@ async fn files_that_change_during_the_download_are_never_kept() {
         let dest = out.path().join(case);
         let task = {
             let (client, resolution, dest) = (client.clone(), resolution.clone(), dest.clone());
-            tokio::spawn(async move { download(&client, &resolution, &dest).await })
+            tokio::spawn(
+                async move { download(&client, &resolution, &dest, &Default::default()).await },
+            )
         };
         eventually("the download to hold model.onnx", async || {
             (proxy.count("model.onnx") > 0).then_some(())
@@ -418,9 +442,14 @@ async fn a_server_without_the_proxy_is_read_from_the_bucket() {
             .collect();
         assert_eq!(listed, files, "{uri}");
         let out = tempfile::tempdir().unwrap();
-        let digests = download(&client, &resolution, &out.path().join("m"))
-            .await
-            .unwrap();
+        let digests = download(
+            &client,
+            &resolution,
+            &out.path().join("m"),
+            &Default::default(),
+        )
+        .await
+        .unwrap();
         for digest in digests {
             assert_eq!(
                 Value::from(digest.sha256),
@@ -503,6 +532,21 @@ async fn hotserve_serves_from_buckets() {
         "{health}"
     );
     assert!(health.contains("s3://models/pointed/current"), "{health}");
+    // One name everywhere (the URI's last segment, as routes and metrics have it), and the
+    // version the pointer names beside the version.
+    let health: serde_json::Value = serde_json::from_str(&health).unwrap();
+    assert_eq!(health["model"]["name"], "current", "{health}");
+    assert_eq!(
+        health["model"]["pointer_target"], "s3://models/pointed/versions/1",
+        "{health}"
+    );
+    let metadata: serde_json::Value = reqwest::get(server.url("/v1/model"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(metadata["pointer_target"], "s3://models/pointed/versions/1");
 
     // The next version: uploaded completely, then the pointer moves; the poller swaps.
     upload(&store, "pointed/versions/2", &fixture("sentiment_v2")).await;
@@ -573,9 +617,14 @@ async fn azure_blob_is_read_with_a_connection_string() {
         .collect();
     assert_eq!(listed, expected);
     let out = tempfile::tempdir().unwrap();
-    let digests = download(&client, &resolution, &out.path().join("v1"))
-        .await
-        .unwrap();
+    let digests = download(
+        &client,
+        &resolution,
+        &out.path().join("v1"),
+        &Default::default(),
+    )
+    .await
+    .unwrap();
     assert_eq!(
         digests,
         hotserve::files::digest_dir(&fixture("sentiment")).unwrap()

@@ -1,13 +1,16 @@
 //! The command-line flags that feed configuration, built from the declared settings:
 //! `--config FILE`, one dedicated flag for each setting that declares one (`--listen`,
-//! `--model-uri`, ...), and `--set key=value` (repeatable) for any setting. All are global, so
-//! they work before or after a subcommand. The binary flattens [`Flags`] into its clap parser.
+//! `--model-uri`, ...), and `--set key=value` (repeatable) for any setting. Each command takes
+//! the flags that mean something to it ([`Scope`]): `serve` (and `hotserve` alone) all of them,
+//! `resolve` and `validate` no server flags. Each help line names the variable and the default.
+//! The binary flattens [`ScopedFlags`] into its clap parser, once per command.
 
+use std::marker::PhantomData;
 use std::path::PathBuf;
 
 use clap::{Arg, ArgAction, ArgMatches, Command, FromArgMatches};
 
-use super::{Inputs, SETTINGS};
+use super::{DefaultValue, Inputs, SETTINGS};
 
 /// What the configuration flags of one command line said.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -20,24 +23,68 @@ pub struct Flags {
 }
 
 impl Flags {
-    /// The inputs of [`Config::load`](super::Config::load) for these flags and `env`.
-    pub fn inputs<'a>(&self, env: &'a dyn Fn(&str) -> Option<String>) -> Inputs<'a> {
+    /// The inputs of [`Config::load`](super::Config::load) for these flags, `env` and the
+    /// names of the variables that are set.
+    pub fn inputs<'a>(
+        &self,
+        env: &'a dyn Fn(&str) -> Option<String>,
+        variables: Vec<String>,
+    ) -> Inputs<'a> {
         Inputs {
             config_file: self.config_file.clone(),
             flags: self.values.clone(),
             env,
+            variables,
         }
     }
+
+    /// These flags followed by `later`'s (given after a subcommand): `later` wins.
+    pub fn then(mut self, later: Flags) -> Flags {
+        if later.config_file.is_some() {
+            self.config_file = later.config_file;
+        }
+        self.values.extend(later.values);
+        self
+    }
+}
+
+/// Which dedicated flags a command takes (`--config` and `--set` are everyone's).
+pub trait Scope {
+    /// The keys of the settings whose flags it takes; `None`: every one.
+    const KEYS: Option<&'static [&'static str]>;
+}
+
+/// `serve`, and `hotserve` alone: every flag.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Serve;
+
+/// `resolve` and `validate`: what reaches a model without serving it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Tool;
+
+impl Scope for Serve {
+    const KEYS: Option<&'static [&'static str]> = None;
+}
+
+impl Scope for Tool {
+    const KEYS: Option<&'static [&'static str]> = Some(&["model_uri", "log_format"]);
+}
+
+/// The flags of one command, as clap parses them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ScopedFlags<S: Scope> {
+    pub flags: Flags,
+    scope: PhantomData<S>,
 }
 
 const CONFIG: &str = "config";
 const SET: &str = "set";
 
-/// The flag arguments: `--config`, the declared dedicated flags, `--set`.
-pub fn args() -> Vec<Arg> {
+/// The flag arguments of a command taking `keys` (`None`: every dedicated flag): `--config`,
+/// those dedicated flags, `--set`.
+pub fn args(keys: Option<&[&str]>) -> Vec<Arg> {
     let mut args = vec![Arg::new(CONFIG)
         .long("config")
-        .global(true)
         .value_name("FILE")
         .value_parser(clap::value_parser!(PathBuf))
         .help("YAML configuration file (also HOTSERVE_CONFIG); see config/hotserve.yaml")];
@@ -45,11 +92,21 @@ pub fn args() -> Vec<Arg> {
         let Some((long, value_name)) = setting.flag.and_then(split_flag) else {
             continue;
         };
+        if keys.is_some_and(|keys| !keys.contains(&setting.key)) {
+            continue;
+        }
+        let default = match setting.default {
+            DefaultValue::Literal(value) => format!("; default {value}"),
+            DefaultValue::Derived | DefaultValue::Unset => String::new(),
+        };
         let arg = Arg::new(setting.key)
             .long(long)
-            .global(true)
             .value_name(value_name)
-            .help(format!("{} ({})", capitalized(setting.help), setting.env));
+            .help(format!(
+                "{} ({}{default})",
+                capitalized(setting.help),
+                setting.env
+            ));
         args.push(if setting.list {
             arg.action(ArgAction::Append)
         } else {
@@ -59,7 +116,6 @@ pub fn args() -> Vec<Arg> {
     args.push(
         Arg::new(SET)
             .long("set")
-            .global(true)
             .action(ArgAction::Append)
             .value_name("KEY=VALUE")
             .value_parser(parse_key_value)
@@ -89,14 +145,9 @@ fn parse_key_value(pair: &str) -> Result<(String, String), String> {
     }
 }
 
-impl FromArgMatches for Flags {
-    fn from_arg_matches(matches: &ArgMatches) -> Result<Self, clap::Error> {
-        let mut flags = Flags::default();
-        flags.update_from_arg_matches(matches)?;
-        Ok(flags)
-    }
-
-    fn update_from_arg_matches(&mut self, matches: &ArgMatches) -> Result<(), clap::Error> {
+impl Flags {
+    /// Reads the flags of a command taking `keys` from its matches.
+    fn read(&mut self, matches: &ArgMatches, keys: Option<&[&str]>) {
         if let Some(path) = matches.get_one::<PathBuf>(CONFIG) {
             self.config_file = Some(path.clone());
         }
@@ -104,6 +155,9 @@ impl FromArgMatches for Flags {
             let Some((long, _)) = setting.flag.and_then(split_flag) else {
                 continue;
             };
+            if keys.is_some_and(|keys| !keys.contains(&setting.key)) {
+                continue;
+            }
             for value in matches
                 .get_many::<String>(setting.key)
                 .into_iter()
@@ -121,17 +175,32 @@ impl FromArgMatches for Flags {
             self.values
                 .push((key.trim().into(), format!("--set {key}"), value.clone()));
         }
+    }
+}
+
+impl<S: Scope> FromArgMatches for ScopedFlags<S> {
+    fn from_arg_matches(matches: &ArgMatches) -> Result<Self, clap::Error> {
+        let mut flags = ScopedFlags {
+            flags: Flags::default(),
+            scope: PhantomData,
+        };
+        flags.update_from_arg_matches(matches)?;
+        Ok(flags)
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &ArgMatches) -> Result<(), clap::Error> {
+        self.flags.read(matches, S::KEYS);
         Ok(())
     }
 }
 
-impl clap::Args for Flags {
+impl<S: Scope> clap::Args for ScopedFlags<S> {
     fn augment_args(cmd: Command) -> Command {
-        cmd.args(args())
+        cmd.args(args(S::KEYS))
     }
 
     fn augment_args_for_update(cmd: Command) -> Command {
-        cmd.args(args())
+        cmd.args(args(S::KEYS))
     }
 }
 
@@ -141,12 +210,20 @@ mod tests {
 
     fn parse(command_line: &[&str]) -> Result<Flags, String> {
         let cmd = Command::new("hotserve")
-            .args(args())
-            .subcommand(Command::new("settings"));
+            .args(args(None))
+            .subcommand(Command::new("validate").args(args(Tool::KEYS)));
         let matches = cmd
             .try_get_matches_from(command_line)
             .map_err(|err| err.to_string())?;
-        Flags::from_arg_matches(&matches).map_err(|err| err.to_string())
+        let top =
+            ScopedFlags::<Serve>::from_arg_matches(&matches).map_err(|err| err.to_string())?;
+        Ok(match matches.subcommand_matches("validate") {
+            Some(sub) => {
+                let sub = ScopedFlags::<Tool>::from_arg_matches(sub).map_err(|e| e.to_string())?;
+                top.flags.then(sub.flags)
+            }
+            None => top.flags,
+        })
     }
 
     /// Parses `hotserve <command_line>` and renders the setting values as
@@ -205,11 +282,57 @@ mod tests {
     }
 
     #[test]
-    fn flags_work_after_the_subcommand() {
-        check("settings --listen x", "listen=x (--listen)");
-        check("settings --set watch=1", "watch=1 (--set watch)");
-        let flags = parse(&["hotserve", "settings", "--config", "/etc/h.yaml"]).unwrap();
+    fn flags_work_before_and_after_the_subcommand() {
+        check("validate --set watch=1", "watch=1 (--set watch)");
+        check(
+            "--listen x validate --log-format json",
+            "listen=x (--listen), log_format=json (--log-format)",
+        );
+        let flags = parse(&["hotserve", "validate", "--config", "/etc/h.yaml"]).unwrap();
         assert_eq!(flags.config_file, Some(PathBuf::from("/etc/h.yaml")));
+        let flags = parse(&[
+            "hotserve", "--config", "/a.yaml", "validate", "--config", "/b.yaml",
+        ])
+        .unwrap();
+        assert_eq!(
+            flags.config_file,
+            Some(PathBuf::from("/b.yaml")),
+            "the later wins"
+        );
+    }
+
+    #[test]
+    fn tools_take_no_server_flags() {
+        let err = parse(&["hotserve", "validate", "--listen", "x"]).unwrap_err();
+        assert!(err.contains("unexpected argument '--listen'"), "{err}");
+        let names = |keys| -> Vec<String> {
+            args(keys)
+                .iter()
+                .filter_map(|arg| arg.get_long().map(str::to_string))
+                .collect()
+        };
+        assert_eq!(
+            names(Tool::KEYS),
+            ["config", "model-uri", "log-format", "set"]
+        );
+        assert!(names(None).contains(&"grpc-listen".to_string()));
+    }
+
+    #[test]
+    fn help_names_the_variable_and_the_default() {
+        let help = |long: &str| {
+            args(None)
+                .iter()
+                .find(|arg| arg.get_long() == Some(long))
+                .and_then(|arg| arg.get_help().map(ToString::to_string))
+                .unwrap()
+        };
+        assert!(
+            help("listen").ends_with("(HOTSERVE_LISTEN; default 0.0.0.0:8080)"),
+            "{}",
+            help("listen")
+        );
+        assert!(help("grpc-listen").ends_with("(HOTSERVE_GRPC_LISTEN)"));
     }
 
     #[test]
@@ -221,7 +344,8 @@ mod tests {
         );
         let err = parse(&["hotserve", "--poll-intervall", "5s"]).unwrap_err();
         assert!(
-            err.contains("unexpected argument '--poll-intervall'"),
+            err.contains("unexpected argument '--poll-intervall'")
+                && err.contains("a similar argument exists: '--poll-interval'"),
             "{err}"
         );
     }

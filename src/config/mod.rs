@@ -15,14 +15,19 @@
 //! file documents exactly the declared keys.
 //!
 //! The environment is read through a closure so tests never mutate the process environment
-//! (the linkerd2-proxy pattern). Unknown keys in the file or in `--set` are errors; unknown
-//! `HOTSERVE_*` variables are not, because Kubernetes injects `HOTSERVE_PORT` and the like.
+//! (the linkerd2-proxy pattern). Unknown keys in the file or in `--set`, unknown fields of a
+//! model and unknown `HOTSERVE_*` variables are errors, each with the nearest known name
+//! (`suggest.rs`); the variables Kubernetes injects for a Service named `hotserve`
+//! (`HOTSERVE_PORT`, `HOTSERVE_SERVICE_HOST`, ...) and those of the project's own scripts are
+//! not settings and are let through. Every model's URI is parsed in the same pass
+//! (`models::check_sources`), so a bad `MODEL_URI` is reported with everything else.
 
 mod declare;
 pub mod flags;
 mod models;
 mod parse;
 mod settings;
+mod suggest;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -69,6 +74,9 @@ pub struct Inputs<'a> {
     pub flags: Vec<(String, String, String)>,
     /// Reads an environment variable.
     pub env: &'a dyn Fn(&str) -> Option<String>,
+    /// The names of the environment variables that are set: a `HOTSERVE_*` one that is no
+    /// setting is an error (see [`unknown_variables`]).
+    pub variables: Vec<String>,
 }
 
 impl Config {
@@ -90,6 +98,7 @@ impl Config {
                 )),
             }
         }
+        problems.extend(unknown_variables(&inputs.variables, inputs.env));
         for setting in SETTINGS {
             if let Some(value) = (inputs.env)(setting.env) {
                 raw.insert(setting.key, (Raw::Text(value), Source::Env(setting.env)));
@@ -108,14 +117,15 @@ impl Config {
                     raw.insert(setting.key, (Raw::Text(value), Source::Flag(flag.clone())));
                 }
                 None => problems.push(format!(
-                    "unknown setting '{key}' in {flag}; known settings: {}",
-                    known_keys()
+                    "unknown setting '{key}' in {flag}{}",
+                    suggest::hint(&key.replace('-', "_"), keys(), EVERY_KEY)
                 )),
             }
         }
 
         let config = Config::from_raw(&raw, inputs.env, &mut problems);
         problems.extend(models::check(&config));
+        problems.extend(models::check_sources(&config, inputs.env));
         problems.extend(settings::check_security(&config));
         if problems.is_empty() {
             Ok(config)
@@ -177,12 +187,78 @@ fn is_secret(key: &str) -> bool {
     SETTINGS.iter().any(|s| s.key == key && s.secret)
 }
 
-fn known_keys() -> String {
-    SETTINGS
+fn keys() -> impl Iterator<Item = &'static str> {
+    SETTINGS.iter().map(|s| s.key)
+}
+
+/// What an unknown name's message ends with when no known name is near it.
+const EVERY_KEY: &str = "`hotserve settings` lists every setting";
+
+/// Variables named `HOTSERVE_*` that are not settings, nor set by Kubernetes or the project's
+/// own scripts, with the nearest setting's variable.
+fn unknown_variables(variables: &[String], env: &dyn Fn(&str) -> Option<String>) -> Vec<String> {
+    let mut unknown: Vec<&String> = variables
         .iter()
-        .map(|s| s.key)
-        .collect::<Vec<_>>()
-        .join(", ")
+        .filter(|name| {
+            name.starts_with("HOTSERVE_")
+                && !is_known_variable(name, &env(name).unwrap_or_default())
+        })
+        .collect();
+    unknown.sort();
+    unknown
+        .into_iter()
+        .map(|name| {
+            // Compared without the prefix they all share, which would make any two look alike.
+            let settings = SETTINGS
+                .iter()
+                .filter_map(|s| s.env.strip_prefix("HOTSERVE_"));
+            let hint = match suggest::nearest(&name["HOTSERVE_".len()..], settings) {
+                Some(near) => format!("; did you mean 'HOTSERVE_{near}'?"),
+                None => format!("; {EVERY_KEY}"),
+            };
+            format!("unknown environment variable {name}{hint}")
+        })
+        .collect()
+}
+
+/// A `HOTSERVE_*` variable (with its `value`) that is no setting but is expected: the
+/// configuration file's (`HOTSERVE_CONFIG`), the project scripts' (`HOTSERVE_VENV`,
+/// `HOTSERVE_BIN`, ...), the debug builds' failpoints (`HOTSERVE_TEST_*`), and the service
+/// links Kubernetes sets in every pod for a Service named `hotserve` or `hotserve-*`
+/// (`HOTSERVE_SERVICE_HOST=10.0.0.7`, `HOTSERVE_SERVICE_PORT=8080`,
+/// `HOTSERVE_PORT=tcp://10.0.0.7:8080`, `HOTSERVE_PORT_8080_TCP_ADDR=10.0.0.7`, ...).
+fn is_known_variable(name: &str, value: &str) -> bool {
+    const OURS: [&str; 6] = [
+        "HOTSERVE_CONFIG",
+        "HOTSERVE_VENV",
+        "HOTSERVE_BIN",
+        "HOTSERVE_URL",
+        "HOTSERVE_ARGS",
+        "HOTSERVE_CI_DIR",
+    ];
+    if SETTINGS.iter().any(|s| s.env == name)
+        || OURS.contains(&name)
+        || name.starts_with("HOTSERVE_TEST_")
+    {
+        return true;
+    }
+    let is_port = !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit());
+    let is_link = ["tcp://", "udp://", "sctp://"]
+        .iter()
+        .any(|scheme| value.starts_with(scheme));
+    if name.ends_with("_SERVICE_HOST")
+        || (name.ends_with("_SERVICE_PORT") || name.contains("_SERVICE_PORT_")) && is_port
+        || name.ends_with("_PORT") && is_link
+    {
+        return true;
+    }
+    let parts: Vec<&str> = name.split('_').collect();
+    parts.windows(3).any(|w| {
+        w[0] == "PORT"
+            && !w[1].is_empty()
+            && w[1].bytes().all(|b| b.is_ascii_digit())
+            && matches!(w[2], "TCP" | "UDP" | "SCTP")
+    })
 }
 
 fn read_yaml_layer(text: &str, path: &Path, raw: &mut RawValues, problems: &mut Vec<String>) {
@@ -217,9 +293,9 @@ fn read_yaml_layer(text: &str, path: &Path, raw: &mut RawValues, problems: &mut 
         };
         let Some(setting) = SETTINGS.iter().find(|s| s.key == key) else {
             problems.push(format!(
-                "config file {}: unknown key '{key}'; known keys: {}",
+                "config file {}: unknown key '{key}'{}",
                 path.display(),
-                known_keys()
+                suggest::hint(key, keys(), EVERY_KEY)
             ));
             continue;
         };
@@ -303,6 +379,7 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
+        let variables = env.iter().map(|(k, _)| k.clone()).collect();
         let lookup = move |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
         Config::load(&Inputs {
             config_file,
@@ -317,6 +394,7 @@ mod tests {
                 })
                 .collect(),
             env: &lookup,
+            variables,
         })
     }
 
@@ -378,7 +456,11 @@ mod tests {
 
     #[test]
     fn model_uri_keeps_mlflow_name() {
-        let config = load(None, &[("MODEL_URI", "models:/sentiment@champion")], &[]).unwrap();
+        let env = [
+            ("MODEL_URI", "models:/sentiment@champion"),
+            ("MLFLOW_TRACKING_URI", "http://mlflow:5000"),
+        ];
+        let config = load(None, &env, &[]).unwrap();
         assert_eq!(
             config.model_uri.as_deref(),
             Some("models:/sentiment@champion")
@@ -415,14 +497,83 @@ mod tests {
     }
 
     #[test]
-    fn unknown_hotserve_variables_are_not_errors() {
-        // Kubernetes injects <SERVICE>_PORT and friends for a Service named hotserve.
+    fn unknown_hotserve_variables_are_errors_but_kubernetes_service_links_are_not() {
+        // Kubernetes injects <SERVICE>_SERVICE_HOST, _PORT and friends for a Service named
+        // hotserve (or hotserve-grpc); the project's scripts read a few names of their own.
         let env = [
             ("HOTSERVE_PORT", "tcp://10.0.0.7:8080"),
             ("HOTSERVE_SERVICE_HOST", "10.0.0.7"),
+            ("HOTSERVE_SERVICE_PORT", "8080"),
+            ("HOTSERVE_SERVICE_PORT_HTTP", "8080"),
+            ("HOTSERVE_PORT_8080_TCP", "tcp://10.0.0.7:8080"),
+            ("HOTSERVE_PORT_8080_TCP_ADDR", "10.0.0.7"),
+            ("HOTSERVE_GRPC_PORT", "tcp://10.0.0.8:8081"),
+            ("HOTSERVE_VENV", "/opt/venv"),
+            ("HOTSERVE_TEST_LOAD_DELAY_MS", "10"),
         ];
-        let config = load(None, &env, &[]).expect("unknown HOTSERVE_* variables are ignored");
+        let config = load(None, &env, &[]).expect("service links and script variables pass");
         assert_eq!(config.listen, "0.0.0.0:8080".parse().unwrap());
+        check_error(
+            None,
+            &[
+                ("HOTSERVE_POLL_INTERVALL", "5s"),
+                ("HOTSERVE_GRPC_PORT", "8081"),
+                ("HOTSERVE_WORKERS", "4"),
+            ],
+            &[
+                "unknown environment variable HOTSERVE_GRPC_PORT; `hotserve settings` lists every setting",
+                "unknown environment variable HOTSERVE_POLL_INTERVALL; did you mean 'HOTSERVE_POLL_INTERVAL'?",
+                "unknown environment variable HOTSERVE_WORKERS; `hotserve settings` lists every setting",
+            ],
+        );
+    }
+
+    #[test]
+    fn unknown_names_are_answered_with_the_nearest_one() {
+        check_error(
+            Some("poll_intervall: 5s\nworkers: 2\n"),
+            &[],
+            &[
+                "unknown key 'poll_intervall'; did you mean 'poll_interval'?",
+                "unknown key 'workers'; `hotserve settings` lists every setting",
+            ],
+        );
+        let err = load(None, &[], &[("lisen", "x")]).unwrap_err();
+        assert_eq!(
+            err.problems,
+            ["unknown setting 'lisen' in --lisen; did you mean 'listen'?"]
+        );
+        check_error(
+            Some("models: [{name: a, uri: /a, poll_intervall: 5s}]\n"),
+            &[],
+            &["unknown field 'poll_intervall'; did you mean 'poll_interval'?"],
+        );
+    }
+
+    #[test]
+    fn every_model_uri_is_checked_in_the_same_pass() {
+        check_error(
+            None,
+            &[("MODEL_URI", "nope:/x"), ("HOTSERVE_MAX_BATCH_SIZE", "0")],
+            &[
+                "max_batch_size = '0'",
+                "model_uri: invalid model URI 'nope:/x': unknown scheme 'nope:'",
+            ],
+        );
+        check_error(
+            Some("models: [{name: a, uri: \"models:/a@champion\"}, {name: b, uri: \"s3://bucket/b\"}, c=/c, {name: d, uri: \"dbfs:/d\"}]\n"),
+            &[],
+            &[
+                "models[3] (d): invalid model URI 'dbfs:/d': hotserve does not read dbfs:// directly",
+                "models[0] (a): models:/a@champion needs an MLflow server but MLFLOW_TRACKING_URI is not set",
+            ],
+        );
+        load(
+            Some("models: [{name: a, uri: \"models:/a@champion\"}]\n"),
+            &[("MLFLOW_TRACKING_URI", "http://mlflow:5000")],
+            &[],
+        )
+        .expect("a registry URI with a server");
     }
 
     #[test]
@@ -442,14 +593,18 @@ mod tests {
     #[test]
     fn models_from_each_layer() {
         let file = "models:\n  - {name: a, uri: \"models:/a@champion\", poll_interval: 0}\n  - b=/srv/b\ndefault_model: b\n";
-        let config = load(Some(file), &[], &[]).unwrap();
+        let mlflow = ("MLFLOW_TRACKING_URI", "http://mlflow:5000");
+        let config = load(Some(file), &[mlflow], &[]).unwrap();
         assert_eq!(
             names(&config),
             [("a", "models:/a@champion"), ("b", "/srv/b")]
         );
         assert_eq!(config.models[0].poll_interval, Some(None));
         assert_eq!(config.default_model.as_deref(), Some("b"));
-        let env = [("HOTSERVE_MODELS", "a=models:/a@champion, b=/srv/b")];
+        let env = [
+            ("HOTSERVE_MODELS", "a=models:/a@champion, b=/srv/b"),
+            mlflow,
+        ];
         let config = load(Some(file), &env, &[]).unwrap();
         assert_eq!(
             names(&config),

@@ -10,6 +10,7 @@ use super::declare::Item;
 use super::parse::parse_interval;
 use super::{Config, ReloadPolicy};
 use crate::promote::{self, Mode, Overrides};
+use crate::registry::{ModelUri, RemoteUri};
 
 /// One configured model.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -54,9 +55,19 @@ pub(super) fn parse_model(item: &Item) -> Result<ModelSpec, String> {
                     || promote::settings::FIELDS.contains(&key)
             };
             if let Some((unknown, _)) = fields.iter().find(|(key, _)| !known(key)) {
+                let every = FIELDS
+                    .split(", ")
+                    .chain(promote::settings::FIELDS.iter().copied());
                 return Err(format!(
-                    "unknown field '{unknown}'; a model has {FIELDS}, {}",
-                    promote::settings::FIELDS.join(", ")
+                    "unknown field '{unknown}'{}",
+                    super::suggest::hint(
+                        unknown,
+                        every,
+                        &format!(
+                            "a model has {FIELDS}, {}",
+                            promote::settings::FIELDS.join(", ")
+                        )
+                    )
                 ));
             }
             let name = field("name").ok_or("a model needs a name")?;
@@ -169,6 +180,53 @@ pub(super) fn check(config: &Config) -> Vec<String> {
                 }
             ));
         }
+    }
+    problems
+}
+
+/// Every configured model's URI, parsed: a URI that does not parse and a registry URI with no
+/// MLflow server to ask are configuration problems, reported with the others and naming the
+/// entry. Nothing is read on disk here; a local directory that does not exist is found when
+/// the daemon starts (`app`), for every model alike.
+pub(super) fn check_sources(config: &Config, env: &dyn Fn(&str) -> Option<String>) -> Vec<String> {
+    let entries: Vec<(String, &str)> = match &config.model_uri {
+        Some(uri) => vec![("model_uri".to_string(), uri.as_str())],
+        None => config
+            .models
+            .iter()
+            .enumerate()
+            .map(|(index, model)| {
+                (
+                    format!("models[{index}] ({})", model.name),
+                    model.uri.as_str(),
+                )
+            })
+            .collect(),
+    };
+    let mut problems = Vec::new();
+    let mut needs_mlflow = Vec::new();
+    for (entry, uri) in entries {
+        match ModelUri::parse(uri) {
+            Err(err) => problems.push(format!("{entry}: {err}")),
+            Ok(ModelUri::Remote(RemoteUri::Bucket { .. }))
+            | Ok(ModelUri::Local(_))
+            | Ok(ModelUri::Zip(_)) => {}
+            Ok(ModelUri::Remote(_)) => needs_mlflow.push((entry, uri)),
+        }
+    }
+    if needs_mlflow.is_empty() {
+        return problems;
+    }
+    match crate::registry::hotserve_settings(env) {
+        Err(err) => problems.push(err.to_string()),
+        Ok(settings) if settings.tracking_uri.is_none() && settings.registry_uri.is_none() => {
+            for (entry, uri) in needs_mlflow {
+                problems.push(format!(
+                    "{entry}: {uri} needs an MLflow server but MLFLOW_TRACKING_URI is not set; set it, e.g. MLFLOW_TRACKING_URI=http://mlflow.internal:5000"
+                ));
+            }
+        }
+        Ok(_) => {}
     }
     problems
 }

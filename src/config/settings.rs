@@ -109,7 +109,7 @@ settings! {
             // `state_dir` is the setting above, already parsed.
             derived: |_env| state_dir.join("models"),
             parse: parse_path,
-            help: "validated-model cache (default: <state_dir>/models)",
+            help: "validated-model cache (default: <state_dir>/models): one folder per model source, locked by the process that serves it",
         },
 
         // --- Registry and hot reload -------------------------------------------------------
@@ -550,6 +550,7 @@ mod tests {
                 config_file: None,
                 flags: Vec::new(),
                 env: &env,
+                variables: Vec::new(),
             })
             .expect_err("an empty secret is rejected");
             assert_eq!(err.problems.len(), 1, "{:?}", err.problems);
@@ -608,6 +609,7 @@ mod tests {
             config_file: Some(path),
             flags: Vec::new(),
             env: &env,
+            variables: Vec::new(),
         })
         .expect("config/hotserve.yaml is valid");
 
@@ -652,6 +654,7 @@ mod tests {
                     .map(|(k, v)| (k.to_string(), format!("--set {k}"), v.to_string()))
                     .collect(),
                 env: &env,
+                variables: Vec::new(),
             }) {
                 Ok(_) => Vec::new(),
                 Err(err) => err.problems,

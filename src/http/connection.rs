@@ -330,6 +330,12 @@ pub struct Watched<T> {
     requests_seen: u64,
 }
 
+impl<T: super::tls::Peek + Sync> super::tls::Peek for Watched<T> {
+    async fn peek(&self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.inner.peek(buf).await
+    }
+}
+
 impl<T> Watched<T> {
     pub fn new(inner: T, activity: Arc<Activity>, idle: Duration) -> Watched<T> {
         Watched {

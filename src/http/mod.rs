@@ -143,16 +143,20 @@ pub async fn serve(
                     connection::serve(stream, &builders, &activity, service, watcher, draining)
                         .await
                 }
-                Some(tls) => match tls.accept(stream).await {
+                Some(tls) => match tls.accept_or_refuse(stream).await {
                     Ok(stream) => {
                         connection::serve(stream, &builders, &activity, service, watcher, draining)
                             .await
                     }
-                    Err(err) => {
-                        tracing::debug!(%peer, %err, "TLS handshake failed");
-                        metrics
-                            .connections_closed
-                            .inc(&[("reason", "tls_handshake_failed")]);
+                    Err(refusal) => {
+                        let reason = match refusal {
+                            tls::Refusal::PlainHttp => "plain_http_on_tls",
+                            tls::Refusal::Handshake(err) => {
+                                tracing::debug!(%peer, %err, "TLS handshake failed");
+                                "tls_handshake_failed"
+                            }
+                        };
+                        metrics.connections_closed.inc(&[("reason", reason)]);
                         metrics.open_connections.fetch_sub(1, Ordering::Relaxed);
                         drop(permit);
                         return;
@@ -280,6 +284,21 @@ pub async fn read_body(
         }
         Ok(Err(err)) => Err(ApiError::unreadable_body(err)),
     }
+}
+
+/// Reads and drops `request`'s body when it is at most `limit` bytes and arrives `within`
+/// that time; otherwise leaves the rest unread (hyper then ends the stream or connection).
+pub async fn drain_body(request: Request<Incoming>, limit: usize, within: std::time::Duration) {
+    let declared: Option<usize> = request
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|length| length.to_str().ok())
+        .and_then(|length| length.parse().ok());
+    if declared.is_some_and(|length| length > limit) {
+        return;
+    }
+    let collect = Limited::new(request.into_body(), limit).collect();
+    let _ = tokio::time::timeout(within, collect).await;
 }
 
 /// A JSON response.

@@ -123,6 +123,10 @@ fn resolve_oip(path: &str) -> Option<(&'static str, Method, Target<'_>)> {
     Some((name, method, Target::Oip { model, version }))
 }
 
+/// How much of a refused request's body is read (and within how long) before the refusal.
+const REFUSAL_DRAIN_BYTES: usize = 64 * 1024;
+const REFUSAL_DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Routes a request.
 pub async fn route(app: &App, request: Request<Incoming>) -> Routed {
     let method = request.method().clone();
@@ -144,6 +148,10 @@ pub async fn route(app: &App, request: Request<Incoming>) -> Routed {
     }
     let api_keys = app.api_keys.as_deref();
     if let Err(err) = super::auth::check(api_keys, &app.config, route_name, request.headers()) {
+        // Read a small body before refusing: over HTTP/2 an answer given while the client is
+        // still sending ends the stream with RST_STREAM, which curl 7.x reports as error 92
+        // instead of showing the 401.
+        super::drain_body(request, REFUSAL_DRAIN_BYTES, REFUSAL_DRAIN_TIME).await;
         return answer(route_name, None, shape(err).response());
     }
     let Some((name, allowed, target)) = resolved else {
@@ -605,6 +613,7 @@ fn model_health(served: &Served) -> (Value, Probe) {
             "loaded_at": crate::model::rfc3339::format(m.info.loaded_at),
             "digest": m.info.digest,
             "files": m.info.digests,
+            "pointer_target": m.info.pointer_target,
         })),
         "served_from_cache": status.from_cache,
         "last_check": status.last_check,
@@ -612,6 +621,7 @@ fn model_health(served: &Served) -> (Value, Probe) {
         "last_error": status.last_error,
         "shadow": served.live.shadow.describe(),
         "last_promotion": status.last_promotion,
+        "download": status.download,
     });
     (body, probe)
 }
@@ -634,6 +644,7 @@ fn model_metadata(served: &Served) -> Result<HttpResponse, ApiError> {
     let body = json!({
         "name": model.info.name,
         "version": model.info.version,
+        "pointer_target": model.info.pointer_target,
         "source": model.info.source,
         "task": if task.is_some() { "text-classification" } else { "tensor" },
         "labels": task.map(|t| &t.labels),

@@ -169,6 +169,77 @@ impl TlsAcceptor {
     }
 }
 
+/// Why an accepted connection was not served over TLS.
+#[derive(Debug)]
+pub enum Refusal {
+    /// It started with a plain HTTP request, which was answered with a 400 that says so.
+    PlainHttp,
+    /// The handshake failed or timed out.
+    Handshake(std::io::Error),
+}
+
+/// The answer to a plain HTTP request on a TLS port (what nginx does), in plain HTTP.
+const PLAIN_HTTP_ANSWER: &[u8] = b"HTTP/1.1 400 Bad Request\r\n\
+Content-Type: application/json\r\n\
+Connection: close\r\n\
+Content-Length: 111\r\n\r\n\
+{\"error_code\": \"BAD_REQUEST\", \"message\": \"this port speaks HTTPS (TLS); send the request to https:// instead\"}\n";
+
+/// A connection whose first bytes can be looked at without taking them.
+pub trait Peek {
+    /// Waits for bytes and copies them into `buf` without consuming them.
+    fn peek(
+        &self,
+        buf: &mut [u8],
+    ) -> impl std::future::Future<Output = std::io::Result<usize>> + Send;
+}
+
+impl Peek for tokio::net::TcpStream {
+    async fn peek(&self, buf: &mut [u8]) -> std::io::Result<usize> {
+        tokio::net::TcpStream::peek(self, buf).await
+    }
+}
+
+impl TlsAcceptor {
+    /// [`TlsAcceptor::accept`] for a connection, answering a plain HTTP request (whose first
+    /// byte is an ASCII letter, where a TLS handshake starts with 0x16) with a 400 in plain
+    /// HTTP instead of a failed handshake the client cannot read.
+    pub async fn accept_or_refuse<IO>(
+        &self,
+        mut stream: IO,
+    ) -> Result<tokio_rustls::server::TlsStream<IO>, Refusal>
+    where
+        IO: AsyncRead + AsyncWrite + Unpin + Peek,
+    {
+        use tokio::io::AsyncWriteExt as _;
+        let mut first = [0u8; 1];
+        let started = tokio::time::Instant::now();
+        match tokio::time::timeout(self.handshake_timeout, stream.peek(&mut first)).await {
+            Err(_) => {
+                return Err(Refusal::Handshake(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "the client sent nothing within header_read_timeout",
+                )))
+            }
+            Ok(Ok(1)) if first[0].is_ascii_uppercase() => {
+                let _ = stream.write_all(PLAIN_HTTP_ANSWER).await;
+                let _ = stream.shutdown().await;
+                return Err(Refusal::PlainHttp);
+            }
+            Ok(_) => {}
+        }
+        // The handshake has what is left of the timeout.
+        let left = self.handshake_timeout.saturating_sub(started.elapsed());
+        match tokio::time::timeout(left, self.inner.accept(stream)).await {
+            Ok(result) => result.map_err(Refusal::Handshake),
+            Err(_) => Err(Refusal::Handshake(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the TLS handshake took longer than header_read_timeout",
+            ))),
+        }
+    }
+}
+
 /// A PEM error in words (rustls's own print the markers as lists of bytes).
 fn pem_problem(err: pem::Error) -> String {
     match err {

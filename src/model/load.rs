@@ -151,6 +151,26 @@ impl ModelError {
         }
     }
 
+    /// Names the files under `to` instead of `from`: a local model is checked in its copy in
+    /// the cache, and its errors should name the directory the user knows.
+    pub fn rebase(&mut self, from: &Path, to: &Path) {
+        let path = match self {
+            ModelError::File { path, .. }
+            | ModelError::MlModel { path, .. }
+            | ModelError::Session { path, .. }
+            | ModelError::Graph { path, .. }
+            | ModelError::Io { path, .. } => path,
+            ModelError::Digest(err) => &mut err.path,
+            ModelError::Runtime(_)
+            | ModelError::Warmup(_)
+            | ModelError::Golden { .. }
+            | ModelError::GoldenUnchecked { .. } => return,
+        };
+        if let Ok(relative) = path.strip_prefix(from) {
+            *path = to.join(relative);
+        }
+    }
+
     /// Whether the failure is the version's own (its files, graph, tokenizer, outputs or
     /// golden examples), so that it may never go live and its cached copy may be removed.
     /// False for what is wrong with this machine: the ONNX Runtime library, reading the disk.
@@ -274,6 +294,7 @@ pub fn load(dir: &Path, options: &LoadOptions) -> Result<Model, ModelError> {
             digests,
             digest,
             loaded_at: SystemTime::now(),
+            pointer_target: None,
         },
         mlmodel,
         inputs,

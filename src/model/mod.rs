@@ -60,6 +60,9 @@ pub struct ModelInfo {
     /// When this model finished loading.
     #[serde(with = "rfc3339")]
     pub loaded_at: SystemTime,
+    /// For a bucket `MODEL_URI` that is a pointer object: the location it named when this
+    /// version was resolved (`s3://models/sentiment/versions/2026-11-29T1700`).
+    pub pointer_target: Option<String>,
 }
 
 /// The type of [`ModelInfo::digests`], so that users of a model need not import `files`.

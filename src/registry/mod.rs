@@ -18,6 +18,7 @@
 pub mod artifacts;
 pub mod client;
 mod error;
+pub mod progress;
 pub mod resolve;
 mod rest;
 pub mod settings;
@@ -27,6 +28,7 @@ pub use artifacts::download;
 pub use artifacts::store::StoreSettings;
 pub use client::MlflowClient;
 pub use error::RegistryError;
+pub use progress::{Progress, ProgressReport};
 pub use resolve::resolve;
 pub use settings::{MlflowSettings, Secret};
 pub use uri::{ModelUri, RemoteUri, Stage};
@@ -244,7 +246,13 @@ mod tests {
         let task = async move {
             let uri = RemoteUri::Latest { name: "s".into() };
             let resolution = resolve(&client, &uri).await?;
-            download(&client, &resolution, std::path::Path::new("x")).await
+            download(
+                &client,
+                &resolution,
+                std::path::Path::new("x"),
+                &Default::default(),
+            )
+            .await
         };
         assert_spawnable(&task);
     }

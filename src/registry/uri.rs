@@ -123,6 +123,35 @@ impl ModelUri {
     }
 }
 
+impl ModelUri {
+    /// The name a model from this URI is served under when none is configured: the registered
+    /// name (`models:/sentiment@champion` -> `sentiment`), a bucket's last folder
+    /// (`s3://models/sentiment` -> `sentiment`), a directory's name, a bundle's name without
+    /// `.zip`, else `model`. `hotserve serve` and `hotserve validate` both name a model so, and
+    /// the name is the same in routes, logs, metrics and `/health`.
+    pub fn default_name(&self) -> String {
+        let last = |text: &str| {
+            text.trim_end_matches('/')
+                .rsplit('/')
+                .next()
+                .filter(|segment| !segment.is_empty() && *segment != "." && *segment != "..")
+                .map(str::to_string)
+        };
+        let named = match self {
+            ModelUri::Local(dir) => last(&dir.to_string_lossy()),
+            ModelUri::Zip(path) => last(&path.with_extension("").to_string_lossy()),
+            ModelUri::Remote(RemoteUri::Bucket { location }) => {
+                match super::artifacts::store::StoreLocation::parse(location) {
+                    Some(Ok(parsed)) => last(&parsed.prefix),
+                    _ => None,
+                }
+            }
+            ModelUri::Remote(remote) => remote.registered_name().map(str::to_string),
+        };
+        named.unwrap_or_else(|| "model".to_string())
+    }
+}
+
 impl RemoteUri {
     /// Parses a remote URI; local paths are refused.
     pub fn parse(text: &str) -> Result<RemoteUri, RegistryError> {
@@ -425,6 +454,27 @@ pub(crate) fn percent_decode(text: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn default_names_are_the_same_for_serve_and_validate() {
+        let check = |uri: &str, expected: &str| {
+            assert_eq!(
+                ModelUri::parse(uri).unwrap().default_name(),
+                expected,
+                "{uri}"
+            );
+        };
+        check("models:/sentiment@champion", "sentiment");
+        check("models:/fraud/3", "fraud");
+        check("s3://models/sentiment", "sentiment");
+        check("s3://models/sentiment/", "sentiment");
+        check("tests/fixtures/sentiment", "sentiment");
+        check("/srv/models/fraud/", "fraud");
+        check("file:///srv/m", "m");
+        check("/srv/bundle.zip", "bundle");
+        check("runs:/0123456789abcdef/model", "model");
+        check("/", "model");
+    }
 
     fn check(input: &str, expected: ModelUri) {
         assert_eq!(

@@ -49,6 +49,9 @@ pub struct Manifest {
     pub digests: Vec<FileDigest>,
     /// The model directory.
     pub dir: PathBuf,
+    /// For a bucket `MODEL_URI` that is a pointer object: the location it named.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pointer_target: Option<String>,
 }
 
 /// Why a source's cache folder cannot be used.
@@ -399,6 +402,7 @@ mod tests {
             listing_key: format!("k{version}"),
             digests: vec![],
             dir: cache.version_dir(version),
+            pointer_target: None,
         }
     }
 
@@ -547,6 +551,7 @@ mod tests {
                 listing_key: "k".into(),
                 digests: vec![],
                 dir: old_dir.clone(),
+                pointer_target: None,
             };
             std::fs::create_dir_all(old_root.join("last-good")).unwrap();
             let record = old_root.join("last-good").join(format!(

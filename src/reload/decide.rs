@@ -37,7 +37,7 @@ pub enum Action {
     /// This version failed the gate before; `why` is what went wrong then.
     SkipKnownBad { why: String },
     /// A validated copy with the same listing is in the cache: load it from there.
-    LoadCached(Manifest),
+    LoadCached(Box<Manifest>),
     /// Download or stage it, then validate it.
     Fetch,
 }
@@ -56,7 +56,9 @@ pub fn decide(
         return Action::SkipKnownBad { why: why.clone() };
     }
     match cached {
-        Some(manifest) if manifest.listing_key == found.key => Action::LoadCached(manifest.clone()),
+        Some(manifest) if manifest.listing_key == found.key => {
+            Action::LoadCached(Box::new(manifest.clone()))
+        }
         _ => Action::Fetch,
     }
 }
@@ -133,6 +135,7 @@ mod tests {
             listing_key: key.into(),
             digests: vec![],
             dir: "/cache/sentiment/2".into(),
+            pointer_target: None,
         }
     }
 
@@ -197,14 +200,14 @@ mod tests {
             id("2", "k2"),
             &[],
             Some("k2"),
-            Action::LoadCached(cached("k2")),
+            Action::LoadCached(Box::new(cached("k2"))),
         );
         check(
             None,
             id("2", "k2"),
             &[],
             Some("k2"),
-            Action::LoadCached(cached("k2")),
+            Action::LoadCached(Box::new(cached("k2"))),
         );
         // Same version, files changed in the registry: a new listing, fetched again.
         check(

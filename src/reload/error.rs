@@ -154,9 +154,14 @@ pub enum SetupError {
     /// A registry URI without a server to ask.
     #[error("MODEL_URI {uri} needs an MLflow server but MLFLOW_TRACKING_URI is not set; set it, e.g. MLFLOW_TRACKING_URI=http://mlflow.internal:5000")]
     NoTrackingUri { uri: String },
-    /// A local `MODEL_URI` that is not a directory.
-    #[error("MODEL_URI {uri} is not a directory; set MODEL_URI to a model directory, a .zip bundle or models:/<name>@<alias>")]
-    NotADirectory { uri: String },
+    /// Local sources that are not there: a directory that does not exist (or is a file), a
+    /// `.zip` bundle that is not a file. Every configured model is checked alike, and all of
+    /// them are reported at once; each problem names the model.
+    #[error("{}", .problems.join("\n"))]
+    Missing {
+        /// One line per model, e.g. `model 'fraud' (models): /srv/models/fraud does not exist; ...`.
+        problems: Vec<String>,
+    },
     /// A model's cache folder cannot be created, written or locked.
     #[error("model {model}: {source}")]
     Cache {

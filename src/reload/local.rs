@@ -30,7 +30,7 @@ use crate::files::{combined_digest, digest_dir};
 use crate::model::{self, FileDigest};
 
 /// What kind of local source.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Form {
     Directory,
     Zip,
@@ -183,9 +183,23 @@ async fn check_one(
                 run_id: None,
                 listing_key: found.key.clone(),
                 digests: staged.digests,
-                dir: dest,
+                dir: dest.clone(),
+                pointer_target: None,
             };
-            publish::load_and_publish(reloader, manifest, found).await
+            match publish::load_and_publish(reloader, manifest, found).await {
+                // The gate read the copy in the cache; the user knows the directory.
+                Outcome::Failed {
+                    version,
+                    error: ReloadError::Model(mut error),
+                } if form == Form::Directory => {
+                    error.rebase(&dest, path);
+                    Outcome::Failed {
+                        version,
+                        error: ReloadError::Model(error),
+                    }
+                }
+                outcome => outcome,
+            }
         }
     }
 }

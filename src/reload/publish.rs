@@ -46,7 +46,10 @@ pub async fn load_and_publish(reloader: &Reloader, manifest: Manifest, found: Id
         }
         _ => None,
     };
-    let loaded = match load(reloader, &manifest).await {
+    let loaded = match load(reloader, &manifest).await.map(|mut model| {
+        model.info.pointer_target = manifest.pointer_target.clone();
+        model
+    }) {
         Ok(model) if restore.is_none() => shadow(reloader, model).await,
         other => other.map(Arc::new),
     };
@@ -280,5 +283,6 @@ fn manifest_of(model: &Model, uri: &str) -> Manifest {
         listing_key: String::new(),
         digests: model.info.digests.clone(),
         dir: model.info.dir.clone(),
+        pointer_target: model.info.pointer_target.clone(),
     }
 }

@@ -82,13 +82,10 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// The one-model form's name: `model_name`, else the registered name (`models:/<name>...`),
-    /// else the directory's or bundle's name, else `model`.
-    pub fn one_model_name(config: &Config, source: &Source) -> String {
-        config.model_name.clone().unwrap_or_else(|| match source {
-            Source::Local { dir } => name_of(dir),
-            Source::Zip { path } => name_of(&path.with_extension("")),
-            Source::Remote { uri, .. } => uri.registered_name().unwrap_or("model").to_string(),
+    /// The one-model form's name: `model_name`, else [`ModelUri::default_name`].
+    pub fn one_model_name(config: &Config, uri: &str) -> String {
+        config.model_name.clone().unwrap_or_else(|| {
+            ModelUri::parse(uri).map_or_else(|_| "model".to_string(), |uri| uri.default_name())
         })
     }
 }
@@ -260,12 +257,4 @@ impl Reloader {
     fn memory(&self) -> std::sync::MutexGuard<'_, Memory> {
         self.memory.lock().unwrap_or_else(|p| p.into_inner())
     }
-}
-
-fn name_of(path: &Path) -> String {
-    path.file_name()
-        .and_then(|n| n.to_str())
-        .filter(|n| !n.is_empty())
-        .unwrap_or("model")
-        .to_string()
 }

@@ -5,18 +5,24 @@
 //! served from the cache.
 
 use std::sync::atomic::Ordering;
-use std::time::SystemTime;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
 
 use super::cache::Manifest;
 use super::decide::{identity_of, Action, Identity};
 use super::report::Outcome;
 use super::{on_disk, publish, ReloadError, Reloader};
 use crate::live::describe;
-use crate::registry::{self, MlflowClient, RemoteUri};
+use crate::registry::{self, MlflowClient, Progress, ProgressReport, RemoteUri};
 
 /// One check of a registry URI.
 pub async fn check(reloader: &Reloader, uri: &RemoteUri, client: &MlflowClient) -> Outcome {
     let resolution = match registry::resolve(client, uri).await {
+        // A bucket has no registered name: its model is the configured one everywhere.
+        Ok(resolution) if matches!(uri, RemoteUri::Bucket { .. }) => registry::Resolution {
+            name: Some(reloader.plan.name.clone()),
+            ..resolution
+        },
         Ok(resolution) => resolution,
         Err(err) => {
             let kind = if err.is_transient() {
@@ -74,7 +80,7 @@ pub async fn check(reloader: &Reloader, uri: &RemoteUri, client: &MlflowClient) 
         }
         Action::LoadCached(manifest) => {
             tracing::info!(name = %found.name, version = %found.version, "using the cached copy (no download)");
-            manifest
+            *manifest
         }
         Action::Fetch => match download(reloader, client, &resolution, &found).await {
             Ok(manifest) => manifest,
@@ -121,11 +127,23 @@ async fn download(
             });
         }
     }
-    reloader.live.set_message(format!(
-        "downloading {}",
-        describe(&found.name, &found.version)
-    ));
-    match registry::download(client, resolution, &dest).await {
+    let what = describe(&found.name, &found.version);
+    reloader.live.set_message(format!("downloading {what}"));
+    let progress = Arc::new(Progress::default());
+    let downloaded = follow(
+        reloader,
+        &what,
+        &progress,
+        registry::download(client, resolution, &dest, &progress),
+    )
+    .await;
+    let pointer_target = match uri_location(&reloader.plan.uri) {
+        Some(location) if location != resolution.artifact_uri => {
+            Some(resolution.artifact_uri.clone())
+        }
+        _ => None,
+    };
+    match downloaded {
         Ok(digests) => Ok(Manifest {
             uri: reloader.plan.uri.clone(),
             name: found.name.clone(),
@@ -136,6 +154,7 @@ async fn download(
             listing_key: found.key.clone(),
             digests,
             dir: dest,
+            pointer_target,
         }),
         Err(err) => {
             let error = ReloadError::from(err);
@@ -147,6 +166,59 @@ async fn download(
                 error,
             })
         }
+    }
+}
+
+/// How often a download in progress is shown in `/health` and the metrics, and logged.
+const SHOW_EVERY: Duration = Duration::from_secs(1);
+const LOG_EVERY: Duration = Duration::from_secs(5);
+
+/// Runs `download` while showing its `progress`: in `/health` (`download`, and the message
+/// "downloading sentiment v3: 120.0 MB of 400.0 MB (30%), 2 of 5 files") and the
+/// `hotserve_download_bytes_total` counter every second, in the log after a second and then
+/// every five (a download done within a second logs nothing of its progress).
+async fn follow<T>(
+    reloader: &Reloader,
+    what: &str,
+    progress: &Progress,
+    download: impl std::future::Future<Output = T>,
+) -> T {
+    let mut counted = 0;
+    let mut count = |report: ProgressReport| {
+        let metric = &reloader.metrics.download_bytes;
+        metric.fetch_add(report.bytes.saturating_sub(counted), Ordering::Relaxed);
+        counted = report.bytes;
+    };
+    tokio::pin!(download);
+    let mut show = tokio::time::interval_at(tokio::time::Instant::now() + SHOW_EVERY, SHOW_EVERY);
+    let mut logged: Option<Instant> = None;
+    let result = loop {
+        tokio::select! {
+            result = &mut download => break result,
+            _ = show.tick() => {
+                let report = progress.report();
+                count(report);
+                reloader.live.update(|status| {
+                    status.message = format!("downloading {what}: {report}");
+                    status.download = Some(report);
+                });
+                if logged.is_none_or(|at| at.elapsed() >= LOG_EVERY) {
+                    logged = Some(Instant::now());
+                    tracing::info!(model = %reloader.name(), bytes = report.bytes, total_bytes = report.total_bytes, "downloading {what}: {report}");
+                }
+            }
+        }
+    };
+    count(progress.report());
+    reloader.live.update(|status| status.download = None);
+    result
+}
+
+/// The location a bucket `MODEL_URI` names (`None` for the registry's URIs).
+fn uri_location(uri: &str) -> Option<String> {
+    match RemoteUri::parse(uri) {
+        Ok(RemoteUri::Bucket { location }) => Some(location),
+        _ => None,
     }
 }
 

@@ -289,7 +289,9 @@ async fn downloads_match_the_uploaded_files() {
     ] {
         let resolution = resolve_text(&client, &uri).await.unwrap();
         let dest = out.path().join(format!("model-{}", fastrand::u32(..)));
-        let got = download(&client, &resolution, &dest).await.unwrap();
+        let got = download(&client, &resolution, &dest, &Default::default())
+            .await
+            .unwrap();
         assert_eq!(got, digests(entry), "{uri}: digests");
         for digest in &got {
             let on_disk = std::fs::read(dest.join(&digest.path)).unwrap();
@@ -303,7 +305,7 @@ async fn downloads_match_the_uploaded_files() {
     assert_no_staging_left(out.path());
 
     let resolution = resolve_text(&client, "models:/sentiment/1").await.unwrap();
-    let err = download(&client, &resolution, out.path())
+    let err = download(&client, &resolution, out.path(), &Default::default())
         .await
         .unwrap_err();
     assert!(err.to_string().contains("already exists"), "{err}");
@@ -561,7 +563,9 @@ async fn truncated_downloads_fail_and_leave_nothing() {
     proxy.inject_always(".data", Fault::Truncate);
     let out = tempfile::tempdir().unwrap();
     let dest = out.path().join("v1");
-    let err = download(&client, &resolution, &dest).await.unwrap_err();
+    let err = download(&client, &resolution, &dest, &Default::default())
+        .await
+        .unwrap_err();
     assert!(matches!(err, RegistryError::Interrupted { .. }), "{err:?}");
     let message = err.to_string();
     assert!(
@@ -575,7 +579,9 @@ async fn truncated_downloads_fail_and_leave_nothing() {
     assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 0);
 
     proxy.clear();
-    let got = download(&client, &resolution, &dest).await.unwrap();
+    let got = download(&client, &resolution, &dest, &Default::default())
+        .await
+        .unwrap();
     assert_eq!(got, digests(&world().v1), "a clean retry succeeds");
 }
 

@@ -210,11 +210,12 @@ async fn health_until(
     }
 }
 
-/// Waits until `/health` says `version` is live; returns how long that took.
+/// Waits until `/health` says `version` is live and the check that loaded it has reported
+/// (`last_reload`, written just after the swap); returns how long that took.
 async fn wait_for_version(server: &impl Served, version: &str, timeout: Duration) -> Duration {
     let started = Instant::now();
     health_until(server, timeout, &format!("version {version} live"), |h| {
-        h["model"]["version"] == version
+        h["model"]["version"] == version && h["last_reload"]["version"] == version
     })
     .await;
     started.elapsed()
@@ -784,8 +785,10 @@ async fn several_registered_models_reload_only_the_one_a_webhook_names() {
     };
     let answer = deliver("d1", b).await;
     assert_eq!(answer["models"], json!(["b"]), "{answer}");
+    // The check's report (last_reload) follows the swap: wait for both.
     let health = health_until(&hotserve, Duration::from_secs(30), "b on version 2", |h| {
         h["models"]["b"]["model"]["version"] == "2"
+            && h["models"]["b"]["last_reload"]["version"] == "2"
     })
     .await;
     assert_eq!(health["models"]["a"]["model"]["version"], "1", "{health:#}");
@@ -806,4 +809,68 @@ async fn several_registered_models_reload_only_the_one_a_webhook_names() {
             "{series}"
         );
     }
+}
+
+#[tokio::test]
+async fn a_long_download_shows_its_progress() {
+    let server = mlflow();
+    let proxy = FaultProxy::start(server.addr).await;
+    let name = "reload-progress";
+    register_champion(name);
+    // The weights (186 KB) at 40 KB/s: about five seconds of download.
+    proxy.inject_always(".data", Fault::Throttle(40_000));
+    let hotserve = registry_start(name, &proxy.url()).spawn();
+    let during = health_until(
+        &hotserve,
+        Duration::from_secs(60),
+        "a download in progress",
+        |h| {
+            h["download"]["bytes"]
+                .as_u64()
+                .is_some_and(|bytes| bytes > 0)
+        },
+    )
+    .await;
+    let download = &during["download"];
+    assert!(
+        download["total_bytes"].as_u64().unwrap() > 250_000
+            && download["total_files"].as_u64().unwrap() >= 5,
+        "{during}"
+    );
+    assert!(
+        during["message"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("downloading {name} v1: ")),
+        "{during}"
+    );
+    let counted = metric_reaches(
+        &hotserve.url("/metrics"),
+        &format!("hotserve_download_bytes_total{{model=\"{name}\"}}"),
+        1.0,
+    )
+    .await;
+    assert!(counted > 0.0);
+    hotserve.wait_ready(Duration::from_secs(60)).await;
+    let after = get_health(&hotserve).await;
+    assert_eq!(after["download"], Value::Null, "{after}");
+    let total: u64 = after["model"]["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|file| file["size"].as_u64().unwrap())
+        .sum();
+    let counted = metric(
+        &hotserve.url("/metrics"),
+        &format!("hotserve_download_bytes_total{{model=\"{name}\"}}"),
+    )
+    .await;
+    assert_eq!(counted, Some(total as f64), "every byte counted once");
+    assert!(
+        hotserve
+            .logs()
+            .contains(&format!("downloading {name} v1: ")),
+        "a log line while it downloads: {}",
+        hotserve.logs()
+    );
 }

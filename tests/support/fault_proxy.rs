@@ -1,6 +1,7 @@
 //! A small HTTP/1.1 proxy in front of the real MLflow server whose behaviour a test switches at
 //! run time: pass requests through, or answer some of them with an error status, a `429` with
-//! `Retry-After`, a canned body, a delay, a dropped connection, or a body cut off half-way.
+//! `Retry-After`, a canned body, a delay, a dropped connection, a body cut off half-way, or a
+//! body sent slowly.
 //! Fault injection goes only through this proxy; the MLflow server itself is never modified.
 //!
 //! Each connection carries one request (`Connection: close` both ways), which keeps the proxy
@@ -29,6 +30,8 @@ pub enum Fault {
     /// Pass through, but send only the first half of the body (with the real `Content-Length`)
     /// and close.
     Truncate,
+    /// Pass through, sending the body at this many bytes a second (a long download).
+    Throttle(usize),
 }
 
 impl Fault {
@@ -214,10 +217,13 @@ async fn serve(mut client: TcpStream, upstream: SocketAddr, state: Arc<Mutex<Sta
         Some(Fault::Drop) => {}
         Some(Fault::Delay(wait)) => {
             tokio::time::sleep(wait).await;
-            forward(&mut client, upstream, &request, false).await;
+            forward(&mut client, upstream, &request, Relay::Whole).await;
         }
-        Some(Fault::Truncate) => forward(&mut client, upstream, &request, true).await,
-        None => forward(&mut client, upstream, &request, false).await,
+        Some(Fault::Truncate) => forward(&mut client, upstream, &request, Relay::Half).await,
+        Some(Fault::Throttle(rate)) => {
+            forward(&mut client, upstream, &request, Relay::Throttled(rate)).await
+        }
+        None => forward(&mut client, upstream, &request, Relay::Whole).await,
     }
     let _ = client.shutdown().await;
 }
@@ -286,8 +292,18 @@ async fn read_request(client: &mut TcpStream) -> Option<Request> {
     })
 }
 
-/// Sends `request` upstream and relays the answer; with `truncate`, only half of the body.
-async fn forward(client: &mut TcpStream, upstream: SocketAddr, request: &Request, truncate: bool) {
+/// How an answer's body is relayed.
+#[derive(Clone, Copy)]
+enum Relay {
+    Whole,
+    /// Only its first half.
+    Half,
+    /// At this many bytes a second.
+    Throttled(usize),
+}
+
+/// Sends `request` upstream and relays the answer as `relay` says.
+async fn forward(client: &mut TcpStream, upstream: SocketAddr, request: &Request, relay: Relay) {
     let Ok(mut server) = TcpStream::connect(upstream).await else {
         let _ = client
             .write_all(
@@ -342,13 +358,25 @@ async fn forward(client: &mut TcpStream, upstream: SocketAddr, request: &Request
         "Content-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     ));
-    let sent = if truncate {
-        &body[..body.len() / 2]
-    } else {
-        &body[..]
-    };
     let _ = client.write_all(out.as_bytes()).await;
-    let _ = client.write_all(sent).await;
+    match relay {
+        Relay::Whole => {
+            let _ = client.write_all(&body).await;
+        }
+        Relay::Half => {
+            let _ = client.write_all(&body[..body.len() / 2]).await;
+        }
+        Relay::Throttled(rate) => {
+            // A tenth of a second's worth at a time.
+            let step = (rate / 10).max(1);
+            for chunk in body.chunks(step) {
+                if client.write_all(chunk).await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
     let _ = client.flush().await;
 }
 

@@ -110,6 +110,7 @@ impl Start {
             config_file: None,
             flags,
             env: &env,
+            variables: Vec::new(),
         })
     }
 

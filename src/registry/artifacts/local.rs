@@ -6,12 +6,13 @@
 
 use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use sha2::{Digest as _, Sha256};
 
 use super::{unsafe_path, MAX_FILES};
 use crate::files::{hex, FileDigest};
-use crate::registry::{RegistryError, RemoteFile};
+use crate::registry::{Progress, RegistryError, RemoteFile};
 
 /// Lists every regular file below `root` (unsorted).
 pub(super) async fn list(
@@ -32,9 +33,10 @@ pub(super) async fn fetch(
     relative: &Path,
     file: &RemoteFile,
     target: PathBuf,
+    progress: Arc<Progress>,
 ) -> Result<FileDigest, RegistryError> {
     let (uri, source, file) = (uri.to_string(), root.join(relative), file.clone());
-    tokio::task::spawn_blocking(move || copy_blocking(&uri, &source, &file, &target))
+    tokio::task::spawn_blocking(move || copy_blocking(&uri, &source, &file, &target, &progress))
         .await
         .expect("copying a local file does not panic")
 }
@@ -126,6 +128,7 @@ fn copy_blocking(
     source: &Path,
     file: &RemoteFile,
     target: &Path,
+    progress: &Progress,
 ) -> Result<FileDigest, RegistryError> {
     let io_error = |action: &'static str, path: &Path| {
         let path = path.to_path_buf();
@@ -161,8 +164,10 @@ fn copy_blocking(
             .write_all(&buffer[..read])
             .map_err(io_error("write", target))?;
         copied += read as u64;
+        progress.add(read as u64);
     }
     output.sync_all().map_err(io_error("write", target))?;
+    progress.file_done();
     Ok(FileDigest {
         path: file.path.clone(),
         size: copied,

@@ -23,12 +23,13 @@ pub mod store;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use futures_util::{stream, StreamExt as _, TryStreamExt as _};
 use reqwest::Url;
 
 use super::client::{Api, MlflowClient};
-use super::{RegistryError, RemoteFile, Resolution};
+use super::{Progress, RegistryError, RemoteFile, Resolution};
 use crate::files::{confine, hex, FileDigest};
 use sha2::{Digest as _, Sha256};
 use store::{Listed, Snapshot, StoreLocation};
@@ -136,11 +137,12 @@ pub(crate) async fn store_snapshot(
 /// staging directory beside `dest` (same filesystem), hashed on the way, checked against their
 /// listed sizes, and the directory is renamed to `dest` only when all of them are complete; on
 /// any failure (or if the future is dropped) the staging directory is removed. Returns the
-/// digests sorted by path.
+/// digests sorted by path. `progress` counts the bytes and files as they are written.
 pub async fn download(
     client: &MlflowClient,
     resolution: &Resolution,
     dest: &Path,
+    progress: &Arc<Progress>,
 ) -> Result<Vec<FileDigest>, RegistryError> {
     let uri = resolution.uri.as_str();
     let io_error = |action: &'static str, path: &Path, source: std::io::Error| RegistryError::Io {
@@ -197,7 +199,22 @@ pub async fn download(
         .await
         .map_err(|e| io_error("create", &staging, e))?;
     let guard = StagingGuard::new(staging.clone());
-    match fill(client, uri, &root, before.as_ref(), &staging, plan, dest).await {
+    progress.start(
+        plan.len() as u64,
+        plan.iter().filter_map(|(file, _)| file.size).sum(),
+    );
+    match fill(
+        client,
+        uri,
+        &root,
+        before.as_ref(),
+        &staging,
+        plan,
+        dest,
+        progress,
+    )
+    .await
+    {
         Ok(mut digests) => {
             guard.keep();
             digests.sort_by(|a, b| a.path.cmp(&b.path));
@@ -243,6 +260,7 @@ async fn unchanged_since_resolve(
 
 /// Fetches every planned file into `staging` and renames it to `dest`. Object store files are
 /// fetched as listed in `before` and listed again before the rename.
+#[allow(clippy::too_many_arguments)]
 async fn fill(
     client: &MlflowClient,
     uri: &str,
@@ -251,6 +269,7 @@ async fn fill(
     staging: &Path,
     plan: Vec<(&RemoteFile, PathBuf)>,
     dest: &Path,
+    progress: &Arc<Progress>,
 ) -> Result<Vec<FileDigest>, RegistryError> {
     let io_error = |action: &'static str, path: &Path, source: std::io::Error| RegistryError::Io {
         uri: uri.to_string(),
@@ -278,7 +297,19 @@ async fn fill(
     let listed = |file: &RemoteFile| by_path.get(file.path.as_str()).copied();
     let fetches: Vec<_> = plan
         .into_iter()
-        .map(|(file, relative)| fetch(client, uri, root, listed(file), staging, file, relative))
+        .map(|(file, relative)| {
+            let progress = progress.clone();
+            fetch(
+                client,
+                uri,
+                root,
+                listed(file),
+                staging,
+                file,
+                relative,
+                progress,
+            )
+        })
         .collect();
     let digests = stream::iter(fetches)
         .buffer_unordered(CONCURRENT_FILES)
@@ -374,11 +405,17 @@ pub(super) struct Sink<'a> {
     hasher: Sha256,
     /// Bytes written so far.
     received: u64,
+    /// The download's counters.
+    progress: &'a Progress,
 }
 
 impl<'a> Sink<'a> {
     /// Creates `target`, which must not exist.
-    pub(super) async fn create(uri: &'a str, target: &'a Path) -> Result<Sink<'a>, RegistryError> {
+    pub(super) async fn create(
+        uri: &'a str,
+        target: &'a Path,
+        progress: &'a Progress,
+    ) -> Result<Sink<'a>, RegistryError> {
         let file = tokio::fs::File::create_new(target)
             .await
             .map_err(|source| write_error(uri, target, source))?;
@@ -388,6 +425,7 @@ impl<'a> Sink<'a> {
             writer: tokio::io::BufWriter::with_capacity(256 * 1024, file),
             hasher: Sha256::new(),
             received: 0,
+            progress,
         })
     }
 
@@ -398,6 +436,7 @@ impl<'a> Sink<'a> {
 
     pub(super) async fn write(&mut self, chunk: &[u8]) -> Result<(), RegistryError> {
         self.received += chunk.len() as u64;
+        self.progress.add(chunk.len() as u64);
         self.hasher.update(chunk);
         self.writer
             .write_all(chunk)
@@ -410,6 +449,7 @@ impl<'a> Sink<'a> {
         let error = |source| write_error(self.uri, self.target, source);
         self.writer.flush().await.map_err(error)?;
         self.writer.get_ref().sync_all().await.map_err(error)?;
+        self.progress.file_done();
         Ok(FileDigest {
             path: path.to_string(),
             size: self.received,
@@ -499,6 +539,7 @@ fn check_listing(uri: &str, files: &[RemoteFile]) -> Result<(), RegistryError> {
 }
 
 /// Fetches one file into `staging/relative`, hashing it and checking its size.
+#[allow(clippy::too_many_arguments)]
 async fn fetch(
     client: &MlflowClient,
     uri: &str,
@@ -507,13 +548,16 @@ async fn fetch(
     staging: &Path,
     file: &RemoteFile,
     relative: PathBuf,
+    progress: Arc<Progress>,
 ) -> Result<FileDigest, RegistryError> {
     let target = staging.join(&relative);
     let digest = match root {
         ArtifactRoot::Proxied { proxy, path } => {
-            proxied::fetch(client, uri, proxy, path, file, &target).await?
+            proxied::fetch(client, uri, proxy, path, file, &target, &progress).await?
         }
-        ArtifactRoot::Local(dir) => local::fetch(uri, dir, &relative, file, target).await?,
+        ArtifactRoot::Local(dir) => {
+            local::fetch(uri, dir, &relative, file, target, progress).await?
+        }
         ArtifactRoot::Store(location) => {
             let listed = listed.expect("object store downloads are planned from a snapshot");
             store::fetch(
@@ -523,6 +567,7 @@ async fn fetch(
                 location,
                 listed,
                 &target,
+                &progress,
             )
             .await?
         }
@@ -759,7 +804,8 @@ mod tests {
             .build()
             .unwrap();
         let client = MlflowClient::new(MlflowSettings::default()).unwrap();
-        let task = runtime.spawn(async move { download(&client, &resolution, &dest).await });
+        let task = runtime
+            .spawn(async move { download(&client, &resolution, &dest, &Default::default()).await });
         let _connection = proxy.accept().unwrap();
         let staged = entries(out.path());
         assert!(
@@ -795,9 +841,14 @@ mod tests {
         );
         let out = tempfile::tempdir().unwrap();
         let dest = out.path().join("models/v1");
-        let digests = download(&client, &local_resolution(source.path(), files), &dest)
-            .await
-            .unwrap();
+        let digests = download(
+            &client,
+            &local_resolution(source.path(), files),
+            &dest,
+            &Default::default(),
+        )
+        .await
+        .unwrap();
         assert_eq!(
             digests,
             vec![
@@ -836,7 +887,9 @@ mod tests {
             let resolution = local_resolution(source.path(), files);
             let (client, dest, out) = (client.clone(), dest.clone(), out.path().to_path_buf());
             async move {
-                let err = download(&client, &resolution, &dest).await.unwrap_err();
+                let err = download(&client, &resolution, &dest, &Default::default())
+                    .await
+                    .unwrap_err();
                 assert!(err.to_string().contains(want), "{err}");
                 assert_eq!(
                     std::fs::read_dir(&out).unwrap().count(),
@@ -888,7 +941,9 @@ mod tests {
 
         std::fs::create_dir(&dest).unwrap();
         let resolution = local_resolution(source.path(), vec![]);
-        let err = download(&client, &resolution, &dest).await.unwrap_err();
+        let err = download(&client, &resolution, &dest, &Default::default())
+            .await
+            .unwrap_err();
         assert!(err.to_string().contains("already exists"), "{err}");
     }
 }

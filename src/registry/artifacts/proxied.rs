@@ -12,7 +12,7 @@ use reqwest::Url;
 use super::{unsafe_path, ArtifactRoot, RootError, Sink, MAX_DIRECTORIES, MAX_FILES};
 use crate::files::{confine, FileDigest};
 use crate::registry::client::{error_chain, MlflowClient};
-use crate::registry::{rest, uri, RegistryError, RemoteFile};
+use crate::registry::{rest, uri, Progress, RegistryError, RemoteFile};
 
 /// The proxy's route, below the tracking server's base URL.
 const ROUTE: [&str; 4] = ["api", "2.0", "mlflow-artifacts", "artifacts"];
@@ -145,6 +145,7 @@ pub(super) async fn fetch(
     root: &str,
     file: &RemoteFile,
     target: &Path,
+    progress: &Progress,
 ) -> Result<FileDigest, RegistryError> {
     let mut url = proxy.clone();
     url.path_segments_mut()
@@ -156,7 +157,7 @@ pub(super) async fn fetch(
         .get_stream(url)
         .await
         .map_err(|err| err.into_registry(uri, client.request_timeout()))?;
-    let mut sink = Sink::create(uri, target).await?;
+    let mut sink = Sink::create(uri, target, progress).await?;
     loop {
         let chunk = match response.chunk().await {
             Ok(Some(chunk)) => chunk,

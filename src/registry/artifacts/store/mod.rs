@@ -311,6 +311,7 @@ pub(crate) async fn fetch(
     location: &StoreLocation,
     file: &Listed,
     target: &Path,
+    progress: &crate::registry::Progress,
 ) -> Result<FileDigest, RegistryError> {
     let store = stores.open(settings, uri, &location.store).await?;
     let key = match location.prefix.as_str() {
@@ -345,7 +346,7 @@ pub(crate) async fn fetch(
         }
     };
     let mut body = got.into_stream();
-    let mut sink = Sink::create(uri, target).await?;
+    let mut sink = Sink::create(uri, target, progress).await?;
     loop {
         let chunk = match tokio::time::timeout(timeout, body.next()).await {
             Err(_) => return Err(silent(uri, &location.store, timeout)),
