@@ -55,12 +55,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 more than I expected; I would watch it again with friends.";
     let encoded = packed.encode(text)?;
     let texts: Vec<_> = (0..batch).map(|_| &encoded).collect();
-    let time = |model: &Model| -> Result<f64, model::load::ModelError> {
+    let time = |model: &Model| -> Result<f64, model::ModelError> {
         let start = Instant::now();
         for _ in 0..batches {
             model
                 .classify(0, &texts)
-                .map_err(|e| model::load::ModelError::Warmup(e.to_string()))?;
+                .map_err(|e| model::ModelError::Warmup(e.to_string()))?;
         }
         Ok(start.elapsed().as_secs_f64() * 1000.0 / batches as f64)
     };

@@ -29,9 +29,6 @@ use tokio::task::JoinHandle;
 
 use crate::config::Config;
 use crate::grpc;
-use crate::http::auth::ApiKeysFile;
-use crate::http::credentials::{self, CredentialError};
-use crate::http::tls::{self, Certificates};
 use crate::http::{self, App, Served};
 use crate::live::{describe, Live};
 use crate::metrics::Metrics;
@@ -43,6 +40,9 @@ use crate::reload::{
     Trigger, Triggers,
 };
 use crate::sdnotify::Notifier;
+use crate::security::credentials::{self, CredentialError};
+use crate::security::keys::ApiKeysFile;
+use crate::security::tls::{self, Certificates};
 
 /// Where the bundled demo model is looked for when `MODEL_URI` is unset.
 pub const BUNDLED_MODEL: &str = "tests/fixtures/sentiment";
@@ -302,6 +302,7 @@ impl Daemon {
             .map(|model| Served {
                 name: model.reloader.name().to_string(),
                 live: model.reloader.live.clone(),
+                shadow: model.reloader.shadow.clone(),
                 metrics: model.reloader.metrics.clone(),
                 triggers: model.triggers.clone(),
                 registered_name: model.reloader.registered_name(),

@@ -18,6 +18,7 @@
 //! - [`files`]: path confinement and content digests, shared by `registry` and `model`.
 //! - [`metrics`], [`sdnotify`]: Prometheus text and systemd notifications.
 
+pub mod accept;
 pub mod app;
 pub mod cli;
 pub mod config;
@@ -35,4 +36,7 @@ pub mod protocol;
 pub mod queue;
 pub mod registry;
 pub mod reload;
+pub mod route;
 pub mod sdnotify;
+pub mod security;
+pub mod state;

@@ -10,11 +10,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::config::Config;
-use crate::http::{App, Served};
 use crate::model::tensor::NamedTensor;
 use crate::model::{Encoded, InferError, Model, Scores};
 use crate::promote::shadow;
 use crate::queue::PoolError;
+use crate::state::{App, Served};
 
 /// Refuses an empty list, more than `max_batch_texts` texts, or a text over `max_text_bytes`.
 pub fn check_texts(config: &Config, texts: &[String]) -> Result<(), InferError> {
@@ -60,7 +60,6 @@ pub async fn classify(
 ) -> Result<Vec<Scores>, PoolError> {
     // A copy for the candidate in shadow, if any, handed over once the live answer is ready.
     let copy = served
-        .live
         .shadow
         .sample()
         .map(|candidate| (candidate, texts.clone()));
@@ -134,7 +133,6 @@ pub async fn run_tensors(
     deadline: Instant,
 ) -> Result<Vec<NamedTensor>, PoolError> {
     let copy = served
-        .live
         .shadow
         .sample()
         .map(|candidate| (candidate, inputs.clone()));

@@ -26,6 +26,7 @@ mod declare;
 pub mod flags;
 mod models;
 mod parse;
+pub mod promotion;
 mod settings;
 mod suggest;
 

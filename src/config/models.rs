@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use super::declare::Item;
 use super::parse::parse_interval;
+use super::promotion::{self, Mode, Overrides};
 use super::{Config, ReloadPolicy};
-use crate::promote::{self, Mode, Overrides};
 use crate::registry::{ModelUri, RemoteUri};
 
 /// One configured model.
@@ -51,22 +51,16 @@ pub(super) fn parse_model(item: &Item) -> Result<ModelSpec, String> {
         Item::Fields(fields) => {
             let field = |key: &str| fields.iter().find(|(k, _)| k == key).map(|(_, v)| v.trim());
             let known = |key: &str| {
-                FIELDS.split(", ").any(|known| known == key)
-                    || promote::settings::FIELDS.contains(&key)
+                FIELDS.split(", ").any(|known| known == key) || promotion::FIELDS.contains(&key)
             };
             if let Some((unknown, _)) = fields.iter().find(|(key, _)| !known(key)) {
-                let every = FIELDS
-                    .split(", ")
-                    .chain(promote::settings::FIELDS.iter().copied());
+                let every = FIELDS.split(", ").chain(promotion::FIELDS.iter().copied());
                 return Err(format!(
                     "unknown field '{unknown}'{}",
                     super::suggest::hint(
                         unknown,
                         every,
-                        &format!(
-                            "a model has {FIELDS}, {}",
-                            promote::settings::FIELDS.join(", ")
-                        )
+                        &format!("a model has {FIELDS}, {}", promotion::FIELDS.join(", "))
                     )
                 ));
             }
@@ -83,7 +77,7 @@ pub(super) fn parse_model(item: &Item) -> Result<ModelSpec, String> {
                 .map_err(|why| format!("reload_policy of model '{name}': {why}"))?;
             let mut promotion = Overrides::default();
             for (key, value) in fields {
-                if promote::settings::FIELDS.contains(&key.as_str()) {
+                if promotion::FIELDS.contains(&key.as_str()) {
                     promotion
                         .set(key, value.trim())
                         .map_err(|why| format!("{key} of model '{name}': {why}"))?;

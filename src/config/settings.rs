@@ -159,22 +159,22 @@ settings! {
         },
 
         // --- Safe promotion (each may be overridden per model in `models`) -----------------
-        promotion: crate::promote::Mode {
+        promotion: super::promotion::Mode {
             env: "HOTSERVE_PROMOTION",
             default: "immediate",
-            parse: crate::promote::Mode::parse,
+            parse: super::promotion::Mode::parse,
             help: "immediate (a version that passes the gate goes live) or shadow (it is first compared with the live model on copies of live requests)",
         },
         shadow_fraction: f64 {
             env: "HOTSERVE_SHADOW_FRACTION",
             default: "1",
-            parse: crate::promote::settings::parse_share,
+            parse: super::promotion::parse_share,
             help: "share of live requests copied to the candidate in shadow (0 to 1; copies run only on idle inference capacity)",
         },
         shadow_min_requests: u64 {
             env: "HOTSERVE_SHADOW_MIN_REQUESTS",
             default: "200",
-            parse: crate::promote::settings::parse_requests,
+            parse: super::promotion::parse_requests,
             help: "requests the candidate must have been compared on before it may be promoted",
         },
         shadow_min_duration: Duration {
@@ -192,19 +192,19 @@ settings! {
         shadow_min_agreement: f64 {
             env: "HOTSERVE_SHADOW_MIN_AGREEMENT",
             default: "0.95",
-            parse: crate::promote::settings::parse_share,
+            parse: super::promotion::parse_share,
             help: "share of predictions on which the candidate must agree with the live model (same label; tensor outputs within shadow_tolerance)",
         },
         shadow_max_latency_ratio: f64 {
             env: "HOTSERVE_SHADOW_MAX_LATENCY_RATIO",
             default: "1.5",
-            parse: crate::promote::settings::parse_ratio,
+            parse: super::promotion::parse_ratio,
             help: "largest allowed candidate inference time over the live model's on the same inputs",
         },
         shadow_tolerance: f64 {
             env: "HOTSERVE_SHADOW_TOLERANCE",
             default: "0.001",
-            parse: crate::promote::settings::parse_tolerance,
+            parse: super::promotion::parse_tolerance,
             help: "tensor models: largest difference between two outputs that still agree (relative beyond 1)",
         },
         report_to_registry: bool {
@@ -215,7 +215,7 @@ settings! {
         },
         instance_name: String {
             env: "HOTSERVE_INSTANCE_NAME",
-            derived: crate::promote::tags::default_instance_name,
+            derived: super::promotion::default_instance_name,
             parse: parse_nonempty,
             help: "this replica's name in registry tags (default: $HOSTNAME, else hotserve)",
         },
@@ -228,13 +228,13 @@ settings! {
         guard_max_error_rate: f64 {
             env: "HOTSERVE_GUARD_MAX_ERROR_RATE",
             default: "0.01",
-            parse: crate::promote::settings::parse_share,
+            parse: super::promotion::parse_share,
             help: "within guard_window, the share of failed inference jobs beyond which the previous version is swapped back",
         },
         guard_max_latency_ratio: f64 {
             env: "HOTSERVE_GUARD_MAX_LATENCY_RATIO",
             default: "2",
-            parse: crate::promote::settings::parse_ratio,
+            parse: super::promotion::parse_ratio,
             help: "within guard_window, the p99 inference time over the previous version's beyond which it is swapped back",
         },
 

@@ -35,8 +35,8 @@ pub enum Contents {
 /// `grpc-retry-pushback-ms`, gRPC's form of `Retry-After`.
 /// A call refused for want of an API key (`api_keys_file`): UNAUTHENTICATED, with the same
 /// message the HTTP routes give.
-pub fn unauthenticated(err: &crate::http::error::ApiError) -> Status {
-    Status::unauthenticated(err.message())
+pub fn unauthenticated(err: &crate::security::keys::AuthError) -> Status {
+    Status::unauthenticated(err.to_string())
 }
 
 pub fn status(err: OipError) -> Status {

@@ -30,9 +30,11 @@ use tokio::net::TcpListener;
 use tonic::metadata::MetadataMap;
 use tonic::{Code, Request, Response, Status};
 
-use crate::http::tls::TlsAcceptor;
-use crate::http::{self, auth, App};
 use crate::oip::{self, OipError};
+use crate::route::Route;
+use crate::security::keys;
+use crate::security::tls::TlsAcceptor;
+use crate::state::App;
 use proto::grpc_inference_service_server::{GrpcInferenceService, GrpcInferenceServiceServer};
 use proto::{
     ModelInferRequest, ModelInferResponse, ModelMetadataRequest, ModelMetadataResponse,
@@ -64,7 +66,7 @@ pub async fn serve(
     let connections = Arc::new(tokio::sync::Semaphore::new(app.config.max_connections));
     tokio::pin!(shutdown);
     while let Some((stream, peer, permit)) =
-        http::next_connection(&listener, &connections, &mut shutdown).await
+        crate::accept::next_connection(&listener, &connections, &mut shutdown).await
     {
         let service = service.clone();
         let watcher = graceful.watcher();
@@ -156,19 +158,15 @@ fn code_name(code: Code) -> &'static str {
 
 impl Inference {
     /// Lets a call through when it needs no API key or carries a good one; `route` is the
-    /// REST route of the same operation, so both transports share `http::auth::access`.
-    fn authorize<T>(&self, request: &Request<T>, route: &str) -> Result<(), Status> {
-        if self.app.api_keys.is_none() {
-            return Ok(());
-        }
-        let headers = request.metadata().clone().into_headers();
-        auth::check(
-            self.app.api_keys.as_deref(),
-            &self.app.config,
-            route,
-            &headers,
-        )
-        .map_err(|err| convert::unauthenticated(&err))
+    /// REST route of the same operation, so both transports decide alike.
+    fn authorize<T>(&self, request: &Request<T>, route: Route) -> Result<(), Status> {
+        let authorization = request
+            .metadata()
+            .get("authorization")
+            .map(|value| value.as_bytes());
+        let needs_key = route.needs_key(&self.app.config);
+        keys::check(self.app.api_keys.as_deref(), needs_key, authorization)
+            .map_err(|err| convert::unauthenticated(&err))
     }
 
     /// Runs one call: counts it in flight, and records its method, model and status code.
@@ -234,7 +232,7 @@ impl GrpcInferenceService for Inference {
         &self,
         request: Request<ServerLiveRequest>,
     ) -> Result<Response<ServerLiveResponse>, Status> {
-        self.authorize(&request, "/v2/health/live")?;
+        self.authorize(&request, Route::OipLive)?;
         let live = oip::server_live(&self.app);
         self.call("ServerLive", None, async {
             Ok(ServerLiveResponse { live })
@@ -246,7 +244,7 @@ impl GrpcInferenceService for Inference {
         &self,
         request: Request<ServerReadyRequest>,
     ) -> Result<Response<ServerReadyResponse>, Status> {
-        self.authorize(&request, "/v2/health/ready")?;
+        self.authorize(&request, Route::OipReady)?;
         let ready = oip::server_ready(&self.app);
         self.call("ServerReady", None, async {
             Ok(ServerReadyResponse { ready })
@@ -258,7 +256,7 @@ impl GrpcInferenceService for Inference {
         &self,
         request: Request<ModelReadyRequest>,
     ) -> Result<Response<ModelReadyResponse>, Status> {
-        self.authorize(&request, "/v2/models/{name}/ready")?;
+        self.authorize(&request, Route::OipModelReady)?;
         let request = request.into_inner();
         let version = Some(request.version.as_str()).filter(|v| !v.is_empty());
         let work = async {
@@ -273,7 +271,7 @@ impl GrpcInferenceService for Inference {
         &self,
         request: Request<ServerMetadataRequest>,
     ) -> Result<Response<ServerMetadataResponse>, Status> {
-        self.authorize(&request, "/v2")?;
+        self.authorize(&request, Route::OipServer)?;
         let metadata = convert::server_metadata(oip::server_metadata());
         self.call("ServerMetadata", None, async { Ok(metadata) })
             .await
@@ -283,7 +281,7 @@ impl GrpcInferenceService for Inference {
         &self,
         request: Request<ModelMetadataRequest>,
     ) -> Result<Response<ModelMetadataResponse>, Status> {
-        self.authorize(&request, "/v2/models/{name}")?;
+        self.authorize(&request, Route::OipModel)?;
         let request = request.into_inner();
         let version = Some(request.version.as_str()).filter(|v| !v.is_empty());
         let work = async {
@@ -301,7 +299,7 @@ impl GrpcInferenceService for Inference {
         &self,
         request: Request<ModelInferRequest>,
     ) -> Result<Response<ModelInferResponse>, Status> {
-        self.authorize(&request, "/v2/models/{name}/infer")?;
+        self.authorize(&request, Route::OipInfer)?;
         let timeout = grpc_timeout(request.metadata());
         let message = request.into_inner();
         let model = message.model_name.clone();

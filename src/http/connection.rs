@@ -330,7 +330,7 @@ pub struct Watched<T> {
     requests_seen: u64,
 }
 
-impl<T: super::tls::Peek + Sync> super::tls::Peek for Watched<T> {
+impl<T: crate::security::tls::Peek + Sync> crate::security::tls::Peek for Watched<T> {
     async fn peek(&self, buf: &mut [u8]) -> std::io::Result<usize> {
         self.inner.peek(buf).await
     }

@@ -8,6 +8,7 @@
 
 use std::fmt::Display;
 
+use crate::security::keys::AuthError;
 use hyper::header::{HeaderValue, ALLOW, RETRY_AFTER, WWW_AUTHENTICATE};
 use hyper::{Method, StatusCode};
 
@@ -136,9 +137,7 @@ impl ApiError {
     /// A route that needs an API key (`api_keys_file` is set) was called without one: 401
     /// with the challenge of RFC 6750.
     pub fn api_key_missing() -> ApiError {
-        let mut err = ApiError::unauthorized(
-            "this route needs an API key; send Authorization: Bearer <key> with a key from api_keys_file",
-        );
+        let mut err = ApiError::unauthorized(AuthError::Missing.to_string());
         err.www_authenticate = Some(r#"Bearer realm="hotserve""#);
         err
     }
@@ -146,8 +145,7 @@ impl ApiError {
     /// An API key that is not in `api_keys_file`: 401 (RFC 6750's `invalid_token`), so a
     /// client retries with another key rather than giving up as on a 403.
     pub fn api_key_wrong() -> ApiError {
-        let mut err =
-            ApiError::unauthorized("the API key is not valid; send a key listed in api_keys_file");
+        let mut err = ApiError::unauthorized(AuthError::Wrong.to_string());
         err.www_authenticate = Some(r#"Bearer realm="hotserve", error="invalid_token""#);
         err
     }
@@ -389,6 +387,15 @@ impl Probe {
         match self {
             Probe::Pass => StatusCode::OK,
             Probe::Fail => StatusCode::BAD_REQUEST,
+        }
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(err: AuthError) -> ApiError {
+        match err {
+            AuthError::Missing => ApiError::api_key_missing(),
+            AuthError::Wrong => ApiError::api_key_wrong(),
         }
     }
 }

@@ -3,17 +3,13 @@
 //! limits, and routing to [`routes`]. This layer parses and answers; it never
 //! calls ONNX Runtime (predictions go through [`crate::queue::Pool`]).
 
-pub mod auth;
 pub mod connection;
-pub mod credentials;
 pub mod error;
 pub mod routes;
-pub mod tls;
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,70 +21,13 @@ use hyper::header::{HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tracing::Instrument;
 
-use crate::config::Config;
-use crate::live::Live;
-use crate::metrics::{Metrics, ModelMetrics};
-use crate::queue::Pool;
-use crate::reload::webhook::Verifier;
-use crate::reload::Triggers;
+use crate::security::tls::{Refusal, TlsAcceptor};
+pub use crate::state::{App, Served};
 use error::ApiError;
-
-/// Everything a request handler may touch.
-pub struct App {
-    pub config: Arc<Config>,
-    /// The configured models, in configuration order (one for the `MODEL_URI` form).
-    pub models: Vec<Served>,
-    /// Which of `models` the un-prefixed routes (`/predict`, `/v1/model`, ...) serve.
-    pub default: usize,
-    /// One inference pool for every model.
-    pub pool: Arc<Pool>,
-    pub metrics: Arc<Metrics>,
-    /// Set when `webhook_secret` is configured.
-    pub webhook: Option<Verifier>,
-    /// The certificate served, when `tls_cert_file` is configured (for `/health`).
-    pub tls: Option<Arc<tls::Certificates>>,
-    /// The API keys the model routes need, when `api_keys_file` is configured.
-    pub api_keys: Option<Arc<auth::ApiKeysFile>>,
-}
-
-/// One configured model, as the handlers see it.
-pub struct Served {
-    /// The configured name (`/models/{name}/...`, `/health`, the `model` label).
-    pub name: String,
-    /// Its live version and status.
-    pub live: Arc<Live>,
-    /// Its metrics.
-    pub metrics: Arc<ModelMetrics>,
-    /// Asks its reload loop for a check (admin route, webhook).
-    pub triggers: Triggers,
-    /// The registered model name webhooks name (`None` for local models: every registry event
-    /// may concern them).
-    pub registered_name: Option<String>,
-}
-
-impl App {
-    /// The model the un-prefixed routes serve.
-    pub fn default_model(&self) -> &Served {
-        &self.models[self.default]
-    }
-
-    /// The model configured as `name`.
-    pub fn model(&self, name: &str) -> Option<&Served> {
-        self.models.iter().find(|model| model.name == name)
-    }
-
-    /// The configured names, in configuration order.
-    pub fn model_names(&self) -> Vec<&str> {
-        self.models
-            .iter()
-            .map(|model| model.name.as_str())
-            .collect()
-    }
-}
 
 /// The response type of every handler.
 pub type HttpResponse = Response<Full<Bytes>>;
@@ -103,7 +42,7 @@ pub static X_MODEL_VERSION: HeaderName = HeaderName::from_static("x-model-versio
 /// client never holds the accept loop.
 pub async fn serve(
     listener: TcpListener,
-    tls: Option<tls::TlsAcceptor>,
+    tls: Option<TlsAcceptor>,
     app: Arc<App>,
     shutdown: impl Future<Output = ()>,
     grace: Duration,
@@ -115,7 +54,7 @@ pub async fn serve(
     let (drain, draining) = tokio::sync::watch::channel(false);
     tokio::pin!(shutdown);
     while let Some((stream, peer, permit)) =
-        next_connection(&listener, &connections, &mut shutdown).await
+        crate::accept::next_connection(&listener, &connections, &mut shutdown).await
     {
         let activity = Arc::new(connection::Activity::default());
         let stream =
@@ -150,8 +89,8 @@ pub async fn serve(
                     }
                     Err(refusal) => {
                         let reason = match refusal {
-                            tls::Refusal::PlainHttp => "plain_http_on_tls",
-                            tls::Refusal::Handshake(err) => {
+                            Refusal::PlainHttp => "plain_http_on_tls",
+                            Refusal::Handshake(err) => {
                                 tracing::debug!(%peer, %err, "TLS handshake failed");
                                 "tls_handshake_failed"
                             }
@@ -179,37 +118,6 @@ pub async fn serve(
     tokio::select! {
         _ = graceful.shutdown() => tracing::info!("all connections closed"),
         _ = tokio::time::sleep(grace) => tracing::warn!(?grace, "shutdown deadline passed with requests still in flight"),
-    }
-}
-
-/// The next client connection of `listener` (with `TCP_NODELAY` set) and the connection slot it
-/// holds, or `None` once `shutdown` resolves. At `max_connections` it stops accepting (clients
-/// wait in the backlog) rather than running out of file descriptors; a failed accept (out of
-/// file descriptors and the like) backs off instead of spinning. Shared by the HTTP and gRPC
-/// listeners.
-pub(crate) async fn next_connection<F: Future<Output = ()>>(
-    listener: &TcpListener,
-    slots: &Arc<Semaphore>,
-    shutdown: &mut Pin<&mut F>,
-) -> Option<(TcpStream, SocketAddr, OwnedSemaphorePermit)> {
-    loop {
-        let permit = tokio::select! {
-            permit = slots.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
-            _ = shutdown.as_mut() => return None,
-        };
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    let _ = stream.set_nodelay(true);
-                    return Some((stream, peer, permit));
-                }
-                Err(err) => {
-                    tracing::warn!(%err, local = ?listener.local_addr().ok(), "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            },
-            _ = shutdown.as_mut() => return None,
-        }
     }
 }
 

@@ -21,106 +21,17 @@ use crate::predict;
 use crate::promote::shadow::Manual;
 use crate::protocol::{self, ContentType};
 use crate::reload::webhook::{self, Delivery, Verdict};
+use crate::route::{Route, Target};
+use crate::security::keys;
 
-/// A routed request: the route's name and the model it served (for metrics) and the response.
+/// A routed request: the route and its `route` label (for metrics), the model it served and
+/// the response.
 pub struct Routed {
     /// The route as metrics name it (`/models/{name}/predict`, not the actual name).
     pub route: &'static str,
     /// The configured name of the model the route served, when it served one.
     pub model: Option<String>,
     pub response: HttpResponse,
-}
-
-/// Which model a route is about.
-#[derive(Debug, PartialEq, Eq)]
-enum Target<'a> {
-    /// None: `/health`, `/metrics`, `/admin/reload`, ...
-    Daemon,
-    /// The default model: the un-prefixed routes.
-    Default,
-    /// `/models/{name}/...`.
-    Named(&'a str),
-    /// `/v2/models/{name}[/versions/{version}]/...`: the Open Inference Protocol, whose
-    /// handlers answer an unknown model or version themselves, in that protocol's shape.
-    Oip {
-        model: &'a str,
-        version: Option<&'a str>,
-    },
-}
-
-/// The route a path names: its name for metrics, its method and its model. Pure.
-fn resolve(path: &str) -> Option<(&'static str, Method, Target<'_>)> {
-    let (name, method) = match path {
-        "/predict" => ("/predict", Method::POST),
-        "/predict/batch" => ("/predict/batch", Method::POST),
-        "/invocations" => ("/invocations", Method::POST),
-        "/ping" => ("/ping", Method::GET),
-        "/v1/model" => ("/v1/model", Method::GET),
-        "/version" => return Some(("/version", Method::GET, Target::Daemon)),
-        "/health" => return Some(("/health", Method::GET, Target::Daemon)),
-        "/health/live" => return Some(("/health/live", Method::GET, Target::Daemon)),
-        "/health/ready" => return Some(("/health/ready", Method::GET, Target::Daemon)),
-        "/metrics" => return Some(("/metrics", Method::GET, Target::Daemon)),
-        "/admin/reload" => return Some(("/admin/reload", Method::POST, Target::Daemon)),
-        "/admin/promote" => return Some(("/admin/promote", Method::POST, Target::Daemon)),
-        "/admin/reject" => return Some(("/admin/reject", Method::POST, Target::Daemon)),
-        "/hooks/mlflow" => return Some(("/hooks/mlflow", Method::POST, Target::Daemon)),
-        "/v2" => return Some(("/v2", Method::GET, Target::Daemon)),
-        "/v2/health/live" => return Some(("/v2/health/live", Method::GET, Target::Daemon)),
-        "/v2/health/ready" => return Some(("/v2/health/ready", Method::GET, Target::Daemon)),
-        _ if path.starts_with("/v2/models/") => return resolve_oip(path),
-        _ => {
-            let rest = path.strip_prefix("/models/")?;
-            let (model, route) = rest.split_once('/').unwrap_or((rest, ""));
-            if model.is_empty() {
-                return None;
-            }
-            let (name, method) = match route {
-                "" => ("/models/{name}", Method::GET),
-                "ready" => ("/models/{name}/ready", Method::GET),
-                "predict" => ("/models/{name}/predict", Method::POST),
-                "predict/batch" => ("/models/{name}/predict/batch", Method::POST),
-                "invocations" => ("/models/{name}/invocations", Method::POST),
-                _ => return None,
-            };
-            return Some((name, method, Target::Named(model)));
-        }
-    };
-    Some((name, method, Target::Default))
-}
-
-/// The Open Inference Protocol's model routes: `/v2/models/{name}[/versions/{version}]`,
-/// then nothing (metadata), `/ready` or `/infer`. Pure.
-fn resolve_oip(path: &str) -> Option<(&'static str, Method, Target<'_>)> {
-    let rest = path.strip_prefix("/v2/models/")?;
-    let mut parts = rest.split('/');
-    let model = parts.next().filter(|m| !m.is_empty())?;
-    let parts: Vec<&str> = parts.collect();
-    let (name, method, version) = match parts.as_slice() {
-        [] => ("/v2/models/{name}", Method::GET, None),
-        ["ready"] => ("/v2/models/{name}/ready", Method::GET, None),
-        ["infer"] => ("/v2/models/{name}/infer", Method::POST, None),
-        ["versions", version] => (
-            "/v2/models/{name}/versions/{version}",
-            Method::GET,
-            Some(*version),
-        ),
-        ["versions", version, "ready"] => (
-            "/v2/models/{name}/versions/{version}/ready",
-            Method::GET,
-            Some(*version),
-        ),
-        ["versions", version, "infer"] => (
-            "/v2/models/{name}/versions/{version}/infer",
-            Method::POST,
-            Some(*version),
-        ),
-        _ => return None,
-    };
-    if version.is_some_and(str::is_empty) {
-        return None;
-    }
-    Some((name, method, Target::Oip { model, version }))
 }
 
 /// How much of a refused request's body is read (and within how long) before the refusal.
@@ -131,99 +42,90 @@ const REFUSAL_DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(1
 pub async fn route(app: &App, request: Request<Incoming>) -> Routed {
     let method = request.method().clone();
     let path = request.uri().path().to_string();
-    let answer = |route, model: Option<&Served>, response| Routed {
-        route,
+    let routed = crate::route::resolve(&path);
+    let (route, target) = (routed.route, routed.target);
+    let label = route.label(target);
+    let answer = |model: Option<&Served>, response| Routed {
+        route: label,
         model: model.map(|m| m.name.clone()),
         response,
     };
     // The Open Inference Protocol's clients read `{"error": ...}`, whatever went wrong.
     let oip = path == "/v2" || path.starts_with("/v2/");
     let shape = |err: ApiError| if oip { err.in_oip_shape() } else { err };
-    let resolved = resolve(&path);
-    let route_name = resolved.as_ref().map_or("other", |(name, _, _)| *name);
     // HTTP/2 has no limit of its own on the number of fields (hyper's HTTP/1 has).
     if request.headers().len() > app.config.max_headers {
         let err = ApiError::too_many_headers(app.config.max_headers);
-        return answer(route_name, None, shape(err).response());
+        return answer(None, shape(err).response());
     }
-    let api_keys = app.api_keys.as_deref();
-    if let Err(err) = super::auth::check(api_keys, &app.config, route_name, request.headers()) {
+    let authorization = request.headers().get(AUTHORIZATION).map(|v| v.as_bytes());
+    let needs_key = route.needs_key(&app.config);
+    if let Err(err) = keys::check(app.api_keys.as_deref(), needs_key, authorization) {
         // Read a small body before refusing: over HTTP/2 an answer given while the client is
         // still sending ends the stream with RST_STREAM, which curl 7.x reports as error 92
         // instead of showing the 401.
         super::drain_body(request, REFUSAL_DRAIN_BYTES, REFUSAL_DRAIN_TIME).await;
-        return answer(route_name, None, shape(err).response());
+        return answer(None, shape(err.into()).response());
     }
-    let Some((name, allowed, target)) = resolved else {
-        return answer("other", None, shape(ApiError::not_found(&path)).response());
-    };
+    if route == Route::Other {
+        return answer(None, shape(ApiError::not_found(&path)).response());
+    }
+    let allowed = route.method();
     let method_ok = method == allowed || (allowed == Method::GET && method == Method::HEAD);
     if !method_ok {
         let err = ApiError::method_not_allowed(&method, &path, &allowed);
-        return answer(name, None, shape(err).response());
-    }
-    if let Target::Oip { model, version } = target {
-        let result = match name {
-            "/v2/models/{name}/infer" | "/v2/models/{name}/versions/{version}/infer" => {
-                oip_infer(app, model, version, request).await
-            }
-            "/v2/models/{name}/ready" | "/v2/models/{name}/versions/{version}/ready" => {
-                oip_model_ready(app, model, version)
-            }
-            _ => oip_model_metadata(app, model, version),
-        };
-        let response = result.unwrap_or_else(|err| shape(err).response());
-        return answer(name, app.model(model), response);
+        return answer(None, shape(err).response());
     }
     let model = match target {
-        Target::Daemon | Target::Oip { .. } => None,
+        Target::Daemon => None,
         Target::Default => Some(app.default_model()),
         Target::Named(wanted) => match app.model(wanted) {
             Some(model) => Some(model),
             None => {
                 let err = ApiError::unknown_model(wanted, &app.model_names());
-                return answer(name, None, err.response());
+                return answer(None, err.response());
             }
         },
+        Target::Oip { model, version } => {
+            let result = match route {
+                Route::OipInfer => oip_infer(app, model, version, request).await,
+                Route::OipModelReady => oip_model_ready(app, model, version),
+                _ => oip_model_metadata(app, model, version),
+            };
+            let response = result.unwrap_or_else(|err| shape(err).response());
+            return answer(app.model(model), response);
+        }
     };
-    let result = match (name, model) {
-        ("/predict" | "/models/{name}/predict", Some(model)) => predict(app, model, request).await,
-        ("/predict/batch" | "/models/{name}/predict/batch", Some(model)) => {
-            predict_batch(app, model, request).await
-        }
-        ("/invocations" | "/models/{name}/invocations", Some(model)) => {
-            invocations(app, model, request).await
-        }
-        ("/ping", Some(model)) => Ok(ping(model)),
-        ("/models/{name}/ready", Some(model)) => Ok(model_ready(model)),
-        ("/v1/model" | "/models/{name}", Some(model)) => model_metadata(model),
-        ("/version", _) => Ok(text(
+    let result = match (route, model) {
+        (Route::Predict, Some(model)) => predict(app, model, request).await,
+        (Route::PredictBatch, Some(model)) => predict_batch(app, model, request).await,
+        (Route::Invocations, Some(model)) => invocations(app, model, request).await,
+        (Route::Ping, Some(model)) => Ok(ping(model)),
+        (Route::ModelReady, Some(model)) => Ok(model_ready(model)),
+        (Route::ModelMetadata, Some(model)) => model_metadata(model),
+        (Route::Version, _) => Ok(text(
             StatusCode::OK,
             format!("{}\n", env!("CARGO_PKG_VERSION")),
             "text/plain; charset=utf-8",
         )),
-        ("/health", _) => Ok(health(app)),
-        ("/health/live", _) => Ok(json(StatusCode::OK, &json!({"status": "alive"}))),
-        ("/health/ready", _) => ready(app, request.uri().query().unwrap_or("")),
-        ("/metrics", _) => Ok(text(
+        (Route::Health, _) => Ok(health(app)),
+        (Route::HealthLive, _) => Ok(json(StatusCode::OK, &json!({"status": "alive"}))),
+        (Route::HealthReady, _) => ready(app, request.uri().query().unwrap_or("")),
+        (Route::Metrics, _) => Ok(text(
             StatusCode::OK,
             app.metrics.render(),
             "text/plain; version=0.0.4; charset=utf-8",
         )),
-        ("/admin/reload", _) => admin_reload(app, request).await,
-        ("/admin/promote", _) => admin_decide(app, &request, Manual::Promote),
-        ("/admin/reject", _) => admin_decide(app, &request, Manual::Reject),
-        ("/hooks/mlflow", _) => webhook(app, request).await,
-        ("/v2", _) => Ok(oip_server_metadata()),
-        ("/v2/health/live", _) => Ok(oip_probe("live", oip::server_live(app), None)),
-        ("/v2/health/ready", _) => Ok(oip_server_ready(app)),
+        (Route::AdminReload, _) => admin_reload(app, request).await,
+        (Route::AdminPromote, _) => admin_decide(app, &request, Manual::Promote),
+        (Route::AdminReject, _) => admin_decide(app, &request, Manual::Reject),
+        (Route::Webhook, _) => webhook(app, request).await,
+        (Route::OipServer, _) => Ok(oip_server_metadata()),
+        (Route::OipLive, _) => Ok(oip_probe("live", oip::server_live(app), None)),
+        (Route::OipReady, _) => Ok(oip_server_ready(app)),
         _ => Err(ApiError::not_found(&path)),
     };
-    answer(
-        name,
-        model,
-        result.unwrap_or_else(|err| shape(err).response()),
-    )
+    answer(model, result.unwrap_or_else(|err| shape(err).response()))
 }
 
 /// `GET /v2`: the server's name, version and protocol extensions.
@@ -619,7 +521,7 @@ fn model_health(served: &Served) -> (Value, Probe) {
         "last_check": status.last_check,
         "last_reload": status.last_reload,
         "last_error": status.last_error,
-        "shadow": served.live.shadow.describe(),
+        "shadow": served.shadow.describe(),
         "last_promotion": status.last_promotion,
         "download": status.download,
     });
@@ -736,7 +638,7 @@ fn admin_authorized(app: &App, request: &Request<Incoming>) -> Result<(), ApiErr
                 "send Authorization: Bearer <HOTSERVE_ADMIN_TOKEN>",
             ))
         }
-        Some(given) if !constant_time_eq(given.as_bytes(), token.as_bytes()) => {
+        Some(given) if !keys::same_secret(given.as_bytes(), token.as_bytes()) => {
             return Err(ApiError::forbidden("the admin token is wrong"))
         }
         Some(_) => {}
@@ -759,7 +661,7 @@ fn admin_decide(
             .ok_or_else(|| ApiError::unknown_model(name, &app.model_names()))?,
         None => app.default_model(),
     };
-    let Some(version) = served.live.shadow.decide_by_hand(manual) else {
+    let Some(version) = served.shadow.decide_by_hand(manual) else {
         return Err(ApiError::conflict(format!(
             "model '{}' has no version in shadow; GET /health shows the last promotion decision",
             served.name
@@ -867,54 +769,9 @@ fn concerns(registered: Option<&str>, named: Option<&str>) -> bool {
     }
 }
 
-pub(super) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    #[rustfmt::skip]
-    fn paths() {
-        let check = |path: &str, expected: Option<(&str, Method, Target<'_>)>| {
-            assert_eq!(resolve(path), expected, "{path}");
-        };
-        check("/predict", Some(("/predict", Method::POST, Target::Default)));
-        check("/v1/model", Some(("/v1/model", Method::GET, Target::Default)));
-        check("/ping", Some(("/ping", Method::GET, Target::Default)));
-        check("/health/ready", Some(("/health/ready", Method::GET, Target::Daemon)));
-        check("/admin/reload", Some(("/admin/reload", Method::POST, Target::Daemon)));
-        check("/admin/promote", Some(("/admin/promote", Method::POST, Target::Daemon)));
-        check("/admin/reject", Some(("/admin/reject", Method::POST, Target::Daemon)));
-        check("/models/a", Some(("/models/{name}", Method::GET, Target::Named("a"))));
-        check("/models/a/ready", Some(("/models/{name}/ready", Method::GET, Target::Named("a"))));
-        check("/models/a.b-1/predict", Some(("/models/{name}/predict", Method::POST, Target::Named("a.b-1"))));
-        check("/models/a/predict/batch", Some(("/models/{name}/predict/batch", Method::POST, Target::Named("a"))));
-        check("/models/a/invocations", Some(("/models/{name}/invocations", Method::POST, Target::Named("a"))));
-        check("/models/a/health", None);
-        check("/models/a/predict/", None);
-        check("/models/", None);
-        check("/models", None);
-        check("/predict/", None);
-        check("/v2", Some(("/v2", Method::GET, Target::Daemon)));
-        check("/v2/health/live", Some(("/v2/health/live", Method::GET, Target::Daemon)));
-        check("/v2/health/ready", Some(("/v2/health/ready", Method::GET, Target::Daemon)));
-        let oip = |model, version| Target::Oip { model, version };
-        check("/v2/models/a", Some(("/v2/models/{name}", Method::GET, oip("a", None))));
-        check("/v2/models/a/ready", Some(("/v2/models/{name}/ready", Method::GET, oip("a", None))));
-        check("/v2/models/a/infer", Some(("/v2/models/{name}/infer", Method::POST, oip("a", None))));
-        check("/v2/models/a/versions/3", Some(("/v2/models/{name}/versions/{version}", Method::GET, oip("a", Some("3")))));
-        check("/v2/models/a/versions/3/ready", Some(("/v2/models/{name}/versions/{version}/ready", Method::GET, oip("a", Some("3")))));
-        check("/v2/models/a/versions/3/infer", Some(("/v2/models/{name}/versions/{version}/infer", Method::POST, oip("a", Some("3")))));
-        check("/v2/models/a/versions//infer", None);
-        check("/v2/models/a/versions", None);
-        check("/v2/models/a/stats", None);
-        check("/v2/models/", None);
-        check("/v2/models", None);
-        check("/v2/health", None);
-    }
 
     #[test]
     #[rustfmt::skip]

@@ -15,6 +15,7 @@
 //! - [`wordpiece`] tokenizes ASCII text for BERT-uncased tokenizers without `tokenizers`' bookkeeping.
 
 pub mod bundle;
+mod error;
 pub mod initializers;
 pub mod load;
 pub mod mlmodel;
@@ -32,7 +33,8 @@ use ort::session::SessionInputValue;
 use ort::value::Tensor;
 use serde::Serialize;
 
-pub use load::{load, LoadOptions, ModelError};
+pub use error::{GoldenMiss, ModelError};
+pub use load::{load, LoadOptions};
 pub use mlmodel::MlModel;
 pub use sessions::Slot;
 

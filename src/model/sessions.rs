@@ -37,8 +37,8 @@ use ort::environment::Environment;
 use ort::session::builder::{GraphOptimizationLevel, PrepackedWeights, SessionBuilder};
 use ort::session::Session;
 
+use super::error::ModelError;
 use super::initializers::{self, Initializer};
-use super::load::ModelError;
 
 /// How to build a model's sessions.
 #[derive(Clone, Copy, Debug)]

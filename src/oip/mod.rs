@@ -17,11 +17,11 @@ use std::time::Instant;
 
 use serde_json::{Map, Value};
 
-use crate::http::{App, Served};
 use crate::model::tensor::{NamedTensor, TensorData};
 use crate::model::{argmax, InferError, Model, TensorDesc};
 use crate::predict;
 use crate::queue::PoolError;
+use crate::state::{App, Served};
 
 /// A tensor element type as the protocol names it ("FP32", "BYTES", ...).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::settings::Promotion;
+use super::Promotion;
 use crate::model::tensor::{NamedTensor, TensorData};
 use crate::model::{argmax, Scores};
 
@@ -290,8 +290,8 @@ fn words(duration: Duration) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::super::settings::Mode;
     use super::*;
+    use crate::config::promotion::Mode;
 
     fn settings() -> Promotion {
         Promotion {

@@ -23,16 +23,7 @@ pub const MIN_JOBS: u64 = 20;
 /// How often the guard looks at the figures.
 const TICK: Duration = Duration::from_millis(200);
 
-/// The guard's settings.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Guard {
-    /// How long the new version is watched (zero: no guard).
-    pub window: Duration,
-    /// Largest share of jobs that may fail.
-    pub max_error_rate: f64,
-    /// Largest p99 inference time over the previous version's.
-    pub max_latency_ratio: f64,
-}
+pub use crate::config::promotion::Guard;
 
 /// This model's counters at one moment.
 #[derive(Clone, Debug, Default, PartialEq)]

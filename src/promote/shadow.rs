@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 use tokio::sync::Notify;
 
 use super::compare::{compare_scores, compare_tensors, judge, sampled, Figures, Sample, Verdict};
-use super::settings::Promotion;
+use super::Promotion;
 use crate::live::{describe, Live};
 use crate::metrics::ModelMetrics;
 use crate::model::tensor::NamedTensor;
@@ -284,17 +284,19 @@ pub fn offer_tensors(
     }
 }
 
-/// Holds `model` beside the live version of `live` and compares it on copies of live requests
-/// until the figures decide, or an operator does. The slot is empty again when it returns.
+/// Holds `model` in `slot`, beside the live version of `live`, and compares it on copies of
+/// live requests until the figures decide, or an operator does. The slot is empty again when
+/// it returns.
 pub async fn evaluate(
     live: &Live,
+    slot: &Slot,
     metrics: &Arc<ModelMetrics>,
     model: Arc<Model>,
     settings: &Promotion,
 ) -> Decision {
     let candidate = Arc::new(Candidate::new(model, settings.clone(), metrics.clone()));
-    live.shadow.candidate.store(Some(candidate.clone()));
-    let _installed = Installed(&live.shadow);
+    slot.candidate.store(Some(candidate.clone()));
+    let _installed = Installed(slot);
     let info = &candidate.model.info;
     let serving = live
         .current()

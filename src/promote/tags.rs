@@ -60,13 +60,6 @@ pub fn tags(instance: &str, status: Status, reason: &str, at: SystemTime) -> Vec
     ]
 }
 
-/// `instance_name`'s default: `HOSTNAME` (a pod's name in Kubernetes), else `hotserve`.
-pub fn default_instance_name(env: &dyn Fn(&str) -> Option<String>) -> String {
-    env("HOSTNAME")
-        .filter(|name| !name.is_empty())
-        .unwrap_or_else(|| "hotserve".to_string())
-}
-
 impl Reporter {
     pub fn new(client: MlflowClient, instance: String, metrics: Arc<ModelMetrics>) -> Reporter {
         Reporter {
@@ -135,20 +128,5 @@ mod tests {
         );
         assert_eq!(got[0].1, "refused");
         assert!(got[2].1.starts_with("2025-11-24T"), "{}", got[2].1);
-    }
-
-    #[test]
-    fn the_instance_defaults_to_the_host_name() {
-        let check = |hostname: Option<&str>, expected: &str| {
-            let env = |name: &str| {
-                (name == "HOSTNAME")
-                    .then(|| hostname.map(str::to_string))
-                    .flatten()
-            };
-            assert_eq!(default_instance_name(&env), expected, "{hostname:?}");
-        };
-        check(Some("pod-7"), "pod-7");
-        check(Some(""), "hotserve");
-        check(None, "hotserve");
     }
 }

@@ -18,9 +18,11 @@
 pub mod artifacts;
 pub mod client;
 mod error;
+pub mod location;
 pub mod progress;
 pub mod resolve;
 mod rest;
+mod secret;
 pub mod settings;
 pub mod uri;
 

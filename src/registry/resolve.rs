@@ -152,7 +152,8 @@ async fn resolve_bucket(
     // The model is named after its folder, or after the folder a pointer object is in.
     let mut named = parsed.prefix.as_str();
     if snapshot.0.is_empty() {
-        let pointer = store::follow_pointer(client.stores(), client.settings(), uri, &parsed);
+        let access = client.settings().store_access();
+        let pointer = store::follow_pointer(client.stores(), &access, uri, &parsed);
         if let Some(target) = pointer.await? {
             snapshot = store_snapshot(client, uri, &target).await?;
             artifact_uri = target.display();

@@ -10,35 +10,9 @@ use std::time::Duration;
 
 use reqwest::Url;
 
-use super::artifacts::store::StoreSettings;
+use super::artifacts::store::{Access, StoreSettings};
+pub use super::secret::Secret;
 use super::RegistryError;
-
-/// A credential. Its `Debug` and `Display` never show the value.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Secret {
-        Secret(value.into())
-    }
-
-    /// The value, for building the `Authorization` header and nothing else.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
 
 /// How to talk to MLflow. Built by [`MlflowSettings::from_env`] with MLflow's defaults; tests
 /// may adjust fields (e.g. a shorter backoff) before building a client.
@@ -129,6 +103,16 @@ const MAX_RETRIES_LIMIT: u32 = 10;
 const MAX_BACKOFF_FACTOR: f64 = 120.0;
 
 impl MlflowSettings {
+    /// What reading object stores needs of these settings.
+    pub fn store_access(&self) -> Access {
+        Access {
+            stores: self.stores.clone(),
+            request_timeout: self.request_timeout,
+            max_retries: self.max_retries,
+            backoff_factor: self.backoff_factor,
+        }
+    }
+
     /// Reads MLflow's client variables; reports every malformed one together.
     pub fn from_env(env: &dyn Fn(&str) -> Option<String>) -> Result<MlflowSettings, RegistryError> {
         let defaults = MlflowSettings::default();
@@ -189,7 +173,7 @@ impl MlflowSettings {
             );
         }
         let username = get("MLFLOW_TRACKING_USERNAME");
-        let password = get("MLFLOW_TRACKING_PASSWORD").map(Secret);
+        let password = get("MLFLOW_TRACKING_PASSWORD").map(Secret::new);
         if username.is_some() != password.is_some() {
             problems.push(
                 "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD must be set together".into(),
@@ -201,7 +185,7 @@ impl MlflowSettings {
         Ok(MlflowSettings {
             tracking_uri: get("MLFLOW_TRACKING_URI"),
             registry_uri: get("MLFLOW_REGISTRY_URI"),
-            token: get("MLFLOW_TRACKING_TOKEN").map(Secret),
+            token: get("MLFLOW_TRACKING_TOKEN").map(Secret::new),
             username,
             password,
             insecure_tls,
@@ -263,7 +247,7 @@ pub(crate) fn parse_server_uri(variable: &str, raw: &str) -> Result<Server, Stri
         let decode = |s: &str| super::uri::percent_decode(s).unwrap_or_else(|| s.to_string());
         (
             decode(url.username()),
-            Secret(decode(url.password().unwrap_or(""))),
+            Secret::new(decode(url.password().unwrap_or(""))),
         )
     });
     let mut base = url;

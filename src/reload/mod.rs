@@ -34,52 +34,12 @@ pub mod webhook;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde::Serialize;
 use tokio::sync::Notify;
 
+pub use crate::live::status::{Attempt, CheckResult, Trigger};
 pub use error::{ReloadError, SetupError};
 pub use reloader::{Plan, Reloader, Source};
-pub use report::{Attempt, CheckResult, Outcome};
-
-/// What started a check; named in logs and in `/health`'s `last_check.trigger`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Trigger {
-    /// The first check when the daemon starts.
-    Startup,
-    /// The poll timer.
-    Poll,
-    /// The backoff timer after a check that may succeed soon (registry down, directory busy).
-    Retry,
-    /// The file watcher of a local model directory.
-    Watch,
-    /// `POST /admin/reload`.
-    Admin,
-    /// `POST /hooks/mlflow`.
-    Webhook,
-    /// `SIGHUP` (`systemctl reload`).
-    Signal,
-}
-
-impl Trigger {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Trigger::Startup => "startup",
-            Trigger::Poll => "poll",
-            Trigger::Retry => "retry",
-            Trigger::Watch => "watch",
-            Trigger::Admin => "admin",
-            Trigger::Webhook => "webhook",
-            Trigger::Signal => "signal",
-        }
-    }
-}
-
-impl std::fmt::Display for Trigger {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use report::Outcome;
 
 /// Runs file-system work of the reload path on tokio's blocking pool. Every `std::fs` call of
 /// the pipeline goes through here (or through the loading thread), so the async runtime never

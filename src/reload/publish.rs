@@ -154,7 +154,14 @@ async fn shadow(reloader: &Reloader, model: Model) -> Result<Arc<Model>, ReloadE
         Status::Shadow,
         &format!("compared with {serving} on live requests"),
     );
-    let decision = evaluate(&reloader.live, metrics, model.clone(), settings).await;
+    let decision = evaluate(
+        &reloader.live,
+        &reloader.shadow,
+        metrics,
+        model.clone(),
+        settings,
+    )
+    .await;
     let (result, reason) = match &decision {
         Decision::Promote(why) => (PromotionResult::Promoted, why.clone()),
         Decision::Refuse(why) => (PromotionResult::Refused, why.clone()),

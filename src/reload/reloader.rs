@@ -16,6 +16,7 @@ use super::{local, on_disk, remote, SetupError, Trigger};
 use crate::config::{Config, ReloadPolicy};
 use crate::live::Live;
 use crate::metrics::ModelMetrics;
+use crate::promote::shadow::Slot;
 use crate::registry::{self, MlflowClient, ModelUri, RemoteUri};
 use crate::sdnotify::Notifier;
 
@@ -96,6 +97,9 @@ pub struct Reloader {
     /// The model's name, URI, poll interval and reload policy.
     pub plan: Plan,
     pub live: Arc<Live>,
+    /// The version compared with the live one before a swap (`promotion: shadow`), shared
+    /// with the transports that copy requests to it.
+    pub shadow: Arc<Slot>,
     /// This model's metrics.
     pub metrics: Arc<ModelMetrics>,
     /// systemd notifications (`READY=1` when the model goes live after a failed start).
@@ -145,6 +149,7 @@ impl Reloader {
             config,
             plan,
             live,
+            shadow: Arc::default(),
             metrics,
             notifier,
             source,

@@ -4,11 +4,8 @@
 
 use std::time::{Duration, SystemTime};
 
-use serde::Serialize;
-
-use super::{ReloadError, Reloader, Trigger};
+use super::{Attempt, CheckResult, ReloadError, Reloader, Trigger};
 use crate::live::describe;
-use crate::model::rfc3339;
 
 /// What one check did.
 #[derive(Debug)]
@@ -28,43 +25,6 @@ pub enum Outcome {
     /// The registry could not be reached with nothing live, so the last known good model was
     /// loaded from the cache; the registry is retried soon.
     ServingCached { version: String, error: ReloadError },
-}
-
-/// The kind of an [`Outcome`], as metrics and `/health` name it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CheckResult {
-    Unchanged,
-    Loaded,
-    SkippedBad,
-    Failed,
-}
-
-impl CheckResult {
-    /// The `result` label of `hotserve_reloads_total`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CheckResult::Unchanged => "unchanged",
-            CheckResult::Loaded => "loaded",
-            CheckResult::SkippedBad => "skipped_bad",
-            CheckResult::Failed => "failed",
-        }
-    }
-}
-
-/// The outcome of one check, as `/health` shows it.
-#[derive(Clone, Debug, Serialize)]
-pub struct Attempt {
-    #[serde(with = "rfc3339")]
-    pub at: SystemTime,
-    /// What started it.
-    pub trigger: Trigger,
-    pub result: CheckResult,
-    /// The version it was about, when known.
-    pub version: Option<String>,
-    /// What went wrong, in words.
-    pub error: Option<String>,
-    pub duration_ms: u64,
 }
 
 impl Outcome {

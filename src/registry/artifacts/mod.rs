@@ -19,7 +19,10 @@
 
 mod local;
 mod proxied;
+mod sink;
 pub mod store;
+
+pub(crate) use sink::{unsafe_path, Sink, MAX_DIRECTORIES, MAX_FILES};
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -30,16 +33,11 @@ use reqwest::Url;
 
 use super::client::{Api, MlflowClient};
 use super::{Progress, RegistryError, RemoteFile, Resolution};
-use crate::files::{confine, hex, FileDigest};
-use sha2::{Digest as _, Sha256};
+use crate::files::{confine, FileDigest};
 use store::{Listed, Snapshot, StoreLocation};
-use tokio::io::AsyncWriteExt as _;
 
 /// Files downloaded at the same time.
 const CONCURRENT_FILES: usize = 4;
-/// Listings beyond these bounds are treated as hostile.
-const MAX_FILES: usize = 100_000;
-const MAX_DIRECTORIES: usize = 10_000;
 
 /// A readable artifact location.
 #[derive(Clone, Debug, PartialEq)]
@@ -128,7 +126,13 @@ pub(crate) async fn store_snapshot(
     uri: &str,
     location: &StoreLocation,
 ) -> Result<Snapshot, RegistryError> {
-    let snapshot = store::list(client.stores(), client.settings(), uri, location).await?;
+    let snapshot = store::list(
+        client.stores(),
+        &client.settings().store_access(),
+        uri,
+        location,
+    )
+    .await?;
     check_listing(uri, &snapshot.files())?;
     Ok(snapshot)
 }
@@ -395,78 +399,6 @@ impl Drop for Removal {
     }
 }
 
-/// One file being downloaded into staging: created new, written through a buffer, hashed and
-/// counted on the way, and flushed to disk before its digest is handed out. Each backend reads
-/// its own stream and decides how a wrong size reads; this is what they share.
-pub(super) struct Sink<'a> {
-    uri: &'a str,
-    target: &'a Path,
-    writer: tokio::io::BufWriter<tokio::fs::File>,
-    hasher: Sha256,
-    /// Bytes written so far.
-    received: u64,
-    /// The download's counters.
-    progress: &'a Progress,
-}
-
-impl<'a> Sink<'a> {
-    /// Creates `target`, which must not exist.
-    pub(super) async fn create(
-        uri: &'a str,
-        target: &'a Path,
-        progress: &'a Progress,
-    ) -> Result<Sink<'a>, RegistryError> {
-        let file = tokio::fs::File::create_new(target)
-            .await
-            .map_err(|source| write_error(uri, target, source))?;
-        Ok(Sink {
-            uri,
-            target,
-            writer: tokio::io::BufWriter::with_capacity(256 * 1024, file),
-            hasher: Sha256::new(),
-            received: 0,
-            progress,
-        })
-    }
-
-    /// Bytes written so far.
-    pub(super) fn received(&self) -> u64 {
-        self.received
-    }
-
-    pub(super) async fn write(&mut self, chunk: &[u8]) -> Result<(), RegistryError> {
-        self.received += chunk.len() as u64;
-        self.progress.add(chunk.len() as u64);
-        self.hasher.update(chunk);
-        self.writer
-            .write_all(chunk)
-            .await
-            .map_err(|source| write_error(self.uri, self.target, source))
-    }
-
-    /// Flushes the file to disk and returns its digest under the listed `path`.
-    pub(super) async fn finish(mut self, path: &str) -> Result<FileDigest, RegistryError> {
-        let error = |source| write_error(self.uri, self.target, source);
-        self.writer.flush().await.map_err(error)?;
-        self.writer.get_ref().sync_all().await.map_err(error)?;
-        self.progress.file_done();
-        Ok(FileDigest {
-            path: path.to_string(),
-            size: self.received,
-            sha256: hex(&self.hasher.finalize()),
-        })
-    }
-}
-
-fn write_error(uri: &str, target: &Path, source: std::io::Error) -> RegistryError {
-    RegistryError::Io {
-        uri: uri.to_string(),
-        action: "write",
-        path: target.to_path_buf(),
-        source,
-    }
-}
-
 fn root(
     client: &MlflowClient,
     uri: &str,
@@ -489,15 +421,6 @@ fn root(
             reason,
         },
     })
-}
-
-/// A listed path that may not be written; `reason` completes "refusing artifact path ...".
-fn unsafe_path(uri: &str, path: &str, reason: String) -> RegistryError {
-    RegistryError::UnsafePath {
-        uri: uri.to_string(),
-        path: path.to_string(),
-        reason,
-    }
 }
 
 /// Every path confined, no path listed twice, no path both a file and a directory. `files`
@@ -562,7 +485,7 @@ async fn fetch(
             let listed = listed.expect("object store downloads are planned from a snapshot");
             store::fetch(
                 client.stores(),
-                client.settings(),
+                &client.settings().store_access(),
                 uri,
                 location,
                 listed,

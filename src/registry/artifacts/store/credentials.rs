@@ -16,8 +16,9 @@ use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
 use object_store::http::HttpBuilder;
 use object_store::{BackoffConfig, ClientOptions, ObjectStore, RetryConfig};
 
+use super::Access;
 use super::{error_chain, redact, Store};
-use crate::registry::{MlflowSettings, RegistryError, Secret};
+use crate::registry::{RegistryError, Secret};
 
 /// The variables object stores are configured from, as MLflow's clients read them. Only
 /// variables that are set are kept; values are secrets, `Debug` shows names only.
@@ -310,7 +311,7 @@ impl Stores {
     /// credential file the client needs then, on the blocking pool).
     pub(crate) async fn open(
         &self,
-        settings: &MlflowSettings,
+        settings: &Access,
         uri: &str,
         store: &Store,
     ) -> Result<Arc<dyn ObjectStore>, RegistryError> {
@@ -348,7 +349,7 @@ impl Stores {
 
 /// Builds a store client from the settings.
 fn build(
-    settings: &MlflowSettings,
+    settings: &Access,
     uri: &str,
     store: &Store,
     profile: &Profile,

@@ -1,10 +1,11 @@
 //! The promotion settings of one model ([`Promotion`]): the daemon-wide values from
-//! [`Config`], with the overrides of its `models` entry ([`Overrides`]) on top.
+//! [`Config`], with the overrides of its `models` entry ([`Overrides`]) on top, and the
+//! parsers of their values. Configuration, so it lives here; what the settings do is
+//! `crate::promote`'s.
 
 use std::time::Duration;
 
-use super::guard::Guard;
-use crate::config::Config;
+use super::Config;
 
 /// How a version that passed the gate goes live.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -24,6 +25,17 @@ impl Mode {
             _ => Err("expected immediate or shadow".into()),
         }
     }
+}
+
+/// The guard's settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Guard {
+    /// How long the new version is watched (zero: no guard).
+    pub window: Duration,
+    /// Largest share of jobs that may fail.
+    pub max_error_rate: f64,
+    /// Largest p99 inference time over the previous version's.
+    pub max_latency_ratio: f64,
 }
 
 /// One model's promotion settings, resolved.
@@ -168,9 +180,31 @@ pub fn parse_tolerance(value: &str) -> Result<f64, String> {
     }
 }
 
+/// `instance_name`'s default: `HOSTNAME` (a pod's name in Kubernetes), else `hotserve`.
+pub fn default_instance_name(env: &dyn Fn(&str) -> Option<String>) -> String {
+    env("HOSTNAME")
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "hotserve".to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_instance_defaults_to_the_host_name() {
+        let check = |hostname: Option<&str>, expected: &str| {
+            let env = |name: &str| {
+                (name == "HOSTNAME")
+                    .then(|| hostname.map(str::to_string))
+                    .flatten()
+            };
+            assert_eq!(default_instance_name(&env), expected, "{hostname:?}");
+        };
+        check(Some("pod-7"), "pod-7");
+        check(Some(""), "hotserve");
+        check(None, "hotserve");
+    }
 
     #[test]
     #[rustfmt::skip]

@@ -13,9 +13,11 @@ use arc_swap::ArcSwapOption;
 use serde::Serialize;
 use tokio::sync::watch;
 
+pub mod status;
+
 use crate::metrics::ModelMetrics;
 use crate::model::Model;
-use crate::reload::Attempt;
+use status::{Attempt, Decided};
 
 /// What `/health` reports besides the model itself.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -31,7 +33,7 @@ pub struct Status {
     /// Serving a cached model because the registry could not be reached.
     pub from_cache: bool,
     /// The last promotion decision (`promotion: shadow`).
-    pub last_promotion: Option<crate::promote::Decided>,
+    pub last_promotion: Option<Decided>,
     /// How far the download in progress is, while there is one.
     pub download: Option<crate::registry::ProgressReport>,
 }
@@ -44,8 +46,6 @@ pub struct Live {
     status_line: watch::Sender<String>,
     /// This model's metrics (`hotserve_model_info` follows the live version).
     metrics: Arc<ModelMetrics>,
-    /// The version being compared with the live one before a swap (`promotion: shadow`).
-    pub shadow: crate::promote::shadow::Slot,
 }
 
 impl Live {
@@ -60,7 +60,6 @@ impl Live {
             }),
             status_line,
             metrics,
-            shadow: Default::default(),
         }
     }
 

@@ -1,22 +1,16 @@
-//! Who may call which route. With `api_keys_file` set, the model routes (predictions and
-//! metadata) need `Authorization: Bearer <key>` with a key from that file; the probes and
-//! `/metrics` stay open unless `auth_health` / `auth_metrics` say otherwise; the admin route
-//! and the webhook keep their own credentials (the admin token, the HMAC signature). Which
-//! class a route is in is [`access`], a pure function of the route's name, and it fails
-//! closed: a route it does not name is a model route. The keys file ([`ApiKeys`]) is a
+//! API keys: with `api_keys_file` set, the routes that need one ([`crate::route::Route::needs_key`])
+//! take `Authorization: Bearer <key>` with a key from that file. The keys file ([`ApiKeys`]) is a
 //! [`Watched`] credential, reloaded when it changes; presented keys are compared by SHA-256
-//! digest, in constant time, against every key.
+//! digest, in constant time (`subtle`), against every key. [`check`] is the one decision, and
+//! its refusal ([`AuthError`]) is mapped to a 401 by HTTP and to UNAUTHENTICATED by gRPC.
 
 use std::path::PathBuf;
 
-use hyper::header::{HeaderMap, AUTHORIZATION};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 
 use super::credentials::{Credential, CredentialError, Watched};
-use super::error::ApiError;
-use super::routes::constant_time_eq;
-use crate::config::Config;
 
 /// The API keys in use, reloaded when `api_keys_file` changes.
 pub type ApiKeysFile = Watched<ApiKeys>;
@@ -27,74 +21,41 @@ pub struct ApiKeys {
     digests: Vec<[u8; 32]>,
 }
 
-/// What a route needs before it is served, when `api_keys_file` is set.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Access {
-    /// Predictions and model metadata, and every route not named in [`access`]: an API key.
-    Model,
-    /// Health and readiness probes and `/version`: open unless `auth_health`.
-    Probe,
-    /// `/metrics`: open unless `auth_metrics`.
-    Metrics,
-    /// Routes with credentials of their own (`/admin/reload`: the admin token;
-    /// `/hooks/mlflow`: the webhook signature): never an API key.
-    OwnCredentials,
+/// Why a request was refused its API key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    /// No `Authorization: Bearer` header.
+    #[error("this route needs an API key; send Authorization: Bearer <key> with a key from api_keys_file")]
+    Missing,
+    /// A key that is not in the file.
+    #[error("the API key is not valid; send a key listed in api_keys_file")]
+    Wrong,
 }
 
-/// The class of the route named `route` (the name `routes::resolve` gives it, as in metrics).
-/// Pure. A route added later is a model route until it is named here.
-pub fn access(route: &str) -> Access {
-    match route {
-        "/health"
-        | "/health/live"
-        | "/health/ready"
-        | "/ping"
-        | "/version"
-        | "/models/{name}/ready"
-        | "/v2"
-        | "/v2/health/live"
-        | "/v2/health/ready"
-        | "/v2/models/{name}/ready"
-        | "/v2/models/{name}/versions/{version}/ready" => Access::Probe,
-        "/metrics" => Access::Metrics,
-        "/admin/reload" | "/admin/promote" | "/admin/reject" | "/hooks/mlflow" => {
-            Access::OwnCredentials
-        }
-        _ => Access::Model,
-    }
-}
-
-/// Whether a route of class `access` needs an API key under `config`.
-pub fn needs_key(access: Access, config: &Config) -> bool {
-    match access {
-        Access::Model => true,
-        Access::Probe => config.auth_health,
-        Access::Metrics => config.auth_metrics,
-        Access::OwnCredentials => false,
-    }
-}
-
-/// Lets a request for `route` through, or says why not: a 401 with `WWW-Authenticate`.
+/// Lets a request through when no keys are configured or the route needs none (`needs_key`),
+/// or when its `Authorization` header value carries one of the keys; else says why not.
 pub fn check(
     keys: Option<&ApiKeysFile>,
-    config: &Config,
-    route: &str,
-    headers: &HeaderMap,
-) -> Result<(), ApiError> {
+    needs_key: bool,
+    authorization: Option<&[u8]>,
+) -> Result<(), AuthError> {
     let Some(keys) = keys else {
         return Ok(());
     };
-    if !needs_key(access(route), config) {
+    if !needs_key {
         return Ok(());
     }
-    let presented = headers
-        .get(AUTHORIZATION)
-        .and_then(|value| bearer(value.as_bytes()));
-    match presented {
-        None => Err(ApiError::api_key_missing()),
+    match authorization.and_then(bearer) {
+        None => Err(AuthError::Missing),
         Some(key) if keys.current().contains(key) => Ok(()),
-        Some(_) => Err(ApiError::api_key_wrong()),
+        Some(_) => Err(AuthError::Wrong),
     }
+}
+
+/// Whether `given` is `expected`, in time that does not depend on where they differ (the admin
+/// token).
+pub fn same_secret(given: &[u8], expected: &[u8]) -> bool {
+    given.ct_eq(expected).into()
 }
 
 /// The token of an `Authorization: Bearer <token>` value (the scheme in any case).
@@ -111,7 +72,7 @@ impl ApiKeys {
     pub fn contains(&self, presented: &[u8]) -> bool {
         let presented: [u8; 32] = Sha256::digest(presented).into();
         self.digests.iter().fold(false, |found, digest| {
-            found | constant_time_eq(digest, &presented)
+            found | bool::from(digest.ct_eq(&presented))
         })
     }
 
@@ -214,38 +175,11 @@ mod tests {
     }
 
     #[test]
-    #[rustfmt::skip]
-    fn route_classes() {
-        let check = |route: &str, expected: Access| assert_eq!(access(route), expected, "{route}");
-        check("/predict", Access::Model);
-        check("/predict/batch", Access::Model);
-        check("/invocations", Access::Model);
-        check("/v1/model", Access::Model);
-        check("/models/{name}", Access::Model);
-        check("/models/{name}/predict", Access::Model);
-        check("/models/{name}/predict/batch", Access::Model);
-        check("/models/{name}/invocations", Access::Model);
-        check("/models/{name}/ready", Access::Probe);
-        check("/health", Access::Probe);
-        check("/health/live", Access::Probe);
-        check("/health/ready", Access::Probe);
-        check("/ping", Access::Probe);
-        check("/version", Access::Probe);
-        check("/metrics", Access::Metrics);
-        check("/admin/reload", Access::OwnCredentials);
-        check("/hooks/mlflow", Access::OwnCredentials);
-        check("/admin/promote", Access::OwnCredentials);
-        check("/admin/reject", Access::OwnCredentials);
-        check("/v2", Access::Probe);
-        check("/v2/health/live", Access::Probe);
-        check("/v2/health/ready", Access::Probe);
-        check("/v2/models/{name}/ready", Access::Probe);
-        check("/v2/models/{name}/versions/{version}/ready", Access::Probe);
-        check("/v2/models/{name}", Access::Model);
-        check("/v2/models/{name}/versions/{version}/infer", Access::Model);
-        // Fails closed: unknown paths and routes not classified yet need a key.
-        check("other", Access::Model);
-        check("/v2/models/{name}/infer", Access::Model);
+    fn secrets_compare_whole() {
+        assert!(same_secret(b"admin-secret", b"admin-secret"));
+        assert!(!same_secret(b"admin-secre", b"admin-secret"));
+        assert!(!same_secret(b"admin-secreT", b"admin-secret"));
+        assert!(!same_secret(b"", b"admin-secret"));
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! Credentials kept in files and picked up again when the files change: the TLS certificate
-//! and key ([`super::tls`]) and the API keys ([`super::auth`]). A [`Watched`] value is read
+//! and key ([`super::tls`]) and the API keys ([`super::keys`]). A [`Watched`] value is read
 //! once at startup (a file that cannot be used then stops the daemon with a configuration
 //! error) and checked again every `credentials_check_interval` and on SIGHUP by [`watch`]:
 //! the files are read whole (they are small) and their SHA-256 compared with the last read,
