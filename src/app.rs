@@ -303,6 +303,7 @@ impl Daemon {
                 name: model.reloader.name().to_string(),
                 live: model.reloader.live.clone(),
                 shadow: model.reloader.shadow.clone(),
+                key: crate::queue::ModelKey::new(),
                 metrics: model.reloader.metrics.clone(),
                 triggers: model.triggers.clone(),
                 registered_name: model.reloader.registered_name(),

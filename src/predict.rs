@@ -72,7 +72,7 @@ pub async fn classify(
             .tokenize_seconds
             .observe_duration(tokenize_started.elapsed());
         app.pool
-            .classify(model, &served.metrics, encoded, deadline)
+            .classify(served.for_queue(model), encoded, deadline)
             .await
     };
     let result = within(app, deadline, work).await;
@@ -139,7 +139,7 @@ pub async fn run_tensors(
     let _in_progress = app.pool.begin();
     let work = app
         .pool
-        .run_tensors(model, &served.metrics, inputs, deadline);
+        .run_tensors(served.for_queue(model), inputs, deadline);
     let result = within(app, deadline, work).await;
     if let (Ok(_), Some((candidate, inputs))) = (&result, copy) {
         shadow::offer_tensors(&app.pool, model.clone(), candidate, inputs);

@@ -100,23 +100,7 @@ fn reloading_message(monotonic_usec: u64) -> String {
 /// `CLOCK_MONOTONIC` in microseconds, the clock systemd stamps a reload with. (std's `Instant`
 /// reads the same clock but does not expose its value.)
 fn monotonic_usec() -> u64 {
-    #[repr(C)]
-    struct Timespec {
-        tv_sec: std::ffi::c_long,
-        tv_nsec: std::ffi::c_long,
-    }
-    extern "C" {
-        fn clock_gettime(clock: std::ffi::c_int, time: *mut Timespec) -> std::ffi::c_int;
-    }
-    const CLOCK_MONOTONIC: std::ffi::c_int = 1;
-    let mut time = Timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes one timespec (two C longs on Linux) through a valid pointer.
-    if unsafe { clock_gettime(CLOCK_MONOTONIC, &mut time) } != 0 {
-        return 0;
-    }
+    let time = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
     time.tv_sec as u64 * 1_000_000 + time.tv_nsec as u64 / 1_000
 }
 

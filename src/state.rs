@@ -8,8 +8,9 @@ use std::sync::Arc;
 use crate::config::Config;
 use crate::live::Live;
 use crate::metrics::{Metrics, ModelMetrics};
+use crate::model::Model;
 use crate::promote::shadow::Slot;
-use crate::queue::Pool;
+use crate::queue::{For, ModelKey, Pool};
 use crate::reload::webhook::Verifier;
 use crate::reload::Triggers;
 use crate::security::keys::ApiKeysFile;
@@ -46,6 +47,8 @@ pub struct Served {
     /// The version compared with the live one before a swap (`promotion: shadow`), shared
     /// with its reload pipeline.
     pub shadow: Arc<Slot>,
+    /// Who its jobs are for in the inference queue.
+    pub key: ModelKey,
     /// The registered model name webhooks name (`None` for local models: every registry event
     /// may concern them).
     pub registered_name: Option<String>,
@@ -68,5 +71,16 @@ impl App {
             .iter()
             .map(|model| model.name.as_str())
             .collect()
+    }
+}
+
+impl Served {
+    /// Who a job is for, when it runs on `model` (the version the request took).
+    pub fn for_queue<'a>(&'a self, model: &'a Arc<Model>) -> For<'a> {
+        For {
+            key: self.key,
+            model,
+            metrics: &self.metrics,
+        }
     }
 }

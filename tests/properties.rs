@@ -20,7 +20,7 @@ use hotserve::model::bundle::{extract, BundleError};
 use hotserve::model::tensor::tensors_for;
 use hotserve::model::wordpiece::FastBert;
 use hotserve::model::{MlModel, TensorDesc};
-use hotserve::oip::{rest, Data, Datatype};
+use hotserve::oip::{rest, ElementType as Datatype, Values as Data};
 use hotserve::protocol::{parse_batch, parse_invocation, parse_predict, BadRequest, ContentType};
 use hotserve::registry::ModelUri;
 use hotserve::reload::webhook::{sign, Delivery, Verdict, Verifier, WebhookError};
@@ -94,7 +94,7 @@ fn check_body(body: &[u8]) -> Result<(), TestCaseError> {
 /// data of any kind, sometimes binary sizes, and requested outputs.
 fn infer_request() -> impl Strategy<Value = Value> {
     let datatype = prop_oneof![
-        prop::sample::select(Datatype::ALL.map(|d| d.as_str()).to_vec()).prop_map(String::from),
+        prop::sample::select(Datatype::ALL.map(|d| d.oip_name()).to_vec()).prop_map(String::from),
         "[A-Z0-9]{0,6}",
     ];
     let shape = prop::collection::vec(prop_oneof![0i64..4, any::<i64>()], 0..4);
@@ -327,7 +327,7 @@ proptest! {
     /// contents carry tensors losslessly.
     #[test]
     fn raw_tensor_data_round_trips(data in tensor_data()) {
-        prop_assert_eq!(Data::from_raw(data.datatype(), &data.to_raw()), Ok(data));
+        prop_assert_eq!(Data::from_raw(data.element_type(), &data.to_raw()), Ok(data));
     }
 
     /// Any bytes are read as any datatype or refused with a reason; what is read writes back

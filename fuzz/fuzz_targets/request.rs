@@ -5,7 +5,8 @@
 #![no_main]
 
 use hotserve::http::error::ApiError;
-use hotserve::model::tensor::{tensors_for, TensorData};
+use hotserve::model::element::Values;
+use hotserve::model::tensor::tensors_for;
 use hotserve::model::TensorDesc;
 use hotserve::protocol::{parse_batch, parse_invocation, parse_predict, BadRequest, ContentType};
 use libfuzzer_sys::fuzz_target;
@@ -21,12 +22,12 @@ fn client_error(error: BadRequest) {
 fn desc(name: &str, dtype: &str, shape: &[i64]) -> TensorDesc {
     TensorDesc {
         name: name.to_string(),
-        dtype: dtype.to_string(),
+        dtype: dtype.into(),
         shape: shape.to_vec(),
     }
 }
 
-fn len(data: &TensorData) -> usize {
+fn len(data: &Values) -> usize {
     data.len()
 }
 

@@ -18,8 +18,8 @@ use super::proto::{
     ModelMetadataResponse, ServerMetadataResponse,
 };
 use crate::oip::{
-    Data, Datatype, InferRequest, InferResponse, ModelMetadata, OipError, RequestedOutput,
-    ServerMetadata, Tensor, TensorMetadata,
+    ElementType, InferRequest, InferResponse, ModelMetadata, OipError, RequestedOutput,
+    ServerMetadata, Tensor, TensorMetadata, Values,
 };
 
 /// How the client sent its tensors, and so how the answer carries them.
@@ -125,7 +125,7 @@ pub fn infer_response(response: InferResponse, contents: Contents) -> ModelInfer
         || response
             .outputs
             .iter()
-            .any(|t| t.data.datatype() == Datatype::Fp16);
+            .any(|t| t.data.element_type() == ElementType::Fp16);
     let mut raw_output_contents = Vec::new();
     let outputs = response
         .outputs
@@ -139,7 +139,7 @@ pub fn infer_response(response: InferResponse, contents: Contents) -> ModelInfer
             };
             InferOutputTensor {
                 name: tensor.name,
-                datatype: tensor.data.datatype().as_str().to_string(),
+                datatype: tensor.data.element_type().oip_name().to_string(),
                 shape: tensor.shape,
                 parameters: Default::default(),
                 contents,
@@ -170,7 +170,7 @@ pub fn model_metadata(metadata: ModelMetadata) -> ModelMetadataResponse {
             .into_iter()
             .map(|t| ProtoTensorMetadata {
                 name: t.name,
-                datatype: t.datatype.as_str().to_string(),
+                datatype: t.datatype.oip_name().to_string(),
                 shape: t.shape,
             })
             .collect()
@@ -189,7 +189,7 @@ pub fn model_metadata(metadata: ModelMetadata) -> ModelMetadataResponse {
 fn input_tensor(input: InferInputTensor, raw: Option<&[u8]>) -> Result<Tensor, OipError> {
     let name = input.name;
     let invalid = |why: String| OipError::Invalid(format!("input '{name}': {why}"));
-    let datatype = Datatype::parse(&input.datatype).ok_or_else(|| {
+    let datatype = ElementType::from_oip_name(&input.datatype).ok_or_else(|| {
         invalid(format!(
             "datatype '{}' is not supported; use BOOL, UINT8, INT8, INT32, INT64, FP16, FP32, FP64 or BYTES",
             input.datatype
@@ -207,16 +207,15 @@ fn input_tensor(input: InferInputTensor, raw: Option<&[u8]>) -> Result<Tensor, O
         .try_fold(1u64, |n, &d| n.checked_mul(d as u64))
         .ok_or_else(|| invalid(format!("shape {:?} is too large", input.shape)))?;
     let data = match raw {
-        Some(raw) => {
-            Data::from_raw(datatype, raw).map_err(|why| invalid(format!("raw contents: {why}")))?
-        }
+        Some(raw) => Values::from_raw(datatype, raw)
+            .map_err(|why| invalid(format!("raw contents: {why}")))?,
         None => from_typed(datatype, input.contents.unwrap_or_default()).map_err(invalid)?,
     };
     if data.len() as u64 != elements {
         return Err(invalid(format!(
             "shape {:?} has {elements} elements but the {} contents hold {}",
             input.shape,
-            datatype.as_str(),
+            datatype.oip_name(),
             data.len()
         )));
     }
@@ -229,7 +228,7 @@ fn input_tensor(input: InferInputTensor, raw: Option<&[u8]>) -> Result<Tensor, O
 
 /// Typed contents from the field that matches `datatype`; values out of the type's range
 /// and contents in another field are refused.
-fn from_typed(datatype: Datatype, contents: InferTensorContents) -> Result<Data, String> {
+fn from_typed(datatype: ElementType, contents: InferTensorContents) -> Result<Values, String> {
     let InferTensorContents {
         bool_contents,
         int_contents,
@@ -251,59 +250,59 @@ fn from_typed(datatype: Datatype, contents: InferTensorContents) -> Result<Data,
         ("bytes_contents", !bytes_contents.is_empty()),
     ];
     let expected = match datatype {
-        Datatype::Bool => "bool_contents",
-        Datatype::Uint8 => "uint_contents",
-        Datatype::Int8 | Datatype::Int32 => "int_contents",
-        Datatype::Int64 => "int64_contents",
-        Datatype::Fp32 => "fp32_contents",
-        Datatype::Fp64 => "fp64_contents",
-        Datatype::Bytes => "bytes_contents",
-        Datatype::Fp16 => {
+        ElementType::Bool => "bool_contents",
+        ElementType::Uint8 => "uint_contents",
+        ElementType::Int8 | ElementType::Int32 => "int_contents",
+        ElementType::Int64 => "int64_contents",
+        ElementType::Fp32 => "fp32_contents",
+        ElementType::Fp64 => "fp64_contents",
+        ElementType::Bytes => "bytes_contents",
+        ElementType::Fp16 => {
             return Err("FP16 has no typed contents; send it in raw_input_contents".into())
         }
     };
     if let Some((field, _)) = filled.iter().find(|(f, set)| *set && *f != expected) {
         return Err(format!(
             "{} data belongs in contents.{expected}, not contents.{field}",
-            datatype.as_str()
+            datatype.oip_name()
         ));
     }
     Ok(match datatype {
-        Datatype::Bool => Data::Bool(bool_contents),
-        Datatype::Uint8 => Data::Uint8(
+        ElementType::Bool => Values::Bool(bool_contents),
+        ElementType::Uint8 => Values::Uint8(
             uint_contents
                 .into_iter()
                 .map(|v| u8::try_from(v).map_err(|_| format!("{v} is out of range for UINT8")))
                 .collect::<Result<_, _>>()?,
         ),
-        Datatype::Int8 => Data::Int8(
+        ElementType::Int8 => Values::Int8(
             int_contents
                 .into_iter()
                 .map(|v| i8::try_from(v).map_err(|_| format!("{v} is out of range for INT8")))
                 .collect::<Result<_, _>>()?,
         ),
-        Datatype::Int32 => Data::Int32(int_contents),
-        Datatype::Int64 => Data::Int64(int64_contents),
-        Datatype::Fp32 => Data::Fp32(fp32_contents),
-        Datatype::Fp64 => Data::Fp64(fp64_contents),
-        Datatype::Bytes => Data::Bytes(bytes_contents),
-        Datatype::Fp16 => unreachable!("refused above"),
+        ElementType::Int32 => Values::Int32(int_contents),
+        ElementType::Int64 => Values::Int64(int64_contents),
+        ElementType::Fp32 => Values::Fp32(fp32_contents),
+        ElementType::Fp64 => Values::Fp64(fp64_contents),
+        ElementType::Bytes => Values::Bytes(bytes_contents),
+        ElementType::Fp16 => unreachable!("refused above"),
     })
 }
 
 /// Typed contents for an output (not FP16: answers with FP16 are raw).
-fn typed_contents(data: Data) -> InferTensorContents {
+fn typed_contents(data: Values) -> InferTensorContents {
     let mut contents = InferTensorContents::default();
     match data {
-        Data::Bool(v) => contents.bool_contents = v,
-        Data::Uint8(v) => contents.uint_contents = v.into_iter().map(u32::from).collect(),
-        Data::Int8(v) => contents.int_contents = v.into_iter().map(i32::from).collect(),
-        Data::Int32(v) => contents.int_contents = v,
-        Data::Int64(v) => contents.int64_contents = v,
-        Data::Fp16(_) => unreachable!("answers with FP16 outputs are raw"),
-        Data::Fp32(v) => contents.fp32_contents = v,
-        Data::Fp64(v) => contents.fp64_contents = v,
-        Data::Bytes(v) => contents.bytes_contents = v,
+        Values::Bool(v) => contents.bool_contents = v,
+        Values::Uint8(v) => contents.uint_contents = v.into_iter().map(u32::from).collect(),
+        Values::Int8(v) => contents.int_contents = v.into_iter().map(i32::from).collect(),
+        Values::Int32(v) => contents.int_contents = v,
+        Values::Int64(v) => contents.int64_contents = v,
+        Values::Fp16(_) => unreachable!("answers with FP16 outputs are raw"),
+        Values::Fp32(v) => contents.fp32_contents = v,
+        Values::Fp64(v) => contents.fp64_contents = v,
+        Values::Bytes(v) => contents.bytes_contents = v,
     }
     contents
 }
@@ -354,12 +353,12 @@ mod tests {
     }
 
     /// Inputs as (name, shape, data).
-    type Inputs<'a> = Vec<(&'a str, Vec<i64>, Data)>;
+    type Inputs<'a> = Vec<(&'a str, Vec<i64>, Values)>;
 
     /// The decoded inputs and contents form, or the error message.
     fn check(request: ModelInferRequest, expected: Result<(Inputs<'_>, Contents), &str>) {
         let got = infer_request(request.clone()).map(|(r, c)| {
-            let inputs: Vec<(String, Vec<i64>, Data)> = r
+            let inputs: Vec<(String, Vec<i64>, Values)> = r
                 .inputs
                 .into_iter()
                 .map(|t| (t.name, t.shape, t.data))
@@ -368,7 +367,7 @@ mod tests {
         });
         match (got, expected) {
             (Ok(got), Ok((inputs, contents))) => {
-                let inputs: Vec<(String, Vec<i64>, Data)> = inputs
+                let inputs: Vec<(String, Vec<i64>, Values)> = inputs
                     .into_iter()
                     .map(|(n, s, d)| (n.to_string(), s, d))
                     .collect();
@@ -396,11 +395,11 @@ mod tests {
     #[test]
     #[rustfmt::skip]
     fn typed_inputs() {
-        check(request(vec![input("x", "FP32", &[1, 2], fp32(&[1.0, 2.0]))], vec![]), Ok((vec![("x", vec![1, 2], Data::Fp32(vec![1.0, 2.0]))], Contents::Typed)));
-        check(request(vec![input("text", "BYTES", &[2], bytes(&["a", "b"]))], vec![]), Ok((vec![("text", vec![2], Data::Bytes(vec![b"a".to_vec(), b"b".to_vec()]))], Contents::Typed)));
-        check(request(vec![input("i", "INT8", &[2], Some(InferTensorContents { int_contents: vec![-1, 127], ..Default::default() }))], vec![]), Ok((vec![("i", vec![2], Data::Int8(vec![-1, 127]))], Contents::Typed)));
-        check(request(vec![input("u", "UINT8", &[1], Some(InferTensorContents { uint_contents: vec![255], ..Default::default() }))], vec![]), Ok((vec![("u", vec![1], Data::Uint8(vec![255]))], Contents::Typed)));
-        check(request(vec![input("e", "FP32", &[0, 4], None)], vec![]), Ok((vec![("e", vec![0, 4], Data::Fp32(vec![]))], Contents::Typed)));
+        check(request(vec![input("x", "FP32", &[1, 2], fp32(&[1.0, 2.0]))], vec![]), Ok((vec![("x", vec![1, 2], Values::Fp32(vec![1.0, 2.0]))], Contents::Typed)));
+        check(request(vec![input("text", "BYTES", &[2], bytes(&["a", "b"]))], vec![]), Ok((vec![("text", vec![2], Values::Bytes(vec![b"a".to_vec(), b"b".to_vec()]))], Contents::Typed)));
+        check(request(vec![input("i", "INT8", &[2], Some(InferTensorContents { int_contents: vec![-1, 127], ..Default::default() }))], vec![]), Ok((vec![("i", vec![2], Values::Int8(vec![-1, 127]))], Contents::Typed)));
+        check(request(vec![input("u", "UINT8", &[1], Some(InferTensorContents { uint_contents: vec![255], ..Default::default() }))], vec![]), Ok((vec![("u", vec![1], Values::Uint8(vec![255]))], Contents::Typed)));
+        check(request(vec![input("e", "FP32", &[0, 4], None)], vec![]), Ok((vec![("e", vec![0, 4], Values::Fp32(vec![]))], Contents::Typed)));
     }
 
     #[test]
@@ -419,10 +418,10 @@ mod tests {
     #[rustfmt::skip]
     fn raw_inputs() {
         let two_floats = [1.0f32.to_le_bytes(), 2.0f32.to_le_bytes()].concat();
-        check(request(vec![input("x", "FP32", &[2], None)], vec![two_floats.clone()]), Ok((vec![("x", vec![2], Data::Fp32(vec![1.0, 2.0]))], Contents::Raw)));
-        check(request(vec![input("h", "FP16", &[1], None)], vec![vec![0x00, 0x3c]]), Ok((vec![("h", vec![1], Data::Fp16(vec![0x3c00]))], Contents::Raw)));
+        check(request(vec![input("x", "FP32", &[2], None)], vec![two_floats.clone()]), Ok((vec![("x", vec![2], Values::Fp32(vec![1.0, 2.0]))], Contents::Raw)));
+        check(request(vec![input("h", "FP16", &[1], None)], vec![vec![0x00, 0x3c]]), Ok((vec![("h", vec![1], Values::Fp16(vec![0x3c00]))], Contents::Raw)));
         let text = [&3u32.to_le_bytes()[..], b"abc"].concat();
-        check(request(vec![input("text", "BYTES", &[1], None)], vec![text]), Ok((vec![("text", vec![1], Data::Bytes(vec![b"abc".to_vec()]))], Contents::Raw)));
+        check(request(vec![input("text", "BYTES", &[1], None)], vec![text]), Ok((vec![("text", vec![1], Values::Bytes(vec![b"abc".to_vec()]))], Contents::Raw)));
         check(request(vec![input("x", "FP32", &[3], None)], vec![two_floats.clone()]), Err("input 'x': shape [3] has 3 elements but the FP32 contents hold 2"));
         check(request(vec![input("x", "FP32", &[1], None)], vec![vec![0, 0, 0]]), Err("input 'x': raw contents: 3 bytes of FP32 data is not a whole number of 4-byte elements"));
         check(request(vec![input("x", "FP32", &[2], None), input("y", "FP32", &[2], None)], vec![two_floats.clone()]), Err("raw_input_contents has 1 entries for 2 inputs; send one per input, in the order of inputs"));
@@ -474,7 +473,7 @@ mod tests {
     }
 
     /// The answer's (contents present per output, raw buffers) for `outputs` in `contents`.
-    fn answer(outputs: Vec<Data>, contents: Contents) -> (Vec<bool>, Vec<Vec<u8>>) {
+    fn answer(outputs: Vec<Values>, contents: Contents) -> (Vec<bool>, Vec<Vec<u8>>) {
         let response = InferResponse {
             id: None,
             model_name: "m".into(),
@@ -503,9 +502,9 @@ mod tests {
     #[test]
     #[rustfmt::skip]
     fn answers_use_the_request_form() {
-        assert_eq!(answer(vec![Data::Fp32(vec![1.0])], Contents::Typed), (vec![true], vec![]));
-        assert_eq!(answer(vec![Data::Fp32(vec![1.0])], Contents::Raw), (vec![false], vec![1.0f32.to_le_bytes().to_vec()]));
-        assert_eq!(answer(vec![Data::Int32(vec![1]), Data::Fp16(vec![0x3c00])], Contents::Typed), (vec![false, false], vec![1i32.to_le_bytes().to_vec(), vec![0x00, 0x3c]]));
+        assert_eq!(answer(vec![Values::Fp32(vec![1.0])], Contents::Typed), (vec![true], vec![]));
+        assert_eq!(answer(vec![Values::Fp32(vec![1.0])], Contents::Raw), (vec![false], vec![1.0f32.to_le_bytes().to_vec()]));
+        assert_eq!(answer(vec![Values::Int32(vec![1]), Values::Fp16(vec![0x3c00])], Contents::Typed), (vec![false, false], vec![1i32.to_le_bytes().to_vec(), vec![0x00, 0x3c]]));
     }
 
     #[test]

@@ -38,6 +38,19 @@ pub struct ApiError {
     shape: Shape,
 }
 
+/// MLflow's error body, on every route but `/v2/...`.
+#[derive(Debug, serde::Serialize)]
+struct MlflowError<'a> {
+    error_code: &'static str,
+    message: &'a str,
+}
+
+/// The Open Inference Protocol's error body.
+#[derive(Debug, serde::Serialize)]
+struct OipErrorBody<'a> {
+    error: &'a str,
+}
+
 /// The body an error is answered with.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Shape {
@@ -231,12 +244,16 @@ impl ApiError {
     }
 
     pub fn body(&self) -> String {
-        match self.shape {
-            Shape::Mlflow => {
-                serde_json::json!({ "error_code": self.code, "message": self.message }).to_string()
-            }
-            Shape::Oip => serde_json::json!({ "error": self.message }).to_string(),
-        }
+        let body = match self.shape {
+            Shape::Mlflow => serde_json::to_string(&MlflowError {
+                error_code: self.code,
+                message: &self.message,
+            }),
+            Shape::Oip => serde_json::to_string(&OipErrorBody {
+                error: &self.message,
+            }),
+        };
+        body.unwrap_or_default()
     }
 
     /// The whole response: status, JSON body, `Retry-After` and `Allow` where they apply.

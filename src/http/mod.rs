@@ -209,9 +209,13 @@ pub async fn drain_body(request: Request<Incoming>, limit: usize, within: std::t
     let _ = tokio::time::timeout(within, collect).await;
 }
 
-/// A JSON response.
-pub fn json(status: StatusCode, body: &serde_json::Value) -> HttpResponse {
-    text(status, body.to_string(), "application/json")
+/// A JSON response with `body` (a `Serialize` body type; serializing one cannot fail).
+pub fn json<T: serde::Serialize + ?Sized>(status: StatusCode, body: &T) -> HttpResponse {
+    let bytes = serde_json::to_vec(body).unwrap_or_else(|err| {
+        tracing::error!(%err, "cannot serialize a response body; this is a bug");
+        b"{}".to_vec()
+    });
+    text(status, bytes, "application/json")
 }
 
 /// A response with any body and content type.

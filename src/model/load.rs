@@ -12,6 +12,7 @@ use std::time::SystemTime;
 use ort::session::Session;
 use ort::value::{TensorElementType, ValueType};
 
+use super::element::{ElementType, GraphType};
 use super::error::{GoldenMiss, ModelError};
 use super::mlmodel::MlModel;
 use super::runtime;
@@ -175,31 +176,31 @@ fn describe(outlets: &[ort::value::Outlet]) -> Vec<TensorDesc> {
         .map(|outlet| match outlet.dtype() {
             ValueType::Tensor { ty, shape, .. } => TensorDesc {
                 name: outlet.name().to_string(),
-                dtype: dtype_name(*ty).to_string(),
+                dtype: match ElementType::of_onnx(*ty) {
+                    Some(element) => GraphType::Served(element),
+                    None => GraphType::Unserved(unserved_name(*ty).to_string()),
+                },
                 shape: shape.to_vec(),
             },
             other => TensorDesc {
                 name: outlet.name().to_string(),
-                dtype: format!("{other:?}"),
+                dtype: GraphType::Unserved(format!("{other:?}")),
                 shape: Vec::new(),
             },
         })
         .collect()
 }
 
-/// The numpy-style name of an element type, as MLflow signatures spell it.
-pub fn dtype_name(ty: TensorElementType) -> &'static str {
+/// The numpy-style name of an element type hotserve does not serve, as MLflow signatures
+/// spell it.
+fn unserved_name(ty: TensorElementType) -> &'static str {
     match ty {
-        TensorElementType::Float32 => "float32",
-        TensorElementType::Float64 => "float64",
-        TensorElementType::Int64 => "int64",
-        TensorElementType::Int32 => "int32",
         TensorElementType::Int16 => "int16",
-        TensorElementType::Int8 => "int8",
-        TensorElementType::Uint8 => "uint8",
-        TensorElementType::Bool => "bool",
+        TensorElementType::Uint16 => "uint16",
+        TensorElementType::Uint32 => "uint32",
+        TensorElementType::Uint64 => "uint64",
         TensorElementType::String => "string",
-        TensorElementType::Float16 => "float16",
+        TensorElementType::Bfloat16 => "bfloat16",
         _ => "other",
     }
 }
@@ -276,7 +277,7 @@ fn text_task(
             return Err(graph_error(format!(
                 "input '{}' is {}; expected int64 (or int32)",
                 input.name(),
-                dtype_name(ty)
+                ElementType::of_onnx(ty).map_or(unserved_name(ty), ElementType::numpy_name)
             )));
         }
         match input.name() {

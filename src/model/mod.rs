@@ -15,6 +15,7 @@
 //! - [`wordpiece`] tokenizes ASCII text for BERT-uncased tokenizers without `tokenizers`' bookkeeping.
 
 pub mod bundle;
+pub mod element;
 mod error;
 pub mod initializers;
 pub mod load;
@@ -74,7 +75,7 @@ pub use crate::files::FileDigest;
 #[derive(Clone, Debug, Serialize)]
 pub struct TensorDesc {
     pub name: String,
-    pub dtype: String,
+    pub dtype: element::GraphType,
     pub shape: Vec<i64>,
 }
 
@@ -127,8 +128,8 @@ pub struct Encoded {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Scores(pub Vec<f32>);
 
-/// Why one inference call failed.
-#[derive(Debug, thiserror::Error)]
+/// Why one inference call failed. Cloned to every request of a batch that failed.
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum InferError {
     /// The caller's input does not fit the model (a 400).
     #[error("{0}")]

@@ -8,6 +8,7 @@ use ort::session::{Session, SessionInputValue};
 use ort::value::{Tensor, TensorElementType, ValueType};
 use serde_json::Value;
 
+use super::element::{ElementType, Values};
 use super::{InferError, Model, TensorDesc};
 use crate::protocol::{self, Data, Invocation};
 
@@ -16,102 +17,7 @@ use crate::protocol::{self, Data, Invocation};
 pub struct NamedTensor {
     pub name: String,
     pub shape: Vec<usize>,
-    pub data: TensorData,
-}
-
-/// Tensor values in one of the element types hotserve handles.
-#[derive(Clone, Debug, PartialEq)]
-pub enum TensorData {
-    F32(Vec<f32>),
-    F64(Vec<f64>),
-    I64(Vec<i64>),
-    I32(Vec<i32>),
-    I8(Vec<i8>),
-    U8(Vec<u8>),
-    Bool(Vec<bool>),
-    /// IEEE 754 half-precision values as their raw bits.
-    F16(Vec<u16>),
-}
-
-impl TensorData {
-    /// No NaN or infinity in it.
-    pub fn all_finite(&self) -> bool {
-        match self {
-            TensorData::F32(v) => v.iter().all(|x| x.is_finite()),
-            TensorData::F64(v) => v.iter().all(|x| x.is_finite()),
-            TensorData::F16(v) => v.iter().all(|&x| half::f16::from_bits(x).is_finite()),
-            TensorData::I64(_)
-            | TensorData::I32(_)
-            | TensorData::I8(_)
-            | TensorData::U8(_)
-            | TensorData::Bool(_) => true,
-        }
-    }
-
-    /// Zeros (`false`) of the graph type `dtype` (numpy-style, as [`super::load::dtype_name`]
-    /// spells it); `None` for a type hotserve does not serve.
-    pub fn zeros(dtype: &str, count: usize) -> Option<TensorData> {
-        Some(match dtype {
-            "float32" => TensorData::F32(vec![0.0; count]),
-            "float64" => TensorData::F64(vec![0.0; count]),
-            "int64" => TensorData::I64(vec![0; count]),
-            "int32" => TensorData::I32(vec![0; count]),
-            "int8" => TensorData::I8(vec![0; count]),
-            "uint8" => TensorData::U8(vec![0; count]),
-            "bool" => TensorData::Bool(vec![false; count]),
-            "float16" => TensorData::F16(vec![0; count]),
-            _ => return None,
-        })
-    }
-
-    /// The graph type (numpy-style) of these values.
-    pub fn dtype(&self) -> &'static str {
-        match self {
-            TensorData::F32(_) => "float32",
-            TensorData::F64(_) => "float64",
-            TensorData::I64(_) => "int64",
-            TensorData::I32(_) => "int32",
-            TensorData::I8(_) => "int8",
-            TensorData::U8(_) => "uint8",
-            TensorData::Bool(_) => "bool",
-            TensorData::F16(_) => "float16",
-        }
-    }
-
-    /// How many values.
-    pub fn len(&self) -> usize {
-        match self {
-            TensorData::F32(v) => v.len(),
-            TensorData::F64(v) => v.len(),
-            TensorData::I64(v) => v.len(),
-            TensorData::I32(v) => v.len(),
-            TensorData::I8(v) => v.len(),
-            TensorData::U8(v) => v.len(),
-            TensorData::Bool(v) => v.len(),
-            TensorData::F16(v) => v.len(),
-        }
-    }
-
-    /// No values at all.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    fn to_json(&self) -> Vec<Value> {
-        match self {
-            TensorData::F32(v) => v.iter().map(|&x| Value::from(x as f64)).collect(),
-            TensorData::F64(v) => v.iter().map(|&x| Value::from(x)).collect(),
-            TensorData::I64(v) => v.iter().map(|&x| Value::from(x)).collect(),
-            TensorData::I32(v) => v.iter().map(|&x| Value::from(x)).collect(),
-            TensorData::I8(v) => v.iter().map(|&x| Value::from(x)).collect(),
-            TensorData::U8(v) => v.iter().map(|&x| Value::from(x)).collect(),
-            TensorData::Bool(v) => v.iter().map(|&x| Value::from(x)).collect(),
-            TensorData::F16(v) => v
-                .iter()
-                .map(|&x| Value::from(half::f16::from_bits(x).to_f64()))
-                .collect(),
-        }
-    }
+    pub data: Values,
 }
 
 /// How `mlflow models serve` shapes the answer to a request, which [`reply_for`] decides and
@@ -256,22 +162,23 @@ fn map_request(
                 input.shape
             )));
         }
-        let data = match input.dtype.as_str() {
-            "float32" => TensorData::F32(values.iter().map(|&v| v as f32).collect()),
-            "float64" => TensorData::F64(values),
-            "int64" => TensorData::I64(
+        let data = match input.dtype.served() {
+            Some(ElementType::Fp32) => Values::Fp32(values.iter().map(|&v| v as f32).collect()),
+            Some(ElementType::Fp64) => Values::Fp64(values),
+            Some(ElementType::Int64) => Values::Int64(
                 integers(&values).map_err(|why| bad(format!("input '{name}': {why}")))?,
             ),
-            "int32" => TensorData::I32(
+            Some(ElementType::Int32) => Values::Int32(
                 integers(&values)
                     .map_err(|why| bad(format!("input '{name}': {why}")))?
                     .into_iter()
                     .map(|v| v as i32)
                     .collect(),
             ),
-            other => {
+            _ => {
                 return Err(bad(format!(
-                    "input '{name}' has type {other}, which hotserve does not serve"
+                    "input '{name}' has type {}, which hotserve does not serve",
+                    input.dtype.name()
                 )))
             }
         };
@@ -443,8 +350,11 @@ pub fn zeros_like_inputs(model: &Model) -> Vec<NamedTensor> {
                 .map(|&d| if d < 0 { 1 } else { d as usize })
                 .collect();
             let count = shape.iter().product();
-            let data = TensorData::zeros(&input.dtype, count)
-                .unwrap_or_else(|| TensorData::F32(vec![0.0; count]));
+            let data = input
+                .dtype
+                .served()
+                .and_then(|element| Values::zeros(element, count))
+                .unwrap_or_else(|| Values::Fp32(vec![0.0; count]));
             NamedTensor {
                 name: input.name.clone(),
                 shape,
@@ -464,16 +374,22 @@ pub fn run(
         .into_iter()
         .map(|t| {
             let value: SessionInputValue<'_> = match t.data {
-                TensorData::F32(v) => Tensor::from_array((t.shape, v))?.into(),
-                TensorData::F64(v) => Tensor::from_array((t.shape, v))?.into(),
-                TensorData::I64(v) => Tensor::from_array((t.shape, v))?.into(),
-                TensorData::I32(v) => Tensor::from_array((t.shape, v))?.into(),
-                TensorData::I8(v) => Tensor::from_array((t.shape, v))?.into(),
-                TensorData::U8(v) => Tensor::from_array((t.shape, v))?.into(),
-                TensorData::Bool(v) => Tensor::from_array((t.shape, v))?.into(),
-                TensorData::F16(v) => {
+                Values::Fp32(v) => Tensor::from_array((t.shape, v))?.into(),
+                Values::Fp64(v) => Tensor::from_array((t.shape, v))?.into(),
+                Values::Int64(v) => Tensor::from_array((t.shape, v))?.into(),
+                Values::Int32(v) => Tensor::from_array((t.shape, v))?.into(),
+                Values::Int8(v) => Tensor::from_array((t.shape, v))?.into(),
+                Values::Uint8(v) => Tensor::from_array((t.shape, v))?.into(),
+                Values::Bool(v) => Tensor::from_array((t.shape, v))?.into(),
+                Values::Fp16(v) => {
                     let v: Vec<half::f16> = v.into_iter().map(half::f16::from_bits).collect();
                     Tensor::from_array((t.shape, v))?.into()
+                }
+                Values::Bytes(_) => {
+                    return Err(InferError::Runtime(format!(
+                        "input '{}' is text (BYTES); the graph takes numbers",
+                        t.name
+                    )))
                 }
             };
             Ok((t.name, value))
@@ -492,37 +408,37 @@ pub fn run(
         let (shape, data) = match ty {
             TensorElementType::Float32 => {
                 let (s, d) = value.try_extract_tensor::<f32>()?;
-                (s.to_vec(), TensorData::F32(d.to_vec()))
+                (s.to_vec(), Values::Fp32(d.to_vec()))
             }
             TensorElementType::Float64 => {
                 let (s, d) = value.try_extract_tensor::<f64>()?;
-                (s.to_vec(), TensorData::F64(d.to_vec()))
+                (s.to_vec(), Values::Fp64(d.to_vec()))
             }
             TensorElementType::Int64 => {
                 let (s, d) = value.try_extract_tensor::<i64>()?;
-                (s.to_vec(), TensorData::I64(d.to_vec()))
+                (s.to_vec(), Values::Int64(d.to_vec()))
             }
             TensorElementType::Int32 => {
                 let (s, d) = value.try_extract_tensor::<i32>()?;
-                (s.to_vec(), TensorData::I32(d.to_vec()))
+                (s.to_vec(), Values::Int32(d.to_vec()))
             }
             TensorElementType::Int8 => {
                 let (s, d) = value.try_extract_tensor::<i8>()?;
-                (s.to_vec(), TensorData::I8(d.to_vec()))
+                (s.to_vec(), Values::Int8(d.to_vec()))
             }
             TensorElementType::Uint8 => {
                 let (s, d) = value.try_extract_tensor::<u8>()?;
-                (s.to_vec(), TensorData::U8(d.to_vec()))
+                (s.to_vec(), Values::Uint8(d.to_vec()))
             }
             TensorElementType::Bool => {
                 let (s, d) = value.try_extract_tensor::<bool>()?;
-                (s.to_vec(), TensorData::Bool(d.to_vec()))
+                (s.to_vec(), Values::Bool(d.to_vec()))
             }
             TensorElementType::Float16 => {
                 let (s, d) = value.try_extract_tensor::<half::f16>()?;
                 (
                     s.to_vec(),
-                    TensorData::F16(d.iter().map(|x| x.to_bits()).collect()),
+                    Values::Fp16(d.iter().map(|x| x.to_bits()).collect()),
                 )
             }
             _ => continue,
@@ -766,12 +682,12 @@ mod tests {
             NamedTensor {
                 name: "sum".into(),
                 shape: vec![2, 2],
-                data: TensorData::F32(vec![1.0, 2.0, 3.0, 4.0]),
+                data: Values::Fp32(vec![1.0, 2.0, 3.0, 4.0]),
             },
             NamedTensor {
                 name: "twice".into(),
                 shape: vec![2, 1],
-                data: TensorData::I64(vec![6, -4]),
+                data: Values::Int64(vec![6, -4]),
             },
         ];
         assert_eq!(

@@ -17,234 +17,19 @@ use std::time::Instant;
 
 use serde_json::{Map, Value};
 
-use crate::model::tensor::{NamedTensor, TensorData};
+pub use crate::model::element::{ElementType, Values};
+use crate::model::tensor::NamedTensor;
 use crate::model::{argmax, InferError, Model, TensorDesc};
 use crate::predict;
 use crate::queue::PoolError;
 use crate::state::{App, Served};
-
-/// A tensor element type as the protocol names it ("FP32", "BYTES", ...).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Datatype {
-    Bool,
-    Uint8,
-    Int8,
-    Int32,
-    Int64,
-    Fp16,
-    Fp32,
-    Fp64,
-    Bytes,
-}
-
-impl Datatype {
-    /// Every datatype, for messages and tests.
-    pub const ALL: [Datatype; 9] = [
-        Datatype::Bool,
-        Datatype::Uint8,
-        Datatype::Int8,
-        Datatype::Int32,
-        Datatype::Int64,
-        Datatype::Fp16,
-        Datatype::Fp32,
-        Datatype::Fp64,
-        Datatype::Bytes,
-    ];
-
-    /// The protocol's name: "BOOL", "UINT8", ..., "BYTES".
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Datatype::Bool => "BOOL",
-            Datatype::Uint8 => "UINT8",
-            Datatype::Int8 => "INT8",
-            Datatype::Int32 => "INT32",
-            Datatype::Int64 => "INT64",
-            Datatype::Fp16 => "FP16",
-            Datatype::Fp32 => "FP32",
-            Datatype::Fp64 => "FP64",
-            Datatype::Bytes => "BYTES",
-        }
-    }
-
-    /// The datatype of an exact upper-case protocol name.
-    pub fn parse(s: &str) -> Option<Datatype> {
-        Datatype::ALL.into_iter().find(|d| d.as_str() == s)
-    }
-
-    /// Bytes per element; `None` for BYTES (variable length).
-    pub fn size(self) -> Option<usize> {
-        match self {
-            Datatype::Bool | Datatype::Uint8 | Datatype::Int8 => Some(1),
-            Datatype::Fp16 => Some(2),
-            Datatype::Int32 | Datatype::Fp32 => Some(4),
-            Datatype::Int64 | Datatype::Fp64 => Some(8),
-            Datatype::Bytes => None,
-        }
-    }
-
-    /// The datatype of a graph element type as `/v1/model` spells it (numpy-style:
-    /// `float32`, ...); `None` for one hotserve does not serve.
-    pub fn of_graph(dtype: &str) -> Option<Datatype> {
-        Some(match dtype {
-            "bool" => Datatype::Bool,
-            "uint8" => Datatype::Uint8,
-            "int8" => Datatype::Int8,
-            "int32" => Datatype::Int32,
-            "int64" => Datatype::Int64,
-            "float16" => Datatype::Fp16,
-            "float32" => Datatype::Fp32,
-            "float64" => Datatype::Fp64,
-            _ => return None,
-        })
-    }
-}
-
-/// Row-major tensor contents.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Data {
-    Bool(Vec<bool>),
-    Uint8(Vec<u8>),
-    Int8(Vec<i8>),
-    Int32(Vec<i32>),
-    Int64(Vec<i64>),
-    /// IEEE 754 half-precision values as their raw bits.
-    Fp16(Vec<u16>),
-    Fp32(Vec<f32>),
-    Fp64(Vec<f64>),
-    /// One byte string per element (UTF-8 text for text models).
-    Bytes(Vec<Vec<u8>>),
-}
-
-impl Data {
-    pub fn datatype(&self) -> Datatype {
-        match self {
-            Data::Bool(_) => Datatype::Bool,
-            Data::Uint8(_) => Datatype::Uint8,
-            Data::Int8(_) => Datatype::Int8,
-            Data::Int32(_) => Datatype::Int32,
-            Data::Int64(_) => Datatype::Int64,
-            Data::Fp16(_) => Datatype::Fp16,
-            Data::Fp32(_) => Datatype::Fp32,
-            Data::Fp64(_) => Datatype::Fp64,
-            Data::Bytes(_) => Datatype::Bytes,
-        }
-    }
-
-    /// How many elements.
-    pub fn len(&self) -> usize {
-        match self {
-            Data::Bool(v) => v.len(),
-            Data::Uint8(v) => v.len(),
-            Data::Int8(v) => v.len(),
-            Data::Int32(v) => v.len(),
-            Data::Int64(v) => v.len(),
-            Data::Fp16(v) => v.len(),
-            Data::Fp32(v) => v.len(),
-            Data::Fp64(v) => v.len(),
-            Data::Bytes(v) => v.len(),
-        }
-    }
-
-    /// No elements at all.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Little-endian raw bytes as Triton's binary extension and gRPC `raw_*_contents` carry
-    /// them (BYTES: each element prefixed by its u32 little-endian length).
-    pub fn to_raw(&self) -> Vec<u8> {
-        fn flat<const N: usize, T: Copy>(v: &[T], le: impl Fn(T) -> [u8; N]) -> Vec<u8> {
-            v.iter().flat_map(|&x| le(x)).collect()
-        }
-        match self {
-            Data::Bool(v) => v.iter().map(|&b| u8::from(b)).collect(),
-            Data::Uint8(v) => v.clone(),
-            Data::Int8(v) => flat(v, i8::to_le_bytes),
-            Data::Int32(v) => flat(v, i32::to_le_bytes),
-            Data::Int64(v) => flat(v, i64::to_le_bytes),
-            Data::Fp16(v) => flat(v, u16::to_le_bytes),
-            Data::Fp32(v) => flat(v, f32::to_le_bytes),
-            Data::Fp64(v) => flat(v, f64::to_le_bytes),
-            Data::Bytes(v) => {
-                let mut out = Vec::with_capacity(v.iter().map(|e| e.len() + 4).sum());
-                for element in v {
-                    out.extend_from_slice(&(element.len() as u32).to_le_bytes());
-                    out.extend_from_slice(element);
-                }
-                out
-            }
-        }
-    }
-
-    /// The inverse of [`Data::to_raw`]; an error names what is wrong (length not a multiple
-    /// of the element size, truncated BYTES, a BOOL byte that is neither 0 nor 1).
-    pub fn from_raw(datatype: Datatype, raw: &[u8]) -> Result<Data, String> {
-        fn chunks<const N: usize, T>(raw: &[u8], from: impl Fn([u8; N]) -> T) -> Vec<T> {
-            raw.chunks_exact(N)
-                .map(|c| from(c.try_into().expect("chunks_exact yields N bytes")))
-                .collect()
-        }
-        if let Some(size) = datatype.size() {
-            if !raw.len().is_multiple_of(size) {
-                return Err(format!(
-                    "{} bytes of {} data is not a whole number of {size}-byte elements",
-                    raw.len(),
-                    datatype.as_str()
-                ));
-            }
-        }
-        Ok(match datatype {
-            Datatype::Bool => Data::Bool(
-                raw.iter()
-                    .map(|&b| match b {
-                        0 => Ok(false),
-                        1 => Ok(true),
-                        other => Err(format!("a BOOL element is byte {other}; use 0 or 1")),
-                    })
-                    .collect::<Result<_, _>>()?,
-            ),
-            Datatype::Uint8 => Data::Uint8(raw.to_vec()),
-            Datatype::Int8 => Data::Int8(chunks(raw, i8::from_le_bytes)),
-            Datatype::Int32 => Data::Int32(chunks(raw, i32::from_le_bytes)),
-            Datatype::Int64 => Data::Int64(chunks(raw, i64::from_le_bytes)),
-            Datatype::Fp16 => Data::Fp16(chunks(raw, u16::from_le_bytes)),
-            Datatype::Fp32 => Data::Fp32(chunks(raw, f32::from_le_bytes)),
-            Datatype::Fp64 => Data::Fp64(chunks(raw, f64::from_le_bytes)),
-            Datatype::Bytes => {
-                let mut elements = Vec::new();
-                let mut rest = raw;
-                while !rest.is_empty() {
-                    let Some((length, tail)) = rest.split_first_chunk::<4>() else {
-                        return Err(format!(
-                            "BYTES element {} is truncated: {} bytes left, its length takes 4",
-                            elements.len(),
-                            rest.len()
-                        ));
-                    };
-                    let length = u32::from_le_bytes(*length) as usize;
-                    if tail.len() < length {
-                        return Err(format!(
-                            "BYTES element {} says {length} bytes but {} are left",
-                            elements.len(),
-                            tail.len()
-                        ));
-                    }
-                    let (element, tail) = tail.split_at(length);
-                    elements.push(element.to_vec());
-                    rest = tail;
-                }
-                Data::Bytes(elements)
-            }
-        })
-    }
-}
 
 /// One input or output tensor.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Tensor {
     pub name: String,
     pub shape: Vec<i64>,
-    pub data: Data,
+    pub data: Values,
 }
 
 /// An output the client asked for (empty list in the request = every output).
@@ -288,7 +73,7 @@ pub struct ServerMetadata {
 /// One tensor's metadata (`-1` for a dynamic dimension).
 pub struct TensorMetadata {
     pub name: String,
-    pub datatype: Datatype,
+    pub datatype: ElementType,
     pub shape: Vec<i64>,
 }
 
@@ -402,18 +187,18 @@ pub fn model_metadata(
         } => (
             vec![TensorMetadata {
                 name: input,
-                datatype: Datatype::Bytes,
+                datatype: ElementType::Bytes,
                 shape: vec![-1],
             }],
             vec![
                 TensorMetadata {
                     name: label,
-                    datatype: Datatype::Bytes,
+                    datatype: ElementType::Bytes,
                     shape: vec![-1],
                 },
                 TensorMetadata {
                     name: PROBABILITIES.to_string(),
-                    datatype: Datatype::Fp32,
+                    datatype: ElementType::Fp32,
                     shape: vec![-1, labels as i64],
                 },
             ],
@@ -461,12 +246,12 @@ pub async fn infer_until(
                 Tensor {
                     name: label,
                     shape: vec![rows],
-                    data: Data::Bytes(best),
+                    data: Values::Bytes(best),
                 },
                 Tensor {
                     name: PROBABILITIES.to_string(),
                     shape: vec![rows, labels.len() as i64],
-                    data: Data::Fp32(probabilities),
+                    data: Values::Fp32(probabilities),
                 },
             ]
         }
@@ -569,7 +354,7 @@ fn describe(tensors: &[TensorDesc]) -> Vec<TensorMetadata> {
         .filter_map(|t| {
             Some(TensorMetadata {
                 name: t.name.clone(),
-                datatype: Datatype::of_graph(&t.dtype)?,
+                datatype: t.dtype.served()?,
                 shape: t.shape.clone(),
             })
         })
@@ -593,10 +378,10 @@ fn texts(inputs: &[Tensor], input: &str) -> Result<Vec<String>, OipError> {
             )))
         }
     };
-    let Data::Bytes(elements) = &tensor.data else {
+    let Values::Bytes(elements) = &tensor.data else {
         return Err(OipError::Invalid(format!(
             "input '{input}' is {}; this model takes BYTES (UTF-8 text)",
-            tensor.data.datatype().as_str()
+            tensor.data.element_type().oip_name()
         )));
     };
     let rows_ok = match tensor.shape.as_slice() {
@@ -626,7 +411,10 @@ fn texts(inputs: &[Tensor], input: &str) -> Result<Vec<String>, OipError> {
 /// present once, with the graph's datatype and a shape that fits the graph's.
 fn graph_inputs(model: &Model, inputs: Vec<Tensor>) -> Result<Vec<NamedTensor>, OipError> {
     let expected = |desc: &TensorDesc| {
-        let datatype = Datatype::of_graph(&desc.dtype).map_or(desc.dtype.as_str(), |d| d.as_str());
+        let datatype = match desc.dtype.served() {
+            Some(element) => element.oip_name(),
+            None => desc.dtype.name(),
+        };
         format!("'{}' ({datatype} {:?})", desc.name, desc.shape)
     };
     let mut named = Vec::with_capacity(inputs.len());
@@ -645,12 +433,12 @@ fn graph_inputs(model: &Model, inputs: Vec<Tensor>) -> Result<Vec<NamedTensor>, 
                 tensor.name
             )));
         }
-        let got = tensor.data.datatype();
-        if Datatype::of_graph(&desc.dtype) != Some(got) {
+        let got = tensor.data.element_type();
+        if desc.dtype.served() != Some(got) {
             return Err(OipError::Invalid(format!(
                 "input '{}' is {}; the model takes {}",
                 tensor.name,
-                got.as_str(),
+                got.oip_name(),
                 expected(desc)
             )));
         }
@@ -687,45 +475,25 @@ fn graph_inputs(model: &Model, inputs: Vec<Tensor>) -> Result<Vec<NamedTensor>, 
 
 /// A protocol tensor as the model layer's; BYTES has no graph type hotserve serves.
 fn to_named(tensor: Tensor) -> Result<NamedTensor, OipError> {
-    let data = match tensor.data {
-        Data::Bool(v) => TensorData::Bool(v),
-        Data::Uint8(v) => TensorData::U8(v),
-        Data::Int8(v) => TensorData::I8(v),
-        Data::Int32(v) => TensorData::I32(v),
-        Data::Int64(v) => TensorData::I64(v),
-        Data::Fp16(v) => TensorData::F16(v),
-        Data::Fp32(v) => TensorData::F32(v),
-        Data::Fp64(v) => TensorData::F64(v),
-        Data::Bytes(_) => {
-            return Err(OipError::Invalid(format!(
-                "input '{}' is BYTES; tensor models take numbers",
-                tensor.name
-            )))
-        }
-    };
+    if let Values::Bytes(_) = tensor.data {
+        return Err(OipError::Invalid(format!(
+            "input '{}' is BYTES; tensor models take numbers",
+            tensor.name
+        )));
+    }
     Ok(NamedTensor {
         name: tensor.name,
         shape: tensor.shape.into_iter().map(|d| d as usize).collect(),
-        data,
+        data: tensor.data,
     })
 }
 
 /// A model-layer tensor as the protocol's.
 fn from_named(tensor: NamedTensor) -> Tensor {
-    let data = match tensor.data {
-        TensorData::Bool(v) => Data::Bool(v),
-        TensorData::U8(v) => Data::Uint8(v),
-        TensorData::I8(v) => Data::Int8(v),
-        TensorData::I32(v) => Data::Int32(v),
-        TensorData::I64(v) => Data::Int64(v),
-        TensorData::F16(v) => Data::Fp16(v),
-        TensorData::F32(v) => Data::Fp32(v),
-        TensorData::F64(v) => Data::Fp64(v),
-    };
     Tensor {
         name: tensor.name,
         shape: tensor.shape.into_iter().map(|d| d as i64).collect(),
-        data,
+        data: tensor.data,
     }
 }
 
@@ -764,51 +532,11 @@ fn select(outputs: Vec<Tensor>, wanted: &[RequestedOutput]) -> Result<Vec<Tensor
 mod tests {
     use super::*;
 
-    #[test]
-    fn datatype_names_round_trip() {
-        for datatype in Datatype::ALL {
-            assert_eq!(Datatype::parse(datatype.as_str()), Some(datatype));
-        }
-        assert_eq!(Datatype::parse("fp32"), None);
-        assert_eq!(Datatype::parse("FLOAT32"), None);
-    }
-
-    #[test]
-    #[rustfmt::skip]
-    fn raw_round_trips() {
-        let check = |data: Data, raw: &[u8]| {
-            assert_eq!(data.to_raw(), raw, "{data:?}");
-            assert_eq!(Data::from_raw(data.datatype(), raw), Ok(data.clone()), "{data:?}");
-        };
-        check(Data::Bool(vec![true, false]), &[1, 0]);
-        check(Data::Uint8(vec![7, 255]), &[7, 255]);
-        check(Data::Int8(vec![-1, 2]), &[255, 2]);
-        check(Data::Int32(vec![1, -2]), &[1, 0, 0, 0, 254, 255, 255, 255]);
-        check(Data::Int64(vec![258]), &[2, 1, 0, 0, 0, 0, 0, 0]);
-        check(Data::Fp16(vec![0x3c00]), &[0x00, 0x3c]);
-        check(Data::Fp32(vec![1.0]), &[0, 0, 0x80, 0x3f]);
-        check(Data::Fp64(vec![-2.0]), &[0, 0, 0, 0, 0, 0, 0, 0xc0]);
-        check(Data::Bytes(vec![b"ab".to_vec(), vec![]]), &[2, 0, 0, 0, b'a', b'b', 0, 0, 0, 0]);
-        check(Data::Bytes(vec![]), &[]);
-    }
-
-    #[test]
-    #[rustfmt::skip]
-    fn bad_raw_data_is_named() {
-        let check = |datatype: Datatype, raw: &[u8], expected: &str| {
-            assert_eq!(Data::from_raw(datatype, raw), Err(expected.to_string()), "{datatype:?}");
-        };
-        check(Datatype::Fp32, &[0, 0, 0], "3 bytes of FP32 data is not a whole number of 4-byte elements");
-        check(Datatype::Bool, &[2], "a BOOL element is byte 2; use 0 or 1");
-        check(Datatype::Bytes, &[1, 0], "BYTES element 0 is truncated: 2 bytes left, its length takes 4");
-        check(Datatype::Bytes, &[3, 0, 0, 0, b'a'], "BYTES element 0 says 3 bytes but 1 are left");
-    }
-
     fn tensor(name: &str) -> Tensor {
         Tensor {
             name: name.into(),
             shape: vec![1],
-            data: Data::Int32(vec![1]),
+            data: Values::Int32(vec![1]),
         }
     }
 

@@ -1,5 +1,7 @@
-//! The REST form of an inference request and response (KServe v2 JSON, plus Triton's binary
-//! tensor data extension), decoded and encoded purely: bytes in, [`InferRequest`] out, and
+//! The REST form of the protocol, in one place: the bodies of server and model metadata and of
+//! the health answers ([`ServerMetadataBody`], [`ModelMetadataBody`], [`Probe`]), and an
+//! inference request and response (KServe v2 JSON, plus Triton's binary tensor data
+//! extension), decoded and encoded purely: bytes in, [`InferRequest`] out, and
 //! [`InferResponse`] in, bytes out. Every rejection is an [`OipError::Invalid`] that names the
 //! tensor; nothing here panics on any input (`tests/properties.rs`).
 //!
@@ -10,9 +12,13 @@
 //! `parameters.binary_data_output` is (and it does not say otherwise); the response then puts
 //! its JSON first, says its length in the same header and appends the raw outputs.
 
-use serde_json::{json, Map, Value};
+use serde::Serialize;
+use serde_json::{Map, Value};
 
-use super::{Data, Datatype, InferRequest, InferResponse, OipError, RequestedOutput, Tensor};
+use super::{
+    ElementType, InferRequest, InferResponse, ModelMetadata, OipError, RequestedOutput,
+    ServerMetadata, Tensor, TensorMetadata, Values,
+};
 
 /// The header that says how long the JSON part of a body with binary data is.
 pub const HEADER_LENGTH: &str = "inference-header-content-length";
@@ -101,51 +107,174 @@ pub fn encode(
         .get("binary_data_output")
         .and_then(Value::as_bool)
         .unwrap_or(false);
+    let binary = |name: &str| {
+        requested
+            .iter()
+            .find(|r| r.name == name)
+            .map_or(all_binary, |r| r.binary)
+    };
     let mut raw = Vec::new();
-    let outputs: Vec<Value> = response
+    let outputs = response
         .outputs
         .iter()
         .map(|output| {
-            let binary = requested
-                .iter()
-                .find(|r| r.name == output.name)
-                .map_or(all_binary, |r| r.binary);
-            let mut entry = json!({
-                "name": output.name,
-                "datatype": output.data.datatype().as_str(),
-                "shape": output.shape,
-            });
-            if binary {
+            let (data, parameters) = if binary(&output.name) {
                 let bytes = output.data.to_raw();
-                entry["parameters"] = json!({"binary_data_size": bytes.len()});
+                let size = bytes.len();
                 raw.extend_from_slice(&bytes);
+                (
+                    None,
+                    Some(BinaryParameters {
+                        binary_data_size: size,
+                    }),
+                )
             } else {
-                entry["data"] = to_json(&output.data);
+                (Some(to_json(&output.data)), None)
+            };
+            OutputBody {
+                name: &output.name,
+                datatype: output.data.element_type().oip_name(),
+                shape: &output.shape,
+                parameters,
+                data,
             }
-            entry
         })
         .collect();
-    let mut header = json!({
-        "model_name": response.model_name,
-        "model_version": response.model_version,
-        "outputs": outputs,
-    });
-    if let Some(id) = &response.id {
-        header["id"] = json!(id);
-    }
-    let mut bytes = header.to_string().into_bytes();
-    let binary = response.outputs.iter().any(|output| {
-        requested
-            .iter()
-            .find(|r| r.name == output.name)
-            .map_or(all_binary, |r| r.binary)
-    });
-    let header_length = binary.then_some(bytes.len());
+    let header = ResponseBody {
+        id: response.id.as_deref(),
+        model_name: &response.model_name,
+        model_version: &response.model_version,
+        outputs,
+    };
+    let mut bytes = serde_json::to_vec(&header).unwrap_or_default();
+    let any_binary = response.outputs.iter().any(|output| binary(&output.name));
+    let header_length = any_binary.then_some(bytes.len());
     bytes.extend_from_slice(&raw);
     Body {
         bytes,
         header_length,
     }
+}
+
+/// The JSON part of an inference response.
+#[derive(Debug, Serialize)]
+struct ResponseBody<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<&'a str>,
+    model_name: &'a str,
+    model_version: &'a str,
+    outputs: Vec<OutputBody<'a>>,
+}
+
+/// One output: its values in `data`, or their size in `parameters` when they follow as
+/// binary data.
+#[derive(Debug, Serialize)]
+struct OutputBody<'a> {
+    name: &'a str,
+    datatype: &'static str,
+    shape: &'a [i64],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parameters: Option<BinaryParameters>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<Value>,
+}
+
+#[derive(Debug, Serialize)]
+struct BinaryParameters {
+    binary_data_size: usize,
+}
+
+/// `GET /v2`'s body.
+#[derive(Debug, Serialize)]
+pub struct ServerMetadataBody<'a> {
+    pub name: &'a str,
+    pub version: &'a str,
+    pub extensions: &'a [String],
+}
+
+/// `GET /v2/models/{name}[/versions/{version}]`'s body.
+#[derive(Debug, Serialize)]
+pub struct ModelMetadataBody<'a> {
+    pub name: &'a str,
+    pub versions: &'a [String],
+    pub platform: &'a str,
+    pub inputs: Vec<TensorMetadataBody<'a>>,
+    pub outputs: Vec<TensorMetadataBody<'a>>,
+}
+
+/// One tensor of a model's metadata (`-1` for a dynamic dimension).
+#[derive(Debug, Serialize)]
+pub struct TensorMetadataBody<'a> {
+    pub name: &'a str,
+    pub datatype: &'static str,
+    pub shape: &'a [i64],
+}
+
+/// A health answer: `{"live": bool}`, or `{"ready": bool}` with the reason when not ready.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum Probe {
+    Live {
+        live: bool,
+    },
+    Ready {
+        ready: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+}
+
+impl Probe {
+    pub fn live(live: bool) -> Probe {
+        Probe::Live { live }
+    }
+
+    /// Readiness, with why not when it is not (a reason is dropped when ready).
+    pub fn ready(ready: bool, why_not: Option<String>) -> Probe {
+        Probe::Ready {
+            ready,
+            reason: why_not.filter(|_| !ready),
+        }
+    }
+
+    /// Whether what it answers about holds.
+    pub fn holds(&self) -> bool {
+        match self {
+            Probe::Live { live } => *live,
+            Probe::Ready { ready, .. } => *ready,
+        }
+    }
+}
+
+/// The body of `GET /v2`.
+pub fn server_metadata(metadata: &ServerMetadata) -> ServerMetadataBody<'_> {
+    ServerMetadataBody {
+        name: &metadata.name,
+        version: &metadata.version,
+        extensions: &metadata.extensions,
+    }
+}
+
+/// The body of a model's metadata.
+pub fn model_metadata(metadata: &ModelMetadata) -> ModelMetadataBody<'_> {
+    ModelMetadataBody {
+        name: &metadata.name,
+        versions: &metadata.versions,
+        platform: &metadata.platform,
+        inputs: tensors(&metadata.inputs),
+        outputs: tensors(&metadata.outputs),
+    }
+}
+
+fn tensors(tensors: &[TensorMetadata]) -> Vec<TensorMetadataBody<'_>> {
+    tensors
+        .iter()
+        .map(|t| TensorMetadataBody {
+            name: &t.name,
+            datatype: t.datatype.oip_name(),
+            shape: &t.shape,
+        })
+        .collect()
 }
 
 fn invalid(message: impl Into<String>) -> OipError {
@@ -182,13 +311,15 @@ fn decode_input(index: usize, input: Value, binary: &mut &[u8]) -> Result<Tensor
     };
     let of = format!("input '{name}'");
     let datatype = match input.remove("datatype") {
-        Some(Value::String(datatype)) => Datatype::parse(&datatype).ok_or_else(|| {
-            let known: Vec<&str> = Datatype::ALL.iter().map(|d| d.as_str()).collect();
-            invalid(format!(
-                "{of}: unknown datatype '{datatype}'; use one of {}",
-                known.join(", ")
-            ))
-        })?,
+        Some(Value::String(datatype)) => {
+            ElementType::from_oip_name(&datatype).ok_or_else(|| {
+                let known: Vec<&str> = ElementType::ALL.iter().map(|d| d.oip_name()).collect();
+                invalid(format!(
+                    "{of}: unknown datatype '{datatype}'; use one of {}",
+                    known.join(", ")
+                ))
+            })?
+        }
         _ => return Err(invalid(format!("{of} has no \"datatype\""))),
     };
     let shape: Vec<i64> = match input.remove("shape") {
@@ -228,7 +359,7 @@ fn decode_input(index: usize, input: Value, binary: &mut &[u8]) -> Result<Tensor
             }
             let (own, rest) = binary.split_at(size);
             *binary = rest;
-            Data::from_raw(datatype, own).map_err(|why| invalid(format!("{of}: {why}")))?
+            Values::from_raw(datatype, own).map_err(|why| invalid(format!("{of}: {why}")))?
         }
         None => {
             let Some(data) = input.remove("data") else {
@@ -273,14 +404,14 @@ fn decode_output(output: Value, all_binary: bool) -> Result<RequestedOutput, Oip
 }
 
 /// Tensor data from JSON: a flat or nested list (row-major) of values of `datatype`.
-fn from_json(datatype: Datatype, data: &Value) -> Result<Data, String> {
+fn from_json(datatype: ElementType, data: &Value) -> Result<Values, String> {
     let mut leaves = Vec::new();
     flatten(data, 0, &mut leaves)?;
     let bad = |index: usize, leaf: &Value| {
         let shown: String = leaf.to_string().chars().take(40).collect();
         format!(
             "element {index} ({shown}) is not a {} value",
-            datatype.as_str()
+            datatype.oip_name()
         )
     };
     fn each<T>(
@@ -298,19 +429,19 @@ fn from_json(datatype: Datatype, data: &Value) -> Result<Data, String> {
         T::try_from(leaf.as_i64()?).ok()
     }
     Ok(match datatype {
-        Datatype::Bool => Data::Bool(each(&leaves, Value::as_bool, bad)?),
-        Datatype::Uint8 => Data::Uint8(each(&leaves, int::<u8>, bad)?),
-        Datatype::Int8 => Data::Int8(each(&leaves, int::<i8>, bad)?),
-        Datatype::Int32 => Data::Int32(each(&leaves, int::<i32>, bad)?),
-        Datatype::Int64 => Data::Int64(each(&leaves, int::<i64>, bad)?),
-        Datatype::Fp16 => Data::Fp16(each(
+        ElementType::Bool => Values::Bool(each(&leaves, Value::as_bool, bad)?),
+        ElementType::Uint8 => Values::Uint8(each(&leaves, int::<u8>, bad)?),
+        ElementType::Int8 => Values::Int8(each(&leaves, int::<i8>, bad)?),
+        ElementType::Int32 => Values::Int32(each(&leaves, int::<i32>, bad)?),
+        ElementType::Int64 => Values::Int64(each(&leaves, int::<i64>, bad)?),
+        ElementType::Fp16 => Values::Fp16(each(
             &leaves,
             |v| Some(half::f16::from_f64(v.as_f64()?).to_bits()),
             bad,
         )?),
-        Datatype::Fp32 => Data::Fp32(each(&leaves, |v| Some(v.as_f64()? as f32), bad)?),
-        Datatype::Fp64 => Data::Fp64(each(&leaves, Value::as_f64, bad)?),
-        Datatype::Bytes => Data::Bytes(each(
+        ElementType::Fp32 => Values::Fp32(each(&leaves, |v| Some(v.as_f64()? as f32), bad)?),
+        ElementType::Fp64 => Values::Fp64(each(&leaves, Value::as_f64, bad)?),
+        ElementType::Bytes => Values::Bytes(each(
             &leaves,
             |v| Some(v.as_str()?.as_bytes().to_vec()),
             bad,
@@ -340,20 +471,20 @@ fn flatten<'a>(value: &'a Value, depth: usize, out: &mut Vec<&'a Value>) -> Resu
 }
 
 /// Tensor data as a flat JSON list (BYTES as text; FP16 as numbers).
-fn to_json(data: &Data) -> Value {
+fn to_json(data: &Values) -> Value {
     fn list<T: Copy>(v: &[T], f: impl Fn(T) -> Value) -> Value {
         Value::Array(v.iter().map(|&x| f(x)).collect())
     }
     match data {
-        Data::Bool(v) => list(v, Value::from),
-        Data::Uint8(v) => list(v, Value::from),
-        Data::Int8(v) => list(v, Value::from),
-        Data::Int32(v) => list(v, Value::from),
-        Data::Int64(v) => list(v, Value::from),
-        Data::Fp16(v) => list(v, |x| Value::from(half::f16::from_bits(x).to_f64())),
-        Data::Fp32(v) => list(v, |x| Value::from(x as f64)),
-        Data::Fp64(v) => list(v, Value::from),
-        Data::Bytes(v) => Value::Array(
+        Values::Bool(v) => list(v, Value::from),
+        Values::Uint8(v) => list(v, Value::from),
+        Values::Int8(v) => list(v, Value::from),
+        Values::Int32(v) => list(v, Value::from),
+        Values::Int64(v) => list(v, Value::from),
+        Values::Fp16(v) => list(v, |x| Value::from(half::f16::from_bits(x).to_f64())),
+        Values::Fp32(v) => list(v, |x| Value::from(x as f64)),
+        Values::Fp64(v) => list(v, Value::from),
+        Values::Bytes(v) => Value::Array(
             v.iter()
                 .map(|e| Value::from(String::from_utf8_lossy(e).into_owned()))
                 .collect(),
@@ -364,6 +495,7 @@ fn to_json(data: &Data) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     /// Decodes `body` (JSON, then `binary`) and returns its inputs, or the error message.
     fn check(body: Value, binary: &[u8], expected: Result<Vec<Tensor>, &str>) {
@@ -376,7 +508,7 @@ mod tests {
         assert_eq!(got, expected.map_err(str::to_string), "{body}");
     }
 
-    fn tensor(name: &str, shape: &[i64], data: Data) -> Tensor {
+    fn tensor(name: &str, shape: &[i64], data: Values) -> Tensor {
         Tensor {
             name: name.into(),
             shape: shape.to_vec(),
@@ -391,13 +523,13 @@ mod tests {
     #[test]
     #[rustfmt::skip]
     fn json_inputs() {
-        check(input("x", "FP32", json!([2, 2]), json!([[1, 2], [3, 4.5]])), &[], Ok(vec![tensor("x", &[2, 2], Data::Fp32(vec![1.0, 2.0, 3.0, 4.5]))]));
-        check(input("x", "FP32", json!([2, 2]), json!([1, 2, 3, 4])), &[], Ok(vec![tensor("x", &[2, 2], Data::Fp32(vec![1.0, 2.0, 3.0, 4.0]))]));
-        check(input("t", "BYTES", json!([2]), json!(["a", "b"])), &[], Ok(vec![tensor("t", &[2], Data::Bytes(vec![b"a".to_vec(), b"b".to_vec()]))]));
-        check(input("b", "BOOL", json!([1]), json!([true])), &[], Ok(vec![tensor("b", &[1], Data::Bool(vec![true]))]));
-        check(input("i", "INT8", json!([2]), json!([-128, 127])), &[], Ok(vec![tensor("i", &[2], Data::Int8(vec![-128, 127]))]));
-        check(input("h", "FP16", json!([1]), json!([1.0])), &[], Ok(vec![tensor("h", &[1], Data::Fp16(vec![0x3c00]))]));
-        check(input("e", "INT64", json!([0]), json!([])), &[], Ok(vec![tensor("e", &[0], Data::Int64(vec![]))]));
+        check(input("x", "FP32", json!([2, 2]), json!([[1, 2], [3, 4.5]])), &[], Ok(vec![tensor("x", &[2, 2], Values::Fp32(vec![1.0, 2.0, 3.0, 4.5]))]));
+        check(input("x", "FP32", json!([2, 2]), json!([1, 2, 3, 4])), &[], Ok(vec![tensor("x", &[2, 2], Values::Fp32(vec![1.0, 2.0, 3.0, 4.0]))]));
+        check(input("t", "BYTES", json!([2]), json!(["a", "b"])), &[], Ok(vec![tensor("t", &[2], Values::Bytes(vec![b"a".to_vec(), b"b".to_vec()]))]));
+        check(input("b", "BOOL", json!([1]), json!([true])), &[], Ok(vec![tensor("b", &[1], Values::Bool(vec![true]))]));
+        check(input("i", "INT8", json!([2]), json!([-128, 127])), &[], Ok(vec![tensor("i", &[2], Values::Int8(vec![-128, 127]))]));
+        check(input("h", "FP16", json!([1]), json!([1.0])), &[], Ok(vec![tensor("h", &[1], Values::Fp16(vec![0x3c00]))]));
+        check(input("e", "INT64", json!([0]), json!([])), &[], Ok(vec![tensor("e", &[0], Values::Int64(vec![]))]));
     }
 
     #[test]
@@ -425,14 +557,14 @@ mod tests {
     fn binary_inputs() {
         let raw: Vec<u8> = [1.0f32, 2.0].iter().flat_map(|x| x.to_le_bytes()).chain([1, 0]).collect();
         let body = json!({"inputs": [binary_input("x", "FP32", json!([1, 2]), 8), binary_input("b", "BOOL", json!([2]), 2)]});
-        check(body, &raw, Ok(vec![tensor("x", &[1, 2], Data::Fp32(vec![1.0, 2.0])), tensor("b", &[2], Data::Bool(vec![true, false]))]));
+        check(body, &raw, Ok(vec![tensor("x", &[1, 2], Values::Fp32(vec![1.0, 2.0])), tensor("b", &[2], Values::Bool(vec![true, false]))]));
         let body = json!({"inputs": [binary_input("x", "FP32", json!([1, 2]), 8)]});
         check(body.clone(), &raw, Err("2 bytes of binary data follow the inputs that no input's binary_data_size claims"));
         check(body, &raw[..6], Err("input 'x': binary_data_size is 8 but only 6 bytes of binary data are left"));
         let body = json!({"inputs": [binary_input("x", "FP32", json!([1]), 3)]});
         check(body, &[0, 0, 0], Err("input 'x': 3 bytes of FP32 data is not a whole number of 4-byte elements"));
         let body = json!({"inputs": [binary_input("t", "BYTES", json!([1]), 6)]});
-        check(body, &[2, 0, 0, 0, b'h', b'i'], Ok(vec![tensor("t", &[1], Data::Bytes(vec![b"hi".to_vec()]))]));
+        check(body, &[2, 0, 0, 0, b'h', b'i'], Ok(vec![tensor("t", &[1], Values::Bytes(vec![b"hi".to_vec()]))]));
     }
 
     #[test]
@@ -489,8 +621,8 @@ mod tests {
             model_name: "m".into(),
             model_version: "3".into(),
             outputs: vec![
-                tensor("label", &[1], Data::Bytes(vec![b"POSITIVE".to_vec()])),
-                tensor("p", &[1, 2], Data::Fp32(vec![0.25, 0.75])),
+                tensor("label", &[1], Values::Bytes(vec![b"POSITIVE".to_vec()])),
+                tensor("p", &[1, 2], Values::Fp32(vec![0.25, 0.75])),
             ],
         }
     }
@@ -522,14 +654,17 @@ mod tests {
             json!({"name": "p", "datatype": "FP32", "shape": [1, 2], "parameters": {"binary_data_size": 8}})
         );
         assert_eq!(header["outputs"][0]["data"], json!(["POSITIVE"]));
-        assert_eq!(&body.bytes[length..], Data::Fp32(vec![0.25, 0.75]).to_raw());
+        assert_eq!(
+            &body.bytes[length..],
+            Values::Fp32(vec![0.25, 0.75]).to_raw()
+        );
         let mut all = Map::new();
         all.insert("binary_data_output".into(), json!(true));
         let body = encode(&response(), &[], &all);
         let length = body.header_length.expect("binary outputs");
         let expected: Vec<u8> = [
-            Data::Bytes(vec![b"POSITIVE".to_vec()]).to_raw(),
-            Data::Fp32(vec![0.25, 0.75]).to_raw(),
+            Values::Bytes(vec![b"POSITIVE".to_vec()]).to_raw(),
+            Values::Fp32(vec![0.25, 0.75]).to_raw(),
         ]
         .concat();
         assert_eq!(&body.bytes[length..], expected);

@@ -19,7 +19,8 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::Promotion;
-use crate::model::tensor::{NamedTensor, TensorData};
+use crate::model::element::Values;
+use crate::model::tensor::NamedTensor;
 use crate::model::{argmax, Scores};
 
 /// What one shadowed request showed.
@@ -251,20 +252,9 @@ pub fn compare_tensors(
     (agree, mean)
 }
 
-fn values(data: &TensorData) -> Vec<f64> {
-    match data {
-        TensorData::F32(v) => v.iter().map(|&x| f64::from(x)).collect(),
-        TensorData::F64(v) => v.clone(),
-        TensorData::I64(v) => v.iter().map(|&x| x as f64).collect(),
-        TensorData::I32(v) => v.iter().map(|&x| f64::from(x)).collect(),
-        TensorData::I8(v) => v.iter().map(|&x| f64::from(x)).collect(),
-        TensorData::U8(v) => v.iter().map(|&x| f64::from(x)).collect(),
-        TensorData::Bool(v) => v.iter().map(|&x| f64::from(u8::from(x))).collect(),
-        TensorData::F16(v) => v
-            .iter()
-            .map(|&x| half::f16::from_bits(x).to_f64())
-            .collect(),
-    }
+/// Every value as `f64`; text (never a graph's output) as nothing.
+fn values(data: &Values) -> Vec<f64> {
+    data.to_f64s().unwrap_or_default()
 }
 
 /// `71%`, `99.5%` (one decimal only when it matters).
@@ -417,7 +407,7 @@ mod tests {
         let tensor = |name: &str, shape: &[usize], values: &[f32]| NamedTensor {
             name: name.into(),
             shape: shape.to_vec(),
-            data: TensorData::F32(values.to_vec()),
+            data: Values::Fp32(values.to_vec()),
         };
         let check = |live: Vec<NamedTensor>, candidate: Vec<NamedTensor>, agree: bool| {
             let (got, _) = compare_tensors(&live, &candidate, 0.01);

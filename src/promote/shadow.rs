@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwapOption;
-use serde_json::{json, Value};
+use serde::Serialize;
 use tokio::sync::Notify;
 
 use super::compare::{compare_scores, compare_tensors, judge, sampled, Figures, Sample, Verdict};
@@ -183,37 +183,81 @@ impl Candidate {
     }
 
     /// What `/health` shows: the candidate, its progress and its running figures.
-    fn describe(&self) -> Value {
+    fn describe(&self) -> ShadowStatus {
         let figures = self.figures();
         let settings = &self.settings;
-        json!({
-            "name": self.model.info.name,
-            "version": self.model.info.version,
-            "since": crate::model::rfc3339::format(self.started_at),
-            "progress": {
-                "requests": figures.requests,
-                "min_requests": settings.min_requests,
-                "elapsed_s": self.started.elapsed().as_secs(),
-                "min_duration_s": settings.min_duration.as_secs(),
-                "max_duration_s": settings.max_duration.as_secs(),
+        ShadowStatus {
+            name: self.model.info.name.clone(),
+            version: self.model.info.version.clone(),
+            since: crate::model::rfc3339::format(self.started_at),
+            progress: ShadowProgress {
+                requests: figures.requests,
+                min_requests: settings.min_requests,
+                elapsed_s: self.started.elapsed().as_secs(),
+                min_duration_s: settings.min_duration.as_secs(),
+                max_duration_s: settings.max_duration.as_secs(),
             },
-            "figures": {
-                "requests": figures.requests,
-                "predictions": figures.predictions,
-                "agreed": figures.agreed,
-                "agreement": figures.agreement(),
-                "mean_score_difference": figures.mean_score_difference(),
-                "latency_ratio": figures.latency_ratio(),
-                "errors": figures.errors,
-                "first_error": figures.first_error,
-                "dropped": figures.dropped,
+            figures: ShadowFigures {
+                requests: figures.requests,
+                predictions: figures.predictions,
+                agreed: figures.agreed,
+                agreement: figures.agreement(),
+                mean_score_difference: figures.mean_score_difference(),
+                latency_ratio: figures.latency_ratio(),
+                errors: figures.errors,
+                first_error: figures.first_error.clone(),
+                dropped: figures.dropped,
             },
-            "needs": {
-                "min_agreement": settings.min_agreement,
-                "max_latency_ratio": settings.max_latency_ratio,
+            needs: ShadowNeeds {
+                min_agreement: settings.min_agreement,
+                max_latency_ratio: settings.max_latency_ratio,
             },
-        })
+        }
     }
+}
+
+/// What `/health` shows of the candidate in shadow.
+#[derive(Clone, Debug, Serialize)]
+pub struct ShadowStatus {
+    pub name: String,
+    pub version: String,
+    /// When the comparison started, RFC 3339.
+    pub since: String,
+    pub progress: ShadowProgress,
+    pub figures: ShadowFigures,
+    /// What the candidate must reach to be promoted.
+    pub needs: ShadowNeeds,
+}
+
+/// How far the comparison is, against what it needs before a decision.
+#[derive(Clone, Debug, Serialize)]
+pub struct ShadowProgress {
+    pub requests: u64,
+    pub min_requests: u64,
+    pub elapsed_s: u64,
+    pub min_duration_s: u64,
+    pub max_duration_s: u64,
+}
+
+/// The running figures of the comparison.
+#[derive(Clone, Debug, Serialize)]
+pub struct ShadowFigures {
+    pub requests: u64,
+    pub predictions: u64,
+    pub agreed: u64,
+    pub agreement: Option<f64>,
+    pub mean_score_difference: Option<f64>,
+    pub latency_ratio: Option<f64>,
+    pub errors: u64,
+    pub first_error: Option<String>,
+    pub dropped: u64,
+}
+
+/// The thresholds of the verdict.
+#[derive(Clone, Debug, Serialize)]
+pub struct ShadowNeeds {
+    pub min_agreement: f64,
+    pub max_latency_ratio: f64,
 }
 
 /// A model's candidate slot: empty, or the version in shadow.
@@ -244,11 +288,9 @@ impl Slot {
         Some(candidate.model.info.version.clone())
     }
 
-    /// `/health`'s `shadow` entry (`null` when nothing is in shadow).
-    pub fn describe(&self) -> Value {
-        self.current()
-            .map(|candidate| candidate.describe())
-            .unwrap_or(Value::Null)
+    /// `/health`'s `shadow` entry (`None`, shown as `null`, when nothing is in shadow).
+    pub fn describe(&self) -> Option<ShadowStatus> {
+        self.current().map(|candidate| candidate.describe())
     }
 }
 

@@ -97,15 +97,10 @@ pub async fn release(model: Arc<Model>, patience: Duration) {
 pub fn pin_mmap_threshold() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
-        extern "C" {
-            fn mallopt(param: i32, value: i32) -> i32;
-        }
-        /// `M_MMAP_THRESHOLD` in glibc's `malloc.h`.
-        const M_MMAP_THRESHOLD: i32 = -3;
         // SAFETY: mallopt sets a parameter of glibc's allocator under its main arena's lock;
         // called before any other thread exists, nothing reads the parameter meanwhile.
         unsafe {
-            mallopt(M_MMAP_THRESHOLD, 128 * 1024);
+            libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
         }
     }
 }
@@ -114,12 +109,9 @@ pub fn pin_mmap_threshold() {
 fn trim_heap() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
-        extern "C" {
-            fn malloc_trim(pad: usize) -> i32;
-        }
         // SAFETY: malloc_trim only walks glibc's own heap structures; it is thread-safe.
         unsafe {
-            malloc_trim(0);
+            libc::malloc_trim(0);
         }
     }
 }

@@ -17,7 +17,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
-use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
 
@@ -74,7 +73,20 @@ pub trait Credential: Send + Sync + Sized + 'static {
     /// Pure.
     fn parse(files: &[(PathBuf, Vec<u8>)]) -> Result<Self, CredentialError>;
     /// What `/health` shows of it (never a secret).
-    fn describe(&self) -> Value;
+    type Details: serde::Serialize;
+    /// Its details for `/health`.
+    fn describe(&self) -> Self::Details;
+}
+
+/// What `/health` shows of a watched credential: its own details, its files, when it was
+/// loaded and the last reload that failed, if the current files do not load.
+#[derive(Debug, serde::Serialize)]
+pub struct CredentialStatus<D> {
+    #[serde(flatten)]
+    pub details: D,
+    pub files: Vec<String>,
+    pub loaded_at: String,
+    pub last_error: Option<String>,
 }
 
 /// A credential read from files and replaced when they change.
@@ -209,7 +221,7 @@ impl<T: Credential> Watched<T> {
                 self.metrics
                     .credential_reloads
                     .inc(&[("file", T::NAME), ("result", "loaded")]);
-                let what = self.current().describe();
+                let what = serde_json::to_string(&self.current().describe()).unwrap_or_default();
                 tracing::info!(credential = T::NAME, %what, "reloaded the {}", T::WHAT);
             }
             (Checked::Failed, Some(why)) if reported.as_deref() != Some(why.as_str()) => {
@@ -230,25 +242,14 @@ impl<T: Credential> Watched<T> {
 
     /// What `/health` shows: the value's description, when it was loaded and, while the files
     /// hold something unusable, why.
-    pub fn status(&self) -> Value {
-        let mut body = self.current().describe();
+    pub fn status(&self) -> CredentialStatus<T::Details> {
         let state = self.lock();
-        if let Value::Object(fields) = &mut body {
-            fields.insert(
-                "files".into(),
-                json!(self
-                    .paths
-                    .iter()
-                    .map(|p| p.display().to_string())
-                    .collect::<Vec<_>>()),
-            );
-            fields.insert(
-                "loaded_at".into(),
-                json!(crate::model::rfc3339::format(state.loaded_at)),
-            );
-            fields.insert("last_error".into(), json!(state.last_error()));
+        CredentialStatus {
+            details: self.current().describe(),
+            files: self.paths.iter().map(|p| p.display().to_string()).collect(),
+            loaded_at: crate::model::rfc3339::format(state.loaded_at),
+            last_error: state.last_error().map(str::to_string),
         }
-        body
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -360,8 +361,10 @@ mod tests {
             }
         }
 
-        fn describe(&self) -> Value {
-            json!({ "text": self.0 })
+        type Details = String;
+
+        fn describe(&self) -> String {
+            self.0.clone()
         }
     }
 
@@ -407,9 +410,9 @@ mod tests {
             assert_eq!(watched.current().0, *value, "step {step}");
             let status = watched.status();
             assert_eq!(
-                status["last_error"].is_string(),
+                status.last_error.is_some(),
                 *error,
-                "step {step}: {status}"
+                "step {step}: {status:?}"
             );
         }
         // Two failures (the empty file, the missing file), each counted and logged once

@@ -6,7 +6,6 @@
 
 use std::path::PathBuf;
 
-use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
@@ -19,6 +18,12 @@ pub type ApiKeysFile = Watched<ApiKeys>;
 pub struct ApiKeys {
     /// One digest per key, in file order.
     digests: Vec<[u8; 32]>,
+}
+
+/// What `/health` shows of the API keys: how many there are (never the keys).
+#[derive(Debug, serde::Serialize)]
+pub struct KeysDetails {
+    pub keys: usize,
 }
 
 /// Why a request was refused its API key.
@@ -109,8 +114,10 @@ impl Credential for ApiKeys {
         })
     }
 
-    fn describe(&self) -> Value {
-        json!({ "keys": self.len() })
+    type Details = KeysDetails;
+
+    fn describe(&self) -> KeysDetails {
+        KeysDetails { keys: self.len() }
     }
 }
 

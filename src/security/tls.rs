@@ -19,7 +19,6 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls::ServerConfig;
-use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -83,9 +82,20 @@ impl Credential for Certificate {
         })
     }
 
-    fn describe(&self) -> Value {
-        json!({ "certificate_sha256": self.fingerprint })
+    type Details = CertificateDetails;
+
+    fn describe(&self) -> CertificateDetails {
+        CertificateDetails {
+            certificate_sha256: self.fingerprint.clone(),
+        }
     }
+}
+
+/// What `/health` shows of the certificate in use.
+#[derive(Debug, serde::Serialize)]
+pub struct CertificateDetails {
+    /// SHA-256 of the leaf certificate (DER), hex.
+    pub certificate_sha256: String,
 }
 
 impl Certificate {

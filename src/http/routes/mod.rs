@@ -1,0 +1,219 @@
+//! The routes of the contract (`../shared/docs/PRODUCT.md`, "HTTP interface"), one file per
+//! concern: the predictions (`predictions.rs`: `/predict`, `/predict/batch`, `/invocations`),
+//! the Open Inference Protocol (`oip.rs`, whose codec is `crate::oip::rest`), health, readiness
+//! and model metadata (`health.rs`), the admin routes (`admin.rs`) and MLflow's webhooks
+//! (`webhook.rs`). [`route`] takes the [`Route`] that `crate::route::resolve` made of the path,
+//! checks the API key, the method and the model, and dispatches with one exhaustive match.
+//! Each handler reads its body within limits, picks the live model once, and answers with a
+//! `Serialize` body type declared next to it; errors go through [`ApiError`].
+
+mod admin;
+mod health;
+mod oip;
+mod predictions;
+mod webhook;
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
+use hyper::{Method, Request};
+
+use super::error::ApiError;
+use super::{HttpResponse, Served, X_MODEL_VERSION};
+use crate::model::Model;
+use crate::promote::shadow::Manual;
+use crate::route::{Route, Target};
+use crate::security::keys;
+use crate::state::App;
+
+/// A routed request: the route's `route` label (for metrics), the model it served and the
+/// response.
+pub struct Routed {
+    /// The route as metrics name it (`/models/{name}/predict`, not the actual name).
+    pub route: &'static str,
+    /// The configured name of the model the route served, when it served one.
+    pub model: Option<String>,
+    pub response: HttpResponse,
+}
+
+/// How much of a refused request's body is read (and within how long) before the refusal.
+const REFUSAL_DRAIN_BYTES: usize = 64 * 1024;
+const REFUSAL_DRAIN_TIME: Duration = Duration::from_secs(1);
+
+/// Routes a request.
+pub async fn route(app: &App, request: Request<Incoming>) -> Routed {
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    let routed = crate::route::resolve(&path);
+    let (route, target) = (routed.route, routed.target);
+    let answer = |model: Option<&Served>, response| Routed {
+        route: route.label(target),
+        model: model.map(|m| m.name.clone()),
+        response,
+    };
+    // The Open Inference Protocol's clients read `{"error": ...}`, whatever went wrong.
+    let oip = path == "/v2" || path.starts_with("/v2/");
+    let shape = |err: ApiError| if oip { err.in_oip_shape() } else { err };
+    // HTTP/2 has no limit of its own on the number of fields (hyper's HTTP/1 has).
+    if request.headers().len() > app.config.max_headers {
+        let err = ApiError::too_many_headers(app.config.max_headers);
+        return answer(None, shape(err).response());
+    }
+    let authorization = request.headers().get(AUTHORIZATION).map(|v| v.as_bytes());
+    let needs_key = route.needs_key(&app.config);
+    if let Err(err) = keys::check(app.api_keys.as_deref(), needs_key, authorization) {
+        // Read a small body before refusing: over HTTP/2 an answer given while the client is
+        // still sending ends the stream with RST_STREAM, which curl 7.x reports as error 92
+        // instead of showing the 401.
+        super::drain_body(request, REFUSAL_DRAIN_BYTES, REFUSAL_DRAIN_TIME).await;
+        return answer(None, shape(err.into()).response());
+    }
+    if route == Route::Other {
+        return answer(None, shape(ApiError::not_found(&path)).response());
+    }
+    let allowed = route.method();
+    if method != allowed && !(allowed == Method::GET && method == Method::HEAD) {
+        let err = ApiError::method_not_allowed(&method, &path, &allowed);
+        return answer(None, shape(err).response());
+    }
+    let served = match target {
+        Target::Daemon => None,
+        Target::Default => Some(app.default_model()),
+        Target::Named(wanted) => match app.model(wanted) {
+            Some(served) => Some(served),
+            None => {
+                let err = ApiError::unknown_model(wanted, &app.model_names());
+                return answer(None, err.response());
+            }
+        },
+        // The protocol's handlers answer an unknown model or version in its own shape.
+        Target::Oip { model, .. } => app.model(model),
+    };
+    // Routes of one model are resolved with a model target; a daemon target has none.
+    let model = || served.ok_or_else(|| ApiError::not_found(&path));
+    let result = match route {
+        Route::Predict => match model() {
+            Ok(served) => predictions::predict(app, served, request).await,
+            Err(err) => Err(err),
+        },
+        Route::PredictBatch => match model() {
+            Ok(served) => predictions::predict_batch(app, served, request).await,
+            Err(err) => Err(err),
+        },
+        Route::Invocations => match model() {
+            Ok(served) => predictions::invocations(app, served, request).await,
+            Err(err) => Err(err),
+        },
+        Route::ModelMetadata => model().and_then(health::model_metadata),
+        Route::ModelReady => model().map(health::model_ready),
+        Route::Ping => model().map(health::ping),
+        Route::Version => Ok(health::version()),
+        Route::Health => Ok(health::health(app)),
+        Route::HealthLive => Ok(health::live()),
+        Route::HealthReady => health::ready(app, request.uri().query().unwrap_or("")),
+        Route::Metrics => Ok(health::metrics(app)),
+        Route::AdminReload => admin::reload(app, request).await,
+        Route::AdminPromote => admin::decide(app, &request, Manual::Promote),
+        Route::AdminReject => admin::decide(app, &request, Manual::Reject),
+        Route::Webhook => webhook::deliver(app, request).await,
+        Route::OipServer => Ok(oip::server_metadata()),
+        Route::OipLive => Ok(oip::server_live(app)),
+        Route::OipReady => Ok(oip::server_ready(app)),
+        Route::OipModel => match target {
+            Target::Oip { model, version } => oip::model_metadata(app, model, version),
+            _ => Err(ApiError::not_found(&path)),
+        },
+        Route::OipModelReady => match target {
+            Target::Oip { model, version } => oip::model_ready(app, model, version),
+            _ => Err(ApiError::not_found(&path)),
+        },
+        Route::OipInfer => match target {
+            Target::Oip { model, version } => oip::infer(app, model, version, request).await,
+            _ => Err(ApiError::not_found(&path)),
+        },
+        Route::Other => Err(ApiError::not_found(&path)),
+    };
+    answer(served, result.unwrap_or_else(|err| shape(err).response()))
+}
+
+/// The live model of `served`, or a 503 that says why there is none.
+fn live_model(served: &Served) -> Result<Arc<Model>, ApiError> {
+    served.live.current().ok_or_else(|| {
+        let status = served.live.status();
+        ApiError::no_model(&status.last_error.unwrap_or(status.message))
+    })
+}
+
+/// Adds `X-Model-Version: version` to `response`.
+fn with_version(mut response: HttpResponse, version: &str) -> HttpResponse {
+    if let Ok(value) = HeaderValue::from_str(version) {
+        response
+            .headers_mut()
+            .insert(X_MODEL_VERSION.clone(), value);
+    }
+    response
+}
+
+/// The media type of the request's `Content-Type`, lower-case, without parameters.
+fn media_type(request: &Request<Incoming>) -> Option<String> {
+    request.headers().get(CONTENT_TYPE).map(|value| {
+        String::from_utf8_lossy(value.as_bytes())
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase()
+    })
+}
+
+/// The value of `key` in a query string (`a=1&b=2`), percent-decoded.
+fn query_value<'a>(query: &'a str, key: &str) -> Option<Cow<'a, str>> {
+    form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == key)
+        .map(|(_, value)| value)
+}
+
+/// The model a query names (`?model=`), or the default model.
+fn model_of_query<'a>(app: &'a App, query: &str) -> Result<&'a Served, ApiError> {
+    match query_value(query, "model") {
+        Some(name) => app
+            .model(&name)
+            .ok_or_else(|| ApiError::unknown_model(&name, &app.model_names())),
+        None => Ok(app.default_model()),
+    }
+}
+
+/// Why a model is not ready, in words.
+fn not_ready_reason(served: &Served) -> String {
+    if served.live.is_draining() {
+        return "shutting down".to_string();
+    }
+    let status = served.live.status();
+    status.last_error.unwrap_or(status.message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_values_are_decoded() {
+        let check = |query: &str, key: &str, expected: Option<&str>| {
+            assert_eq!(
+                query_value(query, key).as_deref(),
+                expected,
+                "{query:?} {key}"
+            );
+        };
+        check("wait=true", "wait", Some("true"));
+        check("model=a&wait=1", "wait", Some("1"));
+        check("models=a%2Cb", "models", Some("a,b"));
+        check("model=my+model", "model", Some("my model"));
+        check("wait", "wait", Some(""));
+        check("", "wait", None);
+        check("waiting=true", "wait", None);
+    }
+}

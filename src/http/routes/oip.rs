@@ -1,0 +1,112 @@
+//! The Open Inference Protocol (KServe v2) over REST: `GET /v2`, `/v2/health/{live,ready}`,
+//! `/v2/models/{name}[/versions/{version}][/ready]` and `POST .../infer`. The protocol itself
+//! (readiness, metadata, inference) is `crate::oip`'s and its REST bodies are
+//! `crate::oip::rest`'s; this file only carries them over HTTP (headers, statuses).
+
+use std::time::Instant;
+
+use hyper::body::Incoming;
+use hyper::header::HeaderValue;
+use hyper::{Request, StatusCode};
+
+use super::{not_ready_reason, with_version};
+use crate::http::error::{ApiError, Probe};
+use crate::http::{json, read_body, text, HttpResponse};
+use crate::oip::{self, rest, OipError};
+use crate::state::App;
+
+/// `GET /v2`: the server's name, version and protocol extensions.
+pub fn server_metadata() -> HttpResponse {
+    json(
+        StatusCode::OK,
+        &rest::server_metadata(&oip::server_metadata()),
+    )
+}
+
+/// `GET /v2/health/live`.
+pub fn server_live(app: &App) -> HttpResponse {
+    probe(rest::Probe::live(oip::server_live(app)))
+}
+
+/// `GET /v2/health/ready`: every configured model is live and the server is not draining.
+pub fn server_ready(app: &App) -> HttpResponse {
+    let ready = oip::server_ready(app);
+    let why = (!ready).then(|| {
+        app.models
+            .iter()
+            .filter(|m| !m.live.is_ready())
+            .map(|m| format!("{}: {}", m.name, not_ready_reason(m)))
+            .collect::<Vec<_>>()
+            .join("; ")
+    });
+    probe(rest::Probe::ready(ready, why))
+}
+
+/// `GET /v2/models/{name}[/versions/{version}]/ready`.
+pub fn model_ready(
+    app: &App,
+    model: &str,
+    version: Option<&str>,
+) -> Result<HttpResponse, ApiError> {
+    let ready = oip::model_ready(app, model, version)?;
+    let why = (!ready)
+        .then(|| app.model(model).map(not_ready_reason))
+        .flatten();
+    Ok(probe(rest::Probe::ready(ready, why)))
+}
+
+/// `GET /v2/models/{name}[/versions/{version}]`: the live version, its inputs and outputs.
+pub fn model_metadata(
+    app: &App,
+    model: &str,
+    version: Option<&str>,
+) -> Result<HttpResponse, ApiError> {
+    let metadata = oip::model_metadata(app, model, version)?;
+    Ok(json(StatusCode::OK, &rest::model_metadata(&metadata)))
+}
+
+/// `POST /v2/models/{name}[/versions/{version}]/infer`: JSON, or JSON followed by binary
+/// tensor data (Triton's extension, `Inference-Header-Content-Length`), either way in and out.
+pub async fn infer(
+    app: &App,
+    model: &str,
+    version: Option<&str>,
+    request: Request<Incoming>,
+) -> Result<HttpResponse, ApiError> {
+    let deadline = Instant::now() + app.config.request_timeout;
+    let header_length = match request.headers().get(rest::HEADER_LENGTH) {
+        None => None,
+        Some(value) => Some(
+            value
+                .to_str()
+                .ok()
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .ok_or_else(|| {
+                    OipError::Invalid(
+                        "Inference-Header-Content-Length must be a byte count".to_string(),
+                    )
+                })?,
+        ),
+    };
+    let body = read_body(request, app.config.max_body_bytes, deadline).await?;
+    let request = rest::decode(&body, header_length, model, version)?;
+    let (requested, parameters) = (request.outputs.clone(), request.parameters.clone());
+    let response = oip::infer_until(app, request, deadline).await?;
+    let encoded = rest::encode(&response, &requested, &parameters);
+    let answer = match encoded.header_length {
+        Some(length) => {
+            let mut answer = text(StatusCode::OK, encoded.bytes, "application/octet-stream");
+            answer
+                .headers_mut()
+                .insert(rest::HEADER_LENGTH, HeaderValue::from(length as u64));
+            answer
+        }
+        None => text(StatusCode::OK, encoded.bytes, "application/json"),
+    };
+    Ok(with_version(answer, &response.model_version))
+}
+
+/// A health answer of the protocol: 200 when it holds, 400 when not (the spec asks for a 4xx).
+fn probe(body: rest::Probe) -> HttpResponse {
+    json(Probe::of(body.holds()).oip_status(), &body)
+}
