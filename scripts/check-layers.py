@@ -8,8 +8,16 @@ comments left out), must
   2. run down the layers below: a module imports only modules of a lower layer, or its own files.
 
 Prints every cycle and every upward import with the names that cause it; exits 1 when there is
-one. Fast (no compiler), so CI runs it before building; `cargo modules dependencies --lib
---acyclic` (cargo-modules) checks the cycles from the compiler's view when it is installed.
+one. Fast (no compiler), so CI runs it before building.
+
+A second opinion from the compiler's view: cargo-modules (`cargo install cargo-modules`) draws the
+crate's modules and their `use` edges as rust-analyzer resolves them. Its own `--acyclic` flag is
+unusable here (it reports every trait method implemented for a type as a cycle between the type
+and the method, regexident/cargo-modules#307), so give its graph to this script instead, which
+checks the module-to-module `uses` edges for cycles and layer order:
+
+    cargo modules dependencies --lib --no-externs --no-sysroot --no-fns --no-traits \
+        --no-types > modules.dot && scripts/check-layers.py --dot modules.dot
 
     scripts/check-layers.py [SRC_DIR]      # default: src
 """
@@ -43,6 +51,8 @@ ROOT = ()
 
 
 def main():
+    if len(sys.argv) > 2 and sys.argv[1] == "--dot":
+        return check_dot(sys.argv[2])
     src = sys.argv[1] if len(sys.argv) > 1 else "src"
     files = {}
     for root, _, names in os.walk(src):
@@ -57,6 +67,17 @@ def main():
                 elif rel == ["main"]:
                     rel = ["<main>"]
                 files[tuple(rel)] = p
+    for mod, path in files.items():
+        text = strip(open(path, errors="replace").read())
+        for m in re.finditer(r"\bpub(?:\([^)]*\))?\s+use\s+([^;]+);", text):
+            for p in expand(re.sub(r"\s+", " ", m.group(1))):
+                if not p.startswith(("crate::", "super::", "self::")):
+                    p = "self::" + p
+                source = resolve(mod, p, files, follow=False)
+                name = re.split(r"\s+as\s+", p.split("::")[-1])
+                exported = name[-1].strip()
+                if source is not None and source != mod and exported != "*":
+                    REEXPORTS.setdefault(mod, {})[exported] = source
     edges = {mod: imports(mod, path, files) for mod, path in files.items()}
     # A module using its own children is how Rust folders are built, not an import back.
     for mod in edges:
@@ -104,6 +125,46 @@ def main():
     sys.exit(1 if problems else 0)
 
 
+def check_dot(path):
+    """Cycles and layer order of the module-to-module `uses` edges of a cargo-modules graph."""
+    edges = {}
+    pattern = re.compile(r'"([^"]+)" -> "([^"]+)" \[label="uses"')
+    for line in open(path):
+        m = pattern.search(line)
+        if not m:
+            continue
+        a, b = (tuple(name.split("::")[1:]) for name in m.groups())
+        # A module using its own children (or itself) is how Rust folders are built.
+        if b[: len(a)] == a:
+            continue
+        edges.setdefault(a, {}).setdefault(b, set()).add("use")
+        edges.setdefault(b, {})
+    problems = 0
+    for i, comp in enumerate(cycles(edges), 1):
+        problems += 1
+        names = sorted("::".join(m) or "crate" for m in comp)
+        print(f"cycle {i} among modules: {', '.join(names)}")
+    rank = {tuple(n.split("/")): level for level, names in enumerate(LAYERS) for n in names}
+
+    def layer(mod):
+        for n in range(len(mod), 0, -1):
+            if mod[:n] in rank:
+                return mod[:n], rank[mod[:n]]
+        return None, None
+
+    for a, targets in sorted(edges.items()):
+        home_a, level_a = layer(a)
+        for b in sorted(targets):
+            home_b, level_b = layer(b)
+            if None in (level_a, level_b) or home_a == home_b:
+                continue
+            if level_b <= level_a:
+                problems += 1
+                print(f"{'::'.join(a)} uses {'::'.join(b)} (layer {level_a} -> {level_b})")
+    print(f"{problems} problem(s) among {len(edges)} modules (cargo-modules graph)")
+    sys.exit(1 if problems else 0)
+
+
 def strip(text):
     cut = text.find("#[cfg(test)]")
     text = text if cut < 0 else text[:cut]
@@ -131,7 +192,25 @@ def expand(tree):
     return [prefix + q for p in parts if p.strip() for q in expand(p.strip())]
 
 
-def resolve(mod, path, files):
+# Re-exports: for each file, the names it re-exports (`pub use child::Name;`) and the file they
+# come from, so that an import of `config::Config` counts as an import of `config/settings.rs`,
+# where `Config` is defined (filled by `main`).
+REEXPORTS = {}
+
+
+def resolve(mod, path, files, follow=True):
+    target = resolve_file(mod, path, files)
+    if target is None or not follow:
+        return target
+    name = re.split(r"\s+as\s+", path.split("::")[-1])[0].strip()
+    seen = set()
+    while name in REEXPORTS.get(target, {}) and target not in seen:
+        seen.add(target)
+        target = REEXPORTS[target][name]
+    return target
+
+
+def resolve_file(mod, path, files):
     segs = [s for s in re.split(r"::", path) if s and s != "*"]
     segs = [re.split(r"\s+as\s+", s)[0].strip() for s in segs]
     if not segs:

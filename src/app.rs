@@ -32,7 +32,6 @@ use crate::grpc;
 use crate::http::{self, App, Served};
 use crate::live::{describe, Live};
 use crate::metrics::Metrics;
-use crate::promote::Promotion;
 use crate::queue::{Pool, PoolConfig};
 use crate::reload::cache::Cache;
 use crate::reload::{
@@ -385,7 +384,7 @@ impl Daemon {
             reloader
                 .live
                 .set_message(format!("loading {}", reloader.plan.uri));
-            reloader.check(Trigger::Startup)
+            reload::check(reloader, Trigger::Startup)
         });
         let outcomes = tokio::select! {
             outcomes = futures_util::future::join_all(checks) => outcomes,
@@ -637,7 +636,7 @@ async fn plans(
             uri,
             poll_interval: config.poll_interval,
             reload_policy: config.reload_policy,
-            promotion: Promotion::resolve(config, &Default::default()),
+            promotion: config.promotion_for(&Default::default()),
         };
         return Ok(vec![(plan, source)]);
     }
@@ -651,7 +650,7 @@ async fn plans(
                 uri: spec.uri.clone(),
                 poll_interval: spec.poll_interval.unwrap_or(config.poll_interval),
                 reload_policy: spec.reload_policy.unwrap_or(config.reload_policy),
-                promotion: Promotion::resolve(config, &spec.promotion),
+                promotion: config.promotion_for(&spec.promotion),
             };
             Ok((plan, source))
         })

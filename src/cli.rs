@@ -185,7 +185,7 @@ pub async fn validate_against(
     let settings = Promotion {
         min_requests: 0,
         min_duration: std::time::Duration::ZERO,
-        ..Promotion::resolve(config, &Default::default())
+        ..config.promotion_for(&Default::default())
     };
     match judge(&figures, std::time::Duration::ZERO, &settings) {
         Verdict::Promote(why) => {

@@ -20,8 +20,9 @@
 //! (`suggest.rs`); the variables Kubernetes injects for a Service named `hotserve`
 //! (`HOTSERVE_PORT`, `HOTSERVE_SERVICE_HOST`, ...) and those of the project's own scripts are
 //! not settings and are let through. Every model's URI is parsed in the same pass
-//! (`models::check_sources`), so a bad `MODEL_URI` is reported with everything else.
+//! (`checks::sources`), so a bad `MODEL_URI` is reported with everything else.
 
+mod checks;
 mod declare;
 pub mod flags;
 mod models;
@@ -36,7 +37,8 @@ use std::path::{Path, PathBuf};
 pub use declare::{DefaultValue, Item, Setting};
 pub use models::ModelSpec;
 pub use parse::parse_duration;
-pub use settings::{Config, LogFormat, ReloadPolicy, SETTINGS};
+pub use parse::ReloadPolicy;
+pub use settings::{Config, LogFormat, SETTINGS};
 
 use declare::{Raw, RawValues};
 
@@ -125,8 +127,8 @@ impl Config {
         }
 
         let config = Config::from_raw(&raw, inputs.env, &mut problems);
-        problems.extend(models::check(&config));
-        problems.extend(models::check_sources(&config, inputs.env));
+        problems.extend(checks::models(&config));
+        problems.extend(checks::sources(&config, inputs.env));
         problems.extend(settings::check_security(&config));
         if problems.is_empty() {
             Ok(config)

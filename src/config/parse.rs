@@ -116,6 +116,25 @@ pub(super) fn parse_log_filter(value: &str) -> Result<String, String> {
         .map_err(|e| format!("not a log filter ({e}); use e.g. info, debug or hotserve=debug,info"))
 }
 
+/// Which reload order to use when a new model version arrives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReloadPolicy {
+    /// Load the new model, swap, then drop the old one (two models resident for a moment).
+    Availability,
+    /// Drop the old model first, then load the new one (readiness is 503 during the gap).
+    Resource,
+}
+
+impl ReloadPolicy {
+    pub(super) fn parse(value: &str) -> Result<ReloadPolicy, String> {
+        match value {
+            "availability" => Ok(ReloadPolicy::Availability),
+            "resource" => Ok(ReloadPolicy::Resource),
+            _ => Err("expected availability or resource".into()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,11 +1,9 @@
-//! The promotion settings of one model ([`Promotion`]): the daemon-wide values from
-//! [`Config`], with the overrides of its `models` entry ([`Overrides`]) on top, and the
-//! parsers of their values. Configuration, so it lives here; what the settings do is
+//! The promotion settings of one model ([`Promotion`]): the daemon-wide values of `Config`,
+//! with the overrides of its `models` entry ([`Overrides`]) on top (`Config::promotion_for`),
+//! and the parsers of their values. Configuration, so it lives here; what the settings do is
 //! `crate::promote`'s.
 
 use std::time::Duration;
-
-use super::Config;
 
 /// How a version that passed the gate goes live.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -117,35 +115,6 @@ impl Overrides {
             _ => return Err(format!("'{key}' is not a promotion setting")),
         }
         Ok(())
-    }
-}
-
-impl Promotion {
-    /// The daemon-wide settings with `overrides` on top.
-    pub fn resolve(config: &Config, overrides: &Overrides) -> Promotion {
-        Promotion {
-            mode: overrides.mode.unwrap_or(config.promotion),
-            fraction: overrides.fraction.unwrap_or(config.shadow_fraction),
-            min_requests: overrides.min_requests.unwrap_or(config.shadow_min_requests),
-            min_duration: overrides.min_duration.unwrap_or(config.shadow_min_duration),
-            max_duration: overrides.max_duration.unwrap_or(config.shadow_max_duration),
-            min_agreement: overrides
-                .min_agreement
-                .unwrap_or(config.shadow_min_agreement),
-            max_latency_ratio: overrides
-                .max_latency_ratio
-                .unwrap_or(config.shadow_max_latency_ratio),
-            tolerance: overrides.tolerance.unwrap_or(config.shadow_tolerance),
-            guard: Guard {
-                window: overrides.guard_window.unwrap_or(config.guard_window),
-                max_error_rate: overrides
-                    .guard_max_error_rate
-                    .unwrap_or(config.guard_max_error_rate),
-                max_latency_ratio: overrides
-                    .guard_max_latency_ratio
-                    .unwrap_or(config.guard_max_latency_ratio),
-            },
-        }
     }
 }
 

@@ -9,10 +9,12 @@ use std::time::Duration;
 
 use super::declare::settings;
 use super::models::{parse_model, parse_model_name, ModelSpec};
+use super::parse::ReloadPolicy;
 use super::parse::{
     parse_bool, parse_bytes, parse_count, parse_duration, parse_fraction, parse_interval,
     parse_log_filter, parse_nonempty, parse_path, parse_positive_duration, parse_socket_addr,
 };
+use super::promotion::{Guard, Overrides, Promotion};
 
 settings! {
     /// The fully parsed configuration. Built only by [`Config::load`], so every value in it
@@ -441,25 +443,6 @@ fn default_state_dir(env: &dyn Fn(&str) -> Option<String>) -> PathBuf {
     }
 }
 
-/// Which reload order to use when a new model version arrives.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ReloadPolicy {
-    /// Load the new model, swap, then drop the old one (two models resident for a moment).
-    Availability,
-    /// Drop the old model first, then load the new one (readiness is 503 during the gap).
-    Resource,
-}
-
-impl ReloadPolicy {
-    pub(super) fn parse(value: &str) -> Result<ReloadPolicy, String> {
-        match value {
-            "availability" => Ok(ReloadPolicy::Availability),
-            "resource" => Ok(ReloadPolicy::Resource),
-            _ => Err("expected availability or resource".into()),
-        }
-    }
-}
-
 /// Log output format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LogFormat {
@@ -473,6 +456,33 @@ impl LogFormat {
             "text" => Ok(LogFormat::Text),
             "json" => Ok(LogFormat::Json),
             _ => Err("expected text or json".into()),
+        }
+    }
+}
+
+impl Config {
+    /// One model's promotion settings: the daemon-wide ones with its `overrides` on top.
+    pub fn promotion_for(&self, overrides: &Overrides) -> Promotion {
+        Promotion {
+            mode: overrides.mode.unwrap_or(self.promotion),
+            fraction: overrides.fraction.unwrap_or(self.shadow_fraction),
+            min_requests: overrides.min_requests.unwrap_or(self.shadow_min_requests),
+            min_duration: overrides.min_duration.unwrap_or(self.shadow_min_duration),
+            max_duration: overrides.max_duration.unwrap_or(self.shadow_max_duration),
+            min_agreement: overrides.min_agreement.unwrap_or(self.shadow_min_agreement),
+            max_latency_ratio: overrides
+                .max_latency_ratio
+                .unwrap_or(self.shadow_max_latency_ratio),
+            tolerance: overrides.tolerance.unwrap_or(self.shadow_tolerance),
+            guard: Guard {
+                window: overrides.guard_window.unwrap_or(self.guard_window),
+                max_error_rate: overrides
+                    .guard_max_error_rate
+                    .unwrap_or(self.guard_max_error_rate),
+                max_latency_ratio: overrides
+                    .guard_max_latency_ratio
+                    .unwrap_or(self.guard_max_latency_ratio),
+            },
         }
     }
 }

@@ -19,6 +19,7 @@
 //! (body reads and inference both carry its deadline), per stream on HTTP/2. [`CloseReason`]
 //! names which limit ended a connection, for `hotserve_connections_closed_total`.
 
+use crate::security::tls::FirstByte;
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
@@ -330,9 +331,15 @@ pub struct Watched<T> {
     requests_seen: u64,
 }
 
-impl<T: crate::security::tls::Peek + Sync> crate::security::tls::Peek for Watched<T> {
-    async fn peek(&self, buf: &mut [u8]) -> std::io::Result<usize> {
-        self.inner.peek(buf).await
+impl Watched<tokio::net::TcpStream> {
+    /// The connection's first byte, without taking it, if it comes within `within`.
+    pub async fn first_byte(&self, within: Duration) -> FirstByte {
+        let mut first = [0u8; 1];
+        match tokio::time::timeout(within, self.inner.peek(&mut first)).await {
+            Err(_) => FirstByte::TimedOut,
+            Ok(Ok(1)) => FirstByte::Byte(first[0]),
+            Ok(_) => FirstByte::Nothing,
+        }
     }
 }
 

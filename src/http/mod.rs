@@ -82,7 +82,7 @@ pub async fn serve(
                     connection::serve(stream, &builders, &activity, service, watcher, draining)
                         .await
                 }
-                Some(tls) => match tls.accept_or_refuse(stream).await {
+                Some(tls) => match accept_tls(&tls, stream).await {
                     Ok(stream) => {
                         connection::serve(stream, &builders, &activity, service, watcher, draining)
                             .await
@@ -119,6 +119,17 @@ pub async fn serve(
         _ = graceful.shutdown() => tracing::info!("all connections closed"),
         _ = tokio::time::sleep(grace) => tracing::warn!(?grace, "shutdown deadline passed with requests still in flight"),
     }
+}
+
+/// The TLS side of an accepted connection, or why it was not served: its first byte is
+/// looked at first, so a plain HTTP request gets a plain HTTP answer.
+async fn accept_tls(
+    tls: &TlsAcceptor,
+    stream: connection::Watched<tokio::net::TcpStream>,
+) -> Result<tokio_rustls::server::TlsStream<connection::Watched<tokio::net::TcpStream>>, Refusal> {
+    let started = tokio::time::Instant::now();
+    let first = stream.first_byte(tls.handshake_timeout()).await;
+    tls.accept_or_refuse(stream, first, started).await
 }
 
 /// Handles one request: request id, routing, error rendering, metrics.

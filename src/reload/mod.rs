@@ -5,7 +5,7 @@
 //! one model never run at once, and a slow or failing model never holds up another. Triggers — the poll
 //! timer (with jitter), the file watcher, `POST /admin/reload`, `POST /hooks/mlflow` and
 //! `SIGHUP` — only set a pending flag through [`Triggers`]; a burst of them while a check runs
-//! causes exactly one more check. A check ([`Reloader::check`]) goes through files named
+//! causes exactly one more check. A check ([`check()`]) goes through files named
 //! after its steps:
 //!
 //! - `local.rs` / `remote.rs`: what the source is now (a staged copy of a local directory or
@@ -20,6 +20,7 @@
 //! All file work goes through [`on_disk`] (tokio's blocking pool) or the loading thread.
 
 pub mod cache;
+mod check;
 pub mod decide;
 mod error;
 pub mod loader;
@@ -37,6 +38,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 pub use crate::live::status::{Attempt, CheckResult, Trigger};
+pub use check::check;
 pub use error::{ReloadError, SetupError};
 pub use reloader::{Plan, Reloader, Source};
 pub use report::Outcome;
@@ -185,7 +187,7 @@ pub async fn run(
         // A check may wait minutes for a shadow evaluation or a guard window: a shutdown ends
         // it (the candidate is dropped, the live model stays).
         let outcome = tokio::select! {
-            outcome = reloader.check(reason) => outcome,
+            outcome = check(&reloader, reason) => outcome,
             _ = &mut shutdown => return,
         };
         if triggered {

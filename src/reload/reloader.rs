@@ -1,18 +1,15 @@
 //! The [`Reloader`]: one configured model's source, its cache, and what it remembers between
-//! checks (the live model's identity, the versions that failed). [`Reloader::check`] runs one
-//! check: the source's own steps ([`super::local`] or [`super::remote`]), the decision
-//! ([`super::decide`]), the gate and the swap ([`super::publish`]), then the report
-//! ([`super::report`]).
+//! checks (the live model's identity, the versions that failed). A check of it is
+//! `super::check`'s.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::cache::{Cache, Manifest};
 use super::decide::{decide, Action, Identity};
-use super::report::{report, Outcome};
-use super::{local, on_disk, remote, SetupError, Trigger};
+use super::{on_disk, SetupError};
 use crate::config::{Config, ReloadPolicy};
 use crate::live::Live;
 use crate::metrics::ModelMetrics;
@@ -194,30 +191,6 @@ impl Reloader {
         !matches!(self.source, Source::Remote { .. })
     }
 
-    /// Runs one check and reports it (metrics, logs, `/health`, systemd).
-    pub async fn check(&self, trigger: Trigger) -> Outcome {
-        let started = Instant::now();
-        let was_live = self.live.current().is_some();
-        let outcome = match &self.source {
-            Source::Local { dir } => local::check(self, dir, local::Form::Directory).await,
-            Source::Zip { path } => local::check(self, path, local::Form::Zip).await,
-            Source::Remote {
-                uri,
-                client,
-                impatient,
-            } => {
-                let client = if !was_live && self.has_last_good().await {
-                    impatient
-                } else {
-                    client
-                };
-                remote::check(self, uri, client).await
-            }
-        };
-        report(self, trigger, was_live, &outcome, started.elapsed());
-        outcome
-    }
-
     /// Decides what to do with `found` given what this pipeline remembers.
     pub(super) fn decide(&self, found: &Identity, cached: Option<&Manifest>) -> Action {
         let memory = self.memory();
@@ -252,7 +225,7 @@ impl Reloader {
         self.memory().live = Some(identity);
     }
 
-    async fn has_last_good(&self) -> bool {
+    pub(super) async fn has_last_good(&self) -> bool {
         let cache = self.cache.clone();
         on_disk(move || cache.last_good().is_some())
             .await

@@ -195,48 +195,50 @@ Connection: close\r\n\
 Content-Length: 111\r\n\r\n\
 {\"error_code\": \"BAD_REQUEST\", \"message\": \"this port speaks HTTPS (TLS); send the request to https:// instead\"}\n";
 
-/// A connection whose first bytes can be looked at without taking them.
-pub trait Peek {
-    /// Waits for bytes and copies them into `buf` without consuming them.
-    fn peek(
-        &self,
-        buf: &mut [u8],
-    ) -> impl std::future::Future<Output = std::io::Result<usize>> + Send;
-}
-
-impl Peek for tokio::net::TcpStream {
-    async fn peek(&self, buf: &mut [u8]) -> std::io::Result<usize> {
-        tokio::net::TcpStream::peek(self, buf).await
-    }
+/// What a connection's first byte was, looked at before the handshake (the caller peeks it,
+/// within [`TlsAcceptor::handshake_timeout`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FirstByte {
+    Byte(u8),
+    /// The client closed the connection, or reading it failed.
+    Nothing,
+    /// Nothing came within the handshake timeout.
+    TimedOut,
 }
 
 impl TlsAcceptor {
-    /// [`TlsAcceptor::accept`] for a connection, answering a plain HTTP request (whose first
-    /// byte is an ASCII letter, where a TLS handshake starts with 0x16) with a 400 in plain
-    /// HTTP instead of a failed handshake the client cannot read.
+    /// How long a client may take to complete the handshake.
+    pub fn handshake_timeout(&self) -> Duration {
+        self.handshake_timeout
+    }
+
+    /// [`TlsAcceptor::accept`] for a connection whose `first` byte was peeked (within the
+    /// handshake timeout, at `started`): a plain HTTP request (its first byte an ASCII letter,
+    /// where a TLS handshake starts with 0x16) is answered with a 400 in plain HTTP instead of
+    /// a failed handshake the client cannot read.
     pub async fn accept_or_refuse<IO>(
         &self,
         mut stream: IO,
+        first: FirstByte,
+        started: tokio::time::Instant,
     ) -> Result<tokio_rustls::server::TlsStream<IO>, Refusal>
     where
-        IO: AsyncRead + AsyncWrite + Unpin + Peek,
+        IO: AsyncRead + AsyncWrite + Unpin,
     {
         use tokio::io::AsyncWriteExt as _;
-        let mut first = [0u8; 1];
-        let started = tokio::time::Instant::now();
-        match tokio::time::timeout(self.handshake_timeout, stream.peek(&mut first)).await {
-            Err(_) => {
+        match first {
+            FirstByte::TimedOut => {
                 return Err(Refusal::Handshake(std::io::Error::new(
                     std::io::ErrorKind::TimedOut,
                     "the client sent nothing within header_read_timeout",
                 )))
             }
-            Ok(Ok(1)) if first[0].is_ascii_uppercase() => {
+            FirstByte::Byte(byte) if byte.is_ascii_uppercase() => {
                 let _ = stream.write_all(PLAIN_HTTP_ANSWER).await;
                 let _ = stream.shutdown().await;
                 return Err(Refusal::PlainHttp);
             }
-            Ok(_) => {}
+            FirstByte::Byte(_) | FirstByte::Nothing => {}
         }
         // The handshake has what is left of the timeout.
         let left = self.handshake_timeout.saturating_sub(started.elapsed());
