@@ -6,15 +6,13 @@
 //! the tensor, a model not live 503, readiness false 400), the routes' metrics labels, and the
 //! official client `tritonclient.http` driving all of it (`support/triton_http.py`).
 
-#[path = "support/mod.rs"]
-mod support;
-
 use std::path::Path;
 
 use serde_json::{json, Value};
-use support::hotserve::fixture;
-use support::inprocess::{Server, Start};
-use support::{eventually, metric};
+
+use crate::support::hotserve::fixture;
+use crate::support::inprocess::{Server, Start};
+use crate::support::{eventually, metric};
 
 /// A server for `models` (`NAME=DIR`, ...).
 fn several(models: &[(&str, &Path)]) -> Start {
@@ -614,8 +612,8 @@ async fn a_model_that_is_not_live_is_not_ready() {
 #[tokio::test]
 async fn the_official_client_drives_every_route() {
     let server = three_models().await;
-    let script = support::repo_root().join("tests/support/triton_http.py");
-    let python = support::mlflow_server::venv().join("bin/python");
+    let script = crate::support::repo_root().join("tests/it/support/triton_http.py");
+    let python = crate::support::mlflow_server::venv().join("bin/python");
     let address = server.addr.to_string();
     let output = tokio::task::spawn_blocking(move || {
         std::process::Command::new(python)
@@ -625,7 +623,7 @@ async fn the_official_client_drives_every_route() {
     })
     .await
     .unwrap()
-    .expect("run tests/support/triton_http.py");
+    .expect("run tests/it/support/triton_http.py");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(

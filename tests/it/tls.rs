@@ -6,9 +6,6 @@
 //! one with the reason in `/health` and the metrics; a bad pair at startup; API keys accepted
 //! and refused (401 with `WWW-Authenticate`), reloaded, and the probes left open.
 
-#[path = "support/mod.rs"]
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -17,10 +14,11 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use support::curl::{curl, Curled};
-use support::hotserve::fixture;
-use support::inprocess::{Server, Start};
-use support::{eventually, metric, repo_root};
+
+use crate::support::curl::{curl, Curled};
+use crate::support::hotserve::fixture;
+use crate::support::inprocess::{Server, Start};
+use crate::support::{eventually, metric, repo_root};
 
 /// A certificate authority made by openssl: what the clients trust.
 struct Ca {
@@ -188,7 +186,7 @@ async fn https_server(cert: &Path, key: &Path, settings: &[(&str, &str)]) -> Ser
 /// `cafile`; a POST when `body` is given.
 async fn python(url: String, cafile: &Path, body: Option<Value>) -> Value {
     let python = repo_root().join(".venv/bin/python");
-    let script = repo_root().join("tests/support/tls_client.py");
+    let script = repo_root().join("tests/it/support/tls_client.py");
     let mut command = Command::new(python);
     command.arg(script).arg(&url).arg(cafile);
     if let Some(body) = body {
@@ -260,7 +258,7 @@ async fn predicts_over_https_with_curl_and_python() {
     assert_eq!(body["predictions"][1]["label"], "NEGATIVE");
     assert_eq!(answer["certificate_sha256"], fingerprint(&cert));
     assert_eq!(answer["tls_version"], "TLSv1.3");
-    // A client that offers only HTTP/1.1 in ALPN gets it (h2 is tests/http2.rs).
+    // A client that offers only HTTP/1.1 in ALPN gets it (h2 is http2.rs).
     assert_eq!(answer["alpn"], "http/1.1");
 
     let tls = health_entry(&server, Some(&ca.cert), "tls").await;

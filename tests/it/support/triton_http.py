@@ -2,12 +2,12 @@
 """Drives hotserve's Open Inference Protocol REST routes with the official client,
 ``tritonclient.http`` (pinned in scripts/requirements-test.txt), the way Triton users do.
 
-    .venv/bin/python tests/support/triton_http.py HOST:PORT TEXT_MODEL TENSOR_MODEL TYPED_MODEL
+    .venv/bin/python tests/it/support/triton_http.py HOST:PORT TEXT_MODEL TENSOR_MODEL TYPED_MODEL
 
 TEXT_MODEL serves tests/fixtures/sentiment, TENSOR_MODEL tests/fixtures/tensor_model and
 TYPED_MODEL tests/fixtures/typed_model, all in the same server. Checks readiness, metadata,
 and inference with and without binary data (tritonclient's default is binary), prints one line
-per check and exits non-zero on the first failure (tests/oip.rs runs it).
+per check and exits non-zero on the first failure (tests/it/oip.rs runs it).
 """
 
 import sys

@@ -3,16 +3,14 @@
 //! `hotserve_connections_closed_total` names, and a well-behaved request still succeeds
 //! afterwards. bench/abuse.sh measures the same attacks at scale against a release build.
 
-#[path = "support/mod.rs"]
-mod support;
-
 use std::time::{Duration, Instant};
 
-use support::hotserve::fixture;
-use support::inprocess::{Server, Start};
-use support::{metric_reaches, PATIENCE};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+use crate::support::hotserve::fixture;
+use crate::support::inprocess::{Server, Start};
+use crate::support::{metric_reaches, PATIENCE};
 
 /// A server with short limits, ready.
 async fn start() -> Server {

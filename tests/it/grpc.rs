@@ -5,9 +5,6 @@
 //! holds an inference worker busy, a call in flight across shutdown, deadlines and a client
 //! that cancels. `tritonclient.grpc` itself is driven by `support/tritonclient_grpc.py`.
 
-#[path = "support/mod.rs"]
-mod support;
-
 use std::time::{Duration, Instant};
 
 use hotserve::grpc::proto::grpc_inference_service_client::GrpcInferenceServiceClient;
@@ -17,11 +14,12 @@ use hotserve::grpc::proto::{
     ModelReadyRequest, ServerLiveRequest, ServerMetadataRequest, ServerReadyRequest,
 };
 use serde_json::{json, Value};
-use support::hotserve::{self as process, fixture};
-use support::inprocess::{Server, Start};
-use support::{eventually, metric, metric_reaches};
 use tonic::transport::Channel;
 use tonic::Code;
+
+use crate::support::hotserve::{self as process, fixture};
+use crate::support::inprocess::{Server, Start};
+use crate::support::{eventually, metric, metric_reaches};
 
 type Client = GrpcInferenceServiceClient<Channel>;
 
@@ -638,10 +636,10 @@ async fn tritonclient_grpc_speaks_to_it() {
     let addr = server.grpc_addr.unwrap().to_string();
     let output = tokio::task::spawn_blocking(move || {
         std::process::Command::new(process::root().join(".venv/bin/python"))
-            .arg(process::root().join("tests/support/tritonclient_grpc.py"))
+            .arg(process::root().join("tests/it/support/tritonclient_grpc.py"))
             .arg(addr)
             .output()
-            .expect("run tests/support/tritonclient_grpc.py (scripts/setup.sh test installs tritonclient)")
+            .expect("run tests/it/support/tritonclient_grpc.py (scripts/setup.sh test installs tritonclient)")
     })
     .await
     .unwrap();

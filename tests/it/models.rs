@@ -4,17 +4,15 @@
 //! entry per model, readiness waits for every model while a broken one does not stop the
 //! other, and a reload of one model leaves the other untouched.
 
-#[path = "support/mod.rs"]
-mod support;
-
 use std::path::Path;
 
 use hotserve::reload::webhook::sign;
 use hotserve::reload::Trigger;
 use serde_json::{json, Value};
-use support::hotserve::fixture;
-use support::inprocess::{Server, Start};
-use support::{eventually, metric};
+
+use crate::support::hotserve::fixture;
+use crate::support::inprocess::{Server, Start};
+use crate::support::{eventually, metric};
 
 const TOKEN: &str = "t0ken";
 const SECRET: &str = "wh-secret";
@@ -371,9 +369,9 @@ async fn a_reload_of_one_model_leaves_the_other_untouched() {
 /// whole backlog queued before it.
 #[tokio::test]
 async fn a_burst_on_one_model_does_not_starve_another() {
+    use crate::support::hotserve::Start as Process;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
-    use support::hotserve::Start as Process;
 
     let (v1, v2) = (fixture("sentiment"), fixture("sentiment_v2"));
     let server = Process::default()
@@ -407,7 +405,7 @@ async fn a_burst_on_one_model_does_not_starve_another() {
         })
         .collect();
     let backlog =
-        support::metric_reaches(&server.url("/metrics"), "hotserve_queue_depth", 10.0).await;
+        crate::support::metric_reaches(&server.url("/metrics"), "hotserve_queue_depth", 10.0).await;
     let before = answered.load(Ordering::SeqCst);
     let quiet = client
         .post(server.url("/models/quiet/predict"))

@@ -25,8 +25,6 @@ pub struct MlflowServer {
     pub url: String,
     /// The listening address, for proxies.
     pub addr: SocketAddr,
-    /// The server's temporary directory: `mlflow.db`, `artifacts/`, `server.log`.
-    pub root: PathBuf,
 }
 
 /// The repository root (`CARGO_MANIFEST_DIR`).
@@ -117,7 +115,6 @@ fn start() -> MlflowServer {
     MlflowServer {
         url: format!("http://{addr}"),
         addr,
-        root,
     }
 }
 
@@ -144,7 +141,7 @@ fn healthy(addr: SocketAddr) -> bool {
     answer.starts_with("HTTP/1.1 200") || answer.starts_with("HTTP/1.0 200")
 }
 
-/// Runs `tests/support/register.py` against `server` with `commands` (one JSON command or a
+/// Runs `tests/it/support/register.py` against `server` with `commands` (one JSON command or a
 /// list; see the script for the operations) and returns its JSON answer. Paths in commands may
 /// be relative to the repository root.
 pub fn register(server: &MlflowServer, commands: serde_json::Value) -> serde_json::Value {
@@ -159,7 +156,7 @@ pub fn register_with(
     env: &[(&str, String)],
 ) -> serde_json::Value {
     let python = venv().join("bin/python");
-    let script = repo_root().join("tests/support/register.py");
+    let script = repo_root().join("tests/it/support/register.py");
     let output = Command::new(python)
         .arg(script)
         .arg(commands.to_string())
@@ -172,7 +169,7 @@ pub fn register_with(
         .env_remove("MLFLOW_TRACKING_TOKEN")
         .stdin(Stdio::null())
         .output()
-        .expect("run tests/support/register.py");
+        .expect("run tests/it/support/register.py");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),

@@ -20,14 +20,11 @@
 //! volumes are made of them): a local directory is the operator's own input. Registry
 //! downloads never create links, and `.zip` bundles with links are refused (`model/bundle.rs`).
 
-#[path = "support/mod.rs"]
-mod support;
-
 use std::path::Path;
 use std::process::Command;
 
-use support::hotserve::{fixture, run};
-use support::repo_root;
+use crate::support::hotserve::{fixture, run};
+use crate::support::repo_root;
 
 /// A copy of the fixture model in a temporary directory, inside a parent folder that also
 /// holds a "secret" file the model must not reach.

@@ -4,17 +4,15 @@
 //! writer (pauses longer than `watch_debounce`) must never get a mixture of two versions
 //! served: every answer is exactly what v1 or v2 answers on its own.
 
-#[path = "support/mod.rs"]
-mod support;
-
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use support::hotserve::fixture;
-use support::inprocess::{Server, Start};
+
+use crate::support::hotserve::fixture;
+use crate::support::inprocess::{Server, Start};
 
 /// Longer than the test's `watch_debounce`, so each file a writer adds triggers its own check.
 const WRITER_PAUSE: Duration = Duration::from_millis(500);

@@ -2,7 +2,6 @@
 //! where the process is the point: signals, exit codes, `resolve` and `validate`, its log
 //! lines, and the debug failpoints, which read the process environment. Everything else runs
 //! in the test process (`support::inprocess`).
-#![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;

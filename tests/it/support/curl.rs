@@ -1,6 +1,6 @@
 //! curl, run as a real client of the server under test (installed by `scripts/setup.sh test`):
-//! its exit code, status, HTTP version, headers and body, for `tests/tls.rs` and
-//! `tests/http2.rs`.
+//! its exit code, status, HTTP version, headers and body, for `tests/it/tls.rs` and
+//! `tests/it/http2.rs`.
 
 use std::process::Command;
 

@@ -6,9 +6,6 @@
 //! size, header count, `keep_alive_timeout` (PINGs do not keep an idle connection), and
 //! `request_timeout` per stream.
 
-#[path = "support/mod.rs"]
-mod support;
-
 use std::convert::Infallible;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -22,11 +19,12 @@ use hyper::client::conn::http2;
 use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use serde_json::{json, Value};
-use support::curl::{curl, Curled};
-use support::hotserve::fixture;
-use support::inprocess::{Server, Start};
-use support::{metric_reaches, PATIENCE};
 use tokio::net::TcpStream;
+
+use crate::support::curl::{curl, Curled};
+use crate::support::hotserve::fixture;
+use crate::support::inprocess::{Server, Start};
+use crate::support::{metric_reaches, PATIENCE};
 
 /// A server with short limits, ready.
 async fn start(settings: &[(&str, &str)]) -> Server {
@@ -232,7 +230,7 @@ fn self_signed(dir: &Path) -> (PathBuf, PathBuf) {
 async fn a_header_list_over_max_header_bytes_gets_431_on_its_stream() {
     let server = start(&[]).await;
     let big = format!("x-big: {}", "a".repeat(3000));
-    // A GET: a POST answered before its body is sent trips curl 7.88 (see tests/tls.rs).
+    // A GET: a POST answered before its body is sent trips curl 7.88 (see tls.rs).
     let answer = curl(
         &["--http2-prior-knowledge", "-H", &big],
         server.url("/ping"),

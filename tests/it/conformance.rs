@@ -7,9 +7,6 @@
 //! for answers, the same `predictions` (numbers within 1e-5). The few places where hotserve
 //! deliberately differs are cases of their own, with the reason beside them.
 
-#[path = "support/mod.rs"]
-mod support;
-
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
@@ -17,9 +14,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use support::hotserve::fixture;
-use support::inprocess::Start;
-use support::mlflow_server::{free_port, venv};
+
+use crate::support::hotserve::fixture;
+use crate::support::inprocess::Start;
+use crate::support::mlflow_server::{free_port, venv};
 
 /// How long `mlflow models serve` may take to answer `/ping` (it imports pandas, onnxruntime
 /// and starts uvicorn: 5-30 s on a busy machine).

@@ -5,15 +5,13 @@
 //! request past its deadline (504), disconnected clients, and the runtime staying responsive
 //! while inference is slow; and the binary's exit codes and subcommands.
 
-#[path = "support/mod.rs"]
-mod support;
-
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use support::hotserve::{self as process, fixture, run};
-use support::inprocess::{Server, Start};
-use support::{eventually, metric, metric_reaches, PATIENCE};
+
+use crate::support::hotserve::{self as process, fixture, run};
+use crate::support::inprocess::{Server, Start};
+use crate::support::{eventually, metric, metric_reaches, PATIENCE};
 
 async fn start_fixture() -> Server {
     Start::model(fixture("sentiment")).ready().await

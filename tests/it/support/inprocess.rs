@@ -9,7 +9,6 @@
 //! runtime on its own thread, as in the binary: a test that blocks its own runtime cannot
 //! stall the server, and `run` (whose borrowed `env` closure makes its future `!Send`) is
 //! driven by `block_on` rather than `tokio::spawn`.
-#![allow(dead_code)]
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

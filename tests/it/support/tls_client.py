@@ -1,4 +1,4 @@
-"""One HTTPS request with Python's ssl module, for tests/tls.rs.
+"""One HTTPS request with Python's ssl module, for tests/it/tls.rs.
 
     tls_client.py URL CAFILE [BODY]
 

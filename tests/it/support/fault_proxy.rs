@@ -84,13 +84,10 @@ impl Fault {
 /// One request the proxy received.
 #[derive(Clone, Debug)]
 pub struct Seen {
-    pub method: String,
     /// Path and query, as sent.
     pub target: String,
     /// The `Authorization` header, to check that credentials were sent.
     pub authorization: Option<String>,
-    /// The fault applied, if any.
-    pub fault: Option<Fault>,
 }
 
 struct Rule {
@@ -190,10 +187,8 @@ async fn serve(mut client: TcpStream, upstream: SocketAddr, state: Arc<Mutex<Sta
             rule.fault.clone()
         });
         state.seen.push(Seen {
-            method: request.method.clone(),
             target: request.target.clone(),
             authorization: request.header("authorization"),
-            fault: fault.clone(),
         });
         fault
     };

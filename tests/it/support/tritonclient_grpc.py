@@ -1,6 +1,6 @@
 """Drives hotserve's gRPC listener with the official Triton client (`tritonclient.grpc`, which
 speaks KServe's inference.GRPCInferenceService and sends raw tensor contents), for
-tests/grpc.rs. argv[1] is the listener's host:port; the server serves a text model named
+tests/it/grpc.rs. argv[1] is the listener's host:port; the server serves a text model named
 "text" and a tensor model named "tensor". Prints one JSON object of what the client saw; the
 Rust test asserts on it.
 """

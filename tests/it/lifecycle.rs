@@ -2,15 +2,13 @@
 //! signals, systemd notifications, the log lines it writes. In the test process: metrics read
 //! by a real Prometheus parser, and the probe paths and port the deployment manifests rely on.
 
-#[path = "support/mod.rs"]
-mod support;
-
 use std::os::unix::net::UnixDatagram;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use support::hotserve::{fixture, root, Hotserve, Start};
-use support::{eventually, inprocess, metric_reaches, PATIENCE};
+
+use crate::support::hotserve::{fixture, root, Hotserve, Start};
+use crate::support::{eventually, inprocess, metric_reaches, PATIENCE};
 
 async fn start(start: Start) -> Hotserve {
     let server = start.spawn();

@@ -5,9 +5,6 @@
 //! `503 SlowDown`, access denied and expired tokens, a truncated object, files that change
 //! while they are downloaded. Credentials must never show in errors, `Debug` or `/health`.
 
-#[path = "support/mod.rs"]
-mod support;
-
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -18,14 +15,15 @@ use object_store::azure::MicrosoftAzureBuilder;
 use object_store::path::Path as StorePath;
 use object_store::ObjectStore as _;
 use serde_json::{json, Value};
-use support::hotserve::fixture;
-use support::inprocess::Start;
-use support::mlflow_server::list_dir;
-use support::stores::{
+
+use crate::support::hotserve::fixture;
+use crate::support::inprocess::Start;
+use crate::support::mlflow_server::list_dir;
+use crate::support::stores::{
     azurite, create_bucket, create_container, mlflow_no_proxy, moto, register_no_proxy, s3_env,
     ACCESS_KEY, AZURITE_ACCOUNT, AZURITE_KEY, REGION, SECRET_KEY,
 };
-use support::{eventually, Fault, FaultProxy};
+use crate::support::{eventually, Fault, FaultProxy};
 
 /// The bucket the tests put models in without MLflow.
 const BUCKET: &str = "models";
@@ -646,7 +644,7 @@ async fn azure_blob_is_read_with_a_connection_string() {
 }
 
 /// Asks the server once; returns the `X-Model-Version` it answered with.
-async fn predict(server: &support::inprocess::Server) -> String {
+async fn predict(server: &crate::support::inprocess::Server) -> String {
     version_of(&server.url("/predict")).await
 }
 
