@@ -15,9 +15,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::support::hotserve::fixture;
 use crate::support::inprocess::Start;
-use crate::support::mlflow_server::{free_port, venv};
+use crate::support::mlflow_server::free_port;
+use crate::support::{fixture, venv};
 
 /// How long `mlflow models serve` may take to answer `/ping` (it imports pandas, onnxruntime
 /// and starts uvicorn: 5-30 s on a busy machine).

@@ -17,9 +17,9 @@ use serde_json::{json, Value};
 use tonic::transport::Channel;
 use tonic::Code;
 
-use crate::support::hotserve::{self as process, fixture};
+use crate::support::hotserve as process;
 use crate::support::inprocess::{Server, Start};
-use crate::support::{eventually, metric, metric_reaches};
+use crate::support::{eventually, fixture, helper, metric, metric_reaches, venv};
 
 type Client = GrpcInferenceServiceClient<Channel>;
 
@@ -518,7 +518,7 @@ async fn slow_binary(extra: &[(&str, &str)]) -> (process::Hotserve, Client) {
         start = start.set(key, value);
     }
     let server = start.spawn();
-    server.wait_ready(Duration::from_secs(60)).await;
+    server.wait_ready().await;
     let client = connect(format!("http://{}", grpc_addr(&server))).await;
     (server, client)
 }
@@ -530,7 +530,7 @@ fn named(mut request: ModelInferRequest, model: &str) -> ModelInferRequest {
 
 #[tokio::test]
 async fn a_call_in_flight_across_shutdown_completes() {
-    let (mut server, client) = slow_binary(&[("drain_delay", "0")]).await;
+    let (server, client) = slow_binary(&[("drain_delay", "0")]).await;
     let mut calling = client.clone();
     let call = tokio::spawn(async move {
         calling
@@ -546,18 +546,8 @@ async fn a_call_in_flight_across_shutdown_completes() {
         .expect("the call in flight is answered")
         .into_inner();
     assert_eq!(output(&answer, "label").1, [json!("POSITIVE")]);
-    let status = tokio::task::spawn_blocking(move || {
-        let status = server.wait_exit(Duration::from_secs(30));
-        (status, server)
-    })
-    .await
-    .unwrap();
-    assert_eq!(
-        status.0.and_then(|s| s.code()),
-        Some(0),
-        "{}",
-        status.1.logs()
-    );
+    let status = server.exited().await;
+    assert_eq!(status.code(), Some(0), "{}", server.logs());
 }
 
 /// A call past `request_timeout` is DEADLINE_EXCEEDED; a client whose own deadline passes
@@ -635,11 +625,11 @@ async fn tritonclient_grpc_speaks_to_it() {
     let server = two_models().ready().await;
     let addr = server.grpc_addr.unwrap().to_string();
     let output = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(process::root().join(".venv/bin/python"))
-            .arg(process::root().join("tests/it/support/tritonclient_grpc.py"))
+        std::process::Command::new(venv().join("bin/python"))
+            .arg(helper("tritonclient_grpc.py"))
             .arg(addr)
             .output()
-            .expect("run tests/it/support/tritonclient_grpc.py (scripts/setup.sh test installs tritonclient)")
+            .expect("run tritonclient_grpc.py (scripts/setup.sh test installs tritonclient)")
     })
     .await
     .unwrap();

@@ -23,8 +23,8 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::support::hotserve::{fixture, run};
-use crate::support::repo_root;
+use crate::support::hotserve::run;
+use crate::support::{fixture, venv};
 
 /// A copy of the fixture model in a temporary directory, inside a parent folder that also
 /// holds a "secret" file the model must not reach.
@@ -72,7 +72,7 @@ model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 model.ir_version = 9
 open(out, "wb").write(model.SerializeToString())
 "#;
-        let python = repo_root().join(".venv/bin/python");
+        let python = venv().join("bin/python");
         let status = Command::new(python)
             .args(["-c", SCRIPT])
             .arg(self.model().join("model.onnx"))

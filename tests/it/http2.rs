@@ -22,9 +22,8 @@ use serde_json::{json, Value};
 use tokio::net::TcpStream;
 
 use crate::support::curl::{curl, Curled};
-use crate::support::hotserve::fixture;
 use crate::support::inprocess::{Server, Start};
-use crate::support::{metric_reaches, PATIENCE};
+use crate::support::{fixture, metric_reaches, PATIENCE};
 
 /// A server with short limits, ready.
 async fn start(settings: &[(&str, &str)]) -> Server {

@@ -7,12 +7,12 @@
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::support::hotserve::fixture;
 use crate::support::inprocess::{Server, Start};
+use crate::support::{fixture, health, health_until, Wait, LOADING};
 
 /// Longer than the test's `watch_debounce`, so each file a writer adds triggers its own check.
 const WRITER_PAUSE: Duration = Duration::from_millis(500);
@@ -53,29 +53,9 @@ async fn ask(server: &Server) -> Answer {
     }
 }
 
-async fn health(server: &Server) -> Value {
-    reqwest::get(server.url("/health"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
-/// Polls `/health` until `done` holds (generous deadline: a busy 2-core machine).
-async fn health_until(server: &Server, waiting_for: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let health = health(server).await;
-        if done(&health) {
-            return health;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "waited 60 s for {waiting_for}; /health: {health:#}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+/// A wait for a reload of the model, which may take a model load's time on a busy machine.
+fn reloaded(what: &str) -> Wait<'static> {
+    Wait::new(what).within(LOADING)
 }
 
 fn served_version(health: &Value) -> &str {
@@ -196,7 +176,7 @@ async fn a_slow_writer_publishing_into_a_repository_never_serves_a_mixture() {
         "a version directory under a temporary name is never considered"
     );
     std::fs::rename(&staging, repo.join("2")).unwrap();
-    let health = health_until(&server, "version 2", |h| served_version(h) == "2").await;
+    let health = health_until(&server, reloaded("version 2"), |h| served_version(h) == "2").await;
     assert_eq!(health["last_reload"]["trigger"], "watch");
     let counts = watcher.finish(&[&v1, &v2]).await;
     assert!(
@@ -232,7 +212,7 @@ async fn a_broken_newest_version_leaves_the_previous_one_serving_and_removing_a_
     let v2 = answer_of_v2().await;
     copy_dir(&fixture("sentiment_v2"), &area.path().join("staging-3"));
     std::fs::rename(area.path().join("staging-3"), repo.join("3")).unwrap();
-    health_until(&server, "version 3", |h| served_version(h) == "3").await;
+    health_until(&server, reloaded("version 3"), |h| served_version(h) == "3").await;
     assert!(ask(&server).await.same_model(&v2));
 
     // Rolling back: remove the newest version; the broken one is still skipped.
@@ -240,9 +220,11 @@ async fn a_broken_newest_version_leaves_the_previous_one_serving_and_removing_a_
     std::fs::remove_dir_all(repo.join("3")).unwrap();
     // A check may catch version 3 half deleted ("still changing", retried); the one after
     // it skips the broken version 2 and keeps version 1.
-    let health = health_until(&server, "version 1 again, version 2 skipped", |h| {
-        served_version(h) == "1" && h["last_check"]["result"] == "skipped_bad"
-    })
+    let health = health_until(
+        &server,
+        reloaded("version 1 again, version 2 skipped"),
+        |h| served_version(h) == "1" && h["last_check"]["result"] == "skipped_bad",
+    )
     .await;
     assert_eq!(health["last_check"]["version"], "2", "{health:#}");
     let counts = watcher.finish(&[&v1, &v2]).await;
@@ -272,14 +254,14 @@ async fn flipping_a_symbolic_link_switches_versions_and_flipping_it_back_rolls_b
     let watcher = Watcher::start(&server);
 
     flip("v2");
-    health_until(&server, "the link's new target", |h| {
+    health_until(&server, reloaded("the link's new target"), |h| {
         served_version(h) != v1.version && !served_version(h).is_empty()
     })
     .await;
     assert!(ask(&server).await.same_model(&v2));
 
     flip("v1");
-    health_until(&server, "the link's old target", |h| {
+    health_until(&server, reloaded("the link's old target"), |h| {
         served_version(h) == v1.version
     })
     .await;
@@ -321,7 +303,7 @@ async fn an_in_place_rewrite_with_sha256sums_is_refused_until_complete() {
         "the refusal says why: {mid_write:#}"
     );
     std::fs::write(model.join("SHA256SUMS"), new_sums).unwrap();
-    health_until(&server, "the rewritten model", |h| {
+    health_until(&server, reloaded("the rewritten model"), |h| {
         served_version(h) != v1.version && !served_version(h).is_empty()
     })
     .await;

@@ -7,12 +7,14 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::support::hotserve::{fixture, root, Hotserve, Start};
-use crate::support::{eventually, inprocess, metric_reaches, PATIENCE};
+use crate::support::hotserve::{Hotserve, Start};
+use crate::support::{
+    eventually, fixture, health, inprocess, metric_reaches, repo_root, venv, PATIENCE,
+};
 
 async fn start(start: Start) -> Hotserve {
     let server = start.spawn();
-    server.wait_ready(Duration::from_secs(60)).await;
+    server.wait_ready().await;
     server
 }
 
@@ -20,7 +22,7 @@ async fn start(start: Start) -> Hotserve {
 /// the process exits 0 within the deadline.
 #[tokio::test]
 async fn sigterm_drains_in_flight_requests_and_exits_zero() {
-    let mut server = start(
+    let server = start(
         Start::model(fixture("sentiment"))
             .set("drain_delay", "1s")
             .set("shutdown_timeout", "5s")
@@ -52,25 +54,14 @@ async fn sigterm_drains_in_flight_requests_and_exits_zero() {
     .await;
     let live = client.get(server.url("/health/live")).send().await.unwrap();
     assert_eq!(live.status(), 200, "liveness stays 200 while draining");
-    let health: Value = client
-        .get(server.url("/health"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(health["status"], "draining");
+    assert_eq!(health(&server).await["status"], "draining");
 
     let response = in_flight
         .await
         .unwrap()
         .expect("the in-flight request completes");
     assert_eq!(response.status(), 200);
-    let status = tokio::task::spawn_blocking(move || server.wait_exit(PATIENCE))
-        .await
-        .unwrap()
-        .expect("exits within the deadline");
+    let status = server.exited().await;
     assert_eq!(status.code(), Some(0));
     let took = signalled.elapsed();
     assert!(
@@ -81,7 +72,7 @@ async fn sigterm_drains_in_flight_requests_and_exits_zero() {
 
 #[tokio::test]
 async fn a_second_signal_exits_at_once() {
-    let mut server = start(Start::model(fixture("sentiment")).set("drain_delay", "5m")).await;
+    let server = start(Start::model(fixture("sentiment")).set("drain_delay", "5m")).await;
     server.signal("TERM");
     // Readiness turns 503 once the first signal has been handled (and the handler for the
     // second one installed).
@@ -92,11 +83,8 @@ async fn a_second_signal_exits_at_once() {
     })
     .await;
     server.signal("INT");
-    // The drain delay is 5 minutes; exiting within 30 s is "at once".
-    let status = tokio::task::spawn_blocking(move || server.wait_exit(PATIENCE))
-        .await
-        .unwrap()
-        .expect("exits at once on the second signal");
+    // The drain delay is 5 minutes; exiting within the wait's patience is "at once".
+    let status = server.exited().await;
     assert_eq!(status.code(), Some(1));
 }
 
@@ -107,10 +95,8 @@ async fn sd_notify_messages_in_order() {
     let dir = tempfile::tempdir().unwrap();
     let socket_path = dir.path().join("notify.sock");
     let socket = UnixDatagram::bind(&socket_path).unwrap();
-    socket
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
-    let mut server = start(
+    socket.set_read_timeout(Some(PATIENCE)).unwrap();
+    let server = start(
         Start::model(fixture("sentiment"))
             .env("NOTIFY_SOCKET", socket_path.to_str().unwrap())
             .env("WATCHDOG_USEC", "400000"),
@@ -136,10 +122,7 @@ async fn sd_notify_messages_in_order() {
     while !messages.iter().any(|m| m.starts_with("STOPPING=1")) {
         messages.push(receive(&socket));
     }
-    let status = tokio::task::spawn_blocking(move || server.wait_exit(Duration::from_secs(10)))
-        .await
-        .unwrap();
-    assert_eq!(status.and_then(|s| s.code()), Some(0));
+    assert_eq!(server.exited().await.code(), Some(0));
 
     // The lifecycle messages, without the interleaved STATUS= updates and repeated pings.
     let mut lifecycle: Vec<&str> = messages
@@ -203,7 +186,7 @@ from prometheus_client.parser import text_string_to_metric_families
 families = {f.name: f.type for f in text_string_to_metric_families(sys.stdin.read())}
 print(json.dumps(families))
 "#;
-    let mut child = std::process::Command::new(root().join(".venv/bin/python"))
+    let mut child = std::process::Command::new(venv().join("bin/python"))
         .args(["-c", script])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
@@ -297,11 +280,11 @@ async fn no_per_request_log_lines_at_the_default_level() {
 #[tokio::test]
 async fn the_deployment_probes_are_served() {
     let probes: Value = serde_json::from_str(
-        &std::fs::read_to_string(root().join("deploy/k8s/probes.json")).unwrap(),
+        &std::fs::read_to_string(repo_root().join("deploy/k8s/probes.json")).unwrap(),
     )
     .unwrap();
     let deployment: serde_yaml::Value = serde_yaml::from_str(
-        &std::fs::read_to_string(root().join("deploy/k8s/base/deployment.yaml")).unwrap(),
+        &std::fs::read_to_string(repo_root().join("deploy/k8s/base/deployment.yaml")).unwrap(),
     )
     .unwrap();
     let container = &deployment["spec"]["template"]["spec"]["containers"][0];
@@ -346,7 +329,7 @@ async fn the_deployment_probes_are_served() {
 /// once instead of finishing the load first.
 #[tokio::test]
 async fn sigterm_during_the_first_load_exits_promptly() {
-    let mut server = Start::model(fixture("sentiment"))
+    let server = Start::model(fixture("sentiment"))
         .env("HOTSERVE_TEST_LOAD_DELAY_MS", "60000")
         .spawn();
     let client = reqwest::Client::new();
@@ -360,11 +343,9 @@ async fn sigterm_during_the_first_load_exits_promptly() {
     assert_eq!(ready.status(), 503);
     let signalled = Instant::now();
     server.signal("TERM");
-    // The load takes 60 s; exiting within 30 s is exiting without waiting for it.
-    let status = tokio::task::spawn_blocking(move || server.wait_exit(PATIENCE))
-        .await
-        .unwrap()
-        .expect("exits without waiting for the load");
+    // The load takes 60 s; exiting within the wait's patience (30 s) is exiting without
+    // waiting for it.
+    let status = server.exited().await;
     assert_eq!(status.code(), Some(0));
     assert!(signalled.elapsed() < PATIENCE, "{:?}", signalled.elapsed());
 }

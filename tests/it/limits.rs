@@ -8,9 +8,8 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::support::hotserve::fixture;
 use crate::support::inprocess::{Server, Start};
-use crate::support::{metric_reaches, PATIENCE};
+use crate::support::{fixture, metric_reaches, PATIENCE};
 
 /// A server with short limits, ready.
 async fn start() -> Server {

@@ -10,9 +10,8 @@ use hotserve::reload::webhook::sign;
 use hotserve::reload::Trigger;
 use serde_json::{json, Value};
 
-use crate::support::hotserve::fixture;
 use crate::support::inprocess::{Server, Start};
-use crate::support::{eventually, metric};
+use crate::support::{eventually, fixture, metric};
 
 const TOKEN: &str = "t0ken";
 const SECRET: &str = "wh-secret";
@@ -384,7 +383,7 @@ async fn a_burst_on_one_model_does_not_starve_another() {
         .set("queue_capacity", "12")
         .env("HOTSERVE_TEST_INFERENCE_DELAY_MS", "100")
         .spawn();
-    server.wait_ready(std::time::Duration::from_secs(60)).await;
+    server.wait_ready().await;
     let client = reqwest::Client::new();
     let answered = Arc::new(AtomicUsize::new(0));
     let flood: Vec<_> = (0..20)

@@ -10,9 +10,8 @@ use std::path::Path;
 
 use serde_json::{json, Value};
 
-use crate::support::hotserve::fixture;
 use crate::support::inprocess::{Server, Start};
-use crate::support::{eventually, metric};
+use crate::support::{eventually, fixture, helper, metric, venv};
 
 /// A server for `models` (`NAME=DIR`, ...).
 fn several(models: &[(&str, &Path)]) -> Start {
@@ -612,8 +611,8 @@ async fn a_model_that_is_not_live_is_not_ready() {
 #[tokio::test]
 async fn the_official_client_drives_every_route() {
     let server = three_models().await;
-    let script = crate::support::repo_root().join("tests/it/support/triton_http.py");
-    let python = crate::support::mlflow_server::venv().join("bin/python");
+    let script = helper("triton_http.py");
+    let python = venv().join("bin/python");
     let address = server.addr.to_string();
     let output = tokio::task::spawn_blocking(move || {
         std::process::Command::new(python)
@@ -623,7 +622,7 @@ async fn the_official_client_drives_every_route() {
     })
     .await
     .unwrap()
-    .expect("run tests/it/support/triton_http.py");
+    .expect("run triton_http.py with the virtualenv's python");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(

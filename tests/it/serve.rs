@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::support::hotserve::{self as process, fixture, run};
+use crate::support::hotserve::{self as process, run};
 use crate::support::inprocess::{Server, Start};
-use crate::support::{eventually, metric, metric_reaches, PATIENCE};
+use crate::support::{fixture, health_until, metric, metric_reaches, venv, PATIENCE};
 
 async fn start_fixture() -> Server {
     Start::model(fixture("sentiment")).ready().await
@@ -20,7 +20,7 @@ async fn start_fixture() -> Server {
 /// Starts the real binary and waits until it is ready.
 async fn spawn_ready(start: process::Start) -> process::Hotserve {
     let server = start.spawn();
-    server.wait_ready(Duration::from_secs(60)).await;
+    server.wait_ready().await;
     server
 }
 
@@ -409,7 +409,7 @@ async fn slow_clients_time_out() {
 async fn serves_a_zip_bundle_and_a_tensor_model() {
     let dir = tempfile::tempdir().unwrap();
     let archive = dir.path().join("sentiment.zip");
-    let status = std::process::Command::new(process::root().join(".venv/bin/python"))
+    let status = std::process::Command::new(venv().join("bin/python"))
         .args([
             "-c",
             "import shutil,sys; shutil.make_archive(sys.argv[1][:-4], 'zip', sys.argv[2])",
@@ -685,16 +685,8 @@ async fn admin_and_webhook_routes_check_credentials() {
     assert_eq!(admin(None).await.unwrap().status(), 401);
     assert_eq!(admin(Some("wrong")).await.unwrap().status(), 403);
     assert_eq!(admin(Some("adm1n")).await.unwrap().status(), 202);
-    let health = eventually("the admin check", async || {
-        let health: Value = client
-            .get(server.url("/health"))
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
-        (health["last_check"]["trigger"] == "admin").then_some(health)
+    let health = health_until(&server, "the admin check", |health| {
+        health["last_check"]["trigger"] == "admin"
     })
     .await;
     assert_eq!(health["last_check"]["result"], "unchanged", "{health}");

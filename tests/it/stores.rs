@@ -16,14 +16,12 @@ use object_store::path::Path as StorePath;
 use object_store::ObjectStore as _;
 use serde_json::{json, Value};
 
-use crate::support::hotserve::fixture;
 use crate::support::inprocess::Start;
-use crate::support::mlflow_server::list_dir;
 use crate::support::stores::{
     azurite, create_bucket, create_container, mlflow_no_proxy, moto, register_no_proxy, s3_env,
     ACCESS_KEY, AZURITE_ACCOUNT, AZURITE_KEY, REGION, SECRET_KEY,
 };
-use crate::support::{eventually, Fault, FaultProxy};
+use crate::support::{eventually, fixture, list_dir, Fault, FaultProxy};
 
 /// The bucket the tests put models in without MLflow.
 const BUCKET: &str = "models";

@@ -16,9 +16,8 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use crate::support::curl::{curl, Curled};
-use crate::support::hotserve::fixture;
 use crate::support::inprocess::{Server, Start};
-use crate::support::{eventually, metric, repo_root};
+use crate::support::{eventually, fixture, health, helper, metric, venv};
 
 /// A certificate authority made by openssl: what the clients trust.
 struct Ca {
@@ -185,8 +184,8 @@ async fn https_server(cert: &Path, key: &Path, settings: &[(&str, &str)]) -> Ser
 /// What `support/tls_client.py` printed: one request with Python's `ssl`, verified against
 /// `cafile`; a POST when `body` is given.
 async fn python(url: String, cafile: &Path, body: Option<Value>) -> Value {
-    let python = repo_root().join(".venv/bin/python");
-    let script = repo_root().join("tests/it/support/tls_client.py");
+    let python = venv().join("bin/python");
+    let script = helper("tls_client.py");
     let mut command = Command::new(python);
     command.arg(script).arg(&url).arg(cafile);
     if let Some(body) = body {
@@ -212,12 +211,7 @@ async fn health_entry(server: &Server, cafile: Option<&Path>, entry: &str) -> Va
             let answer = python(server.url("/health"), cafile, None).await;
             serde_json::from_str(answer["body"].as_str().unwrap()).unwrap()
         }
-        None => reqwest::get(server.url("/health"))
-            .await
-            .unwrap()
-            .json::<Value>()
-            .await
-            .unwrap(),
+        None => health(server).await,
     };
     body[entry].clone()
 }
@@ -737,7 +731,7 @@ except Exception as err:
     // A local model is named after its directory.
     let model = "sentiment".to_string();
     let run = |secure: &'static str| {
-        let mut command = Command::new(repo_root().join(".venv/bin/python"));
+        let mut command = Command::new(venv().join("bin/python"));
         command
             .arg("-c")
             .arg(script)

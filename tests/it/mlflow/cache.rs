@@ -3,12 +3,11 @@
 //! real binary, because the ONNX Runtime library and the cache lock are the process's.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::json;
 
-use crate::support::hotserve::{fixture, run, Hotserve, Start};
-use crate::support::{mlflow, register, Fault, FaultProxy};
+use crate::support::hotserve::{run, Start};
+use crate::support::{fixture, health, mlflow, register, Fault, FaultProxy};
 
 /// The cache folders under `cache` (one per configured source).
 fn folders(cache: &Path) -> Vec<PathBuf> {
@@ -31,15 +30,6 @@ fn versions(folder: &Path) -> Vec<String> {
         .collect();
     names.sort();
     names
-}
-
-async fn health(server: &Hotserve) -> Value {
-    reqwest::get(server.url("/health"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
 }
 
 /// `hotserve serve` run to its end with `args` and `env`: (exit code, stderr).
@@ -74,12 +64,12 @@ async fn a_broken_onnx_runtime_library_never_costs_the_cached_fallback() {
             .cache(cache.path())
     };
     let first = start().spawn();
-    first.wait_ready(Duration::from_secs(60)).await;
+    first.wait_ready().await;
     drop(first);
     let local = Start::model(fixture("sentiment"))
         .cache(local_cache.path())
         .spawn();
-    local.wait_ready(Duration::from_secs(60)).await;
+    local.wait_ready().await;
     drop(local);
     let before = (folders(cache.path()), folders(local_cache.path()));
     let [folder] = &before.0[..] else {
@@ -127,7 +117,7 @@ async fn a_broken_onnx_runtime_library_never_costs_the_cached_fallback() {
         Fault::error(503, "TEMPORARILY_UNAVAILABLE", "maintenance"),
     );
     let second = start().spawn();
-    second.wait_ready(Duration::from_secs(30)).await;
+    second.wait_ready().await;
     let health = health(&second).await;
     assert_eq!(health["model"]["version"], "1", "{health}");
     assert_eq!(health["served_from_cache"], true, "{health}");
@@ -163,8 +153,8 @@ async fn setups_sharing_a_cache_directory_keep_their_own_fallbacks() {
     };
     let a = several().spawn();
     let b = one().spawn();
-    a.wait_ready(Duration::from_secs(60)).await;
-    b.wait_ready(Duration::from_secs(60)).await;
+    a.wait_ready().await;
+    b.wait_ready().await;
     assert_eq!(folders(cache.path()).len(), 3, "one folder per source");
 
     // A third process serving a source that one of them serves, from the same directory, is
@@ -191,7 +181,7 @@ async fn setups_sharing_a_cache_directory_keep_their_own_fallbacks() {
     let a = several().spawn();
     let b = one().spawn();
     for server in [&a, &b] {
-        server.wait_ready(Duration::from_secs(30)).await;
+        server.wait_ready().await;
     }
     let health_a = health(&a).await;
     assert_eq!(

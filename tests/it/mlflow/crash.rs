@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::support::hotserve::{Hotserve, Start};
+use crate::support::hotserve::Start;
 use crate::support::inprocess;
-use crate::support::{eventually, mlflow, register};
+use crate::support::{eventually, health, health_until, mlflow, register};
 
 /// How many kill-and-restart rounds (the issue asks for at least 20).
 const ROUNDS: usize = 20;
@@ -27,16 +27,6 @@ async fn move_alias(tracking: &str, name: &str, alias: &str, version: &str) {
         .await
         .expect("set the alias");
     assert!(response.status().is_success(), "{}", response.status());
-}
-
-async fn served_version(server: &Hotserve) -> Option<String> {
-    let health: Value = reqwest::get(server.url("/health"))
-        .await
-        .ok()?
-        .json()
-        .await
-        .ok()?;
-    health["model"]["version"].as_str().map(str::to_string)
 }
 
 /// Every manifest in the cache (`<folder>/versions/<version>.json`) names a directory whose
@@ -149,7 +139,7 @@ async fn sigkill_at_random_moments_of_a_reload_never_leaves_a_broken_cache() {
     let mut versions = ["1", "2"].iter().cycle();
     for round in 0..ROUNDS {
         let up = start(&server.url).spawn();
-        up.wait_ready(Duration::from_secs(60)).await;
+        up.wait_ready().await;
         let target = versions.next().unwrap();
         move_alias(&server.url, name, "champion", target).await;
         // Somewhere in the reload that the alias move starts: resolve, download, rename,
@@ -161,16 +151,17 @@ async fn sigkill_at_random_moments_of_a_reload_never_leaves_a_broken_cache() {
         check_cache(cache.path());
 
         let restarted = start(&down).spawn();
-        restarted.wait_ready(Duration::from_secs(60)).await;
+        restarted.wait_ready().await;
         // The start removed what the killed process left (and prunes the cache meanwhile).
         eventually("no leftovers of the killed process", || async {
             leftovers(cache.path()).is_empty().then_some(())
         })
         .await;
-        let version = eventually("a version in /health", || async {
-            served_version(&restarted).await
+        let health = health_until(&restarted, "a version in /health", |health| {
+            health["model"]["version"].is_string()
         })
         .await;
+        let version = health["model"]["version"].as_str().unwrap();
         assert!(
             version == "1" || version == "2",
             "round {round}: served {version}"
@@ -258,28 +249,17 @@ async fn a_full_disk_during_a_download_keeps_the_old_model_and_recovers() {
         .cache(disk.dir.path())
         .ready()
         .await;
-    let health = |server: &inprocess::Server| {
-        let url = server.url("/health");
-        async move {
-            reqwest::get(url)
-                .await
-                .unwrap()
-                .json::<Value>()
-                .await
-                .unwrap()
-        }
-    };
     assert_eq!(health(&hotserve).await["model"]["version"], "1");
 
     move_alias(&server.url, name, "champion", "2").await;
-    let failed = eventually("the download to fail for lack of space", || async {
-        let health = health(&hotserve).await;
-        let error = health["last_error"]
-            .as_str()
-            .unwrap_or_default()
-            .to_lowercase();
-        error.contains("no space left on device").then_some(health)
-    })
+    let failed = health_until(
+        &hotserve,
+        "the download to fail for lack of space",
+        |health| {
+            let error = health["last_error"].as_str().unwrap_or_default();
+            error.to_lowercase().contains("no space left on device")
+        },
+    )
     .await;
     assert_eq!(
         failed["model"]["version"], "1",
@@ -296,10 +276,8 @@ async fn a_full_disk_during_a_download_keeps_the_old_model_and_recovers() {
 
     disk.resize("4m");
     // The check's report (last_reload) comes just after the swap: wait for both.
-    let recovered = eventually("version 2 once there is space", || async {
-        let health = health(&hotserve).await;
-        (health["model"]["version"] == "2" && health["last_reload"]["result"] == "loaded")
-            .then_some(health)
+    let recovered = health_until(&hotserve, "version 2 once there is space", |health| {
+        health["model"]["version"] == "2" && health["last_reload"]["result"] == "loaded"
     })
     .await;
     assert_eq!(recovered["last_error"], Value::Null, "{recovered:#}");

@@ -9,11 +9,11 @@ use std::sync::Arc;
 use hotserve::grpc::proto::grpc_inference_service_client::GrpcInferenceServiceClient;
 use hotserve::grpc::proto::model_infer_request::InferInputTensor;
 use hotserve::grpc::proto::{InferTensorContents, ModelInferRequest};
-use serde_json::{json, Value};
+use serde_json::json;
 use tonic::transport::Channel;
 
-use crate::support::inprocess::{self, Server};
-use crate::support::{eventually, mlflow, register};
+use crate::support::inprocess;
+use crate::support::{eventually, health, health_until, mlflow, register};
 
 /// What one client saw: the labels of its answers in order, and the failed calls.
 #[derive(Default)]
@@ -66,16 +66,6 @@ fn client(
     })
 }
 
-async fn version_of(server: &Server, model: &str) -> Value {
-    let health: Value = reqwest::get(server.url("/health"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    health["models"][model]["model"]["version"].clone()
-}
-
 #[tokio::test]
 async fn an_alias_moves_under_grpc_load_with_zero_failed_calls() {
     let mlflow = mlflow();
@@ -116,8 +106,8 @@ async fn an_alias_moves_under_grpc_load_with_zero_failed_calls() {
         )
     });
     moved.await.expect("move the alias");
-    eventually("v2 of the moving model is live", async || {
-        (version_of(&server, "moving").await == "2").then_some(())
+    health_until(&server, "v2 of the moving model live", |health| {
+        health["models"]["moving"]["model"]["version"] == "2"
     })
     .await;
     // Calls keep flowing for a while on v2 before the clients stop.
@@ -166,5 +156,8 @@ async fn an_alias_moves_under_grpc_load_with_zero_failed_calls() {
         "the other model is untouched: {:?}",
         steady.labels
     );
-    assert_eq!(version_of(&server, "steady").await, "1");
+    assert_eq!(
+        health(&server).await["models"]["steady"]["model"]["version"],
+        "1"
+    );
 }

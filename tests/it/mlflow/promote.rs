@@ -8,12 +8,14 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 
 use crate::support::inprocess;
-use crate::support::{metric, mlflow, register};
+use crate::support::{
+    eventually, health_until, metric, metric_reaches, mlflow, register, Wait, PATIENCE,
+};
 
 /// The golden texts of both fixtures: each version answers them as its golden examples say,
 /// so v1 and v2 agree on all of them.
@@ -24,8 +26,12 @@ const TEXTS: [&str; 4] = [
     "terrible, awful experience",
 ];
 
-/// How long a shadow evaluation may take on a busy machine.
-const DECISION: Duration = Duration::from_secs(120);
+/// The longest shadow evaluation and guard window the tests set (`shadow_max_duration`,
+/// `guard_window`).
+const WINDOW: Duration = Duration::from_secs(120);
+
+/// How long a promotion decision may take: the longest window, then the check that acts on it.
+const DECISION: Duration = Duration::from_secs(WINDOW.as_secs() + PATIENCE.as_secs());
 
 /// A steady stream of requests from a few clients, counting failures and readiness.
 struct Load {
@@ -95,7 +101,7 @@ fn start(name: &str, settings: &[(&str, &str)]) -> inprocess::Start {
         .set("promotion", "shadow")
         .set("shadow_min_requests", "30")
         .set("shadow_min_duration", "1s")
-        .set("shadow_max_duration", "120s")
+        .set("shadow_max_duration", &format!("{}s", WINDOW.as_secs()))
         .set("admin_token", "secret");
     for (key, value) in settings {
         start = start.set(key, value);
@@ -103,48 +109,20 @@ fn start(name: &str, settings: &[(&str, &str)]) -> inprocess::Start {
     start
 }
 
-async fn health(server: &inprocess::Server) -> Value {
-    reqwest::get(server.url("/health"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
 /// Polls `/health` until the model has a promotion decision about `version`; returns
 /// `/health` then.
 async fn decided(server: &inprocess::Server, version: &str) -> Value {
-    let started = Instant::now();
-    loop {
-        let health = health(server).await;
-        if health["last_promotion"]["version"] == version {
-            return health;
-        }
-        assert!(
-            started.elapsed() < DECISION,
-            "no promotion decision about version {version} in {DECISION:?}: {health}"
-        );
-        // The polling interval; the loop ends on the condition.
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let wait = Wait::new(format!("a promotion decision about version {version}")).within(DECISION);
+    health_until(server, wait, |health| {
+        health["last_promotion"]["version"] == version
+    })
+    .await
 }
 
 /// Polls `/health` until a candidate is in shadow; returns `/health` then.
 async fn in_shadow(server: &inprocess::Server) -> Value {
-    let started = Instant::now();
-    loop {
-        let health = health(server).await;
-        if !health["shadow"].is_null() {
-            return health;
-        }
-        assert!(
-            started.elapsed() < DECISION,
-            "no candidate in shadow within {DECISION:?}: {health}"
-        );
-        // The polling interval; the loop ends on the condition.
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let wait = Wait::new("a candidate in shadow").within(DECISION);
+    health_until(server, wait, |health| !health["shadow"].is_null()).await
 }
 
 async fn metric_of(server: &inprocess::Server, series: &str) -> f64 {
@@ -192,16 +170,8 @@ async fn a_disagreeing_version_is_refused_in_shadow_with_zero_failed_requests() 
 
     // Remembered: later polls skip it without loading it again.
     let skipped = format!("hotserve_reloads_total{{model=\"{name}\",result=\"skipped_bad\"}}");
-    let started = Instant::now();
-    while metric_of(&server, &skipped).await < 1.0 {
-        assert!(
-            started.elapsed() < DECISION,
-            "the refused version was not skipped"
-        );
-        // The polling interval; the loop ends on the condition.
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let health = self::health(&server).await;
+    metric_reaches(&server.url("/metrics"), &skipped, 1.0).await;
+    let health = crate::support::health(&server).await;
     assert_eq!(health["model"]["version"], "1");
     let error = health["last_error"].as_str().unwrap_or_default();
     assert!(
@@ -254,12 +224,10 @@ async fn an_agreeing_version_is_promoted_after_shadow_with_zero_failed_requests(
     let reason = health["last_promotion"]["reason"].as_str().unwrap();
     assert!(reason.starts_with("agreed on 100% of "), "{reason}");
     // The swap follows the decision in the same check.
-    let started = Instant::now();
-    while self::health(&server).await["model"]["version"] != "2" {
-        assert!(started.elapsed() < DECISION, "v2 did not go live");
-        // The polling interval; the loop ends on the condition.
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    health_until(&server, "v2 live", |health| {
+        health["model"]["version"] == "2"
+    })
+    .await;
     load.finish().await;
     let promoted = format!("hotserve_promotions_total{{model=\"{name}\",result=\"promoted\"}}");
     assert_eq!(metric_of(&server, &promoted).await, 1.0);
@@ -365,7 +333,7 @@ async fn a_version_that_misbehaves_after_the_swap_is_rolled_back_with_zero_faile
         name,
         &[
             ("promotion", "immediate"),
-            ("guard_window", "120s"),
+            ("guard_window", &format!("{}s", WINDOW.as_secs())),
             ("guard_max_latency_ratio", "3"),
         ],
     )
@@ -374,12 +342,7 @@ async fn a_version_that_misbehaves_after_the_swap_is_rolled_back_with_zero_faile
     let load = Load::start(&server, 2);
     // Figures of v1 before the swap: enough batches for a p99.
     let jobs = format!("hotserve_inference_duration_seconds_count{{model=\"{name}\"}}");
-    let started = Instant::now();
-    while metric_of(&server, &jobs).await < 100.0 {
-        assert!(started.elapsed() < DECISION, "the load did not reach v1");
-        // The polling interval; the loop ends on the condition.
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    metric_reaches(&server.url("/metrics"), &jobs, 100.0).await;
     register_v2(
         name,
         json!({"dir": "tests/fixtures/sentiment", "variant": "slow", "layers": 64}),
@@ -394,17 +357,10 @@ async fn a_version_that_misbehaves_after_the_swap_is_rolled_back_with_zero_faile
     assert!(reason.starts_with("p99 inference time "), "{reason}");
     assert!(reason.ends_with("(allowed 3.0x)"), "{reason}");
     assert_eq!(health["model"]["version"], "1", "v1 serves again");
+    // Skipped from then on, not tried again.
     let skipped = format!("hotserve_reloads_total{{model=\"{name}\",result=\"skipped_bad\"}}");
-    let started = Instant::now();
-    while metric_of(&server, &skipped).await < 1.0 {
-        assert!(
-            started.elapsed() < DECISION,
-            "the rolled-back version was tried again"
-        );
-        // The polling interval; the loop ends on the condition.
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let health = self::health(&server).await;
+    metric_reaches(&server.url("/metrics"), &skipped, 1.0).await;
+    let health = crate::support::health(&server).await;
     assert_eq!(health["model"]["version"], "1");
     let error = health["last_error"].as_str().unwrap_or_default();
     assert!(error.contains("v2 was rolled back to "), "{health}");
@@ -436,8 +392,7 @@ async fn outcomes_are_written_to_the_registry_as_version_tags() {
     assert_eq!(health["last_promotion"]["result"], "refused", "{health}");
     load.finish().await;
     // Read back through MLflow's own Python client.
-    let started = Instant::now();
-    let tags = loop {
+    let tags = eventually("the outcome in the version's tags", async || {
         let described = tokio::task::spawn_blocking(move || {
             register(
                 mlflow(),
@@ -448,13 +403,12 @@ async fn outcomes_are_written_to_the_registry_as_version_tags() {
         .unwrap();
         let tags = described["tags"].clone();
         if tags["hotserve.replica-a.status"] == "refused" {
-            break tags;
+            Ok(tags)
+        } else {
+            Err(tags)
         }
-        assert!(
-            started.elapsed() < DECISION,
-            "tags not written: {described}"
-        );
-    };
+    })
+    .await;
     let reason = tags["hotserve.replica-a.reason"].as_str().unwrap();
     assert!(reason.starts_with("agreed on 0% of "), "{tags}");
     assert!(

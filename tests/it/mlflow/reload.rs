@@ -10,34 +10,12 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::support::hotserve::{fixture, run, Hotserve, Start};
+use crate::support::hotserve::{run, Start};
 use crate::support::inprocess;
-use crate::support::{eventually, metric, metric_reaches, mlflow, register, Fault, FaultProxy};
-
-/// What these tests need from a server, whether in the test process or the real binary.
-trait Served {
-    fn url(&self, path: &str) -> String;
-    /// Its log lines, to show when a wait fails.
-    fn logs(&self) -> String;
-}
-
-impl Served for Hotserve {
-    fn url(&self, path: &str) -> String {
-        Hotserve::url(self, path)
-    }
-    fn logs(&self) -> String {
-        Hotserve::logs(self)
-    }
-}
-
-impl Served for inprocess::Server {
-    fn url(&self, path: &str) -> String {
-        inprocess::Server::url(self, path)
-    }
-    fn logs(&self) -> String {
-        "(in the test process: no logs captured)".into()
-    }
-}
+use crate::support::{
+    eventually, fixture, health, health_until, metric, metric_reaches, mlflow, register, Fault,
+    FaultProxy, Served, Wait, LOADING,
+};
 
 /// One answered request of the background load.
 #[derive(Debug)]
@@ -115,7 +93,7 @@ impl Load {
     /// Waits until `version` has answered `count` requests of this load.
     async fn answered_by(&self, version: &str, count: usize) {
         eventually(
-            &format!("{count} answers from version {version}"),
+            format!("{count} answers from version {version}"),
             async || {
                 let answered = self.answered.lock().unwrap();
                 (answered.get(version).copied().unwrap_or(0) >= count).then_some(())
@@ -177,44 +155,13 @@ fn check_observations(observations: &[Observation]) -> HashMap<String, usize> {
     counts
 }
 
-async fn get_health(server: &impl Served) -> Value {
-    reqwest::get(server.url("/health"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
-/// Polls `/health` until `done` holds and returns that answer; fails after `timeout`, saying
-/// `waiting_for` and showing the last answer and the logs.
-async fn health_until(
-    server: &impl Served,
-    timeout: Duration,
-    waiting_for: &str,
-    done: impl Fn(&Value) -> bool,
-) -> Value {
-    let started = Instant::now();
-    loop {
-        let health = get_health(server).await;
-        if done(&health) {
-            return health;
-        }
-        assert!(
-            started.elapsed() < timeout,
-            "{waiting_for}: not seen in {timeout:?}; health: {health}\nlogs:\n{}",
-            server.logs()
-        );
-        // The polling interval; the loop ends on the condition.
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// Waits until `/health` says `version` is live and the check that loaded it has reported
-/// (`last_reload`, written just after the swap); returns how long that took.
-async fn wait_for_version(server: &impl Served, version: &str, timeout: Duration) -> Duration {
+/// (`last_reload`, written just after the swap); returns how long that took. A version going
+/// live is a download and a model load, under load: [`LOADING`].
+async fn wait_for_version(server: &impl Served, version: &str) -> Duration {
     let started = Instant::now();
-    health_until(server, timeout, &format!("version {version} live"), |h| {
+    let wait = Wait::new(format!("version {version} live")).within(LOADING);
+    health_until(server, wait, |h| {
         h["model"]["version"] == version && h["last_reload"]["version"] == version
     })
     .await;
@@ -255,8 +202,8 @@ async fn serves_a_registered_model_and_follows_the_alias_with_zero_failed_reques
         .arg("--poll-interval")
         .arg("500ms")
         .spawn();
-    hotserve.wait_ready(Duration::from_secs(60)).await;
-    let before = get_health(&hotserve).await;
+    hotserve.wait_ready().await;
+    let before = health(&hotserve).await;
     assert_eq!(before["model"]["name"], name);
     assert_eq!(before["model"]["version"], "1");
     assert_eq!(before["model"]["aliases"], json!(["champion"]));
@@ -273,8 +220,8 @@ async fn serves_a_registered_model_and_follows_the_alias_with_zero_failed_reques
         {"op": "set-alias", "name": name, "alias": "champion", "version": "2"},
     ]))
     .await;
-    // The poll interval is 500 ms; a minute leaves room for a busy machine.
-    let took = wait_for_version(&hotserve, "2", Duration::from_secs(60)).await;
+    // The poll interval is 500 ms.
+    let took = wait_for_version(&hotserve, "2").await;
     eprintln!("v2 went live {took:?} after the alias moved");
     load.answered_by("2", 20).await;
     let counts = check_observations(&load.finish().await);
@@ -326,19 +273,19 @@ async fn a_broken_version_is_refused_and_a_rollback_comes_from_the_cache() {
         .arg("--poll-interval")
         .arg("300ms")
         .spawn();
-    hotserve.wait_ready(Duration::from_secs(60)).await;
+    hotserve.wait_ready().await;
     register(
         server,
         json!({"op": "set-alias", "name": name, "alias": "champion", "version": "2"}),
     );
-    wait_for_version(&hotserve, "2", Duration::from_secs(30)).await;
+    wait_for_version(&hotserve, "2").await;
 
     let load = Load::start(&hotserve, 2);
     register_meanwhile(
         json!({"op": "set-alias", "name": name, "alias": "champion", "version": "3"}),
     )
     .await;
-    let health = health_until(&hotserve, Duration::from_secs(30), "v3 tried", |h| {
+    let health = health_until(&hotserve, "v3 tried", |h| {
         h["last_reload"]["version"] == "3"
     })
     .await;
@@ -409,7 +356,7 @@ async fn a_broken_version_is_refused_and_a_rollback_comes_from_the_cache() {
         json!({"op": "set-alias", "name": name, "alias": "champion", "version": "1"}),
     )
     .await;
-    wait_for_version(&hotserve, "1", Duration::from_secs(30)).await;
+    wait_for_version(&hotserve, "1").await;
     assert_eq!(
         artifact_requests(&proxy),
         before,
@@ -437,7 +384,7 @@ async fn a_webhook_from_mlflow_triggers_the_reload() {
         .arg("0")
         .env("HOTSERVE_WEBHOOK_SECRET", "whsec-test")
         .spawn();
-    hotserve.wait_ready(Duration::from_secs(60)).await;
+    hotserve.wait_ready().await;
     register(
         server,
         json!({"op": "create-webhook", "url": hotserve.url("/hooks/mlflow"), "secret": "whsec-test",
@@ -449,11 +396,11 @@ async fn a_webhook_from_mlflow_triggers_the_reload() {
         {"op": "set-alias", "name": name, "alias": "champion", "version": "2"},
     ]))
     .await;
-    let took = wait_for_version(&hotserve, "2", Duration::from_secs(30)).await;
+    let took = wait_for_version(&hotserve, "2").await;
     load.answered_by("2", 10).await;
     let counts = check_observations(&load.finish().await);
     assert!(counts.contains_key("2"), "{counts:?}");
-    let health = get_health(&hotserve).await;
+    let health = health(&hotserve).await;
     assert_eq!(
         health["last_reload"]["trigger"], "webhook",
         "polling is off; only the webhook can have done it ({took:?})"
@@ -471,7 +418,7 @@ async fn restarts_from_the_cache_when_the_registry_is_down() {
     let first = registry_start(name, &proxy.url())
         .cache(cache.path())
         .spawn();
-    first.wait_ready(Duration::from_secs(60)).await;
+    first.wait_ready().await;
     drop(first);
 
     // The registry answers 503 to everything now.
@@ -485,9 +432,9 @@ async fn restarts_from_the_cache_when_the_registry_is_down() {
         .arg("--poll-interval")
         .arg("1s")
         .spawn();
-    second.wait_ready(Duration::from_secs(30)).await;
+    second.wait_ready().await;
     let cold_with_cache = started.elapsed();
-    let health = get_health(&second).await;
+    let health = health(&second).await;
     assert_eq!(health["model"]["version"], "1");
     assert_eq!(health["served_from_cache"], true, "{health}");
     assert!(
@@ -513,10 +460,7 @@ async fn restarts_from_the_cache_when_the_registry_is_down() {
 
     // The registry comes back: the next retry clears the flag.
     proxy.clear();
-    let health = health_until(&second, Duration::from_secs(30), "recovery", |h| {
-        h["served_from_cache"] == false
-    })
-    .await;
+    let health = health_until(&second, "recovery", |h| h["served_from_cache"] == false).await;
     assert_eq!(health["last_error"], Value::Null);
     eprintln!("ready from cache with the registry down in {cold_with_cache:?}");
 
@@ -526,7 +470,7 @@ async fn restarts_from_the_cache_when_the_registry_is_down() {
         Fault::error(503, "TEMPORARILY_UNAVAILABLE", "maintenance"),
     );
     let third = registry_start(name, &proxy.url()).spawn();
-    let health = health_until(&third, Duration::from_secs(30), "the registry error", |h| {
+    let health = health_until(&third, "the registry error", |h| {
         h["last_error"].is_string()
     })
     .await;
@@ -560,7 +504,7 @@ async fn a_watched_directory_rewritten_in_place_is_reloaded() {
         .set("watch_debounce", "300ms")
         .ready()
         .await;
-    let v1 = get_health(&hotserve).await["model"]["version"]
+    let v1 = health(&hotserve).await["model"]["version"]
         .as_str()
         .unwrap()
         .to_string();
@@ -576,18 +520,15 @@ async fn a_watched_directory_rewritten_in_place_is_reloaded() {
         // Deliberately slow: the watcher must wait for the directory to settle.
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let health = health_until(
-        &hotserve,
-        Duration::from_secs(30),
-        "the rewritten directory",
-        |h| h["model"]["version"] != v1.as_str(),
-    )
+    let health = health_until(&hotserve, "the rewritten directory", |h| {
+        h["model"]["version"] != v1.as_str()
+    })
     .await;
     let v2 = health["model"]["version"].as_str().unwrap().to_string();
     load.answered_by(&v2, 10).await;
     let counts = check_observations(&load.finish().await);
     assert!(counts.contains_key(&v2), "{counts:?}");
-    let health = get_health(&hotserve).await;
+    let health = crate::support::health(&hotserve).await;
     assert_eq!(health["last_reload"]["trigger"], "watch");
     hotserve.stop().await.expect("a clean shutdown");
 }
@@ -652,7 +593,7 @@ async fn the_resource_policy_unloads_first_and_restores_on_failure() {
         .set("reload_policy", "resource")
         .env("HOTSERVE_TEST_LOAD_DELAY_MS", "300")
         .spawn();
-    hotserve.wait_ready(Duration::from_secs(60)).await;
+    hotserve.wait_ready().await;
     let client = reqwest::Client::new();
     // Watch readiness from before the alias moves until v2 is live.
     let stop = Arc::new(AtomicBool::new(false));
@@ -676,7 +617,7 @@ async fn the_resource_policy_unloads_first_and_restores_on_failure() {
         json!({"op": "set-alias", "name": name, "alias": "champion", "version": "2"}),
     )
     .await;
-    wait_for_version(&hotserve, "2", Duration::from_secs(30)).await;
+    wait_for_version(&hotserve, "2").await;
     stop.store(true, Ordering::Relaxed);
     let gap_reason = watcher.await.unwrap();
     assert!(
@@ -690,12 +631,9 @@ async fn the_resource_policy_unloads_first_and_restores_on_failure() {
         server,
         json!({"op": "set-alias", "name": name, "alias": "champion", "version": "3"}),
     );
-    let health = health_until(
-        &hotserve,
-        Duration::from_secs(30),
-        "v3 refused, v2 restored",
-        |h| h["last_reload"]["version"] == "3" && h["model"]["version"] == "2",
-    )
+    let health = health_until(&hotserve, "v3 refused, v2 restored", |h| {
+        h["last_reload"]["version"] == "3" && h["model"]["version"] == "2"
+    })
     .await;
     // The poll that tried v3 failed; a later one may already have skipped it as known bad.
     assert!(
@@ -786,7 +724,7 @@ async fn several_registered_models_reload_only_the_one_a_webhook_names() {
     let answer = deliver("d1", b).await;
     assert_eq!(answer["models"], json!(["b"]), "{answer}");
     // The check's report (last_reload) follows the swap: wait for both.
-    let health = health_until(&hotserve, Duration::from_secs(30), "b on version 2", |h| {
+    let health = health_until(&hotserve, "b on version 2", |h| {
         h["models"]["b"]["model"]["version"] == "2"
             && h["models"]["b"]["last_reload"]["version"] == "2"
     })
@@ -822,8 +760,7 @@ async fn a_long_download_shows_its_progress() {
     let hotserve = registry_start(name, &proxy.url()).spawn();
     let during = health_until(
         &hotserve,
-        Duration::from_secs(60),
-        "a download in progress",
+        Wait::new("a download in progress").within(LOADING),
         |h| {
             h["download"]["bytes"]
                 .as_u64()
@@ -851,8 +788,8 @@ async fn a_long_download_shows_its_progress() {
     )
     .await;
     assert!(counted > 0.0);
-    hotserve.wait_ready(Duration::from_secs(60)).await;
-    let after = get_health(&hotserve).await;
+    hotserve.wait_ready().await;
+    let after = health(&hotserve).await;
     assert_eq!(after["download"], Value::Null, "{after}");
     let total: u64 = after["model"]["files"]
         .as_array()

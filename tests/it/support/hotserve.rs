@@ -8,21 +8,14 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
-/// The project root.
-pub fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// A fixture model directory under tests/fixtures.
-pub fn fixture(name: &str) -> PathBuf {
-    root().join("tests/fixtures").join(name)
-}
+use super::probe::{self, Served};
+use super::wait::{eventually, Wait, LOADING};
 
 /// A running hotserve process; killed on drop.
 pub struct Hotserve {
-    child: Child,
+    /// The process; behind a lock so that a wait can look whether it exited.
+    child: Mutex<Child>,
     pub addr: SocketAddr,
     logs: Arc<Mutex<Vec<String>>>,
     /// Keeps the per-test cache directory alive.
@@ -97,7 +90,7 @@ impl Start {
                 }
             })
         };
-        let addr = match addr_rx.recv_timeout(Duration::from_secs(60)) {
+        let addr = match addr_rx.recv_timeout(LOADING) {
             Ok(addr) => addr,
             Err(_) => {
                 let _ = child.kill();
@@ -105,13 +98,13 @@ impl Start {
                 // The process is gone, so its stderr ends: every line has been read then.
                 let _ = reader.join();
                 panic!(
-                    "hotserve did not start listening; logs:\n{}",
+                    "hotserve did not start listening within {LOADING:?}; logs:\n{}",
                     logs.lock().unwrap().join("\n")
                 );
             }
         };
         Hotserve {
-            child,
+            child: Mutex::new(child),
             addr,
             logs,
             _cache: cache,
@@ -131,7 +124,7 @@ impl Hotserve {
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.child.lock().unwrap().id()
     }
 
     pub fn logs(&self) -> String {
@@ -139,56 +132,57 @@ impl Hotserve {
     }
 
     /// Waits until `/health/ready` answers 200.
-    pub async fn wait_ready(&self, timeout: Duration) {
-        let client = reqwest::Client::new();
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Ok(response) = client.get(self.url("/health/ready")).send().await {
-                if response.status() == 200 {
-                    return;
-                }
-            }
-            if Instant::now() > deadline {
-                panic!(
-                    "hotserve did not become ready in {timeout:?}; logs:\n{}",
-                    self.logs()
-                );
-            }
-            // The polling interval; the loop ends on the condition.
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+    pub async fn wait_ready(&self) {
+        probe::ready(self).await
     }
 
     /// Sends a signal with `kill(1)`.
     pub fn signal(&self, name: &str) {
         let status = Command::new("kill")
             .arg(format!("-{name}"))
-            .arg(self.child.id().to_string())
+            .arg(self.pid().to_string())
             .status()
             .expect("kill");
         assert!(status.success(), "kill -{name} failed");
     }
 
-    /// Waits for the process to exit.
-    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Some(status);
-            }
-            if Instant::now() > deadline {
-                return None;
-            }
-            // The polling interval; the loop ends when the process has exited.
-            std::thread::sleep(Duration::from_millis(20));
-        }
+    /// Waits for the process to exit and returns how it did.
+    pub async fn exited(&self) -> ExitStatus {
+        let wait = Wait::new("hotserve to exit").logs(|| self.logs());
+        eventually(wait, async || {
+            self.child.lock().unwrap().try_wait().ok().flatten()
+        })
+        .await
+    }
+}
+
+impl Served for Hotserve {
+    fn url(&self, path: &str) -> String {
+        Hotserve::url(self, path)
+    }
+
+    fn logs(&self) -> String {
+        Hotserve::logs(self)
+    }
+
+    fn stopped(&self) -> Option<String> {
+        let status = self.child.lock().unwrap().try_wait().ok()??;
+        Some(format!("the process exited: {status}"))
+    }
+
+    fn tls(&self) -> bool {
+        false
     }
 }
 
 impl Drop for Hotserve {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let child = self
+            .child
+            .get_mut()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let _ = child.kill();
+        let _ = child.wait();
     }
 }
 

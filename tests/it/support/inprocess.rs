@@ -21,8 +21,7 @@ use hotserve::config::{Config, ConfigError, Inputs};
 use hotserve::reload::Triggers;
 use tokio::sync::oneshot;
 
-/// How long a server may take to become ready (a cold model load on a busy machine).
-pub const READY_TIMEOUT: Duration = Duration::from_secs(60);
+use super::probe::{self, Served};
 
 /// How to start an in-process server; a builder like `support::hotserve::Start`.
 #[derive(Default, Clone)]
@@ -207,30 +206,9 @@ impl Server {
         format!("http://{addr}")
     }
 
-    /// Waits until `/health/ready` answers 200; fails if `run` returns first or after
-    /// [`READY_TIMEOUT`].
+    /// Waits until `/health/ready` answers 200; fails if `run` returns first.
     pub async fn wait_ready(&self) {
-        // Readiness only: the tests that are about certificates check them with real clients.
-        let client = reqwest::Client::builder()
-            .danger_accept_invalid_certs(self.tls)
-            .build()
-            .expect("a client");
-        let started = std::time::Instant::now();
-        loop {
-            if let Ok(response) = client.get(self.url("/health/ready")).send().await {
-                if response.status() == 200 {
-                    return;
-                }
-            }
-            let stopped = self.thread.as_ref().is_none_or(|t| t.is_finished());
-            assert!(!stopped, "the server stopped before it was ready");
-            assert!(
-                started.elapsed() < READY_TIMEOUT,
-                "the server was not ready within {READY_TIMEOUT:?}"
-            );
-            // The polling interval; the loop ends on the condition.
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        probe::ready(self).await
     }
 
     /// Asks `run` to shut down and returns its result once it has.
@@ -246,6 +224,28 @@ impl Server {
             .await
             .expect("join the server thread")
             .expect("the server thread panicked")
+    }
+}
+
+impl Served for Server {
+    fn url(&self, path: &str) -> String {
+        Server::url(self, path)
+    }
+
+    fn logs(&self) -> String {
+        "(in the test process: its log lines are not captured)".into()
+    }
+
+    fn stopped(&self) -> Option<String> {
+        let finished = self
+            .thread
+            .as_ref()
+            .is_none_or(|thread| thread.is_finished());
+        finished.then(|| "`run` returned; `Server::stop` returns its result".into())
+    }
+
+    fn tls(&self) -> bool {
+        self.tls
     }
 }
 

@@ -10,10 +10,11 @@
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::process::CommandExt as _;
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+
+use super::{helper, repo_root, venv};
 
 /// How long the server may take to answer `/health` (it usually takes 5-15 s).
 const STARTUP_DEADLINE: Duration = Duration::from_secs(90);
@@ -25,22 +26,6 @@ pub struct MlflowServer {
     pub url: String,
     /// The listening address, for proxies.
     pub addr: SocketAddr,
-}
-
-/// The repository root (`CARGO_MANIFEST_DIR`).
-pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// The project's virtualenv, which holds `mlflow`; panics with the fix when it is missing.
-pub fn venv() -> PathBuf {
-    let venv = repo_root().join(".venv");
-    assert!(
-        venv.join("bin/mlflow").is_file(),
-        "{} has no MLflow; run scripts/setup.sh test first",
-        venv.display()
-    );
-    venv
 }
 
 /// The shared server, started on first call (blocking until it is healthy).
@@ -141,7 +126,7 @@ fn healthy(addr: SocketAddr) -> bool {
     answer.starts_with("HTTP/1.1 200") || answer.starts_with("HTTP/1.0 200")
 }
 
-/// Runs `tests/it/support/register.py` against `server` with `commands` (one JSON command or a
+/// Runs `register.py` (beside this file) against `server` with `commands` (one JSON command or a
 /// list; see the script for the operations) and returns its JSON answer. Paths in commands may
 /// be relative to the repository root.
 pub fn register(server: &MlflowServer, commands: serde_json::Value) -> serde_json::Value {
@@ -156,7 +141,7 @@ pub fn register_with(
     env: &[(&str, String)],
 ) -> serde_json::Value {
     let python = venv().join("bin/python");
-    let script = repo_root().join("tests/it/support/register.py");
+    let script = helper("register.py");
     let output = Command::new(python)
         .arg(script)
         .arg(commands.to_string())
@@ -169,7 +154,7 @@ pub fn register_with(
         .env_remove("MLFLOW_TRACKING_TOKEN")
         .stdin(Stdio::null())
         .output()
-        .expect("run tests/it/support/register.py");
+        .expect("run register.py with the virtualenv's python");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),
@@ -180,27 +165,4 @@ pub fn register_with(
     serde_json::from_str(stdout.trim()).unwrap_or_else(|err| {
         panic!("register.py printed something that is not JSON ({err}):\n{stdout}")
     })
-}
-
-/// Every file under `dir` as (relative path, size), sorted: what a model directory holds.
-pub fn list_dir(dir: &Path) -> Vec<(String, u64)> {
-    fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, u64)>) {
-        for entry in std::fs::read_dir(dir).expect("read a directory") {
-            let path = entry.expect("read a directory entry").path();
-            if path.is_dir() {
-                walk(root, &path, out);
-            } else {
-                let relative = path
-                    .strip_prefix(root)
-                    .unwrap()
-                    .to_string_lossy()
-                    .into_owned();
-                out.push((relative, path.metadata().unwrap().len()));
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(dir, dir, &mut out);
-    out.sort();
-    out
 }

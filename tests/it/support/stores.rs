@@ -17,7 +17,8 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use super::mlflow_server::{free_port, register_with, venv, MlflowServer};
+use super::mlflow_server::{free_port, register_with, MlflowServer};
+use super::venv;
 
 /// Credentials moto accepts (it checks none); also what the tests give hotserve.
 pub const ACCESS_KEY: &str = "AKIAHOTSERVETEST";
@@ -178,7 +179,7 @@ pub fn mlflow_no_proxy() -> &'static MlflowServer {
     })
 }
 
-/// Runs `tests/it/support/register.py` against the no-proxy server; the client uploads the
+/// Runs `register.py` against the no-proxy server; the client uploads the
 /// artifacts into moto itself.
 pub fn register_no_proxy(commands: serde_json::Value) -> serde_json::Value {
     register_with(mlflow_no_proxy(), commands, &s3_env(&moto().url))
