@@ -7,21 +7,15 @@
 //! for answers, the same `predictions` (numbers within 1e-5). The few places where hotserve
 //! deliberately differs are cases of their own, with the reason beside them.
 
-use std::net::{SocketAddr, TcpStream};
-use std::os::unix::process::CommandExt as _;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use serde_json::{json, Value};
 
 use crate::support::inprocess::Start;
-use crate::support::mlflow_server::free_port;
+use crate::support::watchdog::{free_port, temp_root, watchdog, Watched};
 use crate::support::{fixture, venv};
-
-/// How long `mlflow models serve` may take to answer `/ping` (it imports pandas, onnxruntime
-/// and starts uvicorn: 5-30 s on a busy machine).
-const STARTUP_DEADLINE: Duration = Duration::from_secs(180);
 
 /// What the two servers should do with one request.
 #[derive(Clone, Copy, Debug)]
@@ -37,82 +31,38 @@ enum Expect {
     HotserveRefuses,
 }
 
-/// `mlflow models serve` on one model directory, stopped when dropped.
+/// `mlflow models serve` on one model directory, under a watchdog; stopped when dropped.
 struct MlflowServe {
     /// `http://127.0.0.1:<port>`.
     url: String,
-    /// The watchdog shell; its process group holds the MLflow server and its workers.
-    watchdog: Child,
+    /// The server; dropping it stops it.
+    _server: Watched,
 }
 
 impl MlflowServe {
-    /// Starts the server and waits until `/ping` answers 200.
-    fn start(model: &Path) -> MlflowServe {
+    /// Starts the server and waits until `/ping` answers 200 (it imports pandas and
+    /// onnxruntime and starts uvicorn first: `LOADING`).
+    async fn start(model: &Path) -> MlflowServe {
         let port = free_port();
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let log = tempfile::NamedTempFile::new()
-            .expect("a log file")
-            .into_temp_path();
-        // As in `support::mlflow_server`: the watchdog stops the server's group when the test
-        // process is gone, even if it was killed, so no server outlives the tests.
-        let watchdog = r#"
-            "$MLFLOW" models serve -m "$MODEL" --env-manager local \
-                --host 127.0.0.1 --port "$PORT" --workers 1 >"$LOG" 2>&1 </dev/null &
-            child=$!
-            trap '' TERM
-            while kill -0 "$PARENT" 2>/dev/null && kill -0 "$child" 2>/dev/null; do sleep 1; done
-            kill -TERM -$$ 2>/dev/null
-            for _ in 1 2 3 4 5 6 7 8 9 10; do kill -0 "$child" 2>/dev/null || break; sleep 0.5; done
-            kill -KILL -$$ 2>/dev/null
-        "#;
-        let watchdog = Command::new("sh")
-            .arg("-c")
-            .arg(watchdog)
-            .env("MLFLOW", venv().join("bin/mlflow"))
+        let mut server = Command::new(venv().join("bin/mlflow"));
+        server
+            .args(["models", "serve", "--env-manager", "local", "-m"])
+            .arg(model)
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--workers", "1"])
             // `mlflow models serve` runs `uvicorn` from PATH.
             .env("PATH", path_with(&venv().join("bin")))
-            .env("MODEL", model)
-            .env("PORT", port.to_string())
-            .env("LOG", &log)
-            .env("PARENT", std::process::id().to_string())
             .env("MLFLOW_DISABLE_TELEMETRY", "true")
-            .env("DO_NOT_TRACK", "true")
-            .env_remove("MLFLOW_TRACKING_URI")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .process_group(0)
-            .spawn()
-            .expect("spawn mlflow models serve under a watchdog (sh)");
-        let mut server = MlflowServe {
-            url: format!("http://{addr}"),
-            watchdog,
-        };
-        let started = Instant::now();
-        while !pinged(addr) {
-            let exited = matches!(server.watchdog.try_wait(), Ok(Some(_)));
-            if exited || started.elapsed() > STARTUP_DEADLINE {
-                let text = std::fs::read_to_string(&log).unwrap_or_default();
-                let tail: Vec<&str> = text.lines().rev().take(30).collect();
-                panic!(
-                    "mlflow models serve did not answer /ping on {addr} ({}); its log ends with:\n{}",
-                    if exited { "it exited".to_string() } else { format!("within {STARTUP_DEADLINE:?}") },
-                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-                );
-            }
-            std::thread::sleep(Duration::from_millis(250));
-        }
+            .env("DO_NOT_TRACK", "true");
+        let mut server = watchdog(&server, temp_root("hotserve-models-serve-"));
         server
-    }
-}
-
-impl Drop for MlflowServe {
-    fn drop(&mut self) {
-        // The server's group is the watchdog's; the watchdog ignores TERM, sees its child
-        // gone and ends itself.
-        let group = format!("-{}", self.watchdog.id());
-        let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
-        let _ = self.watchdog.wait();
+            .wait_answering(addr, "/ping", |status| status == 200)
+            .await;
+        MlflowServe {
+            url: format!("http://{addr}"),
+            _server: server,
+        }
     }
 }
 
@@ -123,22 +73,6 @@ fn path_with(dir: &Path) -> std::ffi::OsString {
         &std::env::var_os("PATH").unwrap_or_default(),
     ));
     std::env::join_paths(dirs).expect("a PATH without ':' in its directories")
-}
-
-/// True once `GET /ping` answers 200.
-fn pinged(addr: SocketAddr) -> bool {
-    use std::io::{Read as _, Write as _};
-    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(500)) else {
-        return false;
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-    let request = format!("GET /ping HTTP/1.0\r\nHost: {addr}\r\n\r\n");
-    if stream.write_all(request.as_bytes()).is_err() {
-        return false;
-    }
-    let mut answer = String::new();
-    let _ = stream.read_to_string(&mut answer);
-    answer.starts_with("HTTP/1.1 200") || answer.starts_with("HTTP/1.0 200")
 }
 
 async fn invoke(client: &reqwest::Client, base: &str, body: &Value) -> (u16, Value) {
@@ -159,12 +93,7 @@ async fn invoke(client: &reqwest::Client, base: &str, body: &Value) -> (u16, Val
 
 /// Serves `model` with both servers and checks every case.
 async fn check_model(model: &Path, cases: &[(Value, Expect)]) {
-    let mlflow = tokio::task::spawn_blocking({
-        let model = model.to_path_buf();
-        move || MlflowServe::start(&model)
-    });
-    let hotserve = Start::model(model).ready().await;
-    let mlflow = mlflow.await.expect("the MLflow starter thread");
+    let (mlflow, hotserve) = tokio::join!(MlflowServe::start(model), Start::model(model).ready());
     let client = reqwest::Client::new();
     let mut failures = Vec::new();
     for (body, expect) in cases {

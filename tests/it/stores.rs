@@ -45,10 +45,10 @@ fn s3_client(endpoint: &str, extra: &[(&str, &str)]) -> MlflowClient {
 }
 
 /// The test's own S3 client, to put objects into moto.
-fn bucket() -> AmazonS3 {
-    create_bucket(&moto().url, BUCKET);
+async fn bucket() -> AmazonS3 {
+    create_bucket(&moto().await.url, BUCKET).await;
     AmazonS3Builder::new()
-        .with_endpoint(&moto().url)
+        .with_endpoint(&moto().await.url)
         .with_allow_http(true)
         .with_virtual_hosted_style_request(false)
         .with_bucket_name(BUCKET)
@@ -119,9 +119,9 @@ fn entries(dir: &Path) -> Vec<String> {
 
 #[tokio::test]
 async fn a_bucket_is_listed_and_downloaded_with_digests() {
-    let store = bucket();
+    let store = bucket().await;
     upload(&store, "plain/sentiment", &fixture("sentiment")).await;
-    let client = s3_client(&moto().url, &[]);
+    let client = s3_client(&moto().await.url, &[]);
     let uri = bucket_uri("plain/sentiment");
     let resolution = resolve(&client, &uri).await.unwrap();
     assert_eq!(resolution.artifact_uri, "s3://models/plain/sentiment");
@@ -170,10 +170,13 @@ async fn a_bucket_is_listed_and_downloaded_with_digests() {
 
 #[tokio::test]
 async fn missing_prefixes_and_credentials_are_explained() {
-    bucket();
-    let err = resolve(&s3_client(&moto().url, &[]), &bucket_uri("nothing/here"))
-        .await
-        .unwrap_err();
+    bucket().await;
+    let err = resolve(
+        &s3_client(&moto().await.url, &[]),
+        &bucket_uri("nothing/here"),
+    )
+    .await
+    .unwrap_err();
     check_error(
         &err,
         "s3://models/nothing/here",
@@ -182,7 +185,7 @@ async fn missing_prefixes_and_credentials_are_explained() {
     );
 
     let anonymous = s3_client(
-        &moto().url,
+        &moto().await.url,
         &[("AWS_ACCESS_KEY_ID", ""), ("AWS_SECRET_ACCESS_KEY", "")],
     );
     let err = resolve(&anonymous, &bucket_uri("plain/sentiment"))
@@ -203,7 +206,7 @@ async fn missing_prefixes_and_credentials_are_explained() {
 
 #[tokio::test]
 async fn profiles_of_the_shared_files_sign_the_requests() {
-    let store = bucket();
+    let store = bucket().await;
     upload(&store, "profiled/sentiment", &fixture("sentiment")).await;
     let home = tempfile::tempdir().unwrap();
     std::fs::create_dir(home.path().join(".aws")).unwrap();
@@ -213,7 +216,7 @@ async fn profiles_of_the_shared_files_sign_the_requests() {
          [ci]\naws_access_key_id = AKIACIPROFILE\naws_secret_access_key = c\n",
     )
     .unwrap();
-    let proxy = FaultProxy::start(moto().addr).await;
+    let proxy = FaultProxy::start(moto().await.addr).await;
     let home_dir = home.path().to_str().unwrap();
     for (profile, key_id) in [("", "AKIADEFAULTPROFILE"), ("ci", "AKIACIPROFILE")] {
         let client = s3_client(
@@ -260,9 +263,9 @@ async fn profiles_of_the_shared_files_sign_the_requests() {
 
 #[tokio::test]
 async fn refusals_name_the_bucket_and_the_variables() {
-    let store = bucket();
+    let store = bucket().await;
     upload(&store, "refused/sentiment", &fixture("sentiment")).await;
-    let proxy = FaultProxy::start(moto().addr).await;
+    let proxy = FaultProxy::start(moto().await.addr).await;
     let client = s3_client(&proxy.url(), &[]);
     let uri = bucket_uri("refused/sentiment");
     for (code, message) in [
@@ -290,9 +293,9 @@ async fn refusals_name_the_bucket_and_the_variables() {
 
 #[tokio::test]
 async fn slow_down_is_retried_with_backoff() {
-    let store = bucket();
+    let store = bucket().await;
     upload(&store, "slow/sentiment", &fixture("sentiment")).await;
-    let proxy = FaultProxy::start(moto().addr).await;
+    let proxy = FaultProxy::start(moto().await.addr).await;
     let client = s3_client(&proxy.url(), &[]);
     let uri = bucket_uri("slow/sentiment");
     proxy.inject(
@@ -334,9 +337,9 @@ async fn slow_down_is_retried_with_backoff() {
 
 #[tokio::test]
 async fn a_truncated_object_is_never_kept() {
-    let store = bucket();
+    let store = bucket().await;
     upload(&store, "cut/sentiment", &fixture("sentiment")).await;
-    let proxy = FaultProxy::start(moto().addr).await;
+    let proxy = FaultProxy::start(moto().await.addr).await;
     let client = s3_client(&proxy.url(), &[]);
     let resolution = resolve(&client, &bucket_uri("cut/sentiment"))
         .await
@@ -357,7 +360,7 @@ async fn a_truncated_object_is_never_kept() {
 
 #[tokio::test]
 async fn files_that_change_during_the_download_are_never_kept() {
-    let store = bucket();
+    let store = bucket().await;
     let out = tempfile::tempdir().unwrap();
     // Same size, other bytes: only the ETag tells the difference.
     let onnx_size = std::fs::metadata(fixture("sentiment").join("model.onnx"))
@@ -371,7 +374,7 @@ async fn files_that_change_during_the_download_are_never_kept() {
     ] {
         let prefix = format!("moving-{case}/sentiment");
         upload(&store, &prefix, &fixture("sentiment")).await;
-        let proxy = FaultProxy::start(moto().addr).await;
+        let proxy = FaultProxy::start(moto().await.addr).await;
         let client = s3_client(&proxy.url(), &[]);
         let resolution = resolve(&client, &bucket_uri(&prefix)).await.unwrap();
         proxy.inject("model.onnx", Fault::Delay(Duration::from_millis(1500)), 1);
@@ -404,10 +407,14 @@ async fn a_server_without_the_proxy_is_read_from_the_bucket() {
     let registered = register_no_proxy(json!({
         "op": "register", "dir": "tests/fixtures/sentiment", "name": "direct",
         "aliases": ["champion"],
-    }));
+    }))
+    .await;
     let client = {
-        let server = mlflow_no_proxy();
-        s3_client(&moto().url, &[("MLFLOW_TRACKING_URI", server.url.as_str())])
+        let server = mlflow_no_proxy().await;
+        s3_client(
+            &moto().await.url,
+            &[("MLFLOW_TRACKING_URI", server.url.as_str())],
+        )
     };
     let files: Vec<(String, u64)> = {
         let files = registered["files"].as_object().unwrap();
@@ -457,9 +464,9 @@ async fn a_server_without_the_proxy_is_read_from_the_bucket() {
     }
 
     // Without credentials for the bucket: the registry answers, the bucket is explained.
-    let server = mlflow_no_proxy();
+    let server = mlflow_no_proxy().await;
     let anonymous = s3_client(
-        &moto().url,
+        &moto().await.url,
         &[
             ("MLFLOW_TRACKING_URI", server.url.as_str()),
             ("AWS_ACCESS_KEY_ID", ""),
@@ -488,10 +495,12 @@ async fn hotserve_serves_from_buckets() {
     register_no_proxy(json!({
         "op": "register", "dir": "tests/fixtures/sentiment", "name": "served",
         "aliases": ["live"],
-    }));
-    let server_url = mlflow_no_proxy().url.clone();
+    }))
+    .await;
+    let server_url = mlflow_no_proxy().await.url.clone();
+    let moto_url = &moto().await.url;
     let with_s3 = |start: Start| {
-        s3_env(&moto().url)
+        s3_env(moto_url)
             .into_iter()
             .fold(start, |start, (key, value)| start.env(key, &value))
     };
@@ -509,7 +518,7 @@ async fn hotserve_serves_from_buckets() {
 
     // Published the recommended way: each version under its own folder, then a small pointer
     // object moved to it.
-    let store = bucket();
+    let store = bucket().await;
     upload(&store, "pointed/versions/1", &fixture("sentiment")).await;
     put(&store, "pointed/current", b"versions/1\n".to_vec()).await;
     let server = with_s3(Start::model("s3://models/pointed/current"))
@@ -555,9 +564,12 @@ async fn hotserve_serves_from_buckets() {
     .await;
     server.stop().await.unwrap();
 
-    let resolution = resolve(&s3_client(&moto().url, &[]), &bucket_uri("pointed/current"))
-        .await
-        .unwrap();
+    let resolution = resolve(
+        &s3_client(&moto().await.url, &[]),
+        &bucket_uri("pointed/current"),
+    )
+    .await
+    .unwrap();
     assert_eq!(resolution.artifact_uri, "s3://models/pointed/versions/2");
     assert_eq!(resolution.name.as_deref(), Some("pointed"));
 }
@@ -567,8 +579,8 @@ async fn hotserve_serves_from_buckets() {
 /// when the key is wrong.
 #[tokio::test]
 async fn azure_blob_is_read_with_a_connection_string() {
-    let azurite = azurite();
-    create_container("models");
+    let azurite = azurite().await;
+    create_container("models").await;
     let store = MicrosoftAzureBuilder::new()
         .with_account(AZURITE_ACCOUNT)
         .with_access_key(AZURITE_KEY)

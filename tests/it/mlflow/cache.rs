@@ -48,7 +48,7 @@ fn serve_to_the_end(cache: &Path, args: &[&str], env: &[(&str, &str)]) -> (i32, 
 
 #[tokio::test]
 async fn a_broken_onnx_runtime_library_never_costs_the_cached_fallback() {
-    let server = mlflow();
+    let server = mlflow().await;
     let proxy = FaultProxy::start(server.addr).await;
     let name = "cache-host-failure";
     register(
@@ -125,7 +125,7 @@ async fn a_broken_onnx_runtime_library_never_costs_the_cached_fallback() {
 
 #[tokio::test]
 async fn setups_sharing_a_cache_directory_keep_their_own_fallbacks() {
-    let server = mlflow();
+    let server = mlflow().await;
     let proxy = FaultProxy::start(server.addr).await;
     let name = "cache-shared";
     register(

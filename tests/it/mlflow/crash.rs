@@ -111,7 +111,7 @@ fn leftovers(cache: &Path) -> Vec<String> {
 
 #[tokio::test]
 async fn sigkill_at_random_moments_of_a_reload_never_leaves_a_broken_cache() {
-    let server = mlflow();
+    let server = mlflow().await;
     let name = "crash-loop";
     register(
         server,
@@ -232,7 +232,7 @@ impl Drop for Tmpfs {
 
 #[tokio::test]
 async fn a_full_disk_during_a_download_keeps_the_old_model_and_recovers() {
-    let server = mlflow();
+    let server = mlflow().await;
     let name = "disk-full";
     register(
         server,

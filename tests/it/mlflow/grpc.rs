@@ -68,7 +68,7 @@ fn client(
 
 #[tokio::test]
 async fn an_alias_moves_under_grpc_load_with_zero_failed_calls() {
-    let mlflow = mlflow();
+    let mlflow = mlflow().await;
     let (a, b) = ("grpc-a", "grpc-b");
     register(
         mlflow,

@@ -94,9 +94,9 @@ impl Load {
 }
 
 /// A server following `models:/<name>@champion` in shadow mode.
-fn start(name: &str, settings: &[(&str, &str)]) -> inprocess::Start {
+async fn start(name: &str, settings: &[(&str, &str)]) -> inprocess::Start {
     let mut start = inprocess::Start::model(format!("models:/{name}@champion"))
-        .env("MLFLOW_TRACKING_URI", &mlflow().url)
+        .env("MLFLOW_TRACKING_URI", &mlflow().await.url)
         .set("poll_interval", "300ms")
         .set("promotion", "shadow")
         .set("shadow_min_requests", "30")
@@ -130,9 +130,9 @@ async fn metric_of(server: &inprocess::Server, series: &str) -> f64 {
 }
 
 /// Registers the v1 fixture as version 1 of `name` with the `champion` alias.
-fn register_champion(name: &str) {
+async fn register_champion(name: &str) {
     register(
-        mlflow(),
+        mlflow().await,
         json!({"op": "register", "dir": "tests/fixtures/sentiment", "name": name, "aliases": ["champion"]}),
     );
 }
@@ -144,7 +144,8 @@ async fn register_v2(name: &str, mut command: Value) {
     command["name"] = json!(name);
     let commands =
         json!([command, {"op": "set-alias", "name": name, "alias": "champion", "version": "2"}]);
-    tokio::task::spawn_blocking(move || register(mlflow(), commands))
+    let server = mlflow().await;
+    tokio::task::spawn_blocking(move || register(server, commands))
         .await
         .expect("register");
 }
@@ -152,8 +153,8 @@ async fn register_v2(name: &str, mut command: Value) {
 #[tokio::test]
 async fn a_disagreeing_version_is_refused_in_shadow_with_zero_failed_requests() {
     let name = "shadow-disagrees";
-    register_champion(name);
-    let server = start(name, &[]).ready().await;
+    register_champion(name).await;
+    let server = start(name, &[]).await.ready().await;
     let load = Load::start(&server, 2);
     register_v2(
         name,
@@ -203,14 +204,14 @@ async fn a_disagreeing_version_is_refused_in_shadow_with_zero_failed_requests() 
 #[tokio::test]
 async fn an_agreeing_version_is_promoted_after_shadow_with_zero_failed_requests() {
     let name = "shadow-agrees";
-    register_champion(name);
+    register_champion(name).await;
     // Its inference time is compared with v1's under load on a shared machine: allow noise.
     // Long enough for the test to see the candidate in shadow after the registration.
     let settings = [
         ("shadow_max_latency_ratio", "5"),
         ("shadow_min_duration", "20s"),
     ];
-    let server = start(name, &settings).ready().await;
+    let server = start(name, &settings).await.ready().await;
     let load = Load::start(&server, 2);
     register_v2(name, json!({"dir": "tests/fixtures/sentiment_v2"})).await;
     let shadow = in_shadow(&server).await;
@@ -236,8 +237,9 @@ async fn an_agreeing_version_is_promoted_after_shadow_with_zero_failed_requests(
 #[tokio::test]
 async fn a_slow_version_is_refused_in_shadow() {
     let name = "shadow-slow";
-    register_champion(name);
+    register_champion(name).await;
     let server = start(name, &[("shadow_max_latency_ratio", "3")])
+        .await
         .ready()
         .await;
     let load = Load::start(&server, 2);
@@ -265,9 +267,10 @@ async fn a_slow_version_is_refused_in_shadow() {
 #[tokio::test]
 async fn an_operator_promotes_or_rejects_by_hand() {
     let name = "shadow-by-hand";
-    register_champion(name);
+    register_champion(name).await;
     // Never enough traffic to decide alone.
     let server = start(name, &[("shadow_min_requests", "1000000")])
+        .await
         .ready()
         .await;
     let client = reqwest::Client::new();
@@ -305,9 +308,10 @@ async fn an_operator_promotes_or_rejects_by_hand() {
     );
 
     // Version 3 is rejected by hand: version 2 stays.
+    let mlflow = mlflow().await;
     tokio::task::spawn_blocking(move || {
         register(
-            mlflow(),
+            mlflow,
             json!([
                 {"op": "register", "dir": "tests/fixtures/sentiment", "name": name},
                 {"op": "set-alias", "name": name, "alias": "champion", "version": "3"},
@@ -328,7 +332,7 @@ async fn an_operator_promotes_or_rejects_by_hand() {
 #[tokio::test]
 async fn a_version_that_misbehaves_after_the_swap_is_rolled_back_with_zero_failed_requests() {
     let name = "guard-rollback";
-    register_champion(name);
+    register_champion(name).await;
     let server = start(
         name,
         &[
@@ -337,6 +341,7 @@ async fn a_version_that_misbehaves_after_the_swap_is_rolled_back_with_zero_faile
             ("guard_max_latency_ratio", "3"),
         ],
     )
+    .await
     .ready()
     .await;
     let load = Load::start(&server, 2);
@@ -372,7 +377,7 @@ async fn a_version_that_misbehaves_after_the_swap_is_rolled_back_with_zero_faile
 #[tokio::test]
 async fn outcomes_are_written_to_the_registry_as_version_tags() {
     let name = "shadow-tags";
-    register_champion(name);
+    register_champion(name).await;
     let server = start(
         name,
         &[
@@ -380,6 +385,7 @@ async fn outcomes_are_written_to_the_registry_as_version_tags() {
             ("instance_name", "replica-a"),
         ],
     )
+    .await
     .ready()
     .await;
     let load = Load::start(&server, 2);
@@ -392,10 +398,11 @@ async fn outcomes_are_written_to_the_registry_as_version_tags() {
     assert_eq!(health["last_promotion"]["result"], "refused", "{health}");
     load.finish().await;
     // Read back through MLflow's own Python client.
+    let mlflow = mlflow().await;
     let tags = eventually("the outcome in the version's tags", async || {
         let described = tokio::task::spawn_blocking(move || {
             register(
-                mlflow(),
+                mlflow,
                 json!({"op": "describe", "name": name, "version": "2"}),
             )
         })

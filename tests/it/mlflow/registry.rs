@@ -4,7 +4,6 @@
 //! misbehaving network can produce, injected through [`FaultProxy`].
 
 use std::path::Path;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use hotserve::registry::{
@@ -12,6 +11,7 @@ use hotserve::registry::{
     RemoteFile, RemoteUri, Resolution, Secret,
 };
 use serde_json::{json, Value};
+use tokio::sync::OnceCell;
 
 use crate::support::{mlflow, register, Fault, FaultProxy};
 
@@ -29,11 +29,11 @@ struct World {
     artifact_run: Value,
 }
 
-fn world() -> &'static World {
-    static WORLD: OnceLock<World> = OnceLock::new();
-    WORLD.get_or_init(|| {
+async fn world() -> &'static World {
+    static WORLD: OnceCell<World> = OnceCell::const_new();
+    WORLD.get_or_init(|| async {
         let answer = register(
-            mlflow(),
+            mlflow().await,
             json!([
                 {"op": "register", "dir": "tests/fixtures/sentiment", "name": "sentiment",
                  "aliases": ["champion"], "stage": "Production"},
@@ -48,6 +48,7 @@ fn world() -> &'static World {
             <[Value; 5]>::try_from(answer.as_array().unwrap().clone()).unwrap();
         World { v1, v2, v3, logged_run, artifact_run }
     })
+    .await
 }
 
 /// Fast retries, so that fault tests take milliseconds per retry.
@@ -67,13 +68,13 @@ fn client(url: &str) -> MlflowClient {
 }
 
 /// A client talking to the server directly.
-fn direct() -> MlflowClient {
-    client(&mlflow().url)
+async fn direct() -> MlflowClient {
+    client(&mlflow().await.url)
 }
 
 /// A client behind a fresh fault proxy.
 async fn proxied() -> (MlflowClient, FaultProxy) {
-    let proxy = FaultProxy::start(mlflow().addr).await;
+    let proxy = FaultProxy::start(mlflow().await.addr).await;
     (client(&proxy.url()), proxy)
 }
 
@@ -181,8 +182,8 @@ fn id(value: &Value, key: &str) -> Option<String> {
 
 #[tokio::test]
 async fn every_uri_form_resolves_like_mlflow() {
-    let w = world();
-    let client = direct();
+    let w = world().await;
+    let client = direct().await;
     check(
         &client,
         "models:/sentiment/1",
@@ -279,8 +280,8 @@ async fn every_uri_form_resolves_like_mlflow() {
 
 #[tokio::test]
 async fn downloads_match_the_uploaded_files() {
-    let w = world();
-    let client = direct();
+    let w = world().await;
+    let client = direct().await;
     let out = tempfile::tempdir().unwrap();
     for (uri, entry) in [
         ("models:/sentiment@champion".to_string(), &w.v1),
@@ -313,8 +314,8 @@ async fn downloads_match_the_uploaded_files() {
 
 #[tokio::test]
 async fn describe_shows_what_resolves() {
-    world();
-    let resolution = resolve_text(&direct(), "models:/sentiment@champion")
+    world().await;
+    let resolution = resolve_text(&direct().await, "models:/sentiment@champion")
         .await
         .unwrap();
     let text = describe(&resolution);
@@ -351,8 +352,8 @@ async fn check_error(client: &MlflowClient, uri: &str, wants: &[&str]) -> Regist
 
 #[tokio::test]
 async fn unknown_things_say_what_exists() {
-    let w = world();
-    let client = direct();
+    let w = world().await;
+    let client = direct().await;
     check_error(
         &client,
         "models:/nope/1",
@@ -432,7 +433,7 @@ async fn unknown_things_say_what_exists() {
 
 #[tokio::test]
 async fn server_down_and_no_server() {
-    let port = crate::support::mlflow_server::free_port();
+    let port = crate::support::watchdog::free_port();
     let mut settings = settings(&format!("http://127.0.0.1:{port}"));
     settings.max_retries = 1;
     let client = MlflowClient::new(settings).unwrap();
@@ -462,7 +463,7 @@ async fn server_down_and_no_server() {
 
 #[tokio::test]
 async fn server_errors_are_retried_until_success() {
-    world();
+    world().await;
     let (client, proxy) = proxied().await;
     proxy.inject(
         "/model-versions/get?",
@@ -495,7 +496,7 @@ async fn server_errors_are_retried_until_success() {
 
 #[tokio::test]
 async fn retry_after_is_honoured() {
-    world();
+    world().await;
     let (client, proxy) = proxied().await;
     proxy.inject("/model-versions/get?", Fault::too_many_requests("1"), 1);
     let started = Instant::now();
@@ -511,7 +512,7 @@ async fn retry_after_is_honoured() {
 
 #[tokio::test]
 async fn retries_are_bounded() {
-    world();
+    world().await;
     let (client, proxy) = proxied().await;
     proxy.inject_always(
         "/model-versions/get?",
@@ -555,7 +556,7 @@ async fn retries_are_bounded() {
 
 #[tokio::test]
 async fn truncated_downloads_fail_and_leave_nothing() {
-    world();
+    world().await;
     let (client, proxy) = proxied().await;
     let resolution = resolve_text(&client, "models:/sentiment@champion")
         .await
@@ -582,12 +583,12 @@ async fn truncated_downloads_fail_and_leave_nothing() {
     let got = download(&client, &resolution, &dest, &Default::default())
         .await
         .unwrap();
-    assert_eq!(got, digests(&world().v1), "a clean retry succeeds");
+    assert_eq!(got, digests(&world().await.v1), "a clean retry succeeds");
 }
 
 #[tokio::test]
 async fn hostile_listings_are_refused() {
-    world();
+    world().await;
     for (path, reason) in [
         ("../evil", "'..' segments are not allowed"),
         ("/etc/cron.d/evil", "absolute paths are not allowed"),
@@ -614,7 +615,7 @@ async fn hostile_listings_are_refused() {
 
 #[tokio::test]
 async fn versions_that_are_not_ready_are_refused() {
-    world();
+    world().await;
     let (client, proxy) = proxied().await;
     let pending = json!({"model_version": {
         "name": "sentiment", "version": "1", "current_stage": "None", "source": "models:/m-1",
@@ -635,7 +636,7 @@ async fn versions_that_are_not_ready_are_refused() {
 
 #[tokio::test]
 async fn credentials_are_sent_but_never_shown() {
-    world();
+    world().await;
     let (_, proxy) = proxied().await;
     let mut with_token = settings(&proxy.url());
     with_token.token = Some(Secret::new("hunter2-token"));
@@ -689,7 +690,7 @@ async fn credentials_are_sent_but_never_shown() {
 
 #[tokio::test]
 async fn mlflow_2_servers_without_logged_models() {
-    let w = world();
+    let w = world().await;
     let (client, proxy) = proxied().await;
     proxy.inject_always("/logged-models", Fault::missing_endpoint());
 

@@ -169,9 +169,9 @@ async fn wait_for_version(server: &impl Served, version: &str) -> Duration {
 }
 
 /// Registers the v1 fixture as version 1 of `name` with the `champion` alias.
-fn register_champion(name: &str) {
+async fn register_champion(name: &str) {
     register(
-        mlflow(),
+        mlflow().await,
         json!({"op": "register", "dir": "tests/fixtures/sentiment", "name": name, "aliases": ["champion"]}),
     );
 }
@@ -181,7 +181,8 @@ fn register_champion(name: &str) {
 /// runtime that long stalls the load and leaves its connections idle past the server's
 /// header timeout, which then closes them under the next request.
 async fn register_meanwhile(commands: Value) -> Value {
-    tokio::task::spawn_blocking(move || register(mlflow(), commands))
+    let server = mlflow().await;
+    tokio::task::spawn_blocking(move || register(server, commands))
         .await
         .expect("register")
 }
@@ -195,9 +196,9 @@ fn registry_start(name: &str, tracking_uri: &str) -> Start {
 
 #[tokio::test]
 async fn serves_a_registered_model_and_follows_the_alias_with_zero_failed_requests() {
-    let server = mlflow();
+    let server = mlflow().await;
     let name = "reload-poll";
-    register_champion(name);
+    register_champion(name).await;
     let hotserve = registry_start(name, &server.url)
         .arg("--poll-interval")
         .arg("500ms")
@@ -258,7 +259,7 @@ async fn serves_a_registered_model_and_follows_the_alias_with_zero_failed_reques
 
 #[tokio::test]
 async fn a_broken_version_is_refused_and_a_rollback_comes_from_the_cache() {
-    let server = mlflow();
+    let server = mlflow().await;
     let proxy = FaultProxy::start(server.addr).await;
     let name = "reload-bad";
     register(
@@ -376,9 +377,9 @@ async fn a_broken_version_is_refused_and_a_rollback_comes_from_the_cache() {
 
 #[tokio::test]
 async fn a_webhook_from_mlflow_triggers_the_reload() {
-    let server = mlflow();
+    let server = mlflow().await;
     let name = "reload-webhook";
-    register_champion(name);
+    register_champion(name).await;
     let hotserve = registry_start(name, &server.url)
         .arg("--poll-interval")
         .arg("0")
@@ -410,10 +411,10 @@ async fn a_webhook_from_mlflow_triggers_the_reload() {
 
 #[tokio::test]
 async fn restarts_from_the_cache_when_the_registry_is_down() {
-    let server = mlflow();
+    let server = mlflow().await;
     let proxy = FaultProxy::start(server.addr).await;
     let name = "reload-cache";
-    register_champion(name);
+    register_champion(name).await;
     let cache = tempfile::tempdir().unwrap();
     let first = registry_start(name, &proxy.url())
         .cache(cache.path())
@@ -535,7 +536,7 @@ async fn a_watched_directory_rewritten_in_place_is_reloaded() {
 
 #[tokio::test]
 async fn resolve_and_validate_against_the_registry() {
-    let server = mlflow();
+    let server = mlflow().await;
     let name = "cli-gate";
     register(
         server,
@@ -577,7 +578,7 @@ fn copy_dir(from: &Path, to: &Path) {
 /// a broken version brings the previous model back.
 #[tokio::test]
 async fn the_resource_policy_unloads_first_and_restores_on_failure() {
-    let server = mlflow();
+    let server = mlflow().await;
     let name = "reload-resource";
     register(
         server,
@@ -669,7 +670,7 @@ async fn the_resource_policy_unloads_first_and_restores_on_failure() {
 /// model has its own registry series.
 #[tokio::test]
 async fn several_registered_models_reload_only_the_one_a_webhook_names() {
-    let server = mlflow();
+    let server = mlflow().await;
     let (a, b) = ("multi-a", "multi-b");
     register(
         server,
@@ -751,10 +752,10 @@ async fn several_registered_models_reload_only_the_one_a_webhook_names() {
 
 #[tokio::test]
 async fn a_long_download_shows_its_progress() {
-    let server = mlflow();
+    let server = mlflow().await;
     let proxy = FaultProxy::start(server.addr).await;
     let name = "reload-progress";
-    register_champion(name);
+    register_champion(name).await;
     // The weights (186 KB) at 40 KB/s: about five seconds of download.
     proxy.inject_always(".data", Fault::Throttle(40_000));
     let hotserve = registry_start(name, &proxy.url()).spawn();

@@ -4,6 +4,8 @@
 
 use std::process::Command;
 
+use super::wait::PATIENCE;
+
 /// What curl answered: its exit code, status, HTTP version (`2`, `1.1`), headers (lowercase)
 /// and body.
 #[derive(Debug)]
@@ -15,11 +17,13 @@ pub struct Curled {
     pub body: String,
 }
 
-/// Runs curl with `args` and the URL; `-w` prints the status and version after the body.
+/// Runs curl with `args` and the URL, for at most [`PATIENCE`]; `-w` prints the status and
+/// version after the body.
 pub async fn curl(args: &[&str], url: String) -> Curled {
     let mut command = Command::new("curl");
     command
-        .args(["--silent", "--show-error", "--max-time", "30"])
+        .args(["--silent", "--show-error", "--max-time"])
+        .arg(PATIENCE.as_secs().to_string())
         .args([
             "--dump-header",
             "-",

@@ -1,129 +1,84 @@
-//! One real `mlflow server` per test binary (SQLite backend store, proxied artifacts in a
-//! temporary directory, loopback on a free port), started on first use and stopped when the
-//! test process exits, plus [`register`] to put models into it with MLflow's Python client.
-//!
-//! A `static` is never dropped, so the server cannot be stopped from a `Drop`. Instead it runs
-//! under a small shell watchdog in its own process group: the watchdog polls the test process
-//! and, once it is gone, terminates the whole group (the `mlflow` CLI and its uvicorn worker)
-//! and removes the temporary directory. No server outlives the tests.
+//! One real `mlflow server` for the whole test binary (SQLite backend store, proxied
+//! artifacts in a temporary directory, loopback on a free port), started on first use under a
+//! watchdog that stops it when the test process exits ([`super::watchdog`]), plus [`register`]
+//! to put models into it with MLflow's Python client.
 
-use std::io::{Read as _, Write as _};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::unix::process::CommandExt as _;
+use std::net::SocketAddr;
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
-use std::time::{Duration, Instant};
 
+use tokio::sync::OnceCell;
+
+use super::watchdog::{free_port, temp_root, watchdog, Watched};
 use super::{helper, repo_root, venv};
 
-/// How long the server may take to answer `/health` (it usually takes 5-15 s).
-const STARTUP_DEADLINE: Duration = Duration::from_secs(90);
-
 /// A running MLflow tracking server.
-#[derive(Debug)]
 pub struct MlflowServer {
     /// `http://127.0.0.1:<port>`, for `MLFLOW_TRACKING_URI`.
     pub url: String,
     /// The listening address, for proxies.
     pub addr: SocketAddr,
+    /// The server under its watchdog (in a `static`, never dropped: the watchdog stops it),
+    /// for its log.
+    server: Watched,
 }
 
-/// The shared server, started on first call (blocking until it is healthy).
-pub fn mlflow() -> &'static MlflowServer {
-    static SERVER: OnceLock<MlflowServer> = OnceLock::new();
-    SERVER.get_or_init(start)
+/// Where a server keeps the artifacts of the models registered in it.
+pub(super) enum Artifacts {
+    /// Proxied: clients up- and download them through the server, which keeps them in its
+    /// temporary directory (`--artifacts-destination`).
+    Proxied,
+    /// Not proxied: clients write them straight to this root themselves, e.g. `s3://...`
+    /// (`--no-serve-artifacts --default-artifact-root`).
+    Direct(String),
 }
 
-// The watchdog is never waited for: it outlives this process on purpose, to clean up after it.
-#[allow(clippy::zombie_processes)]
-fn start() -> MlflowServer {
-    let mlflow = venv().join("bin/mlflow");
-    let root = tempfile::Builder::new()
-        .prefix("hotserve-mlflow-")
-        .tempdir()
-        .expect("create a temporary directory for the MLflow server")
-        .keep();
+/// The shared server, started on first call (waiting until it is healthy).
+pub async fn mlflow() -> &'static MlflowServer {
+    static SERVER: OnceCell<MlflowServer> = OnceCell::const_new();
+    SERVER.get_or_init(|| start(Artifacts::Proxied, &[])).await
+}
+
+/// Starts an `mlflow server` with a SQLite store in a fresh temporary directory, keeping
+/// artifacts as `artifacts` says, with `env` added to its environment; waits until it is
+/// healthy.
+pub(super) async fn start(artifacts: Artifacts, env: &[(&str, String)]) -> MlflowServer {
+    let root = temp_root("hotserve-mlflow-");
     let port = free_port();
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    // The watchdog ignores TERM itself (set after the server is forked, so the server does
-    // not inherit it) so that it survives signalling its own group and can clean up.
-    let watchdog = r#"
-        "$MLFLOW" server \
-            --backend-store-uri "sqlite:///$ROOT/mlflow.db" \
-            --artifacts-destination "$ROOT/artifacts" \
-            --host 127.0.0.1 --port "$PORT" --workers 1 \
-            >"$ROOT/server.log" 2>&1 </dev/null &
-        child=$!
-        trap '' TERM
-        while kill -0 "$PARENT" 2>/dev/null && kill -0 "$child" 2>/dev/null; do sleep 1; done
-        kill -TERM -$$ 2>/dev/null
-        for _ in 1 2 3 4 5 6 7 8 9 10; do kill -0 "$child" 2>/dev/null || break; sleep 0.5; done
-        kill -KILL "$child" 2>/dev/null
-        rm -rf "$ROOT"
-        kill -KILL -$$ 2>/dev/null
-    "#;
-    Command::new("sh")
-        .arg("-c")
-        .arg(watchdog)
-        .env("MLFLOW", &mlflow)
-        .env("ROOT", &root)
-        .env("PORT", port.to_string())
-        .env("PARENT", std::process::id().to_string())
+    let mut server = Command::new(venv().join("bin/mlflow"));
+    server
+        .arg("server")
+        .arg("--backend-store-uri")
+        .arg(format!("sqlite:///{}/mlflow.db", root.display()));
+    match artifacts {
+        Artifacts::Proxied => server
+            .arg("--artifacts-destination")
+            .arg(root.join("artifacts")),
+        Artifacts::Direct(artifact_root) => server
+            .arg("--no-serve-artifacts")
+            .arg("--default-artifact-root")
+            .arg(artifact_root),
+    };
+    server
+        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+        .args(["--workers", "1"])
+        .envs(env.iter().map(|(key, value)| (*key, value.as_str())))
         .env("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
         .env("MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS", "true")
         .env("MLFLOW_WEBHOOK_ALLOWED_SCHEMES", "http,https")
         // MLflow caches the webhook list per event for 60 s; a test creates webhooks at run time.
         .env("MLFLOW_WEBHOOK_CACHE_TTL", "1")
         .env("MLFLOW_DISABLE_TELEMETRY", "true")
-        .env("DO_NOT_TRACK", "true")
-        .env_remove("MLFLOW_TRACKING_URI")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .process_group(0)
-        .spawn()
-        .expect("spawn the MLflow server watchdog (sh)");
-
-    let started = Instant::now();
-    while !healthy(addr) {
-        if started.elapsed() > STARTUP_DEADLINE {
-            let log = std::fs::read_to_string(root.join("server.log")).unwrap_or_default();
-            let tail: Vec<&str> = log.lines().rev().take(30).collect();
-            panic!(
-                "the MLflow server did not become healthy on {addr} within {STARTUP_DEADLINE:?}; \
-                 its log ends with:\n{}",
-                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-            );
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
+        .env("DO_NOT_TRACK", "true");
+    let mut server = watchdog(&server, root);
+    server
+        .wait_answering(addr, "/health", |status| status == 200)
+        .await;
     MlflowServer {
         url: format!("http://{addr}"),
         addr,
+        server,
     }
-}
-
-/// A port nobody listens on right now.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .expect("bind an ephemeral port")
-}
-
-/// True once `GET /health` answers 200.
-fn healthy(addr: SocketAddr) -> bool {
-    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(500)) else {
-        return false;
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-    let request = format!("GET /health HTTP/1.0\r\nHost: {addr}\r\n\r\n");
-    if stream.write_all(request.as_bytes()).is_err() {
-        return false;
-    }
-    let mut answer = String::new();
-    let _ = stream.read_to_string(&mut answer);
-    answer.starts_with("HTTP/1.1 200") || answer.starts_with("HTTP/1.0 200")
 }
 
 /// Runs `register.py` (beside this file) against `server` with `commands` (one JSON command or a
@@ -158,9 +113,10 @@ pub fn register_with(
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),
-        "register.py {commands} failed ({}):\n{}\n{stdout}",
+        "register.py {commands} failed ({}):\n{}\n{stdout}\nthe MLflow server's log ends with:\n{}",
         output.status,
-        String::from_utf8_lossy(&output.stderr)
+        String::from_utf8_lossy(&output.stderr),
+        server.server.log_tail()
     );
     serde_json::from_str(stdout.trim()).unwrap_or_else(|err| {
         panic!("register.py printed something that is not JSON ({err}):\n{stdout}")

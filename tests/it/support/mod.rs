@@ -5,7 +5,8 @@
 //! tracking server for the whole test binary ([`mlflow_server`]), registering models in it
 //! with MLflow's own Python client (`register.py`) and a fault-injecting HTTP proxy to put in
 //! front of it ([`fault_proxy`]); object stores: an S3 server and an MLflow server that keeps
-//! its artifacts there without proxying them ([`stores`]); and curl as a client ([`curl`]).
+//! its artifacts there without proxying them ([`stores`]); every server that is a process of
+//! its own tied to the test process ([`watchdog`]); and curl as a client ([`curl`]).
 //!
 //! The Python helpers live beside this file ([`helper`]): `register.py`, one HTTPS request
 //! with Python's `ssl` module (`tls_client.py`), and the official Open Inference Protocol
@@ -19,6 +20,7 @@ pub mod mlflow_server;
 pub mod probe;
 pub mod stores;
 pub mod wait;
+pub mod watchdog;
 
 use std::path::{Path, PathBuf};
 
