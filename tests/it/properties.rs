@@ -3,20 +3,26 @@
 //! `MLmodel` YAML, webhook deliveries, relative paths from listings and bundles, zip bundle
 //! entries, tensor requests against a graph's inputs, durations and size settings. For each: no
 //! input panics; every rejection is a typed error, and a rejected request body maps to a 4xx;
-//! where a parser has an inverse, the round trip holds. The Open Inference Protocol's REST
-//! decoder (JSON, and JSON followed by binary tensor data) and its raw tensor codec are held to
-//! the same. The fast BERT tokenizer (`model::wordpiece`) gives exactly `tokenizers`' ids on
-//! every ASCII text it accepts, and accepts plain sentences.
+//! where a parser has an inverse, the round trip holds. An `MLmodel` is read exactly as YAML
+//! reads its parts, and a webhook delivery not signed with the secret is never accepted. The
+//! Open Inference Protocol's REST decoder (JSON, and JSON followed by binary tensor data) and
+//! its raw tensor codec are held to the same. The fast BERT tokenizer (`model::wordpiece`)
+//! gives exactly `tokenizers`' ids on every ASCII text it accepts, and accepts plain sentences.
+//!
+//! A failing case's seed is saved in `properties.proptest-regressions` beside this file, and
+//! every run tries the seeds saved there first.
 
 use std::io::Write as _;
 use std::path::{Component, Path};
 use std::sync::LazyLock;
 use std::time::Duration;
 
+use base64::Engine as _;
 use hotserve::config::{parse_duration, Config, Inputs};
 use hotserve::files::confine;
 use hotserve::http::error::ApiError;
 use hotserve::model::bundle::{extract, BundleError};
+use hotserve::model::mlmodel::MlModelError;
 use hotserve::model::tensor::tensors_for;
 use hotserve::model::wordpiece::FastBert;
 use hotserve::model::{MlModel, TensorDesc};
@@ -25,7 +31,11 @@ use hotserve::protocol::{parse_batch, parse_invocation, parse_predict, BadReques
 use hotserve::registry::ModelUri;
 use hotserve::reload::webhook::{sign, Delivery, Verdict, Verifier, WebhookError};
 use proptest::prelude::*;
+use proptest::test_runner::FileFailurePersistence;
 use serde_json::{json, Value};
+
+/// The time at which the webhook properties receive their deliveries (Unix seconds).
+const WEBHOOK_NOW: i64 = 1_700_000_000;
 
 /// Any JSON value, a few levels deep.
 fn json_value() -> impl Strategy<Value = Value> {
@@ -163,14 +173,88 @@ fn tensor_data() -> impl Strategy<Value = Data> {
     ]
 }
 
-/// `cases` generated cases per property; failures are reported with their shrunk input and
-/// not written to disk.
+/// `cases` generated cases per property. A failure is reported with its shrunk input, and its
+/// seed is saved beside this file (`properties.proptest-regressions`, checked in), whose seeds
+/// every run tries first.
 fn config(cases: u32) -> ProptestConfig {
     ProptestConfig {
         cases,
-        failure_persistence: None,
+        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource(
+            "proptest-regressions",
+        ))),
         ..ProptestConfig::default()
     }
+}
+
+/// What parsing an `MLmodel` whose onnx flavor says `data: <data>` and whose metadata, if
+/// any, says `labels: [<labels>]` must give, as YAML reads those parts: the ONNX file and the
+/// labels, or the part that is wrong (`yaml`, `data`, `flavors.onnx` or `metadata`), in the
+/// order the parser looks at them.
+fn expected_mlmodel(
+    data: &str,
+    labels: Option<&str>,
+) -> Result<(String, Option<Vec<String>>), &'static str> {
+    let read = |line: String| serde_yaml::from_str::<serde_yaml::Mapping>(&line);
+    let labels = match labels {
+        None => None,
+        Some(labels) => match read(format!("labels: [{labels}]")) {
+            Ok(mapping) => Some(mapping["labels"].clone()),
+            Err(_) => return Err("yaml"),
+        },
+    };
+    let onnx_file = match &read(format!("data: {data}")).expect("a plain scalar")["data"] {
+        serde_yaml::Value::Null => return Err("data"),
+        serde_yaml::Value::String(onnx_file) => onnx_file.clone(),
+        _ => return Err("flavors.onnx"),
+    };
+    let labels = labels
+        .map(serde_yaml::from_value::<Vec<String>>)
+        .transpose()
+        .map_err(|_| "metadata")?;
+    Ok((onnx_file, labels))
+}
+
+/// A refusal of an `MLmodel` names what is wrong: the YAML, the flavor, `data`, the field
+/// that is malformed and why, or how deep it nests.
+fn check_mlmodel_refusal(error: &MlModelError) -> Result<(), TestCaseError> {
+    let message = error.to_string();
+    let names_it = match error {
+        MlModelError::Yaml(_) => message.len() > "is not valid YAML: ".len(),
+        MlModelError::NoOnnxFlavor(flavors) => !flavors.is_empty() && message.contains("onnx"),
+        MlModelError::NoOnnxData => message.contains("'data'"),
+        MlModelError::Malformed { field, why } => message.starts_with(field) && !why.is_empty(),
+        MlModelError::TooDeep { depth } => *depth > 64 && message.contains(&depth.to_string()),
+    };
+    prop_assert!(names_it, "{error:?} reads {message:?}");
+    Ok(())
+}
+
+/// A signature made without the secret.
+#[derive(Clone, Debug)]
+enum Forgery {
+    /// No signature header.
+    Missing,
+    /// Any text.
+    Text(String),
+    /// Well-formed (`v1,<base64>`), over random bytes.
+    RandomMac(Vec<u8>),
+    /// Made with another secret over the same delivery.
+    OtherSecret(String),
+    /// Made with the secret over another body.
+    OtherBody,
+}
+
+/// Every kind of [`Forgery`].
+fn forgery() -> impl Strategy<Value = Forgery> {
+    prop_oneof![
+        Just(Forgery::Missing),
+        "(v1,)?[A-Za-z0-9+/=]{0,60}".prop_map(Forgery::Text),
+        prop::collection::vec(any::<u8>(), 32).prop_map(Forgery::RandomMac),
+        "[a-z]{0,12}"
+            .prop_filter("another secret", |secret| secret != "secret")
+            .prop_map(Forgery::OtherSecret),
+        Just(Forgery::OtherBody),
+    ]
 }
 
 proptest! {
@@ -235,12 +319,47 @@ proptest! {
         }
     }
 
+    /// Any text is read the same way every time, and a refusal says what is wrong. A file
+    /// with an onnx flavor: an accepted one names exactly the ONNX file its `data` says and
+    /// exactly the labels its metadata lists; a refused one is refused for the part that is
+    /// wrong.
     #[test]
-    fn mlmodel_files_parse_or_are_refused(text in prop_oneof![
-        ".{0,200}",
-        "flavors:\n  onnx:\n    data: [a-z./]{0,12}\n(metadata:\n  labels: \\[[a-z, ]{0,20}\\]\n)?",
-    ]) {
-        let _ = MlModel::parse(&text);
+    fn mlmodel_files_parse_or_are_refused(
+        text in ".{0,200}",
+        data in prop_oneof![
+            4 => "[a-z./]{0,12}",
+            1 => prop::sample::select(vec!["", "~", "null", "true", "false", ".inf", ".nan", "12", "1.5"])
+                .prop_map(str::to_string),
+        ],
+        labels in prop::option::of(prop_oneof![
+            4 => "[a-z, ]{0,20}",
+            1 => prop::sample::select(vec!["null", "a, true", "1, 2", "[a]", "{a: b}", "'quoted', b"])
+                .prop_map(str::to_string),
+        ]),
+    ) {
+        let first = MlModel::parse(&text);
+        prop_assert_eq!(format!("{:?}", first), format!("{:?}", MlModel::parse(&text)));
+        if let Err(error) = &first {
+            check_mlmodel_refusal(error)?;
+        }
+
+        let mut file = format!("flavors:\n  onnx:\n    data: {data}\n");
+        if let Some(labels) = &labels {
+            file.push_str(&format!("metadata:\n  labels: [{labels}]\n"));
+        }
+        let parsed = MlModel::parse(&file);
+        if let Err(error) = &parsed {
+            check_mlmodel_refusal(error)?;
+        }
+        match (expected_mlmodel(&data, labels.as_deref()), parsed) {
+            (Ok((onnx_file, labels)), Ok(model)) => {
+                prop_assert_eq!(model.onnx_file, onnx_file, "{:?}", file);
+                prop_assert_eq!(model.labels, labels, "{:?}", file);
+            }
+            (Err("yaml"), Err(MlModelError::Yaml(_))) | (Err("data"), Err(MlModelError::NoOnnxData)) => {}
+            (Err(part), Err(MlModelError::Malformed { field, .. })) if part == field => {}
+            (expected, got) => prop_assert!(false, "{file:?}: expected {expected:?}, got {got:?}"),
+        }
     }
 
     #[test]
@@ -253,19 +372,41 @@ proptest! {
         }
     }
 
+    /// Whole milliseconds read back exactly; any other text is read or refused with what a
+    /// duration looks like, never a panic.
     #[test]
     fn durations_round_trip_and_never_panic(millis in 0u64..10_000_000_000, junk in ".{0,12}") {
         prop_assert_eq!(parse_duration(&format!("{millis}ms")), Ok(Duration::from_millis(millis)));
-        let _ = parse_duration(&junk);
+        if let Err(why) = parse_duration(&junk) {
+            prop_assert!(why.starts_with("expected a duration like 30s"), "{junk:?}: {why}");
+        }
     }
 
+    /// A delivery not signed with the secret is refused before its payload is read, whatever
+    /// its headers and body (fresh or not, an event about the served model or not): it never
+    /// makes hotserve check the registry, nor is it even ignored as valid.
     #[test]
-    fn webhook_deliveries_never_panic(
-        id in prop::option::of(".{0,20}"),
-        timestamp in prop::option::of("[0-9 -]{0,12}"),
-        signature in prop::option::of("(v1,)?[A-Za-z0-9+/=]{0,60}"),
-        body in prop::collection::vec(any::<u8>(), 0..128),
+    fn deliveries_not_signed_with_the_secret_are_refused(
+        id in prop::option::weighted(0.9, ".{0,20}"),
+        timestamp in prop::option::weighted(0.9, prop_oneof![
+            "[0-9 -]{0,12}",
+            (-400i64..400).prop_map(|skew| (WEBHOOK_NOW + skew).to_string()),
+        ]),
+        forgery in forgery(),
+        body in prop_oneof![
+            Just(br#"{"entity": "model_version_alias", "action": "created", "data": {"name": "sentiment", "alias": "champion", "version": "2"}}"#.to_vec()),
+            json_value().prop_map(|v| v.to_string().into_bytes()),
+            prop::collection::vec(any::<u8>(), 0..128),
+        ],
     ) {
+        let (signed_id, signed_at) = (id.as_deref().unwrap_or(""), timestamp.as_deref().unwrap_or(""));
+        let signature = match &forgery {
+            Forgery::Missing => None,
+            Forgery::Text(text) => Some(text.clone()),
+            Forgery::RandomMac(mac) => Some(format!("v1,{}", base64::engine::general_purpose::STANDARD.encode(mac))),
+            Forgery::OtherSecret(secret) => Some(sign(secret, signed_id, signed_at, &body)),
+            Forgery::OtherBody => Some(sign("secret", signed_id, signed_at, &[&body[..], b" "].concat())),
+        };
         let verifier = Verifier::new("secret");
         let delivery = Delivery {
             delivery_id: id.as_deref(),
@@ -273,7 +414,18 @@ proptest! {
             signature: signature.as_deref(),
             body: &body,
         };
-        let _ = verifier.verify(&delivery, 1_700_000_000, Some("sentiment"));
+        let verdict = verifier.verify(&delivery, WEBHOOK_NOW, Some("sentiment"));
+        prop_assert!(
+            matches!(
+                verdict,
+                Err(WebhookError::MissingHeader(_)
+                    | WebhookError::BadTimestamp
+                    | WebhookError::Stale
+                    | WebhookError::MalformedSignature
+                    | WebhookError::BadSignature)
+            ),
+            "{forgery:?} was not refused: {verdict:?}"
+        );
     }
 
     /// A delivery signed with the secret is never refused for its signature, whatever it
@@ -283,7 +435,7 @@ proptest! {
         json_value().prop_map(|v| v.to_string().into_bytes()),
         prop::collection::vec(any::<u8>(), 0..64),
     ]) {
-        let now = 1_700_000_000;
+        let now = WEBHOOK_NOW;
         let timestamp = now.to_string();
         let signature = sign("secret", &id, &timestamp, &body);
         let verifier = Verifier::new("secret");
