@@ -24,7 +24,7 @@ use std::path::Path;
 use std::process::Command;
 
 use crate::support::hotserve::run;
-use crate::support::{fixture, venv};
+use crate::support::{copy_dir, fixture, venv};
 
 /// A copy of the fixture model in a temporary directory, inside a parent folder that also
 /// holds a "secret" file the model must not reach.
@@ -35,12 +35,7 @@ struct Hostile {
 impl Hostile {
     fn new() -> Hostile {
         let area = tempfile::tempdir().unwrap();
-        let model = area.path().join("model");
-        std::fs::create_dir_all(&model).unwrap();
-        for entry in std::fs::read_dir(fixture("sentiment")).unwrap() {
-            let entry = entry.unwrap();
-            std::fs::copy(entry.path(), model.join(entry.file_name())).unwrap();
-        }
+        copy_dir(&fixture("sentiment"), &area.path().join("model"));
         std::fs::write(area.path().join("secret.bin"), [7u8; 64]).unwrap();
         Hostile { area }
     }

@@ -23,7 +23,7 @@ use tokio::net::TcpStream;
 
 use crate::support::curl::{curl, Curled};
 use crate::support::inprocess::{Server, Start};
-use crate::support::{fixture, metric_reaches, PATIENCE};
+use crate::support::{closed_for, fixture, PATIENCE};
 
 /// A server with short limits, ready.
 async fn start(settings: &[(&str, &str)]) -> Server {
@@ -93,12 +93,6 @@ async fn send(
     let status = response.status();
     let body = response.into_body().collect().await.unwrap().to_bytes();
     (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
-}
-
-/// Waits until the server counts `at_least` connections closed for `reason`.
-async fn closed_for(server: &Server, reason: &str, at_least: f64) {
-    let series = format!("hotserve_connections_closed_total{{reason=\"{reason}\"}}");
-    metric_reaches(&server.url("/metrics"), &series, at_least).await;
 }
 
 #[tokio::test]

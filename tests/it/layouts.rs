@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::support::inprocess::{Server, Start};
-use crate::support::{fixture, health, health_until, Wait, LOADING};
+use crate::support::{copy_dir, fixture, health, health_until, Wait, LOADING};
 
 /// Longer than the test's `watch_debounce`, so each file a writer adds triggers its own check.
 const WRITER_PAUSE: Duration = Duration::from_millis(500);
@@ -117,14 +117,6 @@ impl Watcher {
             }
         }
         counts
-    }
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
     }
 }
 

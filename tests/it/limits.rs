@@ -9,7 +9,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::support::inprocess::{Server, Start};
-use crate::support::{fixture, metric_reaches, PATIENCE};
+use crate::support::{closed_for, fixture, PATIENCE};
 
 /// A server with short limits, ready.
 async fn start() -> Server {
@@ -61,12 +61,6 @@ fn statuses(answer: &str) -> Vec<u16> {
         .match_indices("HTTP/1.1 ")
         .filter_map(|(at, _)| answer.get(at + 9..at + 12)?.parse().ok())
         .collect()
-}
-
-/// Waits until the server counts `at_least` connections closed for `reason`.
-async fn closed_for(server: &Server, reason: &str, at_least: f64) {
-    let series = format!("hotserve_connections_closed_total{{reason=\"{reason}\"}}");
-    metric_reaches(&server.url("/metrics"), &series, at_least).await;
 }
 
 /// A well-behaved request still gets its prediction.

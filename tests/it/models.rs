@@ -11,7 +11,7 @@ use hotserve::reload::Trigger;
 use serde_json::{json, Value};
 
 use crate::support::inprocess::{Server, Start};
-use crate::support::{eventually, fixture, metric};
+use crate::support::{copy_dir, eventually, fixture, get_json, metric};
 
 const TOKEN: &str = "t0ken";
 const SECRET: &str = "wh-secret";
@@ -42,28 +42,11 @@ async fn post(server: &Server, path: &str, body: Value) -> (u16, Value) {
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
-async fn get(server: &Server, path: &str) -> (u16, Value) {
-    let response = reqwest::get(server.url(path))
-        .await
-        .expect("the request is answered");
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
-
 /// The label `path` (a `/predict` form) gives "I love this".
 async fn label(server: &Server, path: &str) -> String {
     let (status, body) = post(server, path, json!({"text": "I love this"})).await;
     assert_eq!(status, 200, "{path}: {body}");
     body["label"].as_str().expect("a label").to_string()
-}
-
-/// A copy of a fixture in `dir`.
-fn copy_of(fixture_name: &str, dir: &Path) {
-    std::fs::create_dir_all(dir).unwrap();
-    for entry in std::fs::read_dir(fixture(fixture_name)).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
-    }
 }
 
 #[tokio::test]
@@ -98,14 +81,14 @@ async fn each_route_answers_with_its_model() {
         "{body}"
     );
 
-    let (status, metadata) = get(&server, "/models/lower").await;
+    let (status, metadata) = get_json(&server, "/models/lower").await;
     assert_eq!(
         (status, &metadata["labels"]),
         (200, &json!(["negative", "positive"]))
     );
-    let (_, metadata) = get(&server, "/v1/model").await;
+    let (_, metadata) = get_json(&server, "/v1/model").await;
     assert_eq!(metadata["labels"], json!(["NEGATIVE", "POSITIVE"]));
-    assert_eq!(get(&server, "/models/lower/ready").await.0, 200);
+    assert_eq!(get_json(&server, "/models/lower/ready").await.0, 200);
     assert_eq!(
         reqwest::get(server.url("/ping")).await.unwrap().status(),
         200
@@ -116,7 +99,7 @@ async fn each_route_answers_with_its_model() {
         let (status, body) = if path.ends_with("predict") {
             post(&server, path, json!({"text": "x"})).await
         } else {
-            get(&server, path).await
+            get_json(&server, path).await
         };
         assert_eq!(status, 404, "{path}");
         assert_eq!(body["error_code"], "RESOURCE_DOES_NOT_EXIST", "{path}");
@@ -128,10 +111,10 @@ async fn each_route_answers_with_its_model() {
             "{body}"
         );
     }
-    assert_eq!(get(&server, "/models/upper/nope").await.0, 404);
+    assert_eq!(get_json(&server, "/models/upper/nope").await.0, 404);
 
     // /health: the default model at the top level, every model under `models`.
-    let (status, health) = get(&server, "/health").await;
+    let (status, health) = get_json(&server, "/health").await;
     assert_eq!(status, 200, "{health}");
     assert_eq!(health["default_model"], "upper");
     assert_eq!(
@@ -214,7 +197,7 @@ async fn default_model_picks_what_the_plain_routes_serve() {
         .await;
     assert_eq!(label(&server, "/predict").await, "positive");
     assert_eq!(label(&server, "/models/upper/predict").await, "POSITIVE");
-    let (_, health) = get(&server, "/health").await;
+    let (_, health) = get_json(&server, "/health").await;
     assert_eq!(health["default_model"], "lower");
     server.stop().await.expect("a clean stop");
 }
@@ -223,17 +206,17 @@ async fn default_model_picks_what_the_plain_routes_serve() {
 async fn a_broken_model_fails_readiness_and_leaves_the_other_serving() {
     let area = tempfile::tempdir().unwrap();
     let broken = area.path().join("broken");
-    copy_of("sentiment", &broken);
+    copy_dir(&fixture("sentiment"), &broken);
     std::fs::write(broken.join("model.onnx"), b"not an onnx graph").unwrap();
     let good = fixture("sentiment_v2");
     let server = several(&[("good", &good), ("broken", &broken)]).start();
 
     eventually("the good model is ready", async || {
-        (get(&server, "/models/good/ready").await.0 == 200).then_some(())
+        (get_json(&server, "/models/good/ready").await.0 == 200).then_some(())
     })
     .await;
     let (_, health) = eventually("the broken model's first check", async || {
-        let (status, health) = get(&server, "/health").await;
+        let (status, health) = get_json(&server, "/health").await;
         health["models"]["broken"]["last_check"]
             .is_object()
             .then_some((status, health))
@@ -254,19 +237,19 @@ async fn a_broken_model_fails_readiness_and_leaves_the_other_serving() {
         "{error}"
     );
 
-    let (status, ready) = get(&server, "/health/ready").await;
+    let (status, ready) = get_json(&server, "/health/ready").await;
     assert_eq!(status, 503, "{ready}");
     assert_eq!(ready["not_ready"], json!(["broken"]), "{ready}");
     assert!(
         ready["reason"].as_str().unwrap().starts_with("broken: "),
         "{ready}"
     );
-    assert_eq!(get(&server, "/models/broken/ready").await.0, 503);
+    assert_eq!(get_json(&server, "/models/broken/ready").await.0, 503);
     // A pod may be made ready on a subset of its models.
-    assert_eq!(get(&server, "/health/ready?models=good").await.0, 200);
-    let (status, ready) = get(&server, "/health/ready?models=good,broken").await;
+    assert_eq!(get_json(&server, "/health/ready?models=good").await.0, 200);
+    let (status, ready) = get_json(&server, "/health/ready?models=good,broken").await;
     assert_eq!((status, &ready["not_ready"]), (503, &json!(["broken"])));
-    let (status, body) = get(&server, "/health/ready?models=good,nope").await;
+    let (status, body) = get_json(&server, "/health/ready?models=good,nope").await;
     assert_eq!(
         (status, &body["error_code"]),
         (404, &json!("RESOURCE_DOES_NOT_EXIST"))
@@ -295,8 +278,8 @@ async fn a_broken_model_fails_readiness_and_leaves_the_other_serving() {
 async fn a_reload_of_one_model_leaves_the_other_untouched() {
     let area = tempfile::tempdir().unwrap();
     let (a, b) = (area.path().join("a"), area.path().join("b"));
-    copy_of("sentiment", &a);
-    copy_of("sentiment", &b);
+    copy_dir(&fixture("sentiment"), &a);
+    copy_dir(&fixture("sentiment"), &b);
     let cache = area.path().join("cache");
     let server = several(&[("a", &a), ("b", &b)]).cache(&cache).ready().await;
     for name in ["a", "b"] {
@@ -316,11 +299,11 @@ async fn a_reload_of_one_model_leaves_the_other_untouched() {
             "each model caches in <cache_dir>/{name}-<hash>/"
         );
     }
-    let (_, before) = get(&server, "/health").await;
+    let (_, before) = get_json(&server, "/health").await;
     assert_eq!(label(&server, "/models/b/predict").await, "POSITIVE");
 
     // Rewrite b's watched directory with the other model.
-    copy_of("sentiment_v2", &b);
+    copy_dir(&fixture("sentiment_v2"), &b);
     std::fs::remove_file(b.join("a2e8dea9-a849-5602-bd71-725ba3283f0b.data")).unwrap();
     eventually("b serves the new model", async || {
         let (_, body) = post(&server, "/models/b/predict", json!({"text": "I love this"})).await;
@@ -328,7 +311,7 @@ async fn a_reload_of_one_model_leaves_the_other_untouched() {
     })
     .await;
 
-    let (_, after) = get(&server, "/health").await;
+    let (_, after) = get_json(&server, "/health").await;
     assert_ne!(
         before["models"]["b"]["model"]["version"], after["models"]["b"]["model"]["version"],
         "{after}"
@@ -345,7 +328,7 @@ async fn a_reload_of_one_model_leaves_the_other_untouched() {
     // A daemon-level trigger (SIGHUP) reaches every model.
     server.triggers.request(Trigger::Signal);
     eventually("a check of each model by the signal", async || {
-        let (_, health) = get(&server, "/health").await;
+        let (_, health) = get_json(&server, "/health").await;
         ["a", "b"]
             .iter()
             .all(|name| health["models"][name]["last_check"]["trigger"] == "signal")

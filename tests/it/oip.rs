@@ -11,7 +11,7 @@ use std::path::Path;
 use serde_json::{json, Value};
 
 use crate::support::inprocess::{Server, Start};
-use crate::support::{eventually, fixture, helper, metric, venv};
+use crate::support::{copy_dir, eventually, fixture, get_json, helper, metric, venv};
 
 /// A server for `models` (`NAME=DIR`, ...).
 fn several(models: &[(&str, &Path)]) -> Start {
@@ -32,14 +32,6 @@ async fn three_models() -> Server {
     several(&[("text", &text), ("tensor", &tensor), ("typed", &typed)])
         .ready()
         .await
-}
-
-async fn get(server: &Server, path: &str) -> (u16, Value) {
-    let response = reqwest::get(server.url(path))
-        .await
-        .expect("the request is answered");
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
 }
 
 async fn post(server: &Server, path: &str, body: Value) -> (u16, Value) {
@@ -73,21 +65,21 @@ fn close(a: &Value, b: &Value) -> bool {
 async fn every_route_serves_text_and_tensor_models_together() {
     let server = three_models().await;
 
-    let (status, metadata) = get(&server, "/v2").await;
+    let (status, metadata) = get_json(&server, "/v2").await;
     assert_eq!(status, 200, "{metadata}");
     assert_eq!(metadata["name"], "hotserve");
     assert_eq!(metadata["extensions"], json!(["binary_tensor_data"]));
     assert_eq!(
-        get(&server, "/v2/health/live").await,
+        get_json(&server, "/v2/health/live").await,
         (200, json!({"live": true}))
     );
     assert_eq!(
-        get(&server, "/v2/health/ready").await,
+        get_json(&server, "/v2/health/ready").await,
         (200, json!({"ready": true}))
     );
 
     // Metadata: the text model's protocol interface, the tensor models' graphs.
-    let (status, text) = get(&server, "/v2/models/text").await;
+    let (status, text) = get_json(&server, "/v2/models/text").await;
     assert_eq!(status, 200, "{text}");
     let version = text["versions"][0]
         .as_str()
@@ -100,7 +92,7 @@ async fn every_route_serves_text_and_tensor_models_together() {
             "outputs": [{"name": "label", "datatype": "BYTES", "shape": [-1]},
                         {"name": "probabilities", "datatype": "FP32", "shape": [-1, 2]}]})
     );
-    let (_, typed) = get(&server, "/v2/models/typed").await;
+    let (_, typed) = get_json(&server, "/v2/models/typed").await;
     let datatypes: Vec<&str> = typed["inputs"]
         .as_array()
         .unwrap()
@@ -112,12 +104,15 @@ async fn every_route_serves_text_and_tensor_models_together() {
         ["FP64", "INT64", "INT32", "INT8", "UINT8", "BOOL", "FP16"]
     );
     let with_version = format!("/v2/models/text/versions/{version}");
-    assert_eq!(get(&server, &with_version).await, (200, text.clone()));
+    assert_eq!(get_json(&server, &with_version).await, (200, text.clone()));
     assert_eq!(
-        get(&server, "/v2/models/text/ready").await,
+        get_json(&server, "/v2/models/text/ready").await,
         (200, json!({"ready": true}))
     );
-    assert_eq!(get(&server, &format!("{with_version}/ready")).await.0, 200);
+    assert_eq!(
+        get_json(&server, &format!("{with_version}/ready")).await.0,
+        200
+    );
 
     // Text: the same scores as /predict/batch.
     let texts = json!(["I love this", "I hate this"]);
@@ -347,7 +342,7 @@ async fn binary_tensor_data_in_and_out() {
 async fn check_error(server: &Server, path: &str, body: Option<Value>, status: u16, says: &str) {
     let (got, answer) = match body {
         Some(body) => post(server, path, body).await,
-        None => get(server, path).await,
+        None => get_json(server, path).await,
     };
     assert_eq!(got, status, "{path}: {answer}");
     let error = answer["error"]
@@ -371,7 +366,7 @@ fn x_input(datatype: &str, shape: Value, data: Value) -> Value {
 #[tokio::test]
 async fn errors_name_what_is_wrong() {
     let server = three_models().await;
-    let (_, text) = get(&server, "/v2/models/text").await;
+    let (_, text) = get_json(&server, "/v2/models/text").await;
     let live = text["versions"][0].as_str().unwrap().to_string();
     let not_resident =
         format!("version '7' of model 'text' is not resident; the live version is '{live}'");
@@ -545,7 +540,7 @@ async fn errors_name_what_is_wrong() {
     .await;
 
     // The MLflow-shaped routes keep their own error body.
-    let (status, body) = get(&server, "/models/nope").await;
+    let (status, body) = get_json(&server, "/models/nope").await;
     assert_eq!(
         (status, body["error_code"].as_str()),
         (404, Some("RESOURCE_DOES_NOT_EXIST"))
@@ -557,35 +552,31 @@ async fn errors_name_what_is_wrong() {
 async fn a_model_that_is_not_live_is_not_ready() {
     let area = tempfile::tempdir().unwrap();
     let broken = area.path().join("broken");
-    std::fs::create_dir_all(&broken).unwrap();
-    for entry in std::fs::read_dir(fixture("tensor_model")).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), broken.join(entry.file_name())).unwrap();
-    }
+    copy_dir(&fixture("tensor_model"), &broken);
     std::fs::write(broken.join("model.onnx"), b"not an onnx graph").unwrap();
     let good = fixture("tensor_model");
     let server = several(&[("good", &good), ("broken", &broken)]).start();
     eventually("the good model is ready", async || {
-        (get(&server, "/v2/models/good/ready").await.0 == 200).then_some(())
+        (get_json(&server, "/v2/models/good/ready").await.0 == 200).then_some(())
     })
     .await;
     eventually("the broken model's first check", async || {
-        let (_, health) = get(&server, "/health").await;
+        let (_, health) = get_json(&server, "/health").await;
         health["models"]["broken"]["last_check"]
             .is_object()
             .then_some(())
     })
     .await;
 
-    let (status, ready) = get(&server, "/v2/models/broken/ready").await;
+    let (status, ready) = get_json(&server, "/v2/models/broken/ready").await;
     assert_eq!((status, &ready["ready"]), (400, &json!(false)), "{ready}");
-    let (status, ready) = get(&server, "/v2/health/ready").await;
+    let (status, ready) = get_json(&server, "/v2/health/ready").await;
     assert_eq!((status, &ready["ready"]), (400, &json!(false)), "{ready}");
     assert!(
         ready["reason"].as_str().unwrap().starts_with("broken: "),
         "{ready}"
     );
-    assert_eq!(get(&server, "/v2/health/live").await.0, 200);
+    assert_eq!(get_json(&server, "/v2/health/live").await.0, 200);
     let infer = x_input("FP32", json!([1, 4]), json!([1, 2, 3, 4]));
     check_error(
         &server,

@@ -5,13 +5,14 @@
 //! request past its deadline (504), disconnected clients, and the runtime staying responsive
 //! while inference is slow; and the binary's exit codes and subcommands.
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
 use crate::support::hotserve::{self as process, run};
 use crate::support::inprocess::{Server, Start};
-use crate::support::{fixture, health_until, metric, metric_reaches, venv, PATIENCE};
+use crate::support::{copy_dir, fixture, health_until, metric, metric_reaches, venv, PATIENCE};
 
 async fn start_fixture() -> Server {
     Start::model(fixture("sentiment")).ready().await
@@ -946,10 +947,7 @@ fn validate_accepts_the_fixture_and_rejects_a_broken_copy() {
     );
 
     let dir = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(fixture("sentiment")).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
-    }
+    copy_dir(&fixture("sentiment"), dir.path());
     std::fs::write(dir.path().join("model.onnx"), b"not an onnx graph").unwrap();
     let (code, _, stderr) = run(&["validate", dir.path().to_str().unwrap()], &[]);
     assert_eq!(code, 1);
@@ -1004,10 +1002,7 @@ fn validate_against_compares_with_the_live_model_as_shadow_mode_would() {
     // The same weights with the label names swapped (golden examples too): it passes the gate
     // and says the opposite of the live model on every text.
     let dir = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(live).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
-    }
+    copy_dir(Path::new(live), dir.path());
     let mlmodel = std::fs::read_to_string(dir.path().join("MLmodel")).unwrap();
     let swapped = mlmodel
         .replace("NEGATIVE", "SWAP")

@@ -14,7 +14,8 @@ use serde_json::{json, Value};
 
 use crate::support::inprocess;
 use crate::support::{
-    eventually, health_until, metric, metric_reaches, mlflow, register, Wait, PATIENCE,
+    eventually, health_until, metric, metric_reaches, mlflow, register, register_champion, Wait,
+    PATIENCE,
 };
 
 /// The golden texts of both fixtures: each version answers them as its golden examples say,
@@ -127,14 +128,6 @@ async fn in_shadow(server: &inprocess::Server) -> Value {
 
 async fn metric_of(server: &inprocess::Server, series: &str) -> f64 {
     metric(&server.url("/metrics"), series).await.unwrap_or(0.0)
-}
-
-/// Registers the v1 fixture as version 1 of `name` with the `champion` alias.
-async fn register_champion(name: &str) {
-    register(
-        mlflow().await,
-        json!({"op": "register", "dir": "tests/fixtures/sentiment", "name": name, "aliases": ["champion"]}),
-    );
 }
 
 /// Registers `command` as version 2 of `name` and moves `champion` to it, off the runtime so

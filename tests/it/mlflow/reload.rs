@@ -3,7 +3,6 @@
 //! (`sentiment_v2`) with lower-case ones, so every response shows which model computed it.
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -13,8 +12,8 @@ use serde_json::{json, Value};
 use crate::support::hotserve::{run, Start};
 use crate::support::inprocess;
 use crate::support::{
-    eventually, fixture, health, health_until, metric, metric_reaches, mlflow, register, Fault,
-    FaultProxy, Served, Wait, LOADING,
+    copy_dir, eventually, fixture, health, health_until, metric, metric_reaches, mlflow, register,
+    register_champion, Fault, FaultProxy, Served, Wait, LOADING,
 };
 
 /// One answered request of the background load.
@@ -166,14 +165,6 @@ async fn wait_for_version(server: &impl Served, version: &str) -> Duration {
     })
     .await;
     started.elapsed()
-}
-
-/// Registers the v1 fixture as version 1 of `name` with the `champion` alias.
-async fn register_champion(name: &str) {
-    register(
-        mlflow().await,
-        json!({"op": "register", "dir": "tests/fixtures/sentiment", "name": name, "aliases": ["champion"]}),
-    );
 }
 
 /// Runs [`register`] on the blocking pool, so that a running [`Load`] (tasks on this test's
@@ -564,14 +555,6 @@ async fn resolve_and_validate_against_the_registry() {
         stderr.contains("champion"),
         "the message lists the aliases that exist: {stderr}"
     );
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
-    }
 }
 
 /// `reload_policy: resource` unloads first: readiness is 503 during the gap and says why, and

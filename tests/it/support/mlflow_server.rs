@@ -88,6 +88,13 @@ pub fn register(server: &MlflowServer, commands: serde_json::Value) -> serde_jso
     register_with(server, commands, &[])
 }
 
+/// Registers the v1 fixture (`sentiment`) as version 1 of `name`, with the `champion` alias.
+pub async fn register_champion(name: &str) {
+    let command = serde_json::json!({"op": "register", "dir": "tests/fixtures/sentiment",
+                                     "name": name, "aliases": ["champion"]});
+    register(mlflow().await, command);
+}
+
 /// [`register`] with extra variables for MLflow's client (e.g. the S3 endpoint and keys it
 /// uploads artifacts with when the server does not proxy them).
 pub fn register_with(

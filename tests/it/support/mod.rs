@@ -25,8 +25,8 @@ pub mod watchdog;
 use std::path::{Path, PathBuf};
 
 pub use fault_proxy::{Fault, FaultProxy};
-pub use mlflow_server::{mlflow, register};
-pub use probe::{health, health_until, metric, metric_reaches, Served};
+pub use mlflow_server::{mlflow, register, register_champion};
+pub use probe::{closed_for, get_json, health, health_until, metric, metric_reaches, Served};
 pub use wait::{eventually, Wait, LOADING, PATIENCE};
 
 /// The repository root (`CARGO_MANIFEST_DIR`).
@@ -55,6 +55,15 @@ pub fn venv() -> PathBuf {
         venv.display()
     );
     venv
+}
+
+/// Copies the files of the flat directory `from` (a model) into `to`, created if needed.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("create the copy's directory");
+    for entry in std::fs::read_dir(from).expect("read the directory to copy") {
+        let entry = entry.expect("read a directory entry");
+        std::fs::copy(entry.path(), to.join(entry.file_name())).expect("copy a file");
+    }
 }
 
 /// Every file under `dir` as (relative path, size), sorted: what a model directory holds.

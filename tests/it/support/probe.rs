@@ -1,6 +1,6 @@
 //! Looking at a running hotserve the way an operator's tools do: `/health` ([`health`],
-//! [`health_until`]), readiness ([`ready`]) and one series of `/metrics` ([`metric`],
-//! [`metric_reaches`]). The same for a server in the test process and for the real binary
+//! [`health_until`]), readiness ([`ready`]), one series of `/metrics` ([`metric`],
+//! [`metric_reaches`], [`closed_for`]) and any JSON route ([`get_json`]). The same for a server in the test process and for the real binary
 //! ([`Served`]); every wait goes through [`eventually`] and shows the server's logs when it
 //! fails.
 
@@ -98,6 +98,17 @@ pub async fn ready(server: &impl Served) {
     .await
 }
 
+/// `GET path`: the status and the body as JSON (`Null` when it is not JSON).
+pub async fn get_json(server: &impl Served, path: &str) -> (u16, Value) {
+    let response = client(server)
+        .get(server.url(path))
+        .send()
+        .await
+        .expect("the request is answered");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
 /// The value of `series` (a metric name with its labels, exactly as exposed) on the
 /// `/metrics` page at `url`; `None` when the page does not show it.
 pub async fn metric(url: &str, series: &str) -> Option<f64> {
@@ -117,4 +128,11 @@ pub async fn metric_reaches(url: &str, series: &str, at_least: f64) -> f64 {
         }
     })
     .await
+}
+
+/// Waits until the server counts `at_least` connections closed for `reason`
+/// (`hotserve_connections_closed_total`).
+pub async fn closed_for(server: &impl Served, reason: &str, at_least: f64) {
+    let series = format!("hotserve_connections_closed_total{{reason=\"{reason}\"}}");
+    metric_reaches(&server.url("/metrics"), &series, at_least).await;
 }
