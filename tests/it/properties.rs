@@ -17,6 +17,7 @@ use std::path::{Component, Path};
 use std::sync::LazyLock;
 use std::time::Duration;
 
+use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use hotserve::config::{parse_duration, Config, Inputs};
 use hotserve::files::confine;
@@ -36,6 +37,10 @@ use serde_json::{json, Value};
 
 /// The time at which the webhook properties receive their deliveries (Unix seconds).
 const WEBHOOK_NOW: i64 = 1_700_000_000;
+
+/// A webhook payload about the served model that would make hotserve check the registry.
+const ALIAS_MOVED: &[u8] = br#"{"entity": "model_version_alias", "action": "created",
+    "data": {"name": "sentiment", "alias": "champion", "version": "2"}}"#;
 
 /// Any JSON value, a few levels deep.
 fn json_value() -> impl Strategy<Value = Value> {
@@ -328,12 +333,12 @@ proptest! {
         text in ".{0,200}",
         data in prop_oneof![
             4 => "[a-z./]{0,12}",
-            1 => prop::sample::select(vec!["", "~", "null", "true", "false", ".inf", ".nan", "12", "1.5"])
+            1 => prop::sample::select(vec!["", "~", "null", "true", ".inf", ".nan", "12", "1.5"])
                 .prop_map(str::to_string),
         ],
         labels in prop::option::of(prop_oneof![
             4 => "[a-z, ]{0,20}",
-            1 => prop::sample::select(vec!["null", "a, true", "1, 2", "[a]", "{a: b}", "'quoted', b"])
+            1 => prop::sample::select(vec!["null", "a, true", "1, 2", "[a]", "{a: b}", "'q', b"])
                 .prop_map(str::to_string),
         ]),
     ) {
@@ -356,7 +361,8 @@ proptest! {
                 prop_assert_eq!(model.onnx_file, onnx_file, "{:?}", file);
                 prop_assert_eq!(model.labels, labels, "{:?}", file);
             }
-            (Err("yaml"), Err(MlModelError::Yaml(_))) | (Err("data"), Err(MlModelError::NoOnnxData)) => {}
+            (Err("yaml"), Err(MlModelError::Yaml(_))) => {}
+            (Err("data"), Err(MlModelError::NoOnnxData)) => {}
             (Err(part), Err(MlModelError::Malformed { field, .. })) if part == field => {}
             (expected, got) => prop_assert!(false, "{file:?}: expected {expected:?}, got {got:?}"),
         }
@@ -394,18 +400,19 @@ proptest! {
         ]),
         forgery in forgery(),
         body in prop_oneof![
-            Just(br#"{"entity": "model_version_alias", "action": "created", "data": {"name": "sentiment", "alias": "champion", "version": "2"}}"#.to_vec()),
+            Just(ALIAS_MOVED.to_vec()),
             json_value().prop_map(|v| v.to_string().into_bytes()),
             prop::collection::vec(any::<u8>(), 0..128),
         ],
     ) {
         let (signed_id, signed_at) = (id.as_deref().unwrap_or(""), timestamp.as_deref().unwrap_or(""));
+        let other_body = [&body[..], b" "].concat();
         let signature = match &forgery {
             Forgery::Missing => None,
             Forgery::Text(text) => Some(text.clone()),
-            Forgery::RandomMac(mac) => Some(format!("v1,{}", base64::engine::general_purpose::STANDARD.encode(mac))),
+            Forgery::RandomMac(mac) => Some(format!("v1,{}", BASE64.encode(mac))),
             Forgery::OtherSecret(secret) => Some(sign(secret, signed_id, signed_at, &body)),
-            Forgery::OtherBody => Some(sign("secret", signed_id, signed_at, &[&body[..], b" "].concat())),
+            Forgery::OtherBody => Some(sign("secret", signed_id, signed_at, &other_body)),
         };
         let verifier = Verifier::new("secret");
         let delivery = Delivery {

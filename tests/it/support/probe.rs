@@ -1,8 +1,8 @@
 //! Looking at a running hotserve the way an operator's tools do: `/health` ([`health`],
 //! [`health_until`]), readiness ([`ready`]), one series of `/metrics` ([`metric`],
-//! [`metric_reaches`], [`closed_for`]) and any JSON route ([`get_json`]). The same for a server in the test process and for the real binary
-//! ([`Served`]); every wait goes through [`eventually`] and shows the server's logs when it
-//! fails.
+//! [`metric_reaches`], [`closed_for`]) and any JSON route ([`get_json`]). The same for a
+//! server in the test process and for the real binary ([`Served`]); every wait goes through
+//! [`eventually`] and shows the server's logs when it fails.
 
 use serde_json::Value;
 
