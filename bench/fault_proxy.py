@@ -1,5 +1,5 @@
 """A fault-injecting HTTP/1.1 proxy for the soak benchmark (bench/soak.py), the Python twin of
-tests/support/fault_proxy.rs: one request per connection (`Connection: close` both ways), and
+tests/it/support/fault_proxy.rs: one request per connection (`Connection: close` both ways), and
 for each request a fault drawn at random:
 
   pass      forwarded to the upstream server and its answer relayed

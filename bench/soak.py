@@ -4,7 +4,7 @@ random, bounded by `--minutes`.
 
     bench/soak.sh [--swaps 100] [--minutes 14] [--rate 20] [--fault-rate 0.3]
 
-1. A throwaway MLflow server (bench/swap.py's helpers); `tests/support/register.py` registers
+1. A throwaway MLflow server (bench/swap.py's helpers); `tests/it/support/register.py` registers
    `--versions` good versions of `sentiment` (alternately tests/fixtures/sentiment and
    sentiment_v2, so consecutive versions answer differently) and two broken ones (the ONNX file
    is garbage); alias `champion` -> version 1.

@@ -73,7 +73,7 @@ for base, _, files in os.walk("$model"):
         s3.upload_file(path, "bench", "models/minilm/" + os.path.relpath(path, "$model"))
 EOF
 for port in "$proxy_port" "$direct_port"; do
-  MLFLOW_TRACKING_URI="http://127.0.0.1:$port" "$py" tests/support/register.py \
+  MLFLOW_TRACKING_URI="http://127.0.0.1:$port" "$py" tests/it/support/register.py \
     "{\"op\": \"register\", \"dir\": \"$model\", \"name\": \"minilm\"}" > /dev/null
 done
 

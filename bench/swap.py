@@ -8,7 +8,7 @@ What it does, all on 127.0.0.1, every wait bounded:
 1. `scripts/setup.sh test` (MLflow into .venv) and
    `cargo build --release --bin hotserve --example loadgen`.
 2. A throwaway `mlflow server` (temporary directory, SQLite backend, proxied artifacts, free
-   port). `tests/support/register.py` registers `tests/fixtures/sentiment` as version 1 and
+   port). `tests/it/support/register.py` registers `tests/fixtures/sentiment` as version 1 and
    `tests/fixtures/sentiment_v2` as version 2 of `sentiment`; alias `champion` -> 1.
 3. Start-to-ready times (registry up): `--starts` cold starts (each with an empty cache
    directory: resolve, download, validate) and `--starts` warm starts (restarts with the cache
@@ -223,7 +223,7 @@ def register(tracking_uri: str, commands: list[dict], logs: Path) -> list[dict]:
     env = clean_env()
     env["MLFLOW_TRACKING_URI"] = tracking_uri
     with open(logs / "register.log", "ab") as err:
-        out = subprocess.run([str(VENV / "bin/python"), "tests/support/register.py",
+        out = subprocess.run([str(VENV / "bin/python"), "tests/it/support/register.py",
                               json.dumps(commands)], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                              stderr=err, stdin=subprocess.DEVNULL, timeout=300, check=True)
     return json.loads(out.stdout)
@@ -606,7 +606,7 @@ def run(args, out_md: Path, logs: Path, tmp: Path) -> int:
                                "--example loadgen) or drop --skip-build")
 
     tracking_uri = start_mlflow(tmp, logs)
-    log("registering v1 and v2 of sentiment (tests/support/register.py)")
+    log("registering v1 and v2 of sentiment (tests/it/support/register.py)")
     reg = register(tracking_uri, [
         {"op": "register", "dir": args.v1_dir, "name": MODEL_NAME, "aliases": [ALIAS]},
         {"op": "register", "dir": args.v2_dir, "name": MODEL_NAME},

@@ -621,7 +621,7 @@ def make_multi_fixture():
         "# tensor_multi: hotserve two-input tensor fixture\n\n"
         "No tokenizer: inputs `a` float32 `[batch, 2]` and `b` int64 `[batch, 1]`; outputs\n"
         "`sum` float32 `[batch, 2]` = `a + b` and `twice` int64 `[batch, 1]` = `2 * b`. Used by\n"
-        "`tests/conformance.rs` to compare hotserve's `/invocations` with `mlflow models serve`\n"
+        "`tests/it/conformance.rs` to compare hotserve's `/invocations` with `mlflow models serve`\n"
         "on a graph with several inputs, several outputs and two element types.\n\n"
         "Regenerate: `.venv/bin/python scripts/make_fixture_models.py --only tensor_multi`.\n")
     session = ort.InferenceSession(str(path / "model.onnx"), providers=["CPUExecutionProvider"])

@@ -42,7 +42,7 @@ for profile in "${profiles[@]}"; do
   cp "$req" "$stamp"
 done
 
-# Azure's storage emulator for tests/stores.rs, from the npm registry, pinned, kept inside the
+# Azure's storage emulator for tests/it/stores.rs, from the npm registry, pinned, kept inside the
 # virtualenv (node_modules under $venv/node) so that nothing outside it changes.
 azurite="azurite@3.37.0"
 if [[ " ${profiles[*]} " == *" test "* ]] && ! cmp -s <(echo "$azurite") "$venv/.installed-azurite" 2>/dev/null; then
@@ -55,7 +55,7 @@ if [[ " ${profiles[*]} " == *" test "* ]] && ! cmp -s <(echo "$azurite") "$venv/
   echo "$azurite" >"$venv/.installed-azurite"
 fi
 
-# curl and openssl for tests/tls.rs (a real HTTPS client, and the certificates it trusts),
+# curl and openssl for tests/it/tls.rs (a real HTTPS client, and the certificates it trusts),
 # from Debian when they are missing.
 if [[ " ${profiles[*]} " == *" test "* ]]; then
   missing=()

@@ -2,8 +2,11 @@
 # The test command: installs what the tests need (project virtualenv with the pinned ONNX
 # Runtime, MLflow server and client, onnx/tokenizers), then runs every test.
 #
-#   scripts/test.sh                 # everything
-#   scripts/test.sh --test serve    # extra arguments go to `cargo test`
+#   scripts/test.sh                       # everything
+#   scripts/test.sh serve::               # extra arguments go to `cargo test`: a filter on
+#                                         # the test path, here tests/it/serve.rs
+#   scripts/test.sh --test it mlflow::    # the integration tests only (tests/it/), those of
+#                                         # tests/it/mlflow/
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -16,6 +19,6 @@ if ! command -v cargo >/dev/null 2>&1; then
 fi
 
 export ORT_DYLIB_PATH="${ORT_DYLIB_PATH:-$(ls "$root"/.venv/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so* | head -n 1)}"
-# Two cores: run test binaries one after another, tests inside a binary two at a time.
+# Two cores: two tests at a time (the unit tests, then the one integration-test binary).
 export RUST_TEST_THREADS="${RUST_TEST_THREADS:-2}"
 cargo test --locked --no-fail-fast "$@"
