@@ -5,6 +5,8 @@
 //!
 //! - `HOTSERVE_TEST_INFERENCE_DELAY_MS`: before every inference batch.
 //! - `HOTSERVE_TEST_LOAD_DELAY_MS`: before every model load in the reload pipeline.
+//! - `HOTSERVE_TEST_SHADOW_DELAY_MS`: before every copy a candidate in shadow answers (a slow
+//!   candidate).
 
 /// Sleeps for the milliseconds in the environment variable `name`, if it is set.
 #[cfg(debug_assertions)]

@@ -2,7 +2,7 @@
 //! its outputs mapped onto the answer exactly as `mlflow models serve` does for an ONNX model
 //! (its scoring server, schema enforcement and `_OnnxModelWrapper.predict`):
 //! `{"predictions": {output: values}}`, or one record per value for a data frame that no tensor
-//! signature turns into tensors. `tests/conformance.rs` checks this against the real server.
+//! signature turns into tensors. `tests/it/conformance.rs` checks this against the real server.
 
 use ort::session::{Session, SessionInputValue};
 use ort::value::{Tensor, TensorElementType, ValueType};

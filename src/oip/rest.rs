@@ -3,7 +3,7 @@
 //! inference request and response (KServe v2 JSON, plus Triton's binary tensor data
 //! extension), decoded and encoded purely: bytes in, [`InferRequest`] out, and
 //! [`InferResponse`] in, bytes out. Every rejection is an [`OipError::Invalid`] that names the
-//! tensor; nothing here panics on any input (`tests/properties.rs`).
+//! tensor; nothing here panics on any input (`tests/it/properties.rs`).
 //!
 //! Binary data: with an `Inference-Header-Content-Length: N` header, the first N bytes of the
 //! body are the JSON header and the rest are the raw contents of the inputs whose

@@ -4,7 +4,7 @@
 //! 408/429/5xx answers with exponential backoff plus jitter, honouring `Retry-After`.
 //!
 //! The retry arithmetic ([`backoff_delay`], [`parse_retry_after`]) is pure and unit-tested; the
-//! request plumbing around it is exercised against a real MLflow server by `tests/mlflow`.
+//! request plumbing around it is exercised against a real MLflow server by `tests/it/mlflow`.
 
 use std::future::Future;
 use std::sync::Arc;
