@@ -305,10 +305,16 @@ async fn validate_in(
             target
         }
     };
-    tokio::task::spawn_blocking(move || model::load(&dir, &options))
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())
+    let local = matches!(ModelUri::parse(uri), Ok(ModelUri::Local(_)));
+    tokio::task::spawn_blocking(move || {
+        if local {
+            // The links a reload would refuse to follow, refused here too.
+            crate::reload::check_links(&dir).map_err(|e| e.to_string())?;
+        }
+        model::load(&dir, &options).map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|e| e.to_string())?
 }
 
 /// Runs `work` while showing `progress` on stderr: a progress bar on a terminal, else a plain

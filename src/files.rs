@@ -13,6 +13,10 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest as _, Sha256};
 
+/// The publish-time digests a writer may put beside the model files (`<sha256>  <path>` per
+/// line, as `sha256sum` writes them).
+pub const SUMS_FILE: &str = "SHA256SUMS";
+
 /// The sha256 and size of one file of a model directory. The registry records these while
 /// downloading; for local models [`digest_dir`] computes them.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize, PartialEq, Eq)]

@@ -17,6 +17,7 @@
 pub mod bundle;
 pub mod element;
 mod error;
+pub mod external;
 pub mod initializers;
 pub mod load;
 pub mod mlmodel;

@@ -33,6 +33,19 @@ pub enum ReloadError {
     /// model in place and the copy mixes two versions.
     #[error("the model directory is still changing: {dir} mixes two versions ({why}); retrying once its files match SHA256SUMS")]
     Mixture { dir: PathBuf, why: String },
+    /// A symbolic link in a local model directory resolves outside it: only links that stay
+    /// inside are followed.
+    #[error("{link} is a symbolic link to {target}, outside the model directory {dir}; only links that stay inside it are followed (as those of a Kubernetes ConfigMap or Secret volume do): copy the file into the model directory")]
+    LinkOutside {
+        /// The link, as the model directory names it.
+        link: PathBuf,
+        /// Where it resolves to.
+        target: PathBuf,
+        dir: PathBuf,
+    },
+    /// A symbolic link in a local model directory leads to a directory it is inside.
+    #[error("{link} is a symbolic link to {target}, a directory it is inside: the model directory would be endless; remove the link")]
+    LinkLoop { link: PathBuf, target: PathBuf },
     /// A local directory with neither a model nor version directories.
     #[error("{dir} holds neither an MLmodel file nor version directories (1/, 2/, ...); point MODEL_URI at a model directory or a model repository")]
     NoModel { dir: PathBuf },
@@ -110,6 +123,8 @@ impl ReloadError {
             | ReloadError::NoFallback { .. } => true,
             ReloadError::Model(err) => !err.blames_version(),
             ReloadError::NoModel { .. }
+            | ReloadError::LinkOutside { .. }
+            | ReloadError::LinkLoop { .. }
             | ReloadError::Bundle(_)
             | ReloadError::Refused { .. }
             | ReloadError::RolledBack { .. } => false,
@@ -125,6 +140,8 @@ impl ReloadError {
         match self {
             ReloadError::Model(err) => err.blames_version(),
             ReloadError::Bundle(_)
+            | ReloadError::LinkOutside { .. }
+            | ReloadError::LinkLoop { .. }
             | ReloadError::Refused { .. }
             | ReloadError::RolledBack { .. } => true,
             ReloadError::Registry(_) => !self.is_transient(),

@@ -26,7 +26,7 @@ use super::cache::Manifest;
 use super::decide::{Action, Identity};
 use super::report::Outcome;
 use super::{on_disk, publish, ReloadError, Reloader};
-use crate::files::{combined_digest, digest_dir};
+use crate::files::{combined_digest, digest_dir, SUMS_FILE};
 use crate::model::{self, FileDigest};
 
 /// What kind of local source.
@@ -44,9 +44,6 @@ enum Layout {
     /// A model repository: its complete versions, highest first.
     Repository(Vec<(u64, PathBuf)>),
 }
-
-/// The publish-time digests a writer may put beside the model files.
-const SUMS_FILE: &str = "SHA256SUMS";
 
 /// A local source copied into staging.
 struct Staged {
@@ -328,15 +325,18 @@ fn check_sums(sums: &str, digests: &[FileDigest]) -> Result<(), String> {
     Ok(())
 }
 
-/// Copies `dir` to `to`, and fails with [`ReloadError::StillChanging`] if any file's name,
-/// size or modification time changed during the copy.
+/// Copies `dir` (a canonical directory) to `to`, and fails with
+/// [`ReloadError::StillChanging`] if any file's name, size or modification time changed during
+/// the copy, or with [`ReloadError::LinkOutside`] / [`ReloadError::LinkLoop`] before a byte is
+/// copied when a symbolic link in it leads out of it or back up into it.
 fn copy_stable(dir: &Path, to: &Path) -> Result<(), ReloadError> {
     let copy_error = |source| ReloadError::Copy {
         dir: dir.to_path_buf(),
         source,
     };
     let before = super::watch::snapshot(dir).map_err(copy_error)?;
-    copy_dir(dir, to).map_err(copy_error)?;
+    walk(dir, None)?;
+    walk(dir, Some(to))?;
     if super::watch::snapshot(dir).map_err(copy_error)? != before {
         return Err(ReloadError::StillChanging {
             dir: dir.to_path_buf(),
@@ -345,30 +345,72 @@ fn copy_stable(dir: &Path, to: &Path) -> Result<(), ReloadError> {
     Ok(())
 }
 
-/// Copies a directory tree. Symbolic links are followed and their targets copied (mounted
-/// volumes such as Kubernetes ConfigMaps are made of links); other special files are skipped.
-fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
-    if !from.is_dir() {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::NotFound,
-            "no such directory",
-        ));
-    }
-    std::fs::create_dir_all(to)?;
-    for entry in std::fs::read_dir(from)? {
-        let entry = entry?;
-        let file_type = entry.file_type()?;
-        let target = to.join(entry.file_name());
-        if file_type.is_dir() {
-            copy_dir(&entry.path(), &target)?;
-        } else if file_type.is_file() {
-            std::fs::copy(entry.path(), &target)?;
-        } else if file_type.is_symlink() {
-            let resolved = std::fs::canonicalize(entry.path())?;
-            if resolved.is_dir() {
-                copy_dir(&resolved, &target)?;
+/// Checks that every symbolic link in the model directory `dir` stays inside it, as a reload
+/// of a local source does before copying (`hotserve validate` runs the same check). Blocking.
+pub fn check_links(dir: &Path) -> Result<(), ReloadError> {
+    let real = std::fs::canonicalize(dir).map_err(|source| ReloadError::Copy {
+        dir: dir.to_path_buf(),
+        source,
+    })?;
+    walk(&real, None)
+}
+
+/// Walks the model directory `root` (canonical), following symbolic links that stay inside it
+/// (a Kubernetes ConfigMap or Secret volume is made of links into its own `..data` directory)
+/// and refusing any other: one that resolves outside `root`, or one to a directory it is
+/// already inside (a loop). With `copy_to`, copies the tree there (links replaced by what they
+/// point at; other special files skipped); without, only checks it, so a copy starts only once
+/// every link is known to be safe.
+fn walk(root: &Path, copy_to: Option<&Path>) -> Result<(), ReloadError> {
+    let io = |source| ReloadError::Copy {
+        dir: root.to_path_buf(),
+        source,
+    };
+    // (the directory as the model names it, where it really is, where it is copied to, the
+    // real directories it is inside)
+    let mut pending = vec![(
+        root.to_path_buf(),
+        root.to_path_buf(),
+        copy_to.map(Path::to_path_buf),
+        vec![root.to_path_buf()],
+    )];
+    while let Some((named, real, target, ancestors)) = pending.pop() {
+        if let Some(target) = &target {
+            std::fs::create_dir_all(target).map_err(io)?;
+        }
+        for entry in std::fs::read_dir(&real).map_err(io)? {
+            let entry = entry.map_err(io)?;
+            let file_type = entry.file_type().map_err(io)?;
+            let name = named.join(entry.file_name());
+            let copy = target.as_ref().map(|t| t.join(entry.file_name()));
+            let path = if file_type.is_symlink() {
+                let resolved = std::fs::canonicalize(entry.path()).map_err(io)?;
+                if !resolved.starts_with(root) {
+                    return Err(ReloadError::LinkOutside {
+                        link: name,
+                        target: resolved,
+                        dir: root.to_path_buf(),
+                    });
+                }
+                if ancestors.contains(&resolved) {
+                    return Err(ReloadError::LinkLoop {
+                        link: name,
+                        target: resolved,
+                    });
+                }
+                resolved
             } else {
-                std::fs::copy(resolved, &target)?;
+                entry.path()
+            };
+            let meta = std::fs::metadata(&path).map_err(io)?;
+            if meta.is_dir() {
+                let mut inside = ancestors.clone();
+                inside.push(path.clone());
+                pending.push((name, path, copy, inside));
+            } else if meta.is_file() {
+                if let Some(copy) = copy {
+                    std::fs::copy(&path, copy).map_err(io)?;
+                }
             }
         }
     }
@@ -402,6 +444,82 @@ mod tests {
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
             std::fs::write(path, content).unwrap();
         }
+    }
+
+    /// Stages `model` (made canonical, as `layout_of` hands it over): the staged files by
+    /// path, or the error.
+    fn staged_files(model: &Path) -> Result<Vec<String>, String> {
+        let model = model.canonicalize().unwrap();
+        let area = tempfile::tempdir().unwrap();
+        let staging = area.path().join("staging");
+        match stage(&model, staging.clone(), Form::Directory, 1 << 20) {
+            Ok(staged) => Ok(staged.digests.into_iter().map(|d| d.path).collect()),
+            Err(err) => {
+                assert!(
+                    !staging.exists(),
+                    "nothing is left in staging after a refusal"
+                );
+                Err(err.to_string())
+            }
+        }
+    }
+
+    #[test]
+    fn links_are_followed_only_inside_the_model_directory() {
+        use std::os::unix::fs::symlink;
+        let area = tempfile::tempdir().unwrap();
+        let outside = area.path().join("elsewhere");
+        write(&outside, &[("tokenizer.json", "{}"), ("lib/x", "x")]);
+
+        // A Kubernetes ConfigMap volume: every file a link into `..data`, itself a link to the
+        // directory of the current revision.
+        let configmap = area.path().join("configmap");
+        write(
+            &configmap,
+            &[
+                ("..2026_12_07_10_00_00.1/MLmodel", "m"),
+                ("..2026_12_07_10_00_00.1/tokenizer.json", "t"),
+            ],
+        );
+        symlink("..2026_12_07_10_00_00.1", configmap.join("..data")).unwrap();
+        symlink("..data/MLmodel", configmap.join("MLmodel")).unwrap();
+        symlink("..data/tokenizer.json", configmap.join("tokenizer.json")).unwrap();
+        let files = staged_files(&configmap).expect("a ConfigMap volume stages");
+        assert!(
+            files.contains(&"MLmodel".to_string()) && files.contains(&"tokenizer.json".to_string()),
+            "{files:?}"
+        );
+
+        let file_out = area.path().join("file-out");
+        write(&file_out, &[("MLmodel", "m")]);
+        symlink(
+            outside.join("tokenizer.json"),
+            file_out.join("tokenizer.json"),
+        )
+        .unwrap();
+        let err = staged_files(&file_out).unwrap_err();
+        assert!(
+            err.contains("tokenizer.json is a symbolic link to")
+                && err.contains("elsewhere/tokenizer.json, outside the model directory"),
+            "{err}"
+        );
+
+        let dir_out = area.path().join("dir-out");
+        write(&dir_out, &[("MLmodel", "m")]);
+        symlink(outside.join("lib"), dir_out.join("lib")).unwrap();
+        assert!(staged_files(&dir_out)
+            .unwrap_err()
+            .contains("lib is a symbolic link to"));
+
+        let looping = area.path().join("loop");
+        write(&looping, &[("MLmodel", "m"), ("sub/x", "x")]);
+        symlink("..", looping.join("sub/up")).unwrap();
+        let err = staged_files(&looping).unwrap_err();
+        assert!(
+            err.contains("sub/up is a symbolic link to")
+                && err.contains("a directory it is inside"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -40,6 +40,7 @@ use tokio::sync::Notify;
 pub use crate::live::status::{Attempt, CheckResult, Trigger};
 pub use check::check;
 pub use error::{ReloadError, SetupError};
+pub use local::check_links;
 pub use reloader::{Plan, Reloader, Source};
 pub use report::Outcome;
 

@@ -51,16 +51,26 @@ pub fn spawn(
 }
 
 /// Names, sizes and modification times of every file under `dir`, sorted; two equal
-/// snapshots around a copy mean nothing was written meanwhile.
+/// snapshots around a copy mean nothing was written meanwhile. A symbolic link counts as its
+/// target's path and, for a file, the file's size and time; links are never descended (what a
+/// link inside the directory points at is walked where it really is, and the copy refuses any
+/// other link), so a link loop cannot make this endless.
 pub fn snapshot(dir: &Path) -> std::io::Result<Vec<(PathBuf, u64, SystemTime)>> {
     let mut entries = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(current) = stack.pop() {
         for entry in std::fs::read_dir(&current)? {
             let entry = entry?;
-            let metadata = std::fs::metadata(entry.path())?;
+            let metadata = std::fs::symlink_metadata(entry.path())?;
             if metadata.is_dir() {
                 stack.push(entry.path());
+            } else if metadata.is_symlink() {
+                let target = std::fs::read_link(entry.path())?;
+                let (len, modified) = match std::fs::metadata(entry.path()) {
+                    Ok(file) if file.is_file() => (file.len(), file.modified()?),
+                    _ => (0, SystemTime::UNIX_EPOCH),
+                };
+                entries.push((entry.path().join(target), len, modified));
             } else {
                 entries.push((entry.path(), metadata.len(), metadata.modified()?));
             }

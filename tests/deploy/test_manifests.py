@@ -578,8 +578,9 @@ def test_systemd_reload_and_install():
     helper_text = (DEPLOY / "systemd" / "hotserve-reload").read_text()
     assert "/admin/reload?wait=true" in helper_text and "HOTSERVE_ADMIN_TOKEN" in helper_text
     assert "HOTSERVE_ADMIN_TOKEN" in known_variables() and "HOTSERVE_LISTEN" in known_variables()
-    source = (ROOT / "src" / "http" / "routes.rs").read_text()
-    assert '"/admin/reload"' in source and 'query_value(query, "wait")' in source, "the admin route or its ?wait=true is gone"
+    assert '"/admin/reload"' in (ROOT / "src" / "route.rs").read_text(), "the admin route is gone"
+    admin = (ROOT / "src" / "http" / "routes" / "admin.rs").read_text()
+    assert 'query_value(query, "wait")' in admin, "the admin route's ?wait=true is gone"
     assert "MONOTONIC_USEC=" in (ROOT / "src" / "sdnotify.rs").read_text(), "Type=notify-reload needs MONOTONIC_USEC in RELOADING=1"
     for path in ("/usr/local/bin/hotserve", "/usr/local/lib/onnxruntime/libonnxruntime.so", "/etc/systemd/system/hotserve.service"):
         assert path in install, f"install.sh does not install {path}"

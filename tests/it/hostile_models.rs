@@ -16,14 +16,26 @@
 //! - an oversized `MLmodel` or `tokenizer.json`: refused before it is read whole;
 //! - a `tokenizer.json` nested deeper than the JSON parser's recursion limit.
 //!
-//! Symbolic links inside a local model directory are followed on purpose (Kubernetes ConfigMap
-//! volumes are made of them): a local directory is the operator's own input. Registry
-//! downloads never create links, and `.zip` bundles with links are refused (`model/bundle.rs`).
+//! - a symbolic link in a local model directory that leads out of it (a file or a folder) or
+//!   into a loop: refused before a byte is copied, with the link and its target named, while a
+//!   Kubernetes ConfigMap volume (links into its own `..data`) is accepted and served
+//!   (`reload/local.rs`; `hotserve validate` runs the same check);
+//! - a `.zip` bundle with a compression bomb: as an entry the model does not use it is never
+//!   read; as a file the model uses it is refused on its header's inflate ratio before any of it
+//!   is written (`model/bundle.rs`; links and unsafe names in a zip are refused too).
+//!
+//! Registry downloads never create links.
 
+use std::os::unix::fs::symlink;
 use std::path::Path;
 use std::process::Command;
+use std::time::Instant;
+
+use hotserve::model::bundle::{extract, BundleError};
+use serde_json::json;
 
 use crate::support::hotserve::run;
+use crate::support::inprocess::Start;
 use crate::support::{copy_dir, fixture, venv};
 
 /// A copy of the fixture model in a temporary directory, inside a parent folder that also
@@ -186,4 +198,156 @@ fn mlmodel_and_tokenizer_attacks_are_refused() {
         model.check_refused(case, fragment);
         eprintln!("{case}: refused in {:?}", started.elapsed());
     }
+}
+
+/// A copy of the fixture laid out as Kubernetes mounts a ConfigMap or Secret volume: the files
+/// in a timestamped directory, `..data` a link to it, and every top-level name a link into
+/// `..data`.
+fn configmap_layout(at: &Path) {
+    let revision = "..2026_12_07_10_00_00.123456789";
+    copy_dir(&fixture("sentiment"), &at.join(revision));
+    symlink(revision, at.join("..data")).unwrap();
+    for entry in std::fs::read_dir(at.join(revision)).unwrap() {
+        let name = entry.unwrap().file_name();
+        symlink(Path::new("..data").join(&name), at.join(&name)).unwrap();
+    }
+}
+
+#[tokio::test]
+async fn links_are_followed_only_inside_a_local_model_directory() {
+    // A tokenizer.json that is a link to a valid tokenizer elsewhere on the host.
+    let model = Hostile::new();
+    let elsewhere = model.area.path().join("tokenizer.json");
+    std::fs::rename(model.model().join("tokenizer.json"), &elsewhere).unwrap();
+    symlink(&elsewhere, model.model().join("tokenizer.json")).unwrap();
+    let started = Instant::now();
+    model.check_refused(
+        "tokenizer.json linked outside",
+        &format!(
+            "tokenizer.json is a symbolic link to {}, outside the model directory",
+            elsewhere.canonicalize().unwrap().display()
+        ),
+    );
+    eprintln!(
+        "tokenizer.json linked outside: refused in {:?}",
+        started.elapsed()
+    );
+
+    // A directory link out of it, and a link loop.
+    let model = Hostile::new();
+    symlink(model.area.path(), model.model().join("parent")).unwrap();
+    model.check_refused("a directory linked outside", "parent is a symbolic link to");
+    let model = Hostile::new();
+    symlink(".", model.model().join("again")).unwrap();
+    model.check_refused("a link loop", "a directory it is inside");
+
+    // A ConfigMap volume keeps working: the gate accepts it and the daemon serves it.
+    let area = tempfile::tempdir().unwrap();
+    let volume = area.path().join("model");
+    configmap_layout(&volume);
+    let (code, stdout, stderr) = run(&["validate", volume.to_str().unwrap()], &[]);
+    assert_eq!(
+        code, 0,
+        "a ConfigMap volume is a valid model:\n{stdout}\n{stderr}"
+    );
+    let server = Start::model(&volume).ready().await;
+    let response = reqwest::Client::new()
+        .post(server.url("/predict"))
+        .json(&json!({"text": "I love this"}))
+        .send()
+        .await
+        .expect("request");
+    let status = response.status().as_u16();
+    let body: serde_json::Value = response.json().await.unwrap_or_default();
+    assert_eq!(
+        (status, body["label"].as_str()),
+        (200, Some("POSITIVE")),
+        "{body}"
+    );
+    server.stop().await.expect("a clean shutdown");
+}
+
+/// Bytes in the files under `dir`.
+fn bytes_under(dir: &Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(next) = stack.pop() {
+        for entry in std::fs::read_dir(next).into_iter().flatten() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                total += std::fs::metadata(&path).unwrap().len();
+            }
+        }
+    }
+    total
+}
+
+#[test]
+fn zip_bombs_are_refused_before_they_are_written() {
+    // Written by Python's zipfile (zlib): the fixture model plus 256 MiB of zeros, deflated to
+    // about 256 KB, once as an entry the model does not use and once as its graph.
+    const SCRIPT: &str = r#"
+import os, sys, zipfile
+model, out, zeros = sys.argv[1], sys.argv[2], bytes(256 << 20)
+for name, bomb in [("unused.zip", "padding.bin"), ("graph.zip", "model.onnx")]:
+    with zipfile.ZipFile(os.path.join(out, name), "w", zipfile.ZIP_DEFLATED) as z:
+        for file in sorted(os.listdir(model)):
+            if file != bomb:
+                z.write(os.path.join(model, file), file)
+        z.writestr(bomb, zeros)
+"#;
+    let area = tempfile::tempdir().unwrap();
+    let status = Command::new(venv().join("bin/python"))
+        .args(["-c", SCRIPT])
+        .arg(fixture("sentiment"))
+        .arg(area.path())
+        .status()
+        .expect("run the test virtualenv's python");
+    assert!(status.success(), "writing the bombs failed");
+    let model_bytes = bytes_under(&fixture("sentiment"));
+    let default_cap = 4u64 << 30;
+
+    // Unused: never read, the model extracts and passes the gate.
+    let unused = area.path().join("unused.zip");
+    let dest = area.path().join("unused");
+    let started = Instant::now();
+    let root = extract(&unused, &dest, default_cap).expect("the model in it extracts");
+    let written = bytes_under(&dest);
+    eprintln!(
+        "unused 256 MiB bomb ({} bytes zipped): extracted in {:?}, {written} bytes written (the model is {model_bytes})",
+        std::fs::metadata(&unused).unwrap().len(),
+        started.elapsed()
+    );
+    assert!(!root.join("padding.bin").exists());
+    assert!(written <= model_bytes, "{written} bytes written");
+    let (code, stdout, stderr) = run(&["validate", unused.to_str().unwrap()], &[]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+
+    // As the graph: refused on its header, before a byte of it is written.
+    let graph = area.path().join("graph.zip");
+    let dest = area.path().join("graph");
+    let started = Instant::now();
+    let err = extract(&graph, &dest, default_cap).unwrap_err();
+    let written = bytes_under(&dest);
+    eprintln!(
+        "256 MiB bomb as the graph: refused in {:?}, {written} bytes written: {err}",
+        started.elapsed()
+    );
+    assert!(
+        matches!(&err, BundleError::InflateRatio { entry, .. } if entry == "model.onnx"),
+        "{err}"
+    );
+    assert!(
+        written < 64 << 10,
+        "{written} bytes written before the refusal"
+    );
+    let (code, _, stderr) = run(&["validate", graph.to_str().unwrap()], &[]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("entry 'model.onnx' would inflate")
+            && stderr.contains("more than 100 times"),
+        "{stderr}"
+    );
 }

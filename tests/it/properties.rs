@@ -526,6 +526,23 @@ fn zip_of(entries: &[(String, Vec<u8>)], deflate: bool) -> Option<tempfile::Name
     Some(file)
 }
 
+/// The files under `dir`, relative to it.
+fn walk_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(next) = stack.pop() {
+        for entry in std::fs::read_dir(next).into_iter().flatten() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                found.push(path.strip_prefix(dir).unwrap().to_path_buf());
+            }
+        }
+    }
+    found
+}
+
 /// An entry name for a zip: mostly plain, sometimes each kind of hostile spelling.
 fn entry_name() -> impl Strategy<Value = String> {
     prop_oneof![
@@ -539,11 +556,20 @@ fn entry_name() -> impl Strategy<Value = String> {
     ]
 }
 
+/// A zip entry: its name and bytes.
+type Entry = (String, Vec<u8>);
+
 /// What extracting `entries` with a bound of `max` must give: the first entry whose name is not
-/// a confined path is refused (unless the bound was crossed before it); otherwise the bound
-/// decides. `None` when a name is both a file and a directory, which fails as IO, or not at all
-/// when the file comes after the directory was filled (the order decides).
-fn expected_extraction(entries: &[(String, Vec<u8>)], max: u64) -> Option<Result<(), String>> {
+/// a confined path is refused, whatever comes after it (every name is checked before a byte is
+/// written); then an archive without a top-level `MLmodel` is refused; then only `MLmodel` and
+/// the graph it names (`graph`) are extracted, and the bound decides on their bytes. The
+/// result is the files that must come out. `None` when a name is both a file and a directory
+/// (any outcome but a write outside).
+fn expected_extraction(
+    entries: &[(String, Vec<u8>)],
+    graph: &str,
+    max: u64,
+) -> Option<Result<Vec<Entry>, String>> {
     let files: Vec<&str> = entries
         .iter()
         .map(|(n, _)| n.as_str())
@@ -558,20 +584,30 @@ fn expected_extraction(entries: &[(String, Vec<u8>)], max: u64) -> Option<Result
     if collides {
         return None;
     }
+    if let Some((name, _)) = entries
+        .iter()
+        .find(|(name, _)| confine(name.strip_suffix('/').unwrap_or(name)).is_err())
+    {
+        return Some(Err(format!("unsafe {name:?}")));
+    }
+    if !files.contains(&"MLmodel") {
+        return Some(Err("no MLmodel".into()));
+    }
+    let mut out = Vec::new();
     let mut total = 0u64;
-    for (name, data) in entries {
-        let relative = name.strip_suffix('/').unwrap_or(name);
-        if confine(relative).is_err() {
-            return Some(Err(format!("unsafe {name:?}")));
-        }
-        if !name.ends_with('/') {
+    for wanted in ["MLmodel", graph] {
+        if let Some((name, data)) = entries.iter().find(|(name, _)| name == wanted) {
+            if out.iter().any(|(n, _)| n == name) {
+                continue;
+            }
             total += data.len() as u64;
             if total > max {
                 return Some(Err("too large".into()));
             }
+            out.push((name.clone(), data.clone()));
         }
     }
-    Some(Ok(()))
+    Some(Ok(out))
 }
 
 /// A configuration from the defaults and one environment variable.
@@ -587,15 +623,23 @@ fn config_with(var: &'static str, value: String) -> Result<Config, hotserve::con
 proptest! {
     #![proptest_config(config(256))]
 
-    /// Zip bundles: an entry with an unsafe name is refused with its name, the bound counts
-    /// the bytes that come out, a bundle that passes extracts byte for byte, and nothing is
-    /// ever written outside the destination.
+    /// Zip bundles: an entry with an unsafe name is refused with its name, an archive without
+    /// a model is refused, only `MLmodel` and the graph it names come out (byte for byte), the
+    /// bound counts what comes out, and nothing is ever written outside the destination.
     #[test]
     fn zip_bundle_entries_extract_or_are_refused_by_name(
-        entries in prop::collection::vec((entry_name(), prop::collection::vec(any::<u8>(), 0..64)), 0..6),
-        max in 0u64..256,
+        mut entries in prop::collection::vec((entry_name(), prop::collection::vec(any::<u8>(), 0..64)), 0..6),
+        with_mlmodel in any::<bool>(),
+        graph_pick in any::<prop::sample::Index>(),
+        max in 0u64..512,
         deflate in any::<bool>(),
     ) {
+        let plain: Vec<String> = entries.iter().map(|(n, _)| n.clone()).filter(|n| !n.is_empty() && !n.ends_with('/') && n.chars().all(|c| matches!(c, 'a'..='c' | '/')) && confine(n).is_ok()).collect();
+        let graph = if plain.is_empty() { "model.onnx".to_string() } else { graph_pick.get(&plain).clone() };
+        if with_mlmodel {
+            let position = graph_pick.index(entries.len() + 1);
+            entries.insert(position, ("MLmodel".into(), format!("flavors:\n  onnx:\n    data: {graph}\n").into_bytes()));
+        }
         let Some(archive) = zip_of(&entries, deflate) else {
             return Ok(());
         };
@@ -604,15 +648,20 @@ proptest! {
         let result = extract(archive.path(), &dest, max);
         let names: Vec<_> = std::fs::read_dir(scratch.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
         prop_assert_eq!(names.iter().filter(|n| *n != "out").count(), 0, "written outside dest: {:?}", names);
-        match (expected_extraction(&entries, max), result) {
-            (Some(Ok(())), Ok(root)) => {
-                prop_assert!(root.starts_with(&dest));
-                for (name, data) in entries.iter().filter(|(n, _)| !n.ends_with('/')) {
+        match (expected_extraction(&entries, &graph, max), result) {
+            (Some(Ok(files)), Ok(root)) => {
+                prop_assert_eq!(&root, &dest);
+                for (name, data) in &files {
                     prop_assert_eq!(&std::fs::read(dest.join(name)).unwrap(), data, "{}", name);
                 }
+                let written = walk_files(&dest);
+                prop_assert_eq!(written.len(), files.len(), "extracted {:?}, expected {:?}", written, files.iter().map(|f| &f.0).collect::<Vec<_>>());
             }
             (Some(Err(why)), Err(BundleError::UnsafePath { entry, .. })) => {
                 prop_assert_eq!(why, format!("unsafe {entry:?}"));
+            }
+            (Some(Err(why)), Err(BundleError::NoMlModel { .. })) => {
+                prop_assert_eq!(why.as_str(), "no MLmodel");
             }
             (Some(Err(why)), Err(BundleError::TooLarge { limit, .. })) => {
                 prop_assert_eq!((why.as_str(), limit), ("too large", max));
