@@ -19,7 +19,14 @@
 #
 #   scripts/check-deploy-real.sh              # everything (CI: after scripts/setup.sh)
 #   scripts/check-deploy-real.sh --no-install # podman etc. are installed already
+#   scripts/check-deploy-real.sh --bases-only # only the tools and the base images (.ci/run
+#                                             # makes them while the tests compile and run)
 #   CHECK_DEPLOY_REAL_ONLY="image systemd" scripts/check-deploy-real.sh   # skip trixie
+#   HOTSERVE_BIN=target/debug/hotserve scripts/check-deploy-real.sh
+#                                             # check that binary (image and systemd) instead
+#                                             # of building the release one (.ci/run does:
+#                                             # the tests built it; minutes saved, the checks
+#                                             # are about the deployment files, not the profile)
 #
 # Needs root. Work files and the debootstrap package cache live in $HOTSERVE_CI_DIR
 # (default /var/tmp/hotserve-ci); the base images stay in podman's storage, so a second run
@@ -45,7 +52,14 @@ work="${HOTSERVE_CI_DIR:-/var/tmp/hotserve-ci}"
 venv="${HOTSERVE_VENV:-$root/.venv}"
 only="${CHECK_DEPLOY_REAL_ONLY:-image systemd trixie}"
 install_tools=1
-[ "${1:-}" = --no-install ] && install_tools=0
+bases_only=0
+for arg in "$@"; do
+  case "$arg" in
+    --no-install) install_tools=0 ;;
+    --bases-only) bases_only=1 ;;
+    *) echo "check-deploy-real: unknown argument $arg (--no-install, --bases-only)" >&2; exit 2 ;;
+  esac
+done
 start=$SECONDS
 failures=()
 ok() { echo "  ok   $*"; }
@@ -72,8 +86,9 @@ if [ "${#missing[@]}" -gt 0 ]; then
     exit 1
   fi
   echo "  installing ${missing[*]}"
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # The lock timeout: another script's apt-get may be running (CI overlaps the steps).
+  apt-get -o DPkg::Lock::Timeout=600 update -qq
+  apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 # Host quirks (each cost time to find): crun refuses hybrid cgroup v1/v2 hosts, so runc;
 # without CAP_SYS_RESOURCE podman's default ulimits fail, so keep them at the host's limits.
@@ -90,9 +105,13 @@ py="$venv/bin/python"
 [ -x "$py" ] || { echo "check-deploy-real: no $py; run scripts/setup.sh (or scripts/check-deploy.sh) first" >&2; exit 1; }
 ok "$(podman --version), $(runc --version | head -n 1), debootstrap $(dpkg-query -W -f '${Version}' debootstrap)"
 
-# The release build (minutes) runs while debootstrap downloads and unpacks.
-cargo build --release --locked >"$work/cargo-release.log" 2>&1 &
-cargo_pid=$!
+# The release build (minutes) runs while debootstrap downloads and unpacks, unless a binary
+# was given (HOTSERVE_BIN) or only the base images are wanted.
+cargo_pid=""
+if [ -z "${HOTSERVE_BIN:-}" ] && [ "$bases_only" = 0 ]; then
+  cargo build --release --locked >"$work/cargo-release.log" 2>&1 &
+  cargo_pid=$!
+fi
 
 # --- base images --------------------------------------------------------------------------------
 section "base images (debootstrap, imported into podman)"
@@ -169,22 +188,36 @@ while [ "${#suite_of_pid[@]}" -gt 0 ]; do
     continue
   fi
   failed_suite="${suite_of_pid[$finished]:-?}"
-  for pid in "${!suite_of_pid[@]}" "$cargo_pid"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${!suite_of_pid[@]}" $cargo_pid; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
   echo "check-deploy-real: the $failed_suite base image(s) could not be built (debootstrap output above, logs in $work); stopping" >&2
   exit 1
 done
 ok "base images ready"
+if [ "$bases_only" = 1 ]; then
+  echo "check-deploy-real: tools and base images ready in $((SECONDS - start))s"
+  exit 0
+fi
 
 # --- the binary --------------------------------------------------------------------------------
-section "build: cargo build --release --locked"
-if ! wait "$cargo_pid"; then
-  tail -n 30 "$work/cargo-release.log"
-  echo "check-deploy-real: cargo build --release --locked failed" >&2
-  exit 1
+if [ -n "$cargo_pid" ]; then
+  section "build: cargo build --release --locked"
+  if ! wait "$cargo_pid"; then
+    tail -n 30 "$work/cargo-release.log"
+    echo "check-deploy-real: cargo build --release --locked failed" >&2
+    exit 1
+  fi
+  tail -n 1 "$work/cargo-release.log"
+  bin="$root/target/release/hotserve"
+else
+  section "the binary: $HOTSERVE_BIN"
+  bin="$(cd "$(dirname "$HOTSERVE_BIN")" && pwd)/$(basename "$HOTSERVE_BIN")"
+  [ -x "$bin" ] || { echo "check-deploy-real: HOTSERVE_BIN=$HOTSERVE_BIN is not an executable" >&2; exit 1; }
+  case "$bin" in
+    "$root"/*) ;;
+    *) echo "check-deploy-real: HOTSERVE_BIN must be inside the checkout (the systemd containers see it at /src)" >&2; exit 1 ;;
+  esac
 fi
-tail -n 1 "$work/cargo-release.log"
-bin="$root/target/release/hotserve"
 ort_version="$(sed -n 's/^ARG ORT_VERSION=//p' deploy/Containerfile)"
 lib="$(ls "$venv"/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so."$ort_version" 2>/dev/null | head -n 1 || true)"
 [ -n "$lib" ] || { echo "check-deploy-real: no ONNX Runtime $ort_version in $venv; run scripts/setup.sh" >&2; exit 1; }
@@ -222,7 +255,8 @@ run_systemd() { # IMAGE NAME CHECKS
     sleep 1
   done
   echo "  booted $image: $(podman exec "$name" systemctl --version | head -n 1), system $state"
-  if ! CT="$name" PY="$py" ORT="/ort/${lib##*/}" bash tests/deploy/systemd-checks.sh "$checks"; then
+  if ! CT="$name" PY="$py" ORT="/ort/${lib##*/}" BINARY="/src/${bin#"$root"/}" \
+    bash tests/deploy/systemd-checks.sh "$checks"; then
     fail "systemd checks on $image"
     podman exec "$name" journalctl -u hotserve --no-pager -n 60 | sed 's/^/         /' || true
   fi

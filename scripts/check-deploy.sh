@@ -52,13 +52,37 @@ apt_install() {
     exit 1
   fi
   if [ -z "$(find /var/lib/apt/lists -maxdepth 1 -name '*Packages*' -print -quit 2>/dev/null)" ]; then
-    apt-get update -qq
+    apt-get -o DPkg::Lock::Timeout=600 update -qq
   fi
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "$@" >/dev/null
 }
 if ! command -v systemd-analyze >/dev/null 2>&1; then
   echo "  installing systemd (for systemd-analyze)"
   apt_install systemd
+fi
+# promtool (Prometheus' linter for /metrics in the smoke test): from Debian's prometheus
+# package, unpacked rather than installed (installing it would start a Prometheus server).
+if command -v promtool >/dev/null 2>&1; then
+  PROMTOOL="$(command -v promtool)"
+else
+  unpacked="${HOTSERVE_CI_DIR:-/var/tmp/hotserve-ci}/promtool"
+  if [ ! -x "$unpacked/usr/bin/promtool" ]; then
+    echo "  unpacking promtool from Debian's prometheus package"
+    if [ -z "$(find /var/lib/apt/lists -maxdepth 1 -name '*Packages*' -print -quit 2>/dev/null)" ]; then
+      [ "$(id -u)" -eq 0 ] && apt-get -o DPkg::Lock::Timeout=600 update -qq
+    fi
+    mkdir -p "$unpacked"
+    (cd "$tmp" && apt-get download -qq prometheus >/dev/null) &&
+      dpkg-deb -x "$(ls "$tmp"/prometheus_*.deb | head -n 1)" "$unpacked"
+  fi
+  PROMTOOL="$unpacked/usr/bin/promtool"
+fi
+if [ -x "$PROMTOOL" ]; then
+  export PROMTOOL
+  tools+=("$("$PROMTOOL" --version 2>&1 | head -n 1)")
+else
+  fail "promtool: could not be had from Debian's prometheus package"
+  unset PROMTOOL
 fi
 if [ ! -x "$venv/bin/python" ]; then
   echo "  creating virtualenv $venv"

@@ -1,6 +1,15 @@
 //! Prometheus metrics: a handful of lock-free counters and histograms, rendered in the text
-//! exposition format by [`Metrics::render`]. Hand-written to keep the dependency tree lean;
-//! names follow Prometheus conventions (`_total`, `_seconds`, base units). Every per-model
+//! exposition format by [`Metrics::render`]. Names follow Prometheus conventions (`_total`,
+//! `_seconds`, base units).
+//!
+//! Why not the `prometheus-client` crate (measured on 2026-12-07 with prometheus-client 0.24
+//! and Debian bookworm's promtool 2.42): it writes OpenMetrics, where a counter family is named
+//! without `_total` (`# TYPE hotserve_requests counter` over `hotserve_requests_total{..}`; a
+//! name registered with `_total` comes out as `_total_total`), and `promtool check metrics`
+//! refuses that exposition ("hotserve_requests_total no help text", exit 3); it also appends a
+//! period to every help text. Keeping today's names, help texts and a clean promtool (what
+//! dashboards, the HPA's adapter and `scripts/check-deploy.sh` rely on) rules it out; this
+//! renderer's output passes promtool (checked in the deployment smoke test). Every per-model
 //! metric carries a `model` label (the configured name, [`ModelMetrics`]); the pool-wide gauges
 //! and the overload counter do not, and their help says so.
 

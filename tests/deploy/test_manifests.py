@@ -697,6 +697,16 @@ def smoke(binary: str, rendered_file: str, ort_library: str) -> int:
             for kind in ("liveness", "readiness", "metrics"):
                 if status(probes[kind]) != 200:
                     problems.append(f"{kind} {probes[kind]} -> {status(probes[kind])}")
+            # Prometheus' own linter on what a scrape gets (check-deploy.sh sets PROMTOOL).
+            promtool = os.environ.get("PROMTOOL")
+            if promtool:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}{probes['metrics']}", timeout=5) as r:
+                    exposition = r.read()
+                lint = subprocess.run([promtool, "check", "metrics"], input=exposition, capture_output=True)
+                if lint.returncode != 0:
+                    problems.append(f"promtool check metrics: {(lint.stdout + lint.stderr).decode().strip()}")
+                else:
+                    print(f"  ok   promtool check metrics: {probes['metrics']} is clean ({exposition.count(b'# TYPE ')} families)")
             proc.send_signal(signal.SIGTERM)
             started = time.monotonic()
             time.sleep(0.5)
