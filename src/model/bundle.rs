@@ -28,9 +28,9 @@ pub const MAX_INFLATE_RATIO: u64 = 100;
 /// compress far better than a model's files do).
 pub const RATIO_FREE_BYTES: u64 = 1 << 20;
 
-/// The most of `MLmodel` read to learn which files the model uses; a larger one is extracted
-/// as is and the loader refuses it with its own message.
-const MAX_MLMODEL_BYTES: u64 = 1 << 20;
+/// The most of `MLmodel` (or `SHA256SUMS`) read to learn which files the model uses; a larger
+/// one is extracted as is and the loader refuses it with its own message.
+const MAX_SMALL_FILE_BYTES: u64 = 1 << 20;
 
 /// Why a bundle was rejected.
 #[derive(Debug, thiserror::Error)]
@@ -124,18 +124,21 @@ pub fn extract(archive: &Path, dest: &Path, max_bytes: u64) -> Result<PathBuf, B
         total: 0,
         extracted: Vec::new(),
     };
-    extraction.take(&format!("{prefix}MLmodel"))?;
-    if let Some(model) = mlmodel(&root) {
+    let mlmodel_file = extraction.take(&format!("{prefix}MLmodel"))?;
+    if let Some(model) = mlmodel_file.as_deref().and_then(mlmodel) {
         let graph = plain(&model.onnx_file);
-        extraction.take(&format!("{prefix}{graph}"))?;
-        // The graph names its external data files, relative to its own folder.
-        for data in graph_data_files(&root.join(&graph), &graph) {
-            extraction.take(&format!("{prefix}{data}"))?;
+        // Only a graph that came out of the archive is read: `data` may name anything.
+        if let Some(graph_file) = extraction.take(&format!("{prefix}{graph}"))? {
+            // The graph names its external data files, relative to its own folder.
+            for data in graph_data_files(&graph_file, &graph) {
+                extraction.take(&format!("{prefix}{data}"))?;
+            }
         }
         for relative in used_files(&model) {
             extraction.take(&format!("{prefix}{relative}"))?;
         }
-        if let Ok(sums) = std::fs::read_to_string(root.join(SUMS_FILE)) {
+        let sums_file = extraction.take(&format!("{prefix}{SUMS_FILE}"))?;
+        if let Some(sums) = sums_file.as_deref().and_then(read_small) {
             for listed_path in sums_paths(&sums) {
                 extraction.take(&format!("{prefix}{listed_path}"))?;
             }
@@ -225,18 +228,21 @@ fn model_prefix(listed: &[Listed]) -> Option<String> {
     }
 }
 
-/// The parsed `MLmodel` under `root`, when it is small enough and parses; otherwise the loader
-/// refuses it with its own message, and only `MLmodel` was extracted.
-fn mlmodel(root: &Path) -> Option<MlModel> {
-    let file = std::fs::File::open(root.join("MLmodel")).ok()?;
+/// The text of a small file (at most [`MAX_SMALL_FILE_BYTES`]); `None` for a larger one or one
+/// that is not UTF-8.
+fn read_small(path: &Path) -> Option<String> {
+    let file = std::fs::File::open(path).ok()?;
     let mut text = String::new();
-    file.take(MAX_MLMODEL_BYTES + 1)
+    file.take(MAX_SMALL_FILE_BYTES + 1)
         .read_to_string(&mut text)
         .ok()?;
-    if text.len() as u64 > MAX_MLMODEL_BYTES {
-        return None;
-    }
-    MlModel::parse(&text).ok()
+    (text.len() as u64 <= MAX_SMALL_FILE_BYTES).then_some(text)
+}
+
+/// The parsed `MLmodel` at `path`, when it is small enough and parses; otherwise the loader
+/// refuses it with its own message, and only `MLmodel` was extracted.
+fn mlmodel(path: &Path) -> Option<MlModel> {
+    MlModel::parse(&read_small(path)?).ok()
 }
 
 /// A path `MLmodel` names, as the loader reads it (`./x` means `x`).
@@ -262,7 +268,9 @@ fn used_files(model: &MlModel) -> Vec<String> {
 /// to the model directory. A location that leaves the directory is not extracted: ONNX Runtime
 /// refuses such a graph with its own message when it loads.
 fn graph_data_files(graph: &Path, relative: &str) -> Vec<String> {
-    let Ok(bytes) = std::fs::read(graph) else {
+    // Protocol buffers stop at 2 GiB: a larger file is no ONNX graph, and is not read whole.
+    let small_enough = std::fs::metadata(graph).is_ok_and(|m| m.len() < 2 << 30);
+    let Some(bytes) = small_enough.then(|| std::fs::read(graph).ok()).flatten() else {
         return Vec::new();
     };
     let folder = relative.rsplit_once('/').map_or("", |(folder, _)| folder);
@@ -301,14 +309,18 @@ struct Extraction<'a, R: Read + std::io::Seek> {
 }
 
 impl<R: Read + std::io::Seek> Extraction<'_, R> {
-    /// Extracts the file entry named `name`, once; a name not in the archive is skipped.
-    fn take(&mut self, name: &str) -> Result<(), BundleError> {
+    /// Extracts the file entry named `name`, once, and returns where it was written; a name not
+    /// in the archive is skipped (`None`).
+    fn take(&mut self, name: &str) -> Result<Option<PathBuf>, BundleError> {
         let listed = self.listed;
         let Some(entry) = listed.iter().find(|e| !e.dir && e.name == name) else {
-            return Ok(());
+            return Ok(None);
         };
+        let target = self
+            .dest
+            .join(confine(&entry.name).expect("listed names are confined"));
         if self.extracted.contains(&entry.index) {
-            return Ok(());
+            return Ok(Some(target));
         }
         self.extracted.push(entry.index);
         let allowed = if entry.stored {
@@ -330,9 +342,6 @@ impl<R: Read + std::io::Seek> Extraction<'_, R> {
         if self.total.saturating_add(entry.size) > self.max_bytes {
             return Err(too_large(self.archive, self.max_bytes));
         }
-        let target = self
-            .dest
-            .join(confine(&entry.name).expect("listed names are confined"));
         if let Some(parent) = target.parent() {
             std::fs::create_dir_all(parent).map_err(|e| io_error(parent, e))?;
         }
@@ -349,7 +358,7 @@ impl<R: Read + std::io::Seek> Extraction<'_, R> {
                 .read(&mut buffer)
                 .map_err(|e| zip_error(self.archive, e))?;
             if read == 0 {
-                return Ok(());
+                return Ok(Some(target));
             }
             written += read as u64;
             if written > entry.size {
@@ -545,6 +554,15 @@ mod tests {
                 "pkg/weights.data"
             ]
         );
+        // A graph named outside the archive is never read (/dev/zero would never end).
+        for outside in ["/dev/zero", "../../../../../../../../dev/zero"] {
+            let text = format!("flavors:\n  onnx:\n    data: {outside}\n");
+            let archive = make_zip(&[("MLmodel", text.as_bytes()), ("m.onnx", b"g")]);
+            let dest = dir.path().join("outside");
+            extract(archive.path(), &dest, 1 << 20).unwrap();
+            assert_eq!(files_under(&dest), ["MLmodel"]);
+            std::fs::remove_dir_all(&dest).unwrap();
+        }
         // An MLmodel that does not parse: only it is extracted, the loader says why.
         let archive = make_zip(&[("MLmodel", b"[not yaml"), ("m.onnx", b"y")]);
         let dest = dir.path().join("unparsed");
