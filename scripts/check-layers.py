@@ -39,7 +39,7 @@ LAYERS = [
     ["promote"],
     ["queue"],
     ["live"],
-    ["route", "security", "accept"],
+    ["route", "security", "accept", "access"],
     ["config"],
     ["model"],
     ["registry"],

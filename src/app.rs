@@ -27,6 +27,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
+use crate::access::{AccessLog, OpenError};
 use crate::config::Config;
 use crate::grpc;
 use crate::http::{self, App, Served};
@@ -67,6 +68,9 @@ pub enum StartError {
     /// The TLS files or `api_keys_file` cannot be used.
     #[error(transparent)]
     Credentials(#[from] CredentialError),
+    /// `access_log` names a file that cannot be written.
+    #[error(transparent)]
+    AccessLog(#[from] OpenError),
 }
 
 impl StartError {
@@ -74,7 +78,7 @@ impl StartError {
     /// `RestartPreventExitStatus=2` then stops restarting), 1 for a model that cannot be served.
     pub fn exit_code(&self) -> u8 {
         match self {
-            StartError::Setup(_) | StartError::Credentials(_) => 2,
+            StartError::Setup(_) | StartError::Credentials(_) | StartError::AccessLog(_) => 2,
             StartError::Model(_) | StartError::GrpcListen { .. } => 1,
         }
     }
@@ -145,6 +149,7 @@ struct Daemon {
     api_keys: Option<Arc<ApiKeysFile>>,
     /// Asks for a check of the credential files now (SIGHUP).
     check_credentials: Arc<tokio::sync::Notify>,
+    access_log: Arc<AccessLog>,
 }
 
 /// One configured model at run time: its pipeline and the triggers of its reload loop.
@@ -192,6 +197,10 @@ impl Daemon {
         let metrics = Arc::new(Metrics::default());
         let notifier = Notifier::from_env(env);
         let (tls, api_keys) = load_credentials(&config, &metrics).await?;
+        let access_log = {
+            let (to, metrics) = (config.access_log.clone(), metrics.clone());
+            blocking(move || AccessLog::open(&to, metrics)).await??
+        };
         let mut models = Vec::new();
         let ort_dylib_path = config.ort_dylib_path.clone();
         // A library that cannot be loaded is this machine's configuration, not any model's:
@@ -280,6 +289,7 @@ impl Daemon {
             tls,
             api_keys,
             check_credentials: Arc::default(),
+            access_log: Arc::new(access_log),
         })
     }
 
@@ -317,6 +327,7 @@ impl Daemon {
             webhook: self.config.webhook_secret.as_deref().map(Verifier::new),
             tls: self.tls.clone(),
             api_keys: self.api_keys.clone(),
+            access_log: self.access_log.clone(),
         });
         let acceptor = self.tls.clone().map(|certificates| {
             // HTTP/2 for the clients that offer it, HTTP/1.1 for the others.

@@ -19,6 +19,7 @@
 //! - [`metrics`], [`sdnotify`]: Prometheus text and systemd notifications.
 
 pub mod accept;
+pub mod access;
 pub mod app;
 pub mod cli;
 pub mod config;

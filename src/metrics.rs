@@ -259,6 +259,8 @@ pub struct Metrics {
     pub connections_closed: LabeledCounter,
     /// Reloads of credential files (`tls`, `api_keys`) that changed, by result.
     pub credential_reloads: LabeledCounter,
+    /// Access log lines dropped because its file writer was behind (`access_log`).
+    pub access_log_dropped: AtomicU64,
     /// Per credential file: whether what is on disk cannot be used (the previous value is).
     credentials_failing: Mutex<BTreeMap<&'static str, bool>>,
 }
@@ -625,6 +627,17 @@ impl Metrics {
             m.promotions
                 .render_with(out, "hotserve_promotions_total", labels)
         });
+        header(
+            &mut out,
+            "hotserve_access_log_dropped_total",
+            "counter",
+            "Access log lines dropped because the access log file's writer was behind (access_log set to a path).",
+        );
+        let _ = writeln!(
+            out,
+            "hotserve_access_log_dropped_total {}",
+            self.access_log_dropped.load(Ordering::Relaxed)
+        );
         header(
             &mut out,
             "hotserve_open_connections",

@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use crate::access::AccessLog;
 use crate::config::Config;
 use crate::live::Live;
 use crate::metrics::{Metrics, ModelMetrics};
@@ -32,6 +33,8 @@ pub struct App {
     pub tls: Option<Arc<Certificates>>,
     /// The API keys the model routes need, when `api_keys_file` is configured.
     pub api_keys: Option<Arc<ApiKeysFile>>,
+    /// Where each request's access record goes (`access_log`).
+    pub access_log: Arc<AccessLog>,
 }
 
 /// One configured model, as the handlers see it.

@@ -38,7 +38,7 @@ pub use declare::{DefaultValue, Item, Setting};
 pub use models::ModelSpec;
 pub use parse::parse_duration;
 pub use parse::ReloadPolicy;
-pub use settings::{Config, LogFormat, SETTINGS};
+pub use settings::{AccessLogTo, Config, LogFormat, SETTINGS};
 
 use declare::{Raw, RawValues};
 

@@ -254,6 +254,12 @@ settings! {
             parse: parse_log_filter,
             help: "tracing filter, e.g. info or hotserve=debug,info",
         },
+        access_log: AccessLogTo {
+            env: "HOTSERVE_ACCESS_LOG",
+            default: "off",
+            parse: AccessLogTo::parse,
+            help: "one line per request: off, log (with the daemon's log output, target hotserve::access) or a file path (JSON lines, appended)",
+        },
 
         // --- Inference pool and batching ---------------------------------------------------
         ort_dylib_path: Option<PathBuf> {
@@ -440,6 +446,27 @@ fn default_state_dir(env: &dyn Fn(&str) -> Option<String>) -> PathBuf {
     match env("HOME").filter(|d| !d.is_empty()) {
         Some(home) => Path::new(&home).join(".local/state/hotserve"),
         None => PathBuf::from("/var/lib/hotserve"),
+    }
+}
+
+/// Where the access log goes (`access_log`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AccessLogTo {
+    Off,
+    /// With the daemon's log output.
+    Log,
+    /// JSON lines appended to this file.
+    File(PathBuf),
+}
+
+impl AccessLogTo {
+    fn parse(value: &str) -> Result<AccessLogTo, String> {
+        match value {
+            "off" => Ok(AccessLogTo::Off),
+            "log" => Ok(AccessLogTo::Log),
+            "" => Err("expected off, log or a file path".into()),
+            path => Ok(AccessLogTo::File(PathBuf::from(path))),
+        }
     }
 }
 

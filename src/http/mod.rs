@@ -12,11 +12,11 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
+use hyper::body::{Body as _, Incoming};
 use hyper::header::{HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
@@ -25,6 +25,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tracing::Instrument;
 
+use crate::access;
 use crate::security::tls::{Refusal, TlsAcceptor};
 pub use crate::state::{App, Served};
 use error::ApiError;
@@ -142,6 +143,13 @@ async fn handle(app: &App, request: Request<Incoming>, peer: SocketAddr) -> Http
         .cloned()
         .unwrap_or_else(new_request_id);
     app.metrics.in_flight.fetch_add(1, Ordering::Relaxed);
+    // What the access record needs of the request, kept only when there is an access log.
+    let seen = app.access_log.enabled().then(|| Seen {
+        arrived: SystemTime::now(),
+        method: request.method().clone(),
+        path: request.uri().path().to_string(),
+        traceparent: request.headers().get("traceparent").cloned(),
+    });
     let span = tracing::debug_span!("request", id = ?request_id, method = %request.method(), path = %request.uri().path(), %peer);
     let routes::Routed {
         route,
@@ -164,7 +172,38 @@ async fn handle(app: &App, request: Request<Incoming>, peer: SocketAddr) -> Http
         started.elapsed(),
     );
     span.in_scope(|| tracing::debug!(status = response.status().as_u16(), elapsed = ?started.elapsed(), "answered"));
+    if let Some(seen) = seen {
+        let header = |name: &HeaderName| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|value| value.to_str().ok())
+        };
+        let traceparent = seen.traceparent.as_ref().and_then(|v| v.to_str().ok());
+        app.access_log.record(&access::Record {
+            time: access::timestamp(seen.arrived),
+            method: seen.method.as_str(),
+            route,
+            path: &seen.path,
+            status: response.status().as_u16(),
+            duration_ms: access::millis(started.elapsed()),
+            bytes: response.body().size_hint().exact(),
+            model: model.as_deref(),
+            version: header(&X_MODEL_VERSION),
+            request_id: header(&X_REQUEST_ID).unwrap_or_default(),
+            trace_id: traceparent.and_then(access::trace_id),
+            peer,
+        });
+    }
     response
+}
+
+/// What the access log records of a request before it is handled.
+struct Seen {
+    arrived: SystemTime,
+    method: hyper::Method,
+    path: String,
+    traceparent: Option<HeaderValue>,
 }
 
 /// A request id: 16 hex digits from a process-wide counter mixed with a random start.

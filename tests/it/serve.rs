@@ -12,7 +12,9 @@ use serde_json::{json, Value};
 
 use crate::support::hotserve::{self as process, run};
 use crate::support::inprocess::{Server, Start};
-use crate::support::{copy_dir, fixture, health_until, metric, metric_reaches, venv, PATIENCE};
+use crate::support::{
+    copy_dir, eventually, fixture, health_until, metric, metric_reaches, venv, PATIENCE,
+};
 
 async fn start_fixture() -> Server {
     Start::model(fixture("sentiment")).ready().await
@@ -1072,4 +1074,117 @@ async fn a_lone_request_runs_on_all_cores_and_a_burst_is_answered_in_full() {
         }
         server.stop().await.expect("clean stop");
     }
+}
+
+/// The access log: JSON lines appended to a file (in process), and events of the daemon's log
+/// output under the target `hotserve::access` (the real binary, JSON logs).
+#[tokio::test]
+async fn the_access_log_records_each_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("access.log");
+    let server = Start::model(fixture("sentiment"))
+        .set("access_log", file.to_str().unwrap())
+        .ready()
+        .await;
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let response = reqwest::Client::new()
+        .post(server.url("/predict"))
+        .header("traceparent", format!("00-{trace}-00f067aa0ba902b7-01"))
+        .header("x-request-id", "access-1")
+        .json(&json!({"text": "I love this"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let version = response.headers()["x-model-version"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let body = response.bytes().await.unwrap();
+    let (status, _) = post_json(server.url("/predict"), json!({"nope": 1})).await;
+    assert_eq!(status, 400);
+    reqwest::get(server.url("/health/live")).await.unwrap();
+    let records: Vec<Value> = eventually("the three requests in the access log", async || {
+        let text = std::fs::read_to_string(&file).unwrap_or_default();
+        let records: Vec<Value> = text
+            .lines()
+            .map(|line| serde_json::from_str(line).expect("a JSON line"))
+            .collect();
+        let live = records.iter().any(|r| r["path"] == "/health/live");
+        if live {
+            Ok(records)
+        } else {
+            Err(format!("{} lines", records.len()))
+        }
+    })
+    .await;
+    let predict = records
+        .iter()
+        .find(|r| r["request_id"] == "access-1")
+        .expect("the prediction's record");
+    assert_eq!(predict["method"], "POST");
+    assert_eq!(
+        (predict["route"].as_str(), predict["path"].as_str()),
+        (Some("/predict"), Some("/predict"))
+    );
+    assert_eq!(predict["status"], 200);
+    assert_eq!(predict["bytes"], body.len());
+    assert_eq!(predict["model"], "sentiment");
+    assert_eq!(predict["version"], version.as_str());
+    assert_eq!(predict["trace_id"], trace);
+    assert!(predict["duration_ms"].as_f64().unwrap() > 0.0, "{predict}");
+    assert!(
+        predict["peer"].as_str().unwrap().starts_with("127.0.0.1:"),
+        "{predict}"
+    );
+    let time = predict["time"].as_str().unwrap();
+    assert!(humantime::parse_rfc3339(time).is_ok(), "{time}");
+    let refused = records
+        .iter()
+        .find(|r| r["status"] == 400)
+        .expect("the bad request's record");
+    assert_eq!(refused["trace_id"], Value::Null);
+    assert!(
+        refused["request_id"]
+            .as_str()
+            .is_some_and(|id| id.len() == 16),
+        "{refused}"
+    );
+    let live = records
+        .iter()
+        .find(|r| r["path"] == "/health/live")
+        .unwrap();
+    assert_eq!(
+        (live["status"].as_u64(), &live["model"]),
+        (Some(200), &Value::Null)
+    );
+    server.stop().await.expect("a clean shutdown");
+
+    // With the daemon's own log output: one event per request, target hotserve::access.
+    let server = spawn_ready(
+        process::Start::model(fixture("sentiment"))
+            .set("access_log", "log")
+            .set("log_format", "json"),
+    )
+    .await;
+    let response = reqwest::Client::new()
+        .post(server.url("/predict"))
+        .header("x-request-id", "access-2")
+        .json(&json!({"text": "I love this"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let event: Value = eventually("the access event in the log", async || {
+        server
+            .logs()
+            .lines()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .find(|event| event["fields"]["request_id"] == "access-2")
+    })
+    .await;
+    assert_eq!(event["target"], "hotserve::access", "{event}");
+    assert_eq!(event["fields"]["route"], "/predict", "{event}");
+    assert_eq!(event["fields"]["status"], 200, "{event}");
+    assert_eq!(event["fields"]["model"], "sentiment", "{event}");
 }

@@ -1,0 +1,305 @@
+//! The access log (`access_log`): one structured record per HTTP request, with the time, the
+//! method, the route (as the metrics name it) and the path, the status, the duration, the
+//! response's bytes, the model and version that answered, the request id and the caller's W3C
+//! trace id (from `traceparent`).
+//!
+//! - `log`: written with the daemon's log output, in its format (text or JSON), as events of
+//!   the target `hotserve::access`, so a log filter can drop or route them
+//!   (`HOTSERVE_LOG_LEVEL=info,hotserve::access=off`).
+//! - a path: JSON lines appended to that file by a thread of its own. A request hands its line
+//!   over a bounded channel and never waits: when the writer is behind (a slow disk), lines are
+//!   dropped and counted (`hotserve_access_log_dropped_total`) instead. The file is opened in
+//!   append mode, so `logrotate`'s `copytruncate` works.
+//! - `off` (the default): nothing, at no cost.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+
+use crate::config::AccessLogTo;
+use crate::metrics::Metrics;
+
+/// Lines waiting for the file writer; past this, lines are dropped (about 30 MB of lines).
+const QUEUED_LINES: usize = 65_536;
+
+/// Where access records go, as configured.
+pub struct AccessLog {
+    sink: Sink,
+}
+
+enum Sink {
+    Off,
+    Log,
+    File {
+        lines: SyncSender<String>,
+        metrics: Arc<Metrics>,
+    },
+}
+
+/// Why the access log file cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("access_log {path}: {source}; set HOTSERVE_ACCESS_LOG to a writable file, log or off")]
+pub struct OpenError {
+    pub path: PathBuf,
+    pub source: std::io::Error,
+}
+
+/// One request, as the access log records it.
+#[derive(Debug, Serialize)]
+pub struct Record<'a> {
+    /// When the request arrived (RFC 3339, UTC).
+    pub time: String,
+    pub method: &'a str,
+    /// The route as the metrics name it (`/models/{name}/predict`).
+    pub route: &'static str,
+    pub path: &'a str,
+    pub status: u16,
+    pub duration_ms: f64,
+    /// The response body's bytes.
+    pub bytes: Option<u64>,
+    pub model: Option<&'a str>,
+    pub version: Option<&'a str>,
+    pub request_id: &'a str,
+    /// The caller's trace id, from a valid W3C `traceparent` header.
+    pub trace_id: Option<&'a str>,
+    pub peer: SocketAddr,
+}
+
+impl AccessLog {
+    /// No access log.
+    pub fn off() -> AccessLog {
+        AccessLog { sink: Sink::Off }
+    }
+
+    /// The access log `to` asks for; a file is opened (created, appended to) now, so a path
+    /// that cannot be written is a configuration error at start.
+    pub fn open(to: &AccessLogTo, metrics: Arc<Metrics>) -> Result<AccessLog, OpenError> {
+        let sink = match to {
+            AccessLogTo::Off => Sink::Off,
+            AccessLogTo::Log => Sink::Log,
+            AccessLogTo::File(path) => {
+                let file = File::options()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .map_err(|source| OpenError {
+                        path: path.clone(),
+                        source,
+                    })?;
+                let (lines, receiver) = sync_channel(QUEUED_LINES);
+                let writer_path = path.clone();
+                std::thread::Builder::new()
+                    .name("hotserve-access-log".into())
+                    .spawn(move || write_lines(file, &writer_path, receiver))
+                    .map_err(|source| OpenError {
+                        path: path.clone(),
+                        source,
+                    })?;
+                Sink::File { lines, metrics }
+            }
+        };
+        Ok(AccessLog { sink })
+    }
+
+    /// Whether records are kept (a handler gathers a record's parts only then).
+    pub fn enabled(&self) -> bool {
+        !matches!(self.sink, Sink::Off)
+    }
+
+    /// Records one request. Never blocks.
+    pub fn record(&self, record: &Record) {
+        match &self.sink {
+            Sink::Off => {}
+            Sink::Log => tracing::info!(
+                target: "hotserve::access",
+                method = record.method,
+                route = record.route,
+                path = record.path,
+                status = record.status,
+                duration_ms = record.duration_ms,
+                bytes = record.bytes,
+                model = record.model,
+                version = record.version,
+                request_id = record.request_id,
+                trace_id = record.trace_id,
+                peer = %record.peer,
+                "request"
+            ),
+            Sink::File { lines, metrics } => {
+                let Ok(line) = serde_json::to_string(record) else {
+                    return;
+                };
+                match lines.try_send(line) {
+                    Ok(()) => {}
+                    Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                        metrics.access_log_dropped.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The file writer's loop: writes each line, flushing whenever no more are waiting. Ends when
+/// the sending side is gone. A failed write is logged once and the lines are dropped until a
+/// write succeeds again.
+fn write_lines(file: File, path: &Path, lines: Receiver<String>) {
+    let mut out = BufWriter::with_capacity(64 * 1024, file);
+    let mut failing = false;
+    let report = |result: std::io::Result<()>, failing: &mut bool| match result {
+        Ok(()) if *failing => {
+            *failing = false;
+            tracing::info!(path = %path.display(), "access log writable again");
+        }
+        Ok(()) => {}
+        Err(err) if !*failing => {
+            *failing = true;
+            tracing::warn!(path = %path.display(), error = %err, "cannot write the access log; dropping its lines until it can");
+        }
+        Err(_) => {}
+    };
+    while let Ok(first) = lines.recv() {
+        let mut result = writeln!(out, "{first}");
+        while let Ok(line) = lines.try_recv() {
+            if result.is_ok() {
+                result = writeln!(out, "{line}");
+            }
+        }
+        let result = result.and_then(|()| out.flush());
+        report(result, &mut failing);
+    }
+    let _ = out.flush();
+}
+
+/// The trace id of a W3C `traceparent` value (`00-<32 hex>-<16 hex>-<2 hex>`), when it is
+/// valid: version `00` (or a later one, whose first four fields are read the same way), lower
+/// case hex, neither id all zeros.
+pub fn trace_id(traceparent: &str) -> Option<&str> {
+    let mut fields = traceparent.trim().split('-');
+    let (version, trace, parent, flags) = (
+        fields.next()?,
+        fields.next()?,
+        fields.next()?,
+        fields.next()?,
+    );
+    let hex = |s: &str, len: usize| {
+        s.len() == len
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
+    let valid = hex(version, 2)
+        && version != "ff"
+        && (version != "00" || fields.next().is_none())
+        && hex(trace, 32)
+        && hex(parent, 16)
+        && hex(flags, 2)
+        && trace.bytes().any(|b| b != b'0')
+        && parent.bytes().any(|b| b != b'0');
+    valid.then_some(trace)
+}
+
+/// Milliseconds, as the records give durations.
+pub fn millis(duration: Duration) -> f64 {
+    (duration.as_secs_f64() * 1e6).round() / 1e3
+}
+
+/// `time` as the records give it: RFC 3339, UTC, microseconds.
+pub fn timestamp(time: SystemTime) -> String {
+    humantime::format_rfc3339_micros(time).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trace_ids_of_valid_traceparents_only() {
+        let id = "4bf92f3577b34da6a3ce929d0e0e4736";
+        assert_eq!(trace_id(&format!("00-{id}-00f067aa0ba902b7-01")), Some(id));
+        assert_eq!(
+            trace_id(&format!("01-{id}-00f067aa0ba902b7-01-x")),
+            Some(id)
+        );
+        for bad in [
+            "",
+            "00",
+            &format!("00-{id}-00f067aa0ba902b7-01-extra"),
+            &format!("ff-{id}-00f067aa0ba902b7-01"),
+            &format!("00-{}-00f067aa0ba902b7-01", id.to_uppercase()),
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            &format!("00-{id}-0000000000000000-01"),
+            &format!("00-{id}-00f067aa0ba902b7"),
+            &format!("00-{id}x-00f067aa0ba902b7-01"),
+        ] {
+            assert_eq!(trace_id(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn file_records_are_json_lines_and_a_full_queue_drops_and_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("access.log");
+        let metrics = Arc::new(Metrics::default());
+        let log = AccessLog::open(&AccessLogTo::File(path.clone()), metrics.clone()).unwrap();
+        let record = Record {
+            time: timestamp(SystemTime::UNIX_EPOCH),
+            method: "POST",
+            route: "/predict",
+            path: "/predict",
+            status: 200,
+            duration_ms: millis(Duration::from_micros(1500)),
+            bytes: Some(42),
+            model: Some("sentiment"),
+            version: Some("3"),
+            request_id: "0123456789abcdef",
+            trace_id: None,
+            peer: "127.0.0.1:5000".parse().unwrap(),
+        };
+        log.record(&record);
+        log.record(&record);
+        drop(log);
+        let text = (0..200)
+            .find_map(|_| {
+                std::thread::sleep(Duration::from_millis(10));
+                let text = std::fs::read_to_string(&path).unwrap();
+                (text.lines().count() == 2).then_some(text)
+            })
+            .expect("two lines written");
+        let line: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+        assert_eq!(line["time"], "1970-01-01T00:00:00.000000Z");
+        assert_eq!(line["duration_ms"], 1.5);
+        assert_eq!(line["model"], "sentiment");
+        assert_eq!(line["trace_id"], serde_json::Value::Null);
+
+        // A writer that is gone: the lines are counted as dropped, the request goes on.
+        let (lines, receiver) = sync_channel(1);
+        drop(receiver);
+        let gone = AccessLog {
+            sink: Sink::File {
+                lines,
+                metrics: metrics.clone(),
+            },
+        };
+        gone.record(&record);
+        assert_eq!(metrics.access_log_dropped.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn an_unwritable_path_is_refused_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = AccessLog::open(
+            &AccessLogTo::File(dir.path().join("missing/access.log")),
+            Arc::new(Metrics::default()),
+        )
+        .err()
+        .expect("no such directory");
+        assert!(err.to_string().contains("HOTSERVE_ACCESS_LOG"), "{err}");
+    }
+}
