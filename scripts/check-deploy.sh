@@ -164,7 +164,7 @@ else
 fi
 
 # --- Kubernetes ----------------------------------------------------------------------------
-section "k8s: deploy/k8s (base, overlays/pinned, overlays/prometheus)"
+section "k8s: deploy/k8s (base, overlays/pinned, overlays/prometheus, overlays/grafana)"
 mkdir -p "$tmp/k8s"
 renderer="${CHECK_DEPLOY_RENDERER:-}" # kubectl, kustomize or fallback; default: the best here
 if [ -n "$renderer" ]; then
@@ -202,6 +202,25 @@ for overlay in base overlays/pinned overlays/prometheus; do
     fail "rendering deploy/k8s/$overlay with $renderer: $(cat "$tmp/k8s/$name.err")"
   fi
 done
+# The Grafana dashboard overlay: one ConfigMap made by kustomize's configMapGenerator (the
+# fallback renderer does not do generators; test_manifests.py checks the dashboard itself).
+if [ "$renderer" != fallback ]; then
+  if render deploy/k8s/overlays/grafana >"$tmp/k8s/grafana.yaml" 2>"$tmp/k8s/grafana.err" &&
+    "$py" - "$tmp/k8s/grafana.yaml" deploy/k8s/overlays/grafana/hotserve-dashboard.json <<'PY'
+import json, sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+assert [d["kind"] for d in docs] == ["ConfigMap"], [d["kind"] for d in docs]
+data = docs[0]["data"]["hotserve-dashboard.json"]
+assert json.loads(data) == json.load(open(sys.argv[2])), "the ConfigMap's dashboard differs from the file"
+assert docs[0]["metadata"]["labels"]["grafana_dashboard"] == "1"
+PY
+  then
+    ok "rendered deploy/k8s/overlays/grafana with $renderer (a ConfigMap holding the dashboard, labelled for Grafana's sidecar)"
+    validate+=("$tmp/k8s/grafana.yaml")
+  else
+    fail "deploy/k8s/overlays/grafana: $(cat "$tmp/k8s/grafana.err")"
+  fi
+fi
 cp deploy/k8s/base/secret.yaml "$tmp/k8s/secret.yaml" # not in the base's resources, on purpose
 
 # A Deployment with a misspelt field must fail strict validation.

@@ -483,8 +483,56 @@ def exported_metrics() -> dict[str, str]:
     """Metric name -> type, as src/metrics.rs writes its # TYPE headers."""
     text = (ROOT / "src" / "metrics.rs").read_text()
     found = dict(re.findall(r'"(hotserve_[a-z_]+)",\s*"(counter|gauge|histogram)"', text))
+    # The per-model tables: (name, help, |m| &m.<histogram>) and (name, help, |f| f.<figure>).
+    found.update((name, "histogram") for name in re.findall(r'"(hotserve_[a-z_]+)",\s*"[^"]*",\s*\|m\| &m\.', text))
+    found.update((name, "gauge") for name in re.findall(r'"(hotserve_[a-z_]+)",\s*"[^"]*",\s*\|f\| f\.', text))
     assert "hotserve_in_flight_requests" in found, "could not read the metric names from src/metrics.rs"
     return found
+
+
+def test_grafana_dashboard_queries_what_hotserve_exports():
+    """deploy/k8s/overlays/grafana: the dashboard parses, its panels are well formed (unique
+    ids, a grid position, a data source and a query each, inside the 24-column grid), its
+    variables are the ones its queries use, and every metric it queries is one hotserve
+    exports (a histogram through _bucket, _sum or _count)."""
+    overlay = K8S / "overlays" / "grafana"
+    dashboard = json.loads((overlay / "hotserve-dashboard.json").read_text())
+    assert dashboard["uid"] == "hotserve" and dashboard["title"] and isinstance(dashboard["schemaVersion"], int)
+    variables = {v["name"] for v in dashboard["templating"]["list"]}
+    assert variables == {"datasource", "model"}, variables
+    metrics = exported_metrics()
+    ids = [panel["id"] for panel in dashboard["panels"]]
+    assert len(ids) == len(set(ids)), f"panel ids repeat: {ids}"
+    queried = set()
+    for panel in dashboard["panels"]:
+        where = f"panel {panel['id']} ({panel['title']})"
+        grid = panel["gridPos"]
+        assert grid["w"] > 0 and grid["h"] > 0 and 0 <= grid["x"] and grid["x"] + grid["w"] <= 24, where
+        assert panel["type"] in {"timeseries", "table", "stat", "gauge", "bargauge"}, where
+        assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, where
+        assert panel["targets"], f"{where} has no query"
+        ref_ids = [target["refId"] for target in panel["targets"]]
+        assert len(ref_ids) == len(set(ref_ids)), where
+        for target in panel["targets"]:
+            expr = target["expr"]
+            assert expr.count("(") == expr.count(")") and expr.count("{") == expr.count("}"), f"{where}: {expr}"
+            for used in re.findall(r"\$(?:\{)?(\w+)", expr):
+                assert used in variables or used.startswith("__"), f"{where}: unknown variable ${used}"
+            for name in re.findall(r"\bhotserve_[a-z_]+", expr):
+                base = re.sub(r"_(bucket|sum|count)$", "", name)
+                kind = metrics.get(name) or (metrics.get(base) if base != name else None)
+                assert kind, f"{where}: {name} is not a metric hotserve exports"
+                if base != name:
+                    assert metrics.get(base) == "histogram" and name not in metrics, f"{where}: {name}"
+                if "rate(" in expr and kind == "counter":
+                    assert name.endswith("_total"), f"{where}: {name}"
+                queried.add(base if base != name else name)
+    for must in ("hotserve_requests_total", "hotserve_request_duration_seconds", "hotserve_model_info", "hotserve_queue_depth"):
+        assert must in queried, f"the dashboard does not show {must}"
+    kustomization = yaml.safe_load((overlay / "kustomization.yaml").read_text())
+    generator = kustomization["configMapGenerator"][0]
+    assert generator["files"] == ["hotserve-dashboard.json"]
+    assert generator["options"]["labels"]["grafana_dashboard"] == "1", "Grafana's sidecar finds dashboards by this label"
 
 
 def test_prometheus_scaling():
