@@ -10,12 +10,16 @@
 #   cargo build --release --locked
 #   bench/ab.sh /tmp/old/target/release/hotserve target/release/hotserve
 #
+#   # one build, two configurations (here: the access log to a file against none):
+#   AB_B_ENV="HOTSERVE_ACCESS_LOG=/tmp/access.log" bench/ab.sh target/release/hotserve target/release/hotserve
+#
 # Environment: AB_ROUNDS=3, AB_DURATION=10 (seconds per run), AB_CONCURRENCY="8 64",
-# AB_WARMUP=3 (seconds at c=8 after each start). Needs wrk (apt-get install wrk) and the
-# project virtualenv's ONNX Runtime (scripts/setup.sh). All traffic stays on 127.0.0.1.
+# AB_WARMUP=3 (seconds at c=8 after each start), AB_A_ENV / AB_B_ENV (VAR=value words for A's
+# or B's server). Needs wrk (apt-get install wrk) and the project virtualenv's ONNX Runtime
+# (scripts/setup.sh). All traffic stays on 127.0.0.1.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-[ $# -ge 2 ] || { sed -n '2,16p' "$0" >&2; exit 2; }
+[ $# -ge 2 ] || { sed -n '2,20p' "$0" >&2; exit 2; }
 a="$(realpath "$1")"
 b="$(realpath "$2")"
 model="$(realpath "${3:-$root/tests/fixtures/sentiment}")"
@@ -37,11 +41,13 @@ name="$(basename "$model")"
 # run LABEL BINARY ROUND: starts the binary, warms it up, runs wrk on each route and
 # concurrency, appends "label route c rps p99" lines to $work/results, stops it.
 run() {
-  local label="$1" bin="$2" round="$3" port out route bodies c line i
+  local label="$1" bin="$2" round="$3" port out route bodies c line i extra
   port="$("$py" "$root/bench/benchlib.py" port)"
-  HOTSERVE_STATE_DIR="$work/state-$label" HOTSERVE_CACHE_DIR="$work/state-$label/models" \
+  extra="AB_${label}_ENV"
+  # shellcheck disable=SC2086 # VAR=value words
+  env HOTSERVE_STATE_DIR="$work/state-$label" HOTSERVE_CACHE_DIR="$work/state-$label/models" \
     HOTSERVE_LISTEN="127.0.0.1:$port" MODEL_URI="$model" HOTSERVE_MODEL_NAME="$name" \
-    "$bin" serve >"$work/$label-$round.log" 2>&1 &
+    ${!extra:-} "$bin" serve >"$work/$label-$round.log" 2>&1 &
   pid=$!
   for i in $(seq 180); do
     curl -sf "http://127.0.0.1:$port/health/ready" >/dev/null && break
@@ -70,8 +76,8 @@ print(sys.argv[1], sys.argv[2], sys.argv[3], round(r["rps"], 1), round(r["lat_p9
   pid=""
 }
 
-echo "ab: A=$a"
-echo "ab: B=$b"
+echo "ab: A=$a ${AB_A_ENV:-}"
+echo "ab: B=$b ${AB_B_ENV:-}"
 echo "ab: model $model, $rounds rounds of ${duration}s runs at c=$concurrency, alternating"
 echo "label route c rps p99_ms errors"
 for round in $(seq "$rounds"); do
