@@ -14,6 +14,7 @@
 //! against `max_bundle_bytes` overall. Blocking: the reload pipeline calls it from a blocking
 //! thread.
 
+use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
@@ -119,10 +120,14 @@ pub fn extract(archive: &Path, dest: &Path, max_bytes: u64) -> Result<PathBuf, B
         archive,
         dest,
         zip: &mut zip,
-        listed: &listed,
+        files: listed
+            .iter()
+            .filter(|entry| !entry.dir)
+            .map(|entry| (entry.name.as_str(), entry))
+            .collect(),
         max_bytes,
         total: 0,
-        extracted: Vec::new(),
+        extracted: HashSet::new(),
     };
     let mlmodel_file = extraction.take(&format!("{prefix}MLmodel"))?;
     if let Some(model) = mlmodel_file.as_deref().and_then(mlmodel) {
@@ -302,27 +307,27 @@ struct Extraction<'a, R: Read + std::io::Seek> {
     archive: &'a Path,
     dest: &'a Path,
     zip: &'a mut zip::ZipArchive<R>,
-    listed: &'a [Listed],
+    /// The file entries by name (an archive may hold tens of thousands, and `SHA256SUMS` may
+    /// name as many: no scan per name).
+    files: HashMap<&'a str, &'a Listed>,
     max_bytes: u64,
     total: u64,
-    extracted: Vec<usize>,
+    extracted: HashSet<usize>,
 }
 
 impl<R: Read + std::io::Seek> Extraction<'_, R> {
     /// Extracts the file entry named `name`, once, and returns where it was written; a name not
     /// in the archive is skipped (`None`).
     fn take(&mut self, name: &str) -> Result<Option<PathBuf>, BundleError> {
-        let listed = self.listed;
-        let Some(entry) = listed.iter().find(|e| !e.dir && e.name == name) else {
+        let Some(&entry) = self.files.get(name) else {
             return Ok(None);
         };
         let target = self
             .dest
             .join(confine(&entry.name).expect("listed names are confined"));
-        if self.extracted.contains(&entry.index) {
+        if !self.extracted.insert(entry.index) {
             return Ok(Some(target));
         }
-        self.extracted.push(entry.index);
         let allowed = if entry.stored {
             entry.compressed
         } else {
