@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 
 use crate::files::{confine, PathError, SUMS_FILE};
 use crate::model::external::external_files;
+use crate::model::load::{read_bounded, MAX_MLMODEL_BYTES};
 use crate::model::mlmodel::MlModel;
 
 /// The most an extracted entry may inflate: its size over its compressed size.
@@ -28,10 +29,6 @@ pub const MAX_INFLATE_RATIO: u64 = 100;
 /// Bytes of an entry that are not held to the ratio (a small file of repeated text may
 /// compress far better than a model's files do).
 pub const RATIO_FREE_BYTES: u64 = 1 << 20;
-
-/// The most of `MLmodel` (or `SHA256SUMS`) read to learn which files the model uses; a larger
-/// one is extracted as is and the loader refuses it with its own message.
-const MAX_SMALL_FILE_BYTES: u64 = 1 << 20;
 
 /// Why a bundle was rejected.
 #[derive(Debug, thiserror::Error)]
@@ -233,15 +230,10 @@ fn model_prefix(listed: &[Listed]) -> Option<String> {
     }
 }
 
-/// The text of a small file (at most [`MAX_SMALL_FILE_BYTES`]); `None` for a larger one or one
-/// that is not UTF-8.
+/// The text of a file no larger than an `MLmodel` may be (the loader's bound); `None` for a
+/// larger one or one that is not UTF-8: the loader then refuses it with its own message.
 fn read_small(path: &Path) -> Option<String> {
-    let file = std::fs::File::open(path).ok()?;
-    let mut text = String::new();
-    file.take(MAX_SMALL_FILE_BYTES + 1)
-        .read_to_string(&mut text)
-        .ok()?;
-    (text.len() as u64 <= MAX_SMALL_FILE_BYTES).then_some(text)
+    String::from_utf8(read_bounded(path, MAX_MLMODEL_BYTES).ok()?).ok()
 }
 
 /// The parsed `MLmodel` at `path`, when it is small enough and parses; otherwise the loader

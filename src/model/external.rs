@@ -3,58 +3,13 @@
 //! `location` of every initializer stored outside it, in the main graph and in the graphs of
 //! control-flow nodes. A zip bundle extracts exactly these beside the graph (`bundle.rs`).
 //!
-//! Only the fields needed are decoded from `onnx.proto` (`ModelProto.graph` 7,
-//! `GraphProto.node` 1 and `initializer` 5, `NodeProto.attribute` 5, `AttributeProto.t` 5, `g`
-//! 6, `tensors` 10, `graphs` 11, `TensorProto.external_data` 13, `StringStringEntryProto` 1 and
-//! 2; field numbers from ONNX's own definition); prost skips the rest.
+//! Only the fields needed are decoded from `onnx.proto` (`onnx_proto.rs`).
 
 use prost::Message;
 
-#[derive(Clone, PartialEq, Message)]
-struct ModelProto {
-    #[prost(message, optional, tag = "7")]
-    graph: Option<GraphProto>,
-}
-
-#[derive(Clone, PartialEq, Message)]
-struct GraphProto {
-    #[prost(message, repeated, tag = "1")]
-    node: Vec<NodeProto>,
-    #[prost(message, repeated, tag = "5")]
-    initializer: Vec<TensorProto>,
-}
-
-#[derive(Clone, PartialEq, Message)]
-struct NodeProto {
-    #[prost(message, repeated, tag = "5")]
-    attribute: Vec<AttributeProto>,
-}
-
-#[derive(Clone, PartialEq, Message)]
-struct AttributeProto {
-    #[prost(message, optional, tag = "5")]
-    t: Option<TensorProto>,
-    #[prost(message, optional, boxed, tag = "6")]
-    g: Option<Box<GraphProto>>,
-    #[prost(message, repeated, tag = "10")]
-    tensors: Vec<TensorProto>,
-    #[prost(message, repeated, tag = "11")]
-    graphs: Vec<GraphProto>,
-}
-
-#[derive(Clone, PartialEq, Message)]
-struct TensorProto {
-    #[prost(message, repeated, tag = "13")]
-    external_data: Vec<StringStringEntryProto>,
-}
-
-#[derive(Clone, PartialEq, Message)]
-struct StringStringEntryProto {
-    #[prost(string, tag = "1")]
-    key: String,
-    #[prost(string, tag = "2")]
-    value: String,
-}
+#[cfg(test)]
+use super::onnx_proto::{AttributeProto, NodeProto, StringStringEntryProto};
+use super::onnx_proto::{GraphProto, ModelProto, TensorProto};
 
 /// The data files the graph in `onnx` names, relative to it, each once, in the order first
 /// named; the error says why the bytes are not an ONNX model.
@@ -120,6 +75,7 @@ mod tests {
                     value: "0".into(),
                 },
             ],
+            ..TensorProto::default()
         }
     }
 

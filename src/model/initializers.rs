@@ -8,9 +8,7 @@
 //! Shared initializers are what ONNX Runtime shares prepacked weights for: with one
 //! `PrepackedWeightsContainer` per model, every session reuses the first one's prepacked copy.
 //!
-//! Only the few fields needed are decoded from `onnx.proto` (ONNX's `ModelProto`, `GraphProto`,
-//! `TensorProto`, `StringStringEntryProto`; field numbers from ONNX's own definition); prost
-//! skips the rest. An initializer of another type (strings, booleans, sub-byte types) or inline is
+//! Only the few fields needed are decoded from `onnx.proto` (`onnx_proto.rs`). An initializer of another type (strings, booleans, sub-byte types) or inline is
 //! not shared: ONNX Runtime reads it from the files as for any model.
 
 use std::fmt::Debug;
@@ -22,44 +20,7 @@ use std::sync::Arc;
 use ort::value::{DynValue, PrimitiveTensorElementType, Tensor, TensorElementType};
 use prost::Message;
 
-/// `onnx.ModelProto`: only the graph.
-#[derive(Clone, PartialEq, Message)]
-struct ModelProto {
-    #[prost(message, optional, tag = "7")]
-    graph: Option<GraphProto>,
-}
-
-/// `onnx.GraphProto`: only its initializers (not those of subgraphs).
-#[derive(Clone, PartialEq, Message)]
-struct GraphProto {
-    #[prost(message, repeated, tag = "5")]
-    initializer: Vec<TensorProto>,
-}
-
-/// `onnx.TensorProto`: what locates and types the data of an external initializer.
-#[derive(Clone, PartialEq, Message)]
-struct TensorProto {
-    #[prost(int64, repeated, tag = "1")]
-    dims: Vec<i64>,
-    #[prost(int32, tag = "2")]
-    data_type: i32,
-    #[prost(string, tag = "8")]
-    name: String,
-    #[prost(message, repeated, tag = "13")]
-    external_data: Vec<StringStringEntryProto>,
-    /// `DataLocation`: 0 `DEFAULT` (inline), 1 `EXTERNAL`.
-    #[prost(int32, tag = "14")]
-    data_location: i32,
-}
-
-/// `onnx.StringStringEntryProto`.
-#[derive(Clone, PartialEq, Message)]
-struct StringStringEntryProto {
-    #[prost(string, tag = "1")]
-    key: String,
-    #[prost(string, tag = "2")]
-    value: String,
-}
+use super::onnx_proto::{ModelProto, TensorProto};
 
 /// One initializer to share: its name in the graph and its tensor, which every session holds.
 pub struct Initializer {
@@ -237,6 +198,7 @@ fn element_type(code: i32) -> Option<TensorElementType> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::onnx_proto::StringStringEntryProto;
 
     fn external(name: &str, data_type: i32, dims: &[i64], entries: &[(&str, &str)]) -> TensorProto {
         TensorProto {

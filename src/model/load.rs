@@ -54,13 +54,13 @@ pub struct LoadOptions {
 /// The largest files the gate reads whole, so that a hostile model cannot make it allocate
 /// without bound: MLmodel and `config.json` are a few KiB in practice, input examples a few
 /// KiB to MiB, tokenizers up to tens of MiB (large multilingual vocabularies).
-const MAX_MLMODEL_BYTES: u64 = 1 << 20;
+pub(super) const MAX_MLMODEL_BYTES: u64 = 1 << 20;
 const MAX_CONFIG_BYTES: u64 = 1 << 20;
 const MAX_EXAMPLE_BYTES: u64 = 16 << 20;
 const MAX_TOKENIZER_BYTES: u64 = 256 << 20;
 
 /// Reads a whole file of at most `limit` bytes (checked before and while reading).
-fn read_bounded(path: &Path, limit: u64) -> Result<Vec<u8>, std::io::Error> {
+pub(super) fn read_bounded(path: &Path, limit: u64) -> Result<Vec<u8>, std::io::Error> {
     use std::io::Read;
     let file = std::fs::File::open(path)?;
     let too_large = || {

@@ -21,6 +21,7 @@ pub mod external;
 pub mod initializers;
 pub mod load;
 pub mod mlmodel;
+mod onnx_proto;
 pub mod padding;
 pub mod rfc3339;
 pub mod runtime;

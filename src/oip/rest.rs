@@ -129,7 +129,7 @@ pub fn encode(
                     }),
                 )
             } else {
-                (Some(to_json(&output.data)), None)
+                (Some(Value::Array(output.data.to_json())), None)
             };
             OutputBody {
                 name: &output.name,
@@ -467,28 +467,6 @@ fn flatten<'a>(value: &'a Value, depth: usize, out: &mut Vec<&'a Value>) -> Resu
             out.push(leaf);
             Ok(())
         }
-    }
-}
-
-/// Tensor data as a flat JSON list (BYTES as text; FP16 as numbers).
-fn to_json(data: &Values) -> Value {
-    fn list<T: Copy>(v: &[T], f: impl Fn(T) -> Value) -> Value {
-        Value::Array(v.iter().map(|&x| f(x)).collect())
-    }
-    match data {
-        Values::Bool(v) => list(v, Value::from),
-        Values::Uint8(v) => list(v, Value::from),
-        Values::Int8(v) => list(v, Value::from),
-        Values::Int32(v) => list(v, Value::from),
-        Values::Int64(v) => list(v, Value::from),
-        Values::Fp16(v) => list(v, |x| Value::from(half::f16::from_bits(x).to_f64())),
-        Values::Fp32(v) => list(v, |x| Value::from(x as f64)),
-        Values::Fp64(v) => list(v, Value::from),
-        Values::Bytes(v) => Value::Array(
-            v.iter()
-                .map(|e| Value::from(String::from_utf8_lossy(e).into_owned()))
-                .collect(),
-        ),
     }
 }
 
