@@ -44,6 +44,7 @@ LAYERS = [
     ["model"],
     ["registry"],
     ["protocol"],
+    ["telemetry"],
     ["metrics", "files", "sdnotify", "failpoints"],
 ]
 # The crate root declares the modules; it sits above everything.

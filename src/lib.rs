@@ -41,3 +41,4 @@ pub mod route;
 pub mod sdnotify;
 pub mod security;
 pub mod state;
+pub mod telemetry;

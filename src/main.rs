@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use hotserve::config::flags::{Flags, ScopedFlags, Serve, Tool};
 use hotserve::config::{Config, LogFormat};
+use hotserve::telemetry::{Settings, Telemetry};
 
 #[derive(Parser)]
 #[command(
@@ -91,7 +92,24 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_logging(&config);
+    let telemetry = match Settings::from_env(&env) {
+        Ok(None) => None,
+        Ok(Some(settings)) => match Telemetry::start(&settings) {
+            Ok(telemetry) => Some((telemetry, settings)),
+            Err(err) => {
+                eprintln!("hotserve: {err}");
+                return ExitCode::from(2);
+            }
+        },
+        Err(err) => {
+            eprintln!("hotserve: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(&config, telemetry.as_ref().map(|(telemetry, _)| telemetry));
+    if let Some((_, settings)) = &telemetry {
+        tracing::info!(endpoint = %settings.endpoint, protocol = ?settings.protocol, "exporting traces over OTLP");
+    }
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -122,6 +140,9 @@ fn main() -> ExitCode {
     });
     // Blocking threads may still hold a finished download or a tokenization; don't wait.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    if let Some((telemetry, _)) = telemetry {
+        telemetry.shutdown();
+    }
     ExitCode::from(code)
 }
 
@@ -184,16 +205,42 @@ fn spawn_sighup(triggers: hotserve::reload::Triggers) {
     }
 }
 
-fn init_logging(config: &Config) {
-    let filter = tracing_subscriber::EnvFilter::try_new(&config.log_level)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+/// Logging, and with `OTEL_EXPORTER_OTLP_*ENDPOINT` set, the OpenTelemetry layer beside it:
+/// then each has its own filter (the log level does not decide which spans are exported).
+fn init_logging(config: &Config, telemetry: Option<&Telemetry>) {
     use std::io::IsTerminal;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
+    let filter = || {
+        tracing_subscriber::EnvFilter::try_new(&config.log_level)
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
+    };
+    let ansi = std::io::stderr().is_terminal();
+    let Some(telemetry) = telemetry else {
+        let builder = tracing_subscriber::fmt()
+            .with_env_filter(filter())
+            .with_ansi(ansi)
+            .with_writer(std::io::stderr);
+        match config.log_format {
+            LogFormat::Json => builder.json().with_current_span(true).init(),
+            LogFormat::Text => builder.init(),
+        }
+        return;
+    };
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
-    match config.log_format {
-        LogFormat::Json => builder.json().with_current_span(true).init(),
-        LogFormat::Text => builder.init(),
-    }
+    let fmt = match config.log_format {
+        LogFormat::Json => fmt
+            .json()
+            .with_current_span(true)
+            .with_filter(filter())
+            .boxed(),
+        LogFormat::Text => fmt.with_filter(filter()).boxed(),
+    };
+    tracing_subscriber::registry()
+        .with(fmt)
+        .with(telemetry.layer())
+        .init();
 }

@@ -234,6 +234,25 @@ impl Default for ModelMetrics {
     }
 }
 
+/// What became of the finished trace spans (`telemetry.rs`). Process-wide, as the trace
+/// pipeline is: one per process, whichever `Metrics` renders it.
+#[derive(Default)]
+pub struct TraceExports {
+    /// Spans the collector took.
+    pub exported: AtomicU64,
+    /// Spans dropped because the exporter's queue was full (a slow or absent collector).
+    pub queue_full: AtomicU64,
+    /// Spans dropped because their export failed.
+    pub export_failed: AtomicU64,
+}
+
+/// The trace pipeline's counts.
+pub static TRACE_EXPORTS: TraceExports = TraceExports {
+    exported: AtomicU64::new(0),
+    queue_full: AtomicU64::new(0),
+    export_failed: AtomicU64::new(0),
+};
+
 /// All of hotserve's metrics. One instance per process, shared by `Arc`; per-model metrics
 /// are registered once per configured model with [`Metrics::model`].
 #[derive(Default)]
@@ -638,6 +657,33 @@ impl Metrics {
             "hotserve_access_log_dropped_total {}",
             self.access_log_dropped.load(Ordering::Relaxed)
         );
+        header(
+            &mut out,
+            "hotserve_trace_spans_exported_total",
+            "counter",
+            "Trace spans the OTLP collector took (OTEL_EXPORTER_OTLP_ENDPOINT set).",
+        );
+        let _ = writeln!(
+            out,
+            "hotserve_trace_spans_exported_total {}",
+            TRACE_EXPORTS.exported.load(Ordering::Relaxed)
+        );
+        header(
+            &mut out,
+            "hotserve_trace_spans_dropped_total",
+            "counter",
+            "Trace spans dropped: the exporter's queue was full (queue_full) or the collector refused or did not answer (export_failed).",
+        );
+        for (reason, count) in [
+            ("queue_full", &TRACE_EXPORTS.queue_full),
+            ("export_failed", &TRACE_EXPORTS.export_failed),
+        ] {
+            let _ = writeln!(
+                out,
+                "hotserve_trace_spans_dropped_total{{reason=\"{reason}\"}} {}",
+                count.load(Ordering::Relaxed)
+            );
+        }
         header(
             &mut out,
             "hotserve_open_connections",

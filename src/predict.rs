@@ -9,6 +9,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use tracing::Instrument;
+
 use crate::config::Config;
 use crate::model::tensor::NamedTensor;
 use crate::model::{Encoded, InferError, Model, Scores};
@@ -66,7 +68,8 @@ pub async fn classify(
     let _in_progress = app.pool.begin();
     let work = async {
         let tokenize_started = Instant::now();
-        let encoded = tokenize(model, texts).await?;
+        let span = tracing::debug_span!("tokenize", hotserve.texts = texts.len() as i64);
+        let encoded = tokenize(model, texts).instrument(span).await?;
         served
             .metrics
             .tokenize_seconds

@@ -29,6 +29,9 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tonic::metadata::MetadataMap;
 use tonic::{Code, Request, Response, Status};
+use tracing::field::Empty;
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::oip::{self, OipError};
 use crate::route::Route;
@@ -114,6 +117,14 @@ where
     watcher.watch(connection).await
 }
 
+/// The gRPC service's full name, as spans name it.
+const SERVICE: &str = "inference.GRPCInferenceService";
+
+/// The caller's trace context from the call's metadata, when traces are on.
+fn trace_of<T>(request: &Request<T>) -> Option<opentelemetry::Context> {
+    crate::telemetry::enabled().then(|| crate::telemetry::extract(request.metadata().as_ref()))
+}
+
 /// A `grpc-timeout` header (`<up to 8 digits><H|M|S|m|u|n>`), as a duration.
 fn grpc_timeout(metadata: &MetadataMap) -> Option<Duration> {
     let value = metadata.get("grpc-timeout")?.to_str().ok()?;
@@ -171,10 +182,12 @@ impl Inference {
 
     /// Runs one call: counts it in flight, and records its method, model and status code.
     /// `model` is the name the call gave; it labels the metrics only when it is configured.
+    /// `trace` is the caller's trace context, from the call's metadata.
     async fn call<T>(
         &self,
         method: &'static str,
         model: Option<&str>,
+        trace: Option<opentelemetry::Context>,
         work: impl Future<Output = Result<T, Status>>,
     ) -> Result<Response<T>, Status> {
         let started = Instant::now();
@@ -188,11 +201,38 @@ impl Inference {
             started,
             code: Code::Cancelled,
         };
-        let result = work.await;
+        // The server span of the call, by the RPC conventions (traces on).
+        let span = tracing::debug_span!(
+            "grpc",
+            otel.name = format!("{SERVICE}/{method}"),
+            otel.kind = "server",
+            otel.status_code = Empty,
+            rpc.system = "grpc",
+            rpc.service = SERVICE,
+            rpc.method = method,
+            rpc.grpc.status_code = Empty,
+            hotserve.model = model,
+        );
+        if let Some(parent) = trace {
+            let _ = span.set_parent(parent);
+        }
+        let result = work.instrument(span.clone()).await;
         guard.code = match &result {
             Ok(_) => Code::Ok,
             Err(status) => status.code(),
         };
+        span.record("rpc.grpc.status_code", guard.code as i64);
+        if matches!(
+            guard.code,
+            Code::Unknown
+                | Code::DeadlineExceeded
+                | Code::Unimplemented
+                | Code::Internal
+                | Code::Unavailable
+                | Code::DataLoss
+        ) {
+            span.record("otel.status_code", "ERROR");
+        }
         match &result {
             Err(status) if status.code() == Code::Internal => {
                 tracing::warn!(method, model = ?guard.model, message = status.message(), "gRPC call failed with an internal error");
@@ -232,9 +272,10 @@ impl GrpcInferenceService for Inference {
         &self,
         request: Request<ServerLiveRequest>,
     ) -> Result<Response<ServerLiveResponse>, Status> {
+        let trace = trace_of(&request);
         self.authorize(&request, Route::OipLive)?;
         let live = oip::server_live(&self.app);
-        self.call("ServerLive", None, async {
+        self.call("ServerLive", None, trace, async {
             Ok(ServerLiveResponse { live })
         })
         .await
@@ -244,9 +285,10 @@ impl GrpcInferenceService for Inference {
         &self,
         request: Request<ServerReadyRequest>,
     ) -> Result<Response<ServerReadyResponse>, Status> {
+        let trace = trace_of(&request);
         self.authorize(&request, Route::OipReady)?;
         let ready = oip::server_ready(&self.app);
-        self.call("ServerReady", None, async {
+        self.call("ServerReady", None, trace, async {
             Ok(ServerReadyResponse { ready })
         })
         .await
@@ -256,6 +298,7 @@ impl GrpcInferenceService for Inference {
         &self,
         request: Request<ModelReadyRequest>,
     ) -> Result<Response<ModelReadyResponse>, Status> {
+        let trace = trace_of(&request);
         self.authorize(&request, Route::OipModelReady)?;
         let request = request.into_inner();
         let version = Some(request.version.as_str()).filter(|v| !v.is_empty());
@@ -264,16 +307,18 @@ impl GrpcInferenceService for Inference {
                 oip::model_ready(&self.app, &request.name, version).map_err(convert::status)?;
             Ok(ModelReadyResponse { ready })
         };
-        self.call("ModelReady", Some(&request.name), work).await
+        self.call("ModelReady", Some(&request.name), trace, work)
+            .await
     }
 
     async fn server_metadata(
         &self,
         request: Request<ServerMetadataRequest>,
     ) -> Result<Response<ServerMetadataResponse>, Status> {
+        let trace = trace_of(&request);
         self.authorize(&request, Route::OipServer)?;
         let metadata = convert::server_metadata(oip::server_metadata());
-        self.call("ServerMetadata", None, async { Ok(metadata) })
+        self.call("ServerMetadata", None, trace, async { Ok(metadata) })
             .await
     }
 
@@ -281,6 +326,7 @@ impl GrpcInferenceService for Inference {
         &self,
         request: Request<ModelMetadataRequest>,
     ) -> Result<Response<ModelMetadataResponse>, Status> {
+        let trace = trace_of(&request);
         self.authorize(&request, Route::OipModel)?;
         let request = request.into_inner();
         let version = Some(request.version.as_str()).filter(|v| !v.is_empty());
@@ -289,7 +335,8 @@ impl GrpcInferenceService for Inference {
                 oip::model_metadata(&self.app, &request.name, version).map_err(convert::status)?;
             Ok(convert::model_metadata(metadata))
         };
-        self.call("ModelMetadata", Some(&request.name), work).await
+        self.call("ModelMetadata", Some(&request.name), trace, work)
+            .await
     }
 
     /// Inference, within the sooner of `request_timeout` and the client's `grpc-timeout`. A
@@ -299,6 +346,7 @@ impl GrpcInferenceService for Inference {
         &self,
         request: Request<ModelInferRequest>,
     ) -> Result<Response<ModelInferResponse>, Status> {
+        let trace = trace_of(&request);
         self.authorize(&request, Route::OipInfer)?;
         let timeout = grpc_timeout(request.metadata());
         let message = request.into_inner();
@@ -323,7 +371,7 @@ impl GrpcInferenceService for Inference {
                 .map(|answer| convert::infer_response(answer, contents))
                 .map_err(convert::status)
         };
-        self.call("ModelInfer", Some(&model), work).await
+        self.call("ModelInfer", Some(&model), trace, work).await
     }
 }
 

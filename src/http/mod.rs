@@ -23,11 +23,13 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tracing::field::Empty;
 use tracing::Instrument;
 
 use crate::access;
 use crate::security::tls::{Refusal, TlsAcceptor};
 pub use crate::state::{App, Served};
+use crate::telemetry;
 use error::ApiError;
 
 /// The response type of every handler.
@@ -150,7 +152,32 @@ async fn handle(app: &App, request: Request<Incoming>, peer: SocketAddr) -> Http
         path: request.uri().path().to_string(),
         traceparent: request.headers().get("traceparent").cloned(),
     });
-    let span = tracing::debug_span!("request", id = ?request_id, method = %request.method(), path = %request.uri().path(), %peer);
+    // The server span of the request: a log span, and with traces on, an OpenTelemetry span
+    // named and attributed by the HTTP conventions, a child of the caller's `traceparent`.
+    let name = telemetry::enabled().then(|| {
+        let routed = crate::route::resolve(request.uri().path());
+        format!("{} {}", request.method(), routed.route.label(routed.target))
+    });
+    let span = tracing::debug_span!(
+        "request",
+        id = ?request_id,
+        method = %request.method(),
+        path = %request.uri().path(),
+        %peer,
+        otel.name = name.as_deref(),
+        otel.kind = "server",
+        otel.status_code = Empty,
+        http.request.method = request.method().as_str(),
+        http.route = Empty,
+        http.response.status_code = Empty,
+        url.path = request.uri().path(),
+        network.protocol.version = protocol_version(request.version()),
+        client.address = %peer.ip(),
+        hotserve.request_id = Empty,
+        hotserve.model = Empty,
+        hotserve.model.version = Empty,
+    );
+    telemetry::continue_from(&span, request.headers());
     let routes::Routed {
         route,
         model,
@@ -172,6 +199,9 @@ async fn handle(app: &App, request: Request<Incoming>, peer: SocketAddr) -> Http
         started.elapsed(),
     );
     span.in_scope(|| tracing::debug!(status = response.status().as_u16(), elapsed = ?started.elapsed(), "answered"));
+    let trace_id = telemetry::enabled()
+        .then(|| describe_span(&span, &response, route, model.as_deref()))
+        .flatten();
     if let Some(seen) = seen {
         let header = |name: &HeaderName| {
             response
@@ -191,11 +221,57 @@ async fn handle(app: &App, request: Request<Incoming>, peer: SocketAddr) -> Http
             model: model.as_deref(),
             version: header(&X_MODEL_VERSION),
             request_id: header(&X_REQUEST_ID).unwrap_or_default(),
-            trace_id: traceparent.and_then(access::trace_id),
+            trace_id: trace_id
+                .as_deref()
+                .or_else(|| traceparent.and_then(access::trace_id)),
             peer,
         });
     }
     response
+}
+
+/// Records what the request's span learnt from routing and answering (traces on); returns
+/// its trace id when it is sampled.
+fn describe_span(
+    span: &tracing::Span,
+    response: &HttpResponse,
+    route: &'static str,
+    model: Option<&str>,
+) -> Option<String> {
+    let status = response.status();
+    span.record("http.route", route);
+    span.record("http.response.status_code", i64::from(status.as_u16()));
+    if status.is_server_error() {
+        span.record("otel.status_code", "ERROR");
+    }
+    if let Some(id) = response
+        .headers()
+        .get(&X_REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+    {
+        span.record("hotserve.request_id", id);
+    }
+    if let Some(model) = model {
+        span.record("hotserve.model", model);
+    }
+    if let Some(version) = response
+        .headers()
+        .get(&X_MODEL_VERSION)
+        .and_then(|v| v.to_str().ok())
+    {
+        span.record("hotserve.model.version", version);
+    }
+    telemetry::trace_id_of(span)
+}
+
+/// `network.protocol.version` of a request.
+fn protocol_version(version: hyper::Version) -> &'static str {
+    match version {
+        hyper::Version::HTTP_10 => "1.0",
+        hyper::Version::HTTP_2 => "2",
+        hyper::Version::HTTP_3 => "3",
+        _ => "1.1",
+    }
 }
 
 /// What the access log records of a request before it is handled.

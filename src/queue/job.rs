@@ -25,6 +25,9 @@ pub(super) struct Job {
     pub work: Work,
     pub enqueued: Instant,
     pub deadline: Instant,
+    /// The request's span, when traces are on and it is sampled: its worker adds the
+    /// request's queue and inference spans (`telemetry::record_batch`).
+    pub trace: Option<opentelemetry::Context>,
 }
 
 /// What a job computes, with the channel its answer goes back on.

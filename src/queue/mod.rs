@@ -267,6 +267,7 @@ impl Pool {
             work,
             enqueued: Instant::now(),
             deadline,
+            trace: crate::telemetry::current(),
         });
         self.shared
             .metrics

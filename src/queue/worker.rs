@@ -55,7 +55,7 @@ pub(super) fn worker(index: usize, shared: &Shared) {
                 let (slot, short) = (batch.slot, batch.short);
                 let started = Instant::now();
                 let mut took = Duration::ZERO;
-                run(slot, batch.jobs, || {
+                run(index, slot, batch.jobs, || {
                     took = started.elapsed();
                     finished_computing(shared, slot);
                 });
@@ -236,7 +236,7 @@ fn still_wanted(job: Job) -> Option<Job> {
 /// Runs a batch on the session of `slot` and answers its jobs; `computed` is called once
 /// inference is over, before the answers go out (an answer lets its client send the next
 /// request, which must find this worker's core free, see [`finished_computing`]).
-fn run(slot: Slot, batch: Vec<Job>, computed: impl FnOnce()) {
+fn run(worker: usize, slot: Slot, batch: Vec<Job>, computed: impl FnOnce()) {
     let batch: Vec<Job> = batch.into_iter().filter_map(still_wanted).collect();
     let Some(first) = batch.first() else {
         computed();
@@ -250,18 +250,49 @@ fn run(slot: Slot, batch: Vec<Job>, computed: impl FnOnce()) {
     }
     // Jobs of one batch share their model version, hence their configured model.
     let (model, metrics) = (first.model.clone(), first.metrics.clone());
+    let mut traces = Vec::new();
     let mut texts = Vec::new();
     let mut tensors = Vec::new();
+    let (mut size, mut tokens) = (0, 0);
     for job in batch {
+        size += job.texts();
+        if let Some(trace) = job.trace {
+            traces.push((trace, job.enqueued));
+        }
         match job.work {
-            Work::Classify { texts: part, reply } => texts.push((part, reply)),
+            Work::Classify { texts: part, reply } => {
+                tokens += part.iter().map(|text| text.ids.len()).sum::<usize>();
+                texts.push((part, reply));
+            }
             Work::Tensors { inputs, reply } => tensors.push((inputs, reply)),
         }
     }
-    if texts.is_empty() {
-        run_tensors(slot, &model, &metrics, tensors, started, computed);
+    let mut finished = None;
+    let computed = || {
+        finished = Some(Instant::now());
+        computed();
+    };
+    let failed = if texts.is_empty() {
+        run_tensors(slot, &model, &metrics, tensors, started, computed)
     } else {
-        run_classify(slot, &model, &metrics, texts, started, computed);
+        run_classify(slot, &model, &metrics, texts, started, computed)
+    };
+    if !traces.is_empty() {
+        crate::telemetry::record_batch(crate::telemetry::BatchTrace {
+            model: &model.info.name,
+            version: &model.info.version,
+            worker,
+            all_cores: matches!(slot, Slot::AllCores),
+            size,
+            tokens,
+            started,
+            finished: finished.unwrap_or_else(Instant::now),
+            requests: traces
+                .iter()
+                .map(|(trace, queued)| (trace, *queued))
+                .collect(),
+            failed,
+        });
     }
 }
 
@@ -274,7 +305,8 @@ type ClassifyJob = (
     tokio::sync::oneshot::Sender<Result<Vec<Scores>, PoolError>>,
 );
 
-/// Runs tensor calls one by one (they are never batched) and answers each.
+/// Runs tensor calls one by one (they are never batched) and answers each; says whether one
+/// failed.
 fn run_tensors(
     slot: Slot,
     model: &Model,
@@ -282,7 +314,8 @@ fn run_tensors(
     jobs: Vec<TensorJob>,
     started: Instant,
     computed: impl FnOnce(),
-) {
+) -> bool {
+    let mut failed = false;
     let mut answers = Vec::with_capacity(jobs.len());
     for (inputs, reply) in jobs {
         let result = catch_unwind(AssertUnwindSafe(|| model.run_tensors(slot, inputs)));
@@ -292,6 +325,7 @@ fn run_tensors(
             Err(panic) => Err(PoolError::Panicked(panic_message(&panic))),
         };
         count_jobs(metrics, 1, answer.is_err());
+        failed |= answer.is_err();
         metrics
             .inference_seconds
             .observe_duration(started.elapsed());
@@ -301,9 +335,11 @@ fn run_tensors(
     for (reply, answer) in answers {
         let _ = reply.send(answer);
     }
+    failed
 }
 
-/// Runs the texts of every job as one batch and answers each job with its part.
+/// Runs the texts of every job as one batch and answers each job with its part; says whether
+/// it failed.
 fn run_classify(
     slot: Slot,
     model: &Model,
@@ -311,7 +347,7 @@ fn run_classify(
     jobs: Vec<ClassifyJob>,
     started: Instant,
     computed: impl FnOnce(),
-) {
+) -> bool {
     let texts: Vec<&Encoded> = jobs.iter().flat_map(|(texts, _)| texts.iter()).collect();
     metrics.batch_size.observe(texts.len() as f64);
     crate::failpoints::sleep("HOTSERVE_TEST_INFERENCE_DELAY_MS");
@@ -320,7 +356,8 @@ fn run_classify(
     metrics
         .inference_seconds
         .observe_duration(started.elapsed());
-    count_jobs(metrics, jobs.len(), !matches!(result, Ok(Ok(_))));
+    let failed = !matches!(result, Ok(Ok(_)));
+    count_jobs(metrics, jobs.len(), failed);
     match result {
         Ok(Ok(scores)) => {
             let mut scores = scores.into_iter();
@@ -342,6 +379,7 @@ fn run_classify(
             }
         }
     }
+    failed
 }
 
 /// Counts `jobs` answered jobs of one model, as failed when `failed`.

@@ -13,6 +13,7 @@ use std::time::{Duration, SystemTime};
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, RETRY_AFTER};
 use reqwest::{Response, StatusCode, Url};
 use serde::de::DeserializeOwned;
+use tracing::Instrument;
 
 use super::error::is_transient_status;
 use super::settings::{parse_server_uri, Secret, Server};
@@ -338,6 +339,7 @@ impl MlflowClient {
     pub(crate) async fn get_stream(&self, url: Url) -> Result<Response, CallError> {
         let server = server_of(&url);
         let endpoint = url.path().to_string();
+        let span = client_span(&url, &endpoint);
         self.with_retries(&server, &endpoint, || async {
             match self
                 .authorized(self.inner.http.get(url.clone()))
@@ -359,6 +361,7 @@ impl MlflowClient {
                 }
             }
         })
+        .instrument(span)
         .await
     }
 
@@ -370,6 +373,7 @@ impl MlflowClient {
     ) -> Result<T, CallError> {
         let server = server_of(&url);
         tracing::debug!(server = %server, endpoint, "mlflow request");
+        let span = client_span(&url, endpoint);
         let (status, body) = self
             .with_retries(&server, endpoint, || async {
                 let request = self.authorized(build(&self.inner.http, url.clone()));
@@ -388,7 +392,9 @@ impl MlflowClient {
                     Ok(body) => Attempt::Done((status, body)),
                 }
             })
+            .instrument(span.clone())
             .await?;
+        span.record("http.response.status_code", i64::from(status.as_u16()));
         if !status.is_success() {
             return Err(status_error(&server, endpoint, status, &body));
         }
@@ -399,7 +405,15 @@ impl MlflowClient {
         })
     }
 
+    /// With the credentials, and the current span's `traceparent` (traces on).
     fn authorized(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        let mut trace = HeaderMap::new();
+        crate::telemetry::inject(&mut trace);
+        let request = if trace.is_empty() {
+            request
+        } else {
+            request.headers(trace)
+        };
         match &self.inner.authorization {
             Some(value) => request.header(AUTHORIZATION, value.clone()),
             None => request,
@@ -648,6 +662,27 @@ pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     }
     let at = httpdate::parse_http_date(value).ok()?;
     Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+/// `url` without a user name or password, as a span may show it.
+fn without_credentials(url: &Url) -> Url {
+    let mut url = url.clone();
+    let _ = url.set_password(None);
+    let _ = url.set_username("");
+    url
+}
+
+/// The span of one call to the registry (all its attempts), as a client span by the HTTP
+/// conventions; its context is the `traceparent` the call sends.
+fn client_span(url: &Url, endpoint: &str) -> tracing::Span {
+    tracing::debug_span!(
+        "mlflow request",
+        otel.name = endpoint,
+        otel.kind = "client",
+        url.full = %without_credentials(url),
+        server.address = url.host_str(),
+        http.response.status_code = tracing::field::Empty,
+    )
 }
 
 #[cfg(test)]

@@ -5,12 +5,33 @@
 
 use std::time::Instant;
 
+use tracing::field::Empty;
+use tracing::Instrument;
+
 use super::reloader::{Reloader, Source};
 use super::report::{report, Outcome};
 use super::{local, remote, Trigger};
 
 /// Runs one check of `reloader` and reports it (metrics, logs, `/health`, systemd).
 pub async fn check(reloader: &Reloader, trigger: Trigger) -> Outcome {
+    // The check's span (traces on): the registry calls, the download, the gate and the swap
+    // are its children.
+    let span = tracing::debug_span!(
+        "reload check",
+        hotserve.model = %reloader.plan.name,
+        hotserve.trigger = trigger.as_str(),
+        hotserve.result = Empty,
+        hotserve.model.version = Empty,
+    );
+    let outcome = checked(reloader, trigger).instrument(span.clone()).await;
+    span.record("hotserve.result", outcome.result().as_str());
+    if let Some(version) = outcome.version() {
+        span.record("hotserve.model.version", version);
+    }
+    outcome
+}
+
+async fn checked(reloader: &Reloader, trigger: Trigger) -> Outcome {
     let started = Instant::now();
     let was_live = reloader.live.current().is_some();
     let outcome = match &reloader.source {

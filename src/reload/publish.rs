@@ -10,6 +10,8 @@
 
 use std::sync::Arc;
 
+use tracing::Instrument;
+
 use super::cache::Manifest;
 use super::decide::Identity;
 use super::report::Outcome;
@@ -46,10 +48,14 @@ pub async fn load_and_publish(reloader: &Reloader, manifest: Manifest, found: Id
         }
         _ => None,
     };
-    let loaded = match load(reloader, &manifest).await.map(|mut model| {
-        model.info.pointer_target = manifest.pointer_target.clone();
-        model
-    }) {
+    let gate = tracing::debug_span!("gate", hotserve.model.version = %version);
+    let loaded = match load(reloader, &manifest)
+        .instrument(gate)
+        .await
+        .map(|mut model| {
+            model.info.pointer_target = manifest.pointer_target.clone();
+            model
+        }) {
         Ok(model) if restore.is_none() => shadow(reloader, model).await,
         other => other.map(Arc::new),
     };
@@ -75,7 +81,8 @@ pub async fn load_and_publish(reloader: &Reloader, manifest: Manifest, found: Id
             }
             let previous_identity = reloader.live_identity();
             let before = Snapshot::of(&reloader.metrics);
-            let previous = live.publish(model);
+            let previous = tracing::debug_span!("swap", hotserve.model.version = %version)
+                .in_scope(|| live.publish(model));
             reloader.remember_live(found.clone());
             let guard = &reloader.plan.promotion.guard;
             match previous {

@@ -8,6 +8,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use tracing::field::Empty;
+use tracing::Instrument;
+
 use super::cache::Manifest;
 use super::decide::{identity_of, Action, Identity};
 use super::report::Outcome;
@@ -17,7 +20,8 @@ use crate::registry::{self, MlflowClient, Progress, ProgressReport, RemoteUri};
 
 /// One check of a registry URI.
 pub async fn check(reloader: &Reloader, uri: &RemoteUri, client: &MlflowClient) -> Outcome {
-    let resolution = match registry::resolve(client, uri).await {
+    let resolving = tracing::debug_span!("resolve", url.full = %uri);
+    let resolution = match registry::resolve(client, uri).instrument(resolving).await {
         // A bucket has no registered name: its model is the configured one everywhere.
         Ok(resolution) if matches!(uri, RemoteUri::Bucket { .. }) => registry::Resolution {
             name: Some(reloader.plan.name.clone()),
@@ -82,7 +86,14 @@ pub async fn check(reloader: &Reloader, uri: &RemoteUri, client: &MlflowClient) 
             tracing::info!(name = %found.name, version = %found.version, "using the cached copy (no download)");
             *manifest
         }
-        Action::Fetch => match download(reloader, client, &resolution, &found).await {
+        Action::Fetch => match download(reloader, client, &resolution, &found)
+            .instrument(tracing::debug_span!(
+                "download",
+                hotserve.model.version = %found.version,
+                hotserve.bytes = Empty,
+            ))
+            .await
+        {
             Ok(manifest) => manifest,
             Err(outcome) => return outcome,
         },
@@ -143,6 +154,10 @@ async fn download(
         }
         _ => None,
     };
+    if let Ok(digests) = &downloaded {
+        let bytes: u64 = digests.iter().map(|digest| digest.size).sum();
+        tracing::Span::current().record("hotserve.bytes", i64::try_from(bytes).unwrap_or(i64::MAX));
+    }
     match downloaded {
         Ok(digests) => Ok(Manifest {
             uri: reloader.plan.uri.clone(),

@@ -22,4 +22,5 @@ mod properties;
 mod serve;
 mod stores;
 mod tls;
+mod traces;
 mod weights;

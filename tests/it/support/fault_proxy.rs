@@ -88,6 +88,8 @@ pub struct Seen {
     pub target: String,
     /// The `Authorization` header, to check that credentials were sent.
     pub authorization: Option<String>,
+    /// The W3C `traceparent` header, to check that trace context was sent.
+    pub traceparent: Option<String>,
 }
 
 struct Rule {
@@ -189,6 +191,7 @@ async fn serve(mut client: TcpStream, upstream: SocketAddr, state: Arc<Mutex<Sta
         state.seen.push(Seen {
             target: request.target.clone(),
             authorization: request.header("authorization"),
+            traceparent: request.header("traceparent"),
         });
         fault
     };
