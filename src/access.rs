@@ -1,7 +1,9 @@
 //! The access log (`access_log`): one structured record per HTTP request, with the time, the
 //! method, the route (as the metrics name it) and the path, the status, the duration, the
-//! response's bytes, the model and version that answered, the request id and the caller's W3C
-//! trace id (from `traceparent`).
+//! response's bytes, the model and version that answered, the request id, the trace id (the
+//! request's span's when traces are exported, else the caller's W3C `traceparent`), and for a
+//! prediction the size of the inference batch that ran it and its wait in the queue (the queue
+//! notes them in a task-local the request runs in, [`noting`]).
 //!
 //! - `log`: written with the daemon's log output, in its format (text or JSON), as events of
 //!   the target `hotserve::access`, so a log filter can drop or route them
@@ -17,6 +19,7 @@
 //! and 0.91x on the OIP route; `log` keeps 0.83x and 0.88x, because the log output is written
 //! as it comes, on the thread that logs.
 
+use std::cell::Cell;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::net::SocketAddr;
@@ -72,9 +75,47 @@ pub struct Record<'a> {
     pub model: Option<&'a str>,
     pub version: Option<&'a str>,
     pub request_id: &'a str,
-    /// The caller's trace id, from a valid W3C `traceparent` header.
+    /// The request's trace id: its span's when traces are exported, else the caller's, from a
+    /// valid W3C `traceparent` header.
     pub trace_id: Option<&'a str>,
+    /// Texts (or tensor calls) in the inference batch that ran the request, its own included;
+    /// the largest when it was cut into several jobs (`max_batch_size`).
+    pub batch_size: Option<usize>,
+    /// How long it waited in the queue for a worker; the longest of its jobs.
+    pub queue_ms: Option<f64>,
     pub peer: SocketAddr,
+}
+
+/// What the queue tells the access log about a request: its batch and its wait.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Noted {
+    pub batch_size: Option<usize>,
+    pub queue_wait: Option<Duration>,
+}
+
+tokio::task_local! {
+    static NOTED: Cell<Noted>;
+}
+
+/// Runs `request` (a request's handling) noting what the queue says of it ([`note_batch`]).
+pub async fn noting<F: std::future::Future>(request: F) -> (F::Output, Noted) {
+    NOTED
+        .scope(Cell::new(Noted::default()), async {
+            let output = request.await;
+            (output, NOTED.with(Cell::get))
+        })
+        .await
+}
+
+/// Notes the batch of `size` a request's job ran in after waiting `waited`; nothing outside
+/// [`noting`] (no access log).
+pub fn note_batch(size: usize, waited: Duration) {
+    let _ = NOTED.try_with(|noted| {
+        let mut seen = noted.get();
+        seen.batch_size = Some(seen.batch_size.map_or(size, |s| s.max(size)));
+        seen.queue_wait = Some(seen.queue_wait.map_or(waited, |w| w.max(waited)));
+        noted.set(seen);
+    });
 }
 
 impl AccessLog {
@@ -134,6 +175,8 @@ impl AccessLog {
                 version = record.version,
                 request_id = record.request_id,
                 trace_id = record.trace_id,
+                batch_size = record.batch_size,
+                queue_ms = record.queue_ms,
                 peer = %record.peer,
                 "request"
             ),
@@ -284,6 +327,8 @@ mod tests {
             version: Some("3"),
             request_id: "0123456789abcdef",
             trace_id: None,
+            batch_size: Some(3),
+            queue_ms: Some(0.25),
             peer: "127.0.0.1:5000".parse().unwrap(),
         };
         log.record(&record);
@@ -301,6 +346,8 @@ mod tests {
         assert_eq!(line["duration_ms"], 1.5);
         assert_eq!(line["model"], "sentiment");
         assert_eq!(line["trace_id"], serde_json::Value::Null);
+        assert_eq!(line["batch_size"], 3);
+        assert_eq!(line["queue_ms"], 0.25);
 
         // A writer that is gone: the lines are counted as dropped, the request goes on.
         let (lines, receiver) = sync_channel(1);
@@ -313,6 +360,20 @@ mod tests {
         };
         gone.record(&record);
         assert_eq!(metrics.access_log_dropped.load(Ordering::Relaxed), 1);
+    }
+
+    #[tokio::test]
+    async fn the_queue_notes_the_largest_batch_and_the_longest_wait() {
+        note_batch(9, Duration::from_millis(9)); // outside a request: nothing, no panic
+        let ((), noted) = noting(async {
+            note_batch(2, Duration::from_millis(5));
+            note_batch(4, Duration::from_millis(1));
+        })
+        .await;
+        assert_eq!(noted.batch_size, Some(4));
+        assert_eq!(noted.queue_wait, Some(Duration::from_millis(5)));
+        let ((), none) = noting(async {}).await;
+        assert_eq!(none, Noted::default());
     }
 
     #[test]

@@ -178,11 +178,17 @@ async fn handle(app: &App, request: Request<Incoming>, peer: SocketAddr) -> Http
         hotserve.model.version = Empty,
     );
     telemetry::continue_from(&span, request.headers());
+    let routed = routes::route(app, request).instrument(span.clone());
+    // With an access log, the queue notes the request's batch and wait.
+    let (routed, noted) = match &seen {
+        Some(_) => access::noting(routed).await,
+        None => (routed.await, access::Noted::default()),
+    };
     let routes::Routed {
         route,
         model,
         mut response,
-    } = routes::route(app, request).instrument(span.clone()).await;
+    } = routed;
     if response.status() == StatusCode::INTERNAL_SERVER_ERROR {
         // Rare by design (bad input is a 4xx; 503/504 are states the metrics count), so worth a
         // line at the default level, with the id the client saw.
@@ -224,6 +230,8 @@ async fn handle(app: &App, request: Request<Incoming>, peer: SocketAddr) -> Http
             trace_id: trace_id
                 .as_deref()
                 .or_else(|| traceparent.and_then(access::trace_id)),
+            batch_size: noted.batch_size,
+            queue_ms: noted.queue_wait.map(access::millis),
             peer,
         });
     }

@@ -30,17 +30,29 @@ pub(super) struct Job {
     pub trace: Option<opentelemetry::Context>,
 }
 
+/// Where a job's answer goes: its value and how it ran, or why it failed.
+pub(super) type Reply<T> = oneshot::Sender<Result<(T, Ran), PoolError>>;
+
+/// How a job ran, for the access log: the batch it ran in and how long it waited for it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Ran {
+    /// Texts (or tensor calls) in its batch, its own included.
+    pub batch: usize,
+    /// From queued to taken by a worker.
+    pub waited: Duration,
+}
+
 /// What a job computes, with the channel its answer goes back on.
 pub(super) enum Work {
     /// Texts of a text model: one [`Scores`] per text, in order. Batched with others.
     Classify {
         texts: Vec<Encoded>,
-        reply: oneshot::Sender<Result<Vec<Scores>, PoolError>>,
+        reply: Reply<Vec<Scores>>,
     },
     /// One call of a tensor model: its outputs. Never batched with others.
     Tensors {
         inputs: Vec<NamedTensor>,
-        reply: oneshot::Sender<Result<Vec<NamedTensor>, PoolError>>,
+        reply: Reply<Vec<NamedTensor>>,
     },
 }
 

@@ -39,6 +39,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
+use crate::access;
 use crate::metrics::{Metrics, ModelMetrics};
 use crate::model::tensor::NamedTensor;
 use crate::model::{Encoded, InferError, Model, Scores};
@@ -175,7 +176,9 @@ impl Pool {
         }
         let mut scores = Vec::new();
         for receiver in receivers {
-            scores.extend(receiver.await.map_err(|_| PoolError::ShuttingDown)??);
+            let (part, ran) = receiver.await.map_err(|_| PoolError::ShuttingDown)??;
+            access::note_batch(ran.batch, ran.waited);
+            scores.extend(part);
         }
         Ok(scores)
     }
@@ -202,7 +205,9 @@ impl Pool {
         if wake {
             self.wake(1);
         }
-        receiver.await.map_err(|_| PoolError::ShuttingDown)?
+        let (outputs, ran) = receiver.await.map_err(|_| PoolError::ShuttingDown)??;
+        access::note_batch(ran.batch, ran.waited);
+        Ok(outputs)
     }
 
     /// Offers low-priority `work`: accepted (true) only while a worker is idle and no live job

@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::sync::MutexGuard;
 use std::time::{Duration, Instant};
 
-use super::job::{Job, Queue, Shared, Work};
+use super::job::{Job, Queue, Ran, Reply, Shared, Work};
 use super::policy::{first_job, runs_on_all_cores, Fill, SHORT_BATCH};
 use super::{Background, ModelKey, PoolError};
 use crate::metrics::ModelMetrics;
@@ -253,18 +253,22 @@ fn run(worker: usize, slot: Slot, batch: Vec<Job>, computed: impl FnOnce()) {
     let mut traces = Vec::new();
     let mut texts = Vec::new();
     let mut tensors = Vec::new();
-    let (mut size, mut tokens) = (0, 0);
+    let size: usize = batch.iter().map(Job::texts).sum();
+    let mut tokens = 0;
     for job in batch {
-        size += job.texts();
         if let Some(trace) = job.trace {
             traces.push((trace, job.enqueued));
         }
+        let ran = Ran {
+            batch: size,
+            waited: started - job.enqueued,
+        };
         match job.work {
             Work::Classify { texts: part, reply } => {
                 tokens += part.iter().map(|text| text.ids.len()).sum::<usize>();
-                texts.push((part, reply));
+                texts.push((part, reply, ran));
             }
-            Work::Tensors { inputs, reply } => tensors.push((inputs, reply)),
+            Work::Tensors { inputs, reply } => tensors.push((inputs, reply, ran)),
         }
     }
     let mut finished = None;
@@ -298,12 +302,10 @@ fn run(worker: usize, slot: Slot, batch: Vec<Job>, computed: impl FnOnce()) {
 
 type TensorJob = (
     Vec<crate::model::tensor::NamedTensor>,
-    tokio::sync::oneshot::Sender<Result<Vec<crate::model::tensor::NamedTensor>, PoolError>>,
+    Reply<Vec<crate::model::tensor::NamedTensor>>,
+    Ran,
 );
-type ClassifyJob = (
-    Vec<Encoded>,
-    tokio::sync::oneshot::Sender<Result<Vec<Scores>, PoolError>>,
-);
+type ClassifyJob = (Vec<Encoded>, Reply<Vec<Scores>>, Ran);
 
 /// Runs tensor calls one by one (they are never batched) and answers each; says whether one
 /// failed.
@@ -317,10 +319,10 @@ fn run_tensors(
 ) -> bool {
     let mut failed = false;
     let mut answers = Vec::with_capacity(jobs.len());
-    for (inputs, reply) in jobs {
+    for (inputs, reply, ran) in jobs {
         let result = catch_unwind(AssertUnwindSafe(|| model.run_tensors(slot, inputs)));
         let answer = match result {
-            Ok(Ok(outputs)) => Ok(outputs),
+            Ok(Ok(outputs)) => Ok((outputs, ran)),
             Ok(Err(err)) => Err(PoolError::Infer(err)),
             Err(panic) => Err(PoolError::Panicked(panic_message(&panic))),
         };
@@ -348,7 +350,7 @@ fn run_classify(
     started: Instant,
     computed: impl FnOnce(),
 ) -> bool {
-    let texts: Vec<&Encoded> = jobs.iter().flat_map(|(texts, _)| texts.iter()).collect();
+    let texts: Vec<&Encoded> = jobs.iter().flat_map(|(texts, ..)| texts.iter()).collect();
     metrics.batch_size.observe(texts.len() as f64);
     crate::failpoints::sleep("HOTSERVE_TEST_INFERENCE_DELAY_MS");
     let result = catch_unwind(AssertUnwindSafe(|| model.classify(slot, &texts)));
@@ -361,20 +363,20 @@ fn run_classify(
     match result {
         Ok(Ok(scores)) => {
             let mut scores = scores.into_iter();
-            for (texts, reply) in jobs {
+            for (texts, reply, ran) in jobs {
                 let part: Vec<Scores> = scores.by_ref().take(texts.len()).collect();
-                let _ = reply.send(Ok(part));
+                let _ = reply.send(Ok((part, ran)));
             }
         }
         Ok(Err(err)) => {
-            for (_, reply) in jobs {
+            for (_, reply, _) in jobs {
                 let _ = reply.send(Err(PoolError::Infer(err.clone())));
             }
         }
         Err(panic) => {
             let message = panic_message(&panic);
             tracing::error!(%message, "inference panicked; the batch's requests fail, the worker continues");
-            for (_, reply) in jobs {
+            for (_, reply, _) in jobs {
                 let _ = reply.send(Err(PoolError::Panicked(message.clone())));
             }
         }

@@ -1133,6 +1133,13 @@ async fn the_access_log_records_each_request() {
     assert_eq!(predict["version"], version.as_str());
     assert_eq!(predict["trace_id"], trace);
     assert!(predict["duration_ms"].as_f64().unwrap() > 0.0, "{predict}");
+    // The batch that ran it (it was alone) and its wait for a worker.
+    assert_eq!(predict["batch_size"], 1, "{predict}");
+    let waited = predict["queue_ms"].as_f64().unwrap();
+    assert!(
+        (0.0..predict["duration_ms"].as_f64().unwrap()).contains(&waited),
+        "{predict}"
+    );
     assert!(
         predict["peer"].as_str().unwrap().starts_with("127.0.0.1:"),
         "{predict}"
@@ -1144,6 +1151,11 @@ async fn the_access_log_records_each_request() {
         .find(|r| r["status"] == 400)
         .expect("the bad request's record");
     assert_eq!(refused["trace_id"], Value::Null);
+    assert_eq!(
+        refused["batch_size"],
+        Value::Null,
+        "never queued: {refused}"
+    );
     assert!(
         refused["request_id"]
             .as_str()
@@ -1187,4 +1199,5 @@ async fn the_access_log_records_each_request() {
     assert_eq!(event["fields"]["route"], "/predict", "{event}");
     assert_eq!(event["fields"]["status"], 200, "{event}");
     assert_eq!(event["fields"]["model"], "sentiment", "{event}");
+    assert_eq!(event["fields"]["batch_size"], 1, "{event}");
 }
