@@ -7,6 +7,9 @@ Prints one JSON line with its two ports, then one JSON line per span received:
 {"trace_id", "span_id", "parent_span_id", "name", "kind", "attributes", "links",
  "start_ns", "end_ns", "status", "resource", "transport"}.
 Runs until stdin closes (the test process holds it), so it never outlives the test.
+
+With --discard (bench/observability.sh), it reads each export and answers it without decoding
+or printing anything: a collector that keeps up, so that the benchmark measures hotserve's side.
 """
 import json
 import sys
@@ -60,9 +63,13 @@ def emit(request, transport):
                     }), flush=True)
 
 
+DISCARD = "--discard" in sys.argv
+
+
 class TraceService(trace_service_pb2_grpc.TraceServiceServicer):
     def Export(self, request, context):
-        emit(request, "grpc")
+        if not DISCARD:
+            emit(request, "grpc")
         return trace_service_pb2.ExportTraceServiceResponse()
 
 
@@ -73,9 +80,10 @@ class HttpHandler(BaseHTTPRequestHandler):
             self.send_response(404)
             self.end_headers()
             return
-        request = trace_service_pb2.ExportTraceServiceRequest()
-        request.ParseFromString(body)
-        emit(request, "http")
+        if not DISCARD:
+            request = trace_service_pb2.ExportTraceServiceRequest()
+            request.ParseFromString(body)
+            emit(request, "http")
         reply = trace_service_pb2.ExportTraceServiceResponse().SerializeToString()
         self.send_response(200)
         self.send_header("Content-Type", "application/x-protobuf")
