@@ -9,14 +9,13 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use tracing::Instrument;
-
 use crate::config::Config;
 use crate::model::tensor::NamedTensor;
 use crate::model::{Encoded, InferError, Model, Scores};
 use crate::promote::shadow;
 use crate::queue::PoolError;
 use crate::state::{App, Served};
+use crate::telemetry;
 
 /// Refuses an empty list, more than `max_batch_texts` texts, or a text over `max_text_bytes`.
 pub fn check_texts(config: &Config, texts: &[String]) -> Result<(), InferError> {
@@ -68,12 +67,13 @@ pub async fn classify(
     let _in_progress = app.pool.begin();
     let work = async {
         let tokenize_started = Instant::now();
-        let span = tracing::debug_span!("tokenize", hotserve.texts = texts.len() as i64);
-        let encoded = tokenize(model, texts).instrument(span).await?;
+        let count = texts.len();
+        let encoded = tokenize(model, texts).await?;
         served
             .metrics
             .tokenize_seconds
             .observe_duration(tokenize_started.elapsed());
+        telemetry::record_tokenize(tokenize_started, count);
         app.pool
             .classify(served.for_queue(model), encoded, deadline)
             .await

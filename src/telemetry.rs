@@ -24,8 +24,9 @@
 //! Spans (names and attributes follow the HTTP and RPC semantic conventions):
 //! - `http::handle`: a server span per HTTP request, child of the caller's `traceparent`.
 //! - `grpc`: a server span per call, child of the caller's `traceparent` metadata.
-//! - `predict`: `tokenize`; the queue's `queue wait` and `inference` per request, and one
-//!   `inference batch` span per batch, linked to each request it served ([`record_batch`]).
+//! - `predict`: `tokenize` ([`record_tokenize`]); the queue's `queue wait` and `inference` per
+//!   request, and one `inference batch` span per batch of several requests, linked to each
+//!   ([`record_batch`]).
 //! - `reload`: the check, the registry calls (with `traceparent` sent), the download, the gate
 //!   and the swap.
 
@@ -172,6 +173,10 @@ impl Telemetry {
             .with_tracer(self.provider.tracer("hotserve"))
             .with_location(false)
             .with_tracked_inactivity(false)
+            // Our code asks a span for its context (`span.context()`); making it the thread's
+            // current OpenTelemetry context at every poll of every instrumented future would
+            // cost a push and a pop each time for nothing.
+            .with_context_activation(false)
             .with_threads(false)
             .with_level(false)
             .with_target(false)
@@ -245,6 +250,27 @@ pub fn trace_id_of(span: &tracing::Span) -> Option<String> {
     span.is_valid().then(|| span.trace_id().to_string())
 }
 
+/// Records the `tokenize` span of the current request: from `started` until now, for
+/// `texts` texts. Made after the fact (a few microseconds of work for a short text do not
+/// warrant a live span), only when the request is sampled.
+pub fn record_tokenize(started: Instant, texts: usize) {
+    let Some(parent) = current() else {
+        return;
+    };
+    let tracer = opentelemetry::global::tracer("hotserve");
+    let mut span = tracer
+        .span_builder("tokenize")
+        .with_start_time(system_time(started))
+        .with_attributes([KeyValue::new("hotserve.texts", texts as i64)])
+        .start_with_context(&tracer, &parent);
+    opentelemetry::trace::Span::end(&mut span);
+}
+
+/// The wall-clock time of `instant`.
+fn system_time(instant: Instant) -> SystemTime {
+    SystemTime::now() - instant.elapsed()
+}
+
 /// One inference batch as its worker saw it, for [`record_batch`].
 pub struct BatchTrace<'a> {
     pub model: &'a str,
@@ -263,10 +289,11 @@ pub struct BatchTrace<'a> {
     pub failed: bool,
 }
 
-/// Records a finished batch: one `inference batch` span (a child of its first traced
-/// request, linked to every one), and for each traced request a `queue wait` span and an
-/// `inference` span linked to the batch. Made after the fact with the times the worker took,
-/// on the worker, only for batches with a sampled request.
+/// Records a finished batch, after the fact, with the times its worker took, only for
+/// batches with a sampled request: for each traced request a `queue wait` span and an
+/// `inference` span (the batch's size, tokens and worker); when the batch served several
+/// traced requests, also one `inference batch` span, a child of the first and linked to
+/// every one, which each request's `inference` span links back to.
 pub fn record_batch(batch: BatchTrace<'_>) {
     let Some(&(first, _)) = batch.requests.first() else {
         return;
@@ -290,26 +317,34 @@ pub fn record_batch(batch: BatchTrace<'_>) {
             },
         ),
     ];
-    let links = batch
-        .requests
-        .iter()
-        .map(|(context, _)| Link::with_context(context.span().span_context().clone()))
-        .collect();
-    let mut span = tracer
-        .span_builder("inference batch")
-        .with_kind(SpanKind::Internal)
-        .with_start_time(at(batch.started))
-        .with_attributes(attributes.clone())
-        .with_links(links)
-        .start_with_context(&tracer, first);
-    if batch.failed {
-        opentelemetry::trace::Span::set_status(
-            &mut span,
-            opentelemetry::trace::Status::error("inference failed"),
-        );
-    }
-    let batch_context: SpanContext = opentelemetry::trace::Span::span_context(&span).clone();
-    opentelemetry::trace::Span::end_with_timestamp(&mut span, at(batch.finished));
+    let failed = |span: &mut opentelemetry::global::BoxedSpan| {
+        if batch.failed {
+            opentelemetry::trace::Span::set_status(
+                span,
+                opentelemetry::trace::Status::error("inference failed"),
+            );
+        }
+    };
+    let batch_context: Option<SpanContext> = (batch.requests.len() > 1).then(|| {
+        let links = batch
+            .requests
+            .iter()
+            .map(|(context, _)| Link::with_context(context.span().span_context().clone()))
+            .collect();
+        let mut span = tracer
+            .span_builder("inference batch")
+            .with_kind(SpanKind::Internal)
+            .with_start_time(at(batch.started))
+            .with_attributes(attributes.clone())
+            .with_links(links)
+            .start_with_context(&tracer, first);
+        failed(&mut span);
+        let context = opentelemetry::trace::Span::span_context(&span).clone();
+        opentelemetry::trace::Span::end_with_timestamp(&mut span, at(batch.finished));
+        context
+    });
+    // Per request, the batch's figures (its model is the request's own).
+    let per_request = &attributes[2..];
     for (context, enqueued) in &batch.requests {
         let mut wait = tracer
             .span_builder("queue wait")
@@ -319,9 +354,12 @@ pub fn record_batch(batch: BatchTrace<'_>) {
         let mut run = tracer
             .span_builder("inference")
             .with_start_time(at(batch.started))
-            .with_attributes(attributes.clone())
-            .with_links(vec![Link::with_context(batch_context.clone())])
-            .start_with_context(&tracer, context);
+            .with_attributes(per_request.to_vec());
+        if let Some(batch_context) = &batch_context {
+            run = run.with_links(vec![Link::with_context(batch_context.clone())]);
+        }
+        let mut run = run.start_with_context(&tracer, context);
+        failed(&mut run);
         opentelemetry::trace::Span::end_with_timestamp(&mut run, at(batch.finished));
     }
 }

@@ -152,31 +152,30 @@ async fn handle(app: &App, request: Request<Incoming>, peer: SocketAddr) -> Http
         path: request.uri().path().to_string(),
         traceparent: request.headers().get("traceparent").cloned(),
     });
-    // The server span of the request: a log span, and with traces on, an OpenTelemetry span
-    // named and attributed by the HTTP conventions, a child of the caller's `traceparent`.
-    let name = telemetry::enabled().then(|| {
+    // The request's span: for the logs, or with traces on, the server span of the HTTP
+    // conventions (only those fields: each is an attribute to copy and export), a child of
+    // the caller's `traceparent`.
+    let span = if telemetry::enabled() {
         let routed = crate::route::resolve(request.uri().path());
-        format!("{} {}", request.method(), routed.route.label(routed.target))
-    });
-    let span = tracing::debug_span!(
-        "request",
-        id = ?request_id,
-        method = %request.method(),
-        path = %request.uri().path(),
-        %peer,
-        otel.name = name.as_deref(),
-        otel.kind = "server",
-        otel.status_code = Empty,
-        http.request.method = request.method().as_str(),
-        http.route = Empty,
-        http.response.status_code = Empty,
-        url.path = request.uri().path(),
-        network.protocol.version = protocol_version(request.version()),
-        client.address = %peer.ip(),
-        hotserve.request_id = Empty,
-        hotserve.model = Empty,
-        hotserve.model.version = Empty,
-    );
+        let name = format!("{} {}", request.method(), routed.route.label(routed.target));
+        tracing::debug_span!(
+            "request",
+            otel.name = name,
+            otel.kind = "server",
+            otel.status_code = Empty,
+            http.request.method = request.method().as_str(),
+            http.route = Empty,
+            http.response.status_code = Empty,
+            url.path = request.uri().path(),
+            network.protocol.version = protocol_version(request.version()),
+            client.address = %peer.ip(),
+            hotserve.request_id = Empty,
+            hotserve.model = Empty,
+            hotserve.model.version = Empty,
+        )
+    } else {
+        tracing::debug_span!("request", id = ?request_id, method = %request.method(), path = %request.uri().path(), %peer)
+    };
     telemetry::continue_from(&span, request.headers());
     let routed = routes::route(app, request).instrument(span.clone());
     // With an access log, the queue notes the request's batch and wait.

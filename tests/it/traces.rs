@@ -184,10 +184,11 @@ async fn http_requests_continue_the_callers_trace_down_to_the_inference_batch() 
     let inference = receiver.child(&request, "inference").await;
     assert!(tokenize["end_ns"].as_u64() <= wait["start_ns"].as_u64().map(|t| t + 1_000_000));
     assert!(wait["end_ns"].as_u64() <= inference["start_ns"].as_u64());
+    // It ran alone: its `inference` span is the batch, and no batch span is made for it.
     assert_eq!(inference["attributes"]["hotserve.batch.size"], 1);
+    assert_eq!(inference["attributes"]["hotserve.batch.requests"], 1);
     assert_eq!(inference["attributes"]["hotserve.worker"], 0);
-    let batch = receiver.child(&request, "inference batch").await;
-    assert_eq!(inference["links"][0]["span_id"], batch["span_id"]);
+    assert_eq!(inference["links"], json!([]), "{inference}");
 
     // HTTP/2 (prior knowledge), the same.
     let h2_parent = "1111111111111111";
@@ -228,6 +229,12 @@ async fn http_requests_continue_the_callers_trace_down_to_the_inference_batch() 
             })
             .await;
         assert_eq!(server_span["name"], "POST /predict");
+        // Its own `inference` span links back to the batch.
+        let inference = receiver.child(&server_span, "inference").await;
+        assert_eq!(
+            inference["links"][0]["span_id"], shared["span_id"],
+            "{inference}"
+        );
     }
     // A request without a trace context starts a trace of its own.
     let fresh = curl(
