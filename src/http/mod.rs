@@ -155,7 +155,9 @@ async fn handle(app: &App, request: Request<Incoming>, peer: SocketAddr) -> Http
         route,
         model,
         mut response,
-    } = routes::route(app, request).instrument(span.clone()).await;
+    } = routes::route(app, request, &request_id)
+        .instrument(span.clone())
+        .await;
     if response.status() == StatusCode::INTERNAL_SERVER_ERROR {
         // Rare by design (bad input is a 4xx; 503/504 are states the metrics count), so worth a
         // line at the default level, with the id the client saw.
