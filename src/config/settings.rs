@@ -292,6 +292,12 @@ settings! {
             parse: |value| parse_count(value, 1, 1000),
             help: "files a payload_log file and its rotated copies make at most (the oldest is deleted)",
         },
+        payload_log_queue: usize {
+            env: "HOTSERVE_PAYLOAD_LOG_QUEUE",
+            default: "16384",
+            parse: |value| parse_count(value, 1, 1_000_000),
+            help: "predictions waiting for a payload_log sink at most (and 64 MiB of their data); past it, while the sink is slow or down, records are dropped and counted in hotserve_payload_log_dropped_total",
+        },
 
         // --- Inference pool and batching ---------------------------------------------------
         ort_dylib_path: Option<PathBuf> {

@@ -14,7 +14,7 @@
 //!   over copies of the inputs and outputs it already holds, and the transport finishes the
 //!   exchange with the status and the error message; [`Queue::offer`] then `try_send`s the
 //!   owned data to the sink's writer. Nothing is serialized and nothing waits there: when the
-//!   queue is full ([`QUEUED_PREDICTIONS`] predictions or [`QUEUED_BYTES`] bytes), the pair is
+//!   queue is full (`payload_log_queue` predictions or [`QUEUED_BYTES`] bytes), the pair is
 //!   dropped and counted (`hotserve_payload_log_dropped_total`).
 //! - **On the writer's thread** (one per destination, `writer.rs`): every 50 ms, records are
 //!   made and delivered (`hotserve_payload_log_records_total{outcome="written"|"sent"}`); a
@@ -43,8 +43,6 @@ use record::{approximate_bytes, Logged};
 pub use record::{Inputs, Outputs, Protocol, Status};
 use writer::Shared;
 
-/// Predictions waiting for a sink's writer; past this, new ones are dropped and counted.
-pub const QUEUED_PREDICTIONS: usize = 16_384;
 /// The bytes of inputs and outputs waiting for a sink's writer (approximately); past this, new
 /// predictions are dropped and counted. A sink that is down may hold as much again in the
 /// records it could not deliver.
@@ -144,7 +142,7 @@ fn start(
     namespace: Option<&str>,
     metrics: &Arc<Metrics>,
 ) -> Result<Queue, OpenError> {
-    let (entries, receiver) = sync_channel(QUEUED_PREDICTIONS);
+    let (entries, receiver) = sync_channel(config.payload_log_queue);
     let shared = Arc::new(Shared::default());
     let (writer_shared, writer_metrics) = (shared.clone(), metrics.clone());
     let spawned = match to {
