@@ -134,24 +134,24 @@ pub fn headers(event: &Event, host: &str, namespace: Option<&str>) -> Vec<(&'sta
     let mut headers = vec![
         ("content-type", "application/json".to_string()),
         ("ce-specversion", "1.0".to_string()),
-        ("ce-id", event.request_id.clone()),
+        ("ce-id", event.about.request_id.clone()),
         ("ce-type", event.kind.cloudevents_type().to_string()),
         (
             "ce-source",
-            format!("hotserve://{host}/models/{}", event.model),
+            format!("hotserve://{host}/models/{}", event.about.model),
         ),
         ("ce-time", event.time.clone()),
-        ("ce-inferenceservicename", event.model.clone()),
+        ("ce-inferenceservicename", event.about.model.clone()),
         ("ce-component", "predictor".to_string()),
         ("ce-endpoint", "default".to_string()),
     ];
     if let Some(namespace) = namespace {
         headers.push(("ce-namespace", namespace.to_string()));
     }
-    if let Some(version) = &event.version {
+    if let Some(version) = &event.about.version {
         headers.push(("ce-modelversion", version.clone()));
     }
-    if let Some(trace_id) = &event.trace_id {
+    if let Some(trace_id) = &event.about.trace_id {
         headers.push(("ce-traceid", trace_id.clone()));
     }
     headers
@@ -182,16 +182,19 @@ fn without_url(err: &reqwest::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::payload::record::Kind;
+    use crate::payload::record::{About, Kind};
+    use std::sync::Arc;
 
     #[test]
     fn binary_mode_headers_as_kserve_sends_them() {
         let event = Event {
             kind: Kind::Response,
-            request_id: "0123456789abcdef".into(),
-            trace_id: Some("4bf92f3577b34da6a3ce929d0e0e4736".into()),
-            model: "sentiment".into(),
-            version: Some("3".into()),
+            about: Arc::new(About {
+                request_id: "0123456789abcdef".into(),
+                trace_id: Some("4bf92f3577b34da6a3ce929d0e0e4736".into()),
+                model: "sentiment".into(),
+                version: Some("3".into()),
+            }),
             time: "2026-01-02T03:04:05.000006Z".into(),
             body: Bytes::from_static(b"{}"),
         };
@@ -215,8 +218,12 @@ mod tests {
         );
         let request = Event {
             kind: Kind::Request,
-            trace_id: None,
-            version: None,
+            about: Arc::new(About {
+                request_id: "r".into(),
+                trace_id: None,
+                model: "sentiment".into(),
+                version: None,
+            }),
             ..event
         };
         let names: Vec<&str> = headers(&request, "h", None)

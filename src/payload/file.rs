@@ -131,15 +131,17 @@ impl Deliver for RotatingFile {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::payload::record::Kind;
+    use crate::payload::record::{About, Kind};
 
     fn event(body: &str) -> Event {
         Event {
             kind: Kind::Request,
-            request_id: "r".into(),
-            trace_id: None,
-            model: "m".into(),
-            version: None,
+            about: std::sync::Arc::new(About {
+                request_id: "r".into(),
+                trace_id: None,
+                model: "m".into(),
+                version: None,
+            }),
             time: String::new(),
             body: bytes::Bytes::copy_from_slice(body.as_bytes()),
         }

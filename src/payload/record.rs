@@ -2,7 +2,7 @@
 //! the two records made of it on the writer's thread ([`events`]): a request record and a
 //! response record, as JSON, with what a CloudEvent needs to carry them. Pure: no IO.
 
-use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -104,61 +104,80 @@ impl Kind {
 #[derive(Clone, Debug)]
 pub struct Event {
     pub kind: Kind,
-    pub request_id: String,
-    pub trace_id: Option<String>,
-    pub model: String,
-    pub version: Option<String>,
+    /// What both records of the pair are about.
+    pub about: Arc<About>,
     /// RFC 3339: the request's arrival or its answer.
     pub time: String,
     /// The record, one line of JSON (shared, so a retry does not copy it).
     pub body: Bytes,
 }
 
-/// The request record and the response record of `logged`, in that order.
-pub fn events(logged: &Logged) -> [Event; 2] {
-    let common = Common {
-        request_id: &logged.request_id,
-        trace_id: logged.trace_id.as_deref(),
-        model: &logged.model,
-        model_version: logged.version.as_deref(),
-        protocol: logged.protocol,
-        route: logged.route,
-    };
+/// The request both records of a pair are about.
+#[derive(Debug, PartialEq, Eq)]
+pub struct About {
+    pub request_id: String,
+    pub trace_id: Option<String>,
+    pub model: String,
+    pub version: Option<String>,
+}
+
+/// The request record and the response record of `logged`, in that order; `capacity` is the
+/// buffer each starts with ([`approximate_bytes`], already known to the queue): sized for the
+/// data, a record's buffer is seldom grown (allocation was the largest cost of the writer).
+pub fn events(logged: Logged, capacity: usize) -> [Event; 2] {
     let request_time = timestamp(logged.arrived);
     let response_time = timestamp(logged.answered);
-    let request = RequestRecord {
-        kind: "request",
-        time: &request_time,
-        common: &common,
-        inputs: logged.inputs.as_ref().map(InputsBody::of),
-        inputs_omitted: logged.inputs_omitted,
+    let (request, response) = {
+        let common = Common {
+            request_id: &logged.request_id,
+            trace_id: logged.trace_id.as_deref(),
+            model: &logged.model,
+            model_version: logged.version.as_deref(),
+            protocol: logged.protocol,
+            route: logged.route,
+        };
+        let request = RequestRecord {
+            kind: "request",
+            time: &request_time,
+            common: &common,
+            inputs: logged.inputs.as_ref().map(InputsBody::of),
+            inputs_omitted: logged.inputs_omitted,
+        };
+        let (status, grpc_status) = match logged.status {
+            Status::Http(status) => (Some(status), None),
+            Status::Grpc(code) => (None, Some(code)),
+        };
+        let response = ResponseRecord {
+            kind: "response",
+            time: &response_time,
+            common: &common,
+            duration_ms: millis(logged.duration),
+            status,
+            grpc_status,
+            outputs: logged.outputs.as_ref().map(OutputsBody::of),
+            error: logged.error.as_deref(),
+        };
+        (json(&request, capacity), json(&response, capacity))
     };
-    let (status, grpc_status) = match logged.status {
-        Status::Http(status) => (Some(status), None),
-        Status::Grpc(code) => (None, Some(code)),
-    };
-    let response = ResponseRecord {
-        kind: "response",
-        time: &response_time,
-        common: &common,
-        duration_ms: millis(logged.duration),
-        status,
-        grpc_status,
-        outputs: logged.outputs.as_ref().map(OutputsBody::of),
-        error: logged.error.as_deref(),
-    };
-    let event = |kind, time: String, body: Vec<u8>| Event {
-        kind,
-        request_id: logged.request_id.clone(),
-        trace_id: logged.trace_id.clone(),
-        model: logged.model.clone(),
-        version: logged.version.clone(),
-        time,
-        body: Bytes::from(body),
-    };
+    let about = Arc::new(About {
+        request_id: logged.request_id,
+        trace_id: logged.trace_id,
+        model: logged.model,
+        version: logged.version,
+    });
     [
-        event(Kind::Request, request_time.clone(), json(&request)),
-        event(Kind::Response, response_time.clone(), json(&response)),
+        Event {
+            kind: Kind::Request,
+            about: about.clone(),
+            time: request_time,
+            body: request,
+        },
+        Event {
+            kind: Kind::Response,
+            about,
+            time: response_time,
+            body: response,
+        },
     ]
 }
 
@@ -271,11 +290,10 @@ impl<'a> OutputsBody<'a> {
                         Prediction {
                             label: labels.get(best).map_or("", String::as_str),
                             score: f64::from(p),
-                            scores: labels
-                                .iter()
-                                .map(String::as_str)
-                                .zip(row.0.iter().map(|&p| f64::from(p)))
-                                .collect(),
+                            scores: ByLabel {
+                                labels,
+                                row: &row.0,
+                            },
                         }
                     })
                     .collect(),
@@ -292,7 +310,25 @@ impl<'a> OutputsBody<'a> {
 struct Prediction<'a> {
     label: &'a str,
     score: f64,
-    scores: BTreeMap<&'a str, f64>,
+    scores: ByLabel<'a>,
+}
+
+/// Every label's probability, `{label: p}`, in the model's order of labels (written as it
+/// goes: a map built for it was a noticeable share of the writer's allocations).
+struct ByLabel<'a> {
+    labels: &'a [String],
+    row: &'a [f32],
+}
+
+impl Serialize for ByLabel<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(self.labels.len().min(self.row.len())))?;
+        for (label, &p) in self.labels.iter().zip(self.row) {
+            map.serialize_entry(label, &f64::from(p))?;
+        }
+        map.end()
+    }
 }
 
 /// A tensor as the Open Inference Protocol writes one in JSON.
@@ -315,12 +351,15 @@ impl<'a> TensorBody<'a> {
     }
 }
 
-/// A record as one line of JSON (serializing these types cannot fail: string keys only).
-fn json<T: Serialize>(record: &T) -> Vec<u8> {
-    serde_json::to_vec(record).unwrap_or_else(|err| {
+/// A record as one line of JSON, in a buffer of `capacity` bytes to start with (serializing
+/// these types cannot fail: string keys only).
+fn json<T: Serialize>(record: &T, capacity: usize) -> Bytes {
+    let mut out = Vec::with_capacity(capacity);
+    if let Err(err) = serde_json::to_writer(&mut out, record) {
         tracing::error!(%err, "cannot serialize a payload record; this is a bug");
-        b"{}".to_vec()
-    })
+        out = b"{}".to_vec();
+    }
+    Bytes::from(out)
 }
 
 #[cfg(test)]
@@ -348,8 +387,8 @@ mod tests {
         }
     }
 
-    fn records(logged: &Logged) -> [Value; 2] {
-        events(logged).map(|event| serde_json::from_slice(&event.body).unwrap())
+    fn records(logged: Logged) -> [Value; 2] {
+        events(logged, 64).map(|event| serde_json::from_slice(&event.body).unwrap())
     }
 
     #[test]
@@ -362,7 +401,13 @@ mod tests {
             }),
             Status::Http(200),
         );
-        let [request, response] = records(&logged);
+        let [first, second] = events(logged, 64);
+        assert_eq!((first.kind, second.kind), (Kind::Request, Kind::Response));
+        assert_eq!(second.time, "1970-01-01T00:00:00.002000Z");
+        assert!(Arc::ptr_eq(&first.about, &second.about));
+        assert_eq!(first.about.request_id, "0123456789abcdef");
+        let [request, response] =
+            [first, second].map(|event| serde_json::from_slice::<Value>(&event.body).unwrap());
         let common = json!({
             "request_id": "0123456789abcdef",
             "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736",
@@ -383,9 +428,6 @@ mod tests {
             {"label": "POSITIVE", "score": 0.75, "scores": {"NEGATIVE": 0.25, "POSITIVE": 0.75}}
         ]});
         assert_eq!(response, want);
-        let [first, second] = events(&logged);
-        assert_eq!((first.kind, second.kind), (Kind::Request, Kind::Response));
-        assert_eq!(second.time, "1970-01-01T00:00:00.002000Z");
     }
 
     #[test]
@@ -407,7 +449,7 @@ mod tests {
             Status::Grpc(0),
         );
         logged.protocol = Protocol::Grpc;
-        let [request, response] = records(&logged);
+        let [request, response] = records(logged);
         assert_eq!(
             request["inputs"],
             json!({"tensors": [{"name": "x", "datatype": "FP32", "shape": [1, 2], "data": [1.0, 2.5]}]})
@@ -427,7 +469,7 @@ mod tests {
         failed.error = Some("the queue is full".into());
         failed.version = None;
         failed.inputs_omitted = true;
-        let [request, response] = records(&failed);
+        let [request, response] = records(failed);
         assert_eq!(request["inputs"], Value::Null);
         assert_eq!(request["inputs_omitted"], true);
         assert_eq!(request["model_version"], Value::Null);

@@ -69,7 +69,7 @@ pub fn run(
         if retry.is_none() || closed {
             while let Ok((logged, bytes)) = entries.try_recv() {
                 shared.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
-                waiting.extend(record::events(&logged));
+                waiting.extend(record::events(logged, bytes));
             }
         }
         if waiting.is_empty() {
@@ -153,7 +153,7 @@ mod tests {
             got.extend(
                 events
                     .iter()
-                    .map(|e| format!("{}:{:?}", e.request_id, e.kind)),
+                    .map(|e| format!("{}:{:?}", e.about.request_id, e.kind)),
             );
             Ok(())
         }
