@@ -17,7 +17,6 @@
 //! [`run`] takes its listener and its shutdown future as arguments, so tests drive it
 //! in-process on `127.0.0.1:0` with a oneshot as the shutdown.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -158,8 +157,8 @@ struct Daemon {
     /// Asks for a check of the credential files now (SIGHUP).
     check_credentials: Arc<tokio::sync::Notify>,
     access_log: Arc<AccessLog>,
-    /// Each model's payload logging, by configured name (absent: off).
-    payload: HashMap<String, Arc<payload::Policy>>,
+    /// Each model's payload logging and the writers behind it.
+    payload: payload::PayloadLogs,
 }
 
 /// One configured model at run time: its pipeline and the triggers of its reload loop.
@@ -342,7 +341,7 @@ impl Daemon {
                 metrics: model.reloader.metrics.clone(),
                 triggers: model.triggers.clone(),
                 registered_name: model.reloader.registered_name(),
-                payload: self.payload.get(model.reloader.name()).cloned(),
+                payload: self.payload.policies.get(model.reloader.name()).cloned(),
             })
             .collect();
         let app = Arc::new(App {
@@ -614,9 +613,17 @@ impl Daemon {
         let pool = self.pool.clone();
         let _ =
             tokio::time::timeout(POOL_SHUTDOWN_DEADLINE, blocking(move || pool.shutdown())).await;
+        // Nothing is answered any more: the payload records still queued are delivered.
+        let payload = self.payload;
+        let _ =
+            tokio::time::timeout(PAYLOAD_FLUSH_DEADLINE, blocking(move || payload.finish())).await;
         tracing::info!("stopped");
     }
 }
+
+/// How long the drain waits for the payload logs' writers to deliver what is queued (a sink
+/// that is down gets one more try).
+const PAYLOAD_FLUSH_DEADLINE: Duration = Duration::from_secs(5);
 
 /// How long the fan-out waits for the models' checks before it counts a daemon-level
 /// trigger as served (as `POST /admin/reload?wait=true` does).

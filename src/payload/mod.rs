@@ -103,6 +103,33 @@ pub struct Exchange {
     logged: Mutex<Logged>,
 }
 
+/// The payload logs of the daemon: each model's policy and the writers behind them.
+pub struct PayloadLogs {
+    /// By configured model name; a model that logs nothing has none.
+    pub policies: HashMap<String, Arc<Policy>>,
+    writers: Vec<Writer>,
+}
+
+/// One sink's writer thread.
+struct Writer {
+    shared: Arc<Shared>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl PayloadLogs {
+    /// Asks every writer to deliver what is queued and end, and waits for them (blocking: the
+    /// caller bounds the wait). The drain calls it once nothing is answered any more.
+    pub fn finish(self) {
+        for writer in &self.writers {
+            writer.shared.closed.store(true, Ordering::Release);
+            writer.thread.thread().unpark();
+        }
+        for writer in self.writers {
+            let _ = writer.thread.join();
+        }
+    }
+}
+
 /// The payload logs of the configured models, by name: one writer thread per destination.
 /// A file that cannot be opened is an error now.
 pub fn open(
@@ -111,8 +138,9 @@ pub fn open(
     host: &str,
     namespace: Option<&str>,
     metrics: &Arc<Metrics>,
-) -> Result<HashMap<String, Arc<Policy>>, OpenError> {
+) -> Result<PayloadLogs, OpenError> {
     let mut queues: Vec<(PayloadLogTo, Arc<Queue>)> = Vec::new();
+    let mut writers = Vec::new();
     let mut policies = HashMap::new();
     for name in names {
         let Some(wanted) = config.payload_for(name) else {
@@ -121,8 +149,10 @@ pub fn open(
         let queue = match queues.iter().find(|(to, _)| *to == wanted.to) {
             Some((_, queue)) => queue.clone(),
             None => {
-                let queue = Arc::new(start(config, &wanted.to, host, namespace, metrics)?);
+                let (queue, writer) = start(config, &wanted.to, host, namespace, metrics)?;
+                let queue = Arc::new(queue);
                 queues.push((wanted.to.clone(), queue.clone()));
+                writers.push(writer);
                 queue
             }
         };
@@ -136,7 +166,7 @@ pub fn open(
             }),
         );
     }
-    Ok(policies)
+    Ok(PayloadLogs { policies, writers })
 }
 
 /// Opens the sink `to` and starts its writer.
@@ -146,7 +176,7 @@ fn start(
     host: &str,
     namespace: Option<&str>,
     metrics: &Arc<Metrics>,
-) -> Result<Queue, OpenError> {
+) -> Result<(Queue, Writer), OpenError> {
     let (entries, receiver) = sync_channel(config.payload_log_queue);
     let shared = Arc::new(Shared::default());
     let (writer_shared, writer_metrics) = (shared.clone(), metrics.clone());
@@ -188,12 +218,16 @@ fn start(
                 .map_err(failed)
         }
     };
-    spawned?;
-    Ok(Queue {
+    let writer = Writer {
+        shared: shared.clone(),
+        thread: spawned?,
+    };
+    let queue = Queue {
         entries,
         shared,
         metrics: metrics.clone(),
-    })
+    };
+    Ok((queue, writer))
 }
 
 /// A request id for a request that came without one (gRPC): 16 hex digits.

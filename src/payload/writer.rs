@@ -64,7 +64,8 @@ pub fn run(
     // Some while the sink is down: the wait before the next try.
     let mut retry: Option<Duration> = None;
     loop {
-        std::thread::sleep(retry.unwrap_or(WRITE_EVERY));
+        // Parked rather than asleep, so the drain can wake it (`PayloadLogs::finish`).
+        std::thread::park_timeout(retry.unwrap_or(WRITE_EVERY));
         let closed = shared.closed.load(Ordering::Acquire);
         if retry.is_none() || closed {
             while let Ok((logged, bytes)) = entries.try_recv() {

@@ -4,13 +4,14 @@
 //! (per model, over the daemon-wide setting); rotation with a small `payload_log_max_bytes`;
 //! inputs left out; CloudEvents in binary mode received by a small HTTP server on loopback;
 //! that server down (503) and back, with every prediction answered meanwhile, drops counted,
-//! the records after it is back delivered and one log line each way (the real binary); and
-//! destinations that cannot work refused at start (exit 2).
+//! the records after it is back delivered and one log line each way (the real binary); what is
+//! queued at shutdown delivered before the daemon stops; and destinations that cannot work
+//! refused at start (exit 2).
 
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -374,6 +375,8 @@ struct Receiver {
     url: String,
     events: Arc<Mutex<Vec<Received>>>,
     status: Arc<AtomicU16>,
+    /// Posts received, whatever they were answered.
+    attempts: Arc<AtomicUsize>,
 }
 
 impl Receiver {
@@ -382,16 +385,18 @@ impl Receiver {
         let url = format!("http://{}/events", listener.local_addr().unwrap());
         let events: Arc<Mutex<Vec<Received>>> = Arc::default();
         let status = Arc::new(AtomicU16::new(200));
-        let (kept, answer) = (events.clone(), status.clone());
+        let attempts = Arc::new(AtomicUsize::new(0));
+        let (kept, answer, tried) = (events.clone(), status.clone(), attempts.clone());
         tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     return;
                 };
-                let (kept, answer) = (kept.clone(), answer.clone());
+                let (kept, answer, tried) = (kept.clone(), answer.clone(), tried.clone());
                 let service = service_fn(move |request: Request<hyper::body::Incoming>| {
-                    let (kept, answer) = (kept.clone(), answer.clone());
+                    let (kept, answer, tried) = (kept.clone(), answer.clone(), tried.clone());
                     async move {
+                        tried.fetch_add(1, Ordering::SeqCst);
                         let headers = request
                             .headers()
                             .iter()
@@ -421,6 +426,7 @@ impl Receiver {
             url,
             events,
             status,
+            attempts,
         }
     }
 
@@ -497,6 +503,48 @@ async fn an_http_sink_receives_cloudevents_in_binary_mode() {
     )
     .await;
     server.stop().await.expect("a clean stop");
+}
+
+/// What is queued when the daemon stops is delivered before it exits: the drain wakes the
+/// writer of a sink that was down and waits for its last try.
+#[tokio::test]
+async fn records_queued_at_shutdown_are_delivered() {
+    let receiver = Receiver::start().await;
+    receiver.status.store(503, Ordering::SeqCst);
+    let server = Start::model(fixture("sentiment"))
+        .set("payload_log", &receiver.url)
+        .ready()
+        .await;
+    for id in ["last-1", "last-2"] {
+        let (status, _) = post(server.url("/predict"), id, json!({"text": "bye"})).await;
+        assert_eq!(status, 200);
+    }
+    eventually("the sink refusing a post", async || {
+        match receiver.attempts.load(Ordering::SeqCst) {
+            0 => Err("no post yet".to_string()),
+            tried => Ok(tried),
+        }
+    })
+    .await;
+    receiver.status.store(200, Ordering::SeqCst);
+    server.stop().await.expect("a clean stop");
+    let ids: Vec<String> = receiver
+        .events
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|e| e.headers["ce-id"].clone())
+        .collect();
+    assert_eq!(
+        ids.iter().filter(|id| *id == "last-1").count(),
+        2,
+        "{ids:?}"
+    );
+    assert_eq!(
+        ids.iter().filter(|id| *id == "last-2").count(),
+        2,
+        "{ids:?}"
+    );
 }
 
 /// The real binary, for its log lines: the sink answers 503 (down) while predictions go on,

@@ -103,7 +103,7 @@ pub async fn route(app: &App, request: Request<Incoming>, request_id: &HeaderVal
                 ..
             }),
         ) => policy.sample(payload::Seen {
-            request_id: request_id.to_str().unwrap_or_default(),
+            request_id: &String::from_utf8_lossy(request_id.as_bytes()),
             trace_id: request
                 .headers()
                 .get("traceparent")
