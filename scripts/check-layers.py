@@ -39,6 +39,7 @@ LAYERS = [
     ["promote"],
     ["queue"],
     ["live"],
+    ["payload"],
     ["route", "security", "accept", "access"],
     ["config"],
     ["model"],

@@ -33,6 +33,7 @@ use crate::grpc;
 use crate::http::{self, App, Served};
 use crate::live::{describe, Live};
 use crate::metrics::Metrics;
+use crate::payload;
 use crate::queue::{Pool, PoolConfig};
 use crate::reload::cache::Cache;
 use crate::reload::{
@@ -71,6 +72,9 @@ pub enum StartError {
     /// `access_log` names a file that cannot be written.
     #[error(transparent)]
     AccessLog(#[from] OpenError),
+    /// `payload_log` names a file that cannot be written.
+    #[error(transparent)]
+    PayloadLog(#[from] payload::OpenError),
 }
 
 impl StartError {
@@ -78,7 +82,10 @@ impl StartError {
     /// `RestartPreventExitStatus=2` then stops restarting), 1 for a model that cannot be served.
     pub fn exit_code(&self) -> u8 {
         match self {
-            StartError::Setup(_) | StartError::Credentials(_) | StartError::AccessLog(_) => 2,
+            StartError::Setup(_)
+            | StartError::Credentials(_)
+            | StartError::AccessLog(_)
+            | StartError::PayloadLog(_) => 2,
             StartError::Model(_) | StartError::GrpcListen { .. } => 1,
         }
     }
@@ -150,6 +157,8 @@ struct Daemon {
     /// Asks for a check of the credential files now (SIGHUP).
     check_credentials: Arc<tokio::sync::Notify>,
     access_log: Arc<AccessLog>,
+    /// Each model's payload logging and the writers behind it.
+    payload: payload::PayloadLogs,
 }
 
 /// One configured model at run time: its pipeline and the triggers of its reload loop.
@@ -261,6 +270,21 @@ impl Daemon {
                 triggers: Triggers::default(),
             });
         }
+        let payload = {
+            let names: Vec<String> = models
+                .iter()
+                .map(|m| m.reloader.name().to_string())
+                .collect();
+            // `ce-source` names this host; `ce-namespace` the pod's, as KServe's logger does.
+            let host = env("HOSTNAME").filter(|h| !h.is_empty());
+            let namespace = env("POD_NAMESPACE").filter(|n| !n.is_empty());
+            let (config, metrics) = (config.clone(), metrics.clone());
+            blocking(move || {
+                let host = host.unwrap_or_else(local_host_name);
+                payload::open(&config, &names, &host, namespace.as_deref(), &metrics)
+            })
+            .await??
+        };
         let default = match &config.default_model {
             Some(name) => models
                 .iter()
@@ -290,6 +314,7 @@ impl Daemon {
             api_keys,
             check_credentials: Arc::default(),
             access_log: Arc::new(access_log),
+            payload,
         })
     }
 
@@ -316,6 +341,7 @@ impl Daemon {
                 metrics: model.reloader.metrics.clone(),
                 triggers: model.triggers.clone(),
                 registered_name: model.reloader.registered_name(),
+                payload: self.payload.policies.get(model.reloader.name()).cloned(),
             })
             .collect();
         let app = Arc::new(App {
@@ -587,9 +613,17 @@ impl Daemon {
         let pool = self.pool.clone();
         let _ =
             tokio::time::timeout(POOL_SHUTDOWN_DEADLINE, blocking(move || pool.shutdown())).await;
+        // Nothing is answered any more: the payload records still queued are delivered.
+        let payload = self.payload;
+        let _ =
+            tokio::time::timeout(PAYLOAD_FLUSH_DEADLINE, blocking(move || payload.finish())).await;
         tracing::info!("stopped");
     }
 }
+
+/// How long the drain waits for the payload logs' writers to deliver what is queued (a sink
+/// that is down gets one more try).
+const PAYLOAD_FLUSH_DEADLINE: Duration = Duration::from_secs(5);
 
 /// How long the fan-out waits for the models' checks before it counts a daemon-level
 /// trigger as served (as `POST /admin/reload?wait=true` does).
@@ -728,6 +762,16 @@ async fn load_credentials(
         Ok::<_, StartError>((tls, api_keys))
     })
     .await?
+}
+
+/// This machine's host name, from `/etc/hostname` (`HOSTNAME` is a shell's, seldom exported
+/// to a service); `localhost` when there is none.
+fn local_host_name() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|name| name.trim().to_string())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "localhost".to_string())
 }
 
 /// Blocking work at startup and shutdown, off the async runtime.

@@ -11,6 +11,8 @@
 //! - [`queue`]: where a request waits: the bounded queue and the batching inference pool.
 //! - [`protocol`]: request formats (`/predict`, MLflow's scoring protocol), parsed purely.
 //! - [`predict`]: the one prediction path every route and protocol shares.
+//! - [`payload`]: payload logging: sampled request and response records to a file or an
+//!   HTTP sink (CloudEvents), off the request path.
 //! - [`oip`]: the Open Inference Protocol (KServe v2) apart from its transport; its REST codec.
 //! - [`http`]: hyper server, routes, the error -> status mapping.
 //! - [`grpc`]: the Open Inference Protocol over gRPC (`inference.GRPCInferenceService`).
@@ -31,6 +33,7 @@ pub mod live;
 pub mod metrics;
 pub mod model;
 pub mod oip;
+pub mod payload;
 pub mod predict;
 pub mod promote;
 pub mod protocol;

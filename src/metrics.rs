@@ -105,13 +105,17 @@ pub struct LabeledCounter {
 
 impl LabeledCounter {
     pub fn inc(&self, labels: &[(&'static str, &str)]) {
+        self.add(labels, 1);
+    }
+
+    pub fn add(&self, labels: &[(&'static str, &str)], amount: u64) {
         let key = labels.iter().map(|(k, v)| (*k, v.to_string())).collect();
         *self
             .values
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .entry(key)
-            .or_default() += 1;
+            .or_default() += amount;
     }
 
     fn render(&self, out: &mut String, name: &str) {
@@ -280,6 +284,10 @@ pub struct Metrics {
     pub credential_reloads: LabeledCounter,
     /// Access log lines dropped because its file writer was behind (`access_log`).
     pub access_log_dropped: AtomicU64,
+    /// Payload records dropped because their sink's queue was full (`payload_log`).
+    pub payload_log_dropped: AtomicU64,
+    /// Payload records delivered, by outcome (`written` to a file, `sent` to an HTTP sink).
+    pub payload_log_records: LabeledCounter,
     /// Per credential file: whether what is on disk cannot be used (the previous value is).
     credentials_failing: Mutex<BTreeMap<&'static str, bool>>,
 }
@@ -657,6 +665,25 @@ impl Metrics {
             "hotserve_access_log_dropped_total {}",
             self.access_log_dropped.load(Ordering::Relaxed)
         );
+        header(
+            &mut out,
+            "hotserve_payload_log_dropped_total",
+            "counter",
+            "Payload records dropped because their sink's queue was full (the sink slow or down; payload_log).",
+        );
+        let _ = writeln!(
+            out,
+            "hotserve_payload_log_dropped_total {}",
+            self.payload_log_dropped.load(Ordering::Relaxed)
+        );
+        header(
+            &mut out,
+            "hotserve_payload_log_records_total",
+            "counter",
+            "Payload records delivered, by outcome (written to a file, sent to an HTTP sink).",
+        );
+        self.payload_log_records
+            .render(&mut out, "hotserve_payload_log_records_total");
         header(
             &mut out,
             "hotserve_trace_spans_exported_total",

@@ -4,7 +4,9 @@
 //! the inference pool; tensors are queued as they are; both within the request's deadline,
 //! with rejections counted in `hotserve_rejected_requests_total`. When a candidate is in shadow
 //! (`promote::shadow`), a sampled copy of a request that succeeded is offered to it after the
-//! live answer is ready. Transports turn the errors into their own answers.
+//! live answer is ready. A request the transport sampled for the payload log hands its inputs
+//! and outputs to its [`Exchange`] here (copies, only then). Transports turn the errors into
+//! their own answers.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -12,6 +14,7 @@ use std::time::Instant;
 use crate::config::Config;
 use crate::model::tensor::NamedTensor;
 use crate::model::{Encoded, InferError, Model, Scores};
+use crate::payload::Exchange;
 use crate::promote::shadow;
 use crate::queue::PoolError;
 use crate::state::{App, Served};
@@ -51,14 +54,19 @@ pub fn check_text(config: &Config, index: usize, text: &str) -> Result<(), Infer
 
 /// Tokenizes (see [`tokenize`]), then waits for the inference queue, within the deadline:
 /// one [`Scores`] per text, in order. `model` must be a text model (`Model::encode` refuses
-/// tensor models as bad input).
+/// tensor models as bad input). A request sampled for the payload log (`exchange`) is given
+/// the texts and the scores.
 pub async fn classify(
     app: &App,
     served: &Served,
     model: &Arc<Model>,
     texts: Vec<String>,
     deadline: Instant,
+    exchange: Option<&Exchange>,
 ) -> Result<Vec<Scores>, PoolError> {
+    if let Some(exchange) = exchange {
+        exchange.texts(&model.info.version, &texts);
+    }
     // A copy for the candidate in shadow, if any, handed over once the live answer is ready.
     let copy = served
         .shadow
@@ -79,6 +87,10 @@ pub async fn classify(
             .await
     };
     let result = within(app, deadline, work).await;
+    if let (Ok(scores), Some(exchange)) = (&result, exchange) {
+        let labels = model.text().map_or(&[][..], |task| &task.labels);
+        exchange.scores(labels, scores);
+    }
     if let (Ok(_), Some((candidate, texts))) = (&result, copy) {
         shadow::offer_texts(&app.pool, model.clone(), candidate, texts);
     }
@@ -127,14 +139,19 @@ async fn tokenize(model: &Arc<Model>, texts: Vec<String>) -> Result<Vec<Encoded>
         .map_err(PoolError::from)
 }
 
-/// Queues one tensor-model call and waits for it, within the deadline.
+/// Queues one tensor-model call and waits for it, within the deadline. A request sampled for
+/// the payload log (`exchange`) is given the input and output tensors.
 pub async fn run_tensors(
     app: &App,
     served: &Served,
     model: &Arc<Model>,
     inputs: Vec<NamedTensor>,
     deadline: Instant,
+    exchange: Option<&Exchange>,
 ) -> Result<Vec<NamedTensor>, PoolError> {
+    if let Some(exchange) = exchange {
+        exchange.tensors(&model.info.version, &inputs);
+    }
     let copy = served
         .shadow
         .sample()
@@ -144,6 +161,9 @@ pub async fn run_tensors(
         .pool
         .run_tensors(served.for_queue(model), inputs, deadline);
     let result = within(app, deadline, work).await;
+    if let (Ok(outputs), Some(exchange)) = (&result, exchange) {
+        exchange.outputs(outputs);
+    }
     if let (Ok(_), Some((candidate, inputs))) = (&result, copy) {
         shadow::offer_tensors(&app.pool, model.clone(), candidate, inputs);
     }

@@ -10,6 +10,7 @@ use crate::config::Config;
 use crate::live::Live;
 use crate::metrics::{Metrics, ModelMetrics};
 use crate::model::Model;
+use crate::payload;
 use crate::promote::shadow::Slot;
 use crate::queue::{For, ModelKey, Pool};
 use crate::reload::webhook::Verifier;
@@ -55,6 +56,8 @@ pub struct Served {
     /// The registered model name webhooks name (`None` for local models: every registry event
     /// may concern them).
     pub registered_name: Option<String>,
+    /// Its payload logging (`payload_log`); `None` when off.
+    pub payload: Option<Arc<payload::Policy>>,
 }
 
 impl App {

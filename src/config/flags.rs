@@ -366,6 +366,7 @@ mod tests {
                 ("cache_dir", "cache-dir"),
                 ("poll_interval", "poll-interval"),
                 ("log_format", "log-format"),
+                ("payload_log", "payload-log"),
             ]
         );
         for setting in SETTINGS {

@@ -27,6 +27,7 @@ mod declare;
 pub mod flags;
 mod models;
 mod parse;
+pub mod payload;
 pub mod promotion;
 mod settings;
 mod suggest;
@@ -38,6 +39,7 @@ pub use declare::{DefaultValue, Item, Setting};
 pub use models::ModelSpec;
 pub use parse::parse_duration;
 pub use parse::ReloadPolicy;
+pub use payload::{PayloadLogTo, PayloadPolicy};
 pub use settings::{AccessLogTo, Config, LogFormat, SETTINGS};
 
 use declare::{Raw, RawValues};
@@ -591,6 +593,46 @@ mod tests {
             .iter()
             .map(|m| (m.name.as_str(), m.uri.as_str()))
             .collect()
+    }
+
+    #[test]
+    fn payload_logging_per_model_over_the_daemon_wide_settings() {
+        let file = "models:\n  - {name: a, uri: /a}\n  - {name: b, uri: /b, payload_log: off}\n  - {name: c, uri: /c, payload_log_sample: 0.5, payload_log_inputs: false}\n  - {name: d, uri: /d, payload_log: \"http://127.0.0.1:9/e\", payload_log_sample: 0}\n";
+        let config = load(
+            Some(file),
+            &[("HOTSERVE_PAYLOAD_LOG", "file:///var/log/p.jsonl")],
+            &[],
+        )
+        .unwrap();
+        let file_sink = PayloadLogTo::File("/var/log/p.jsonl".into());
+        assert_eq!(
+            config.payload_for("a"),
+            Some(PayloadPolicy {
+                to: file_sink.clone(),
+                sample: 1.0,
+                inputs: true
+            })
+        );
+        assert_eq!(config.payload_for("b"), None);
+        assert_eq!(
+            config.payload_for("c"),
+            Some(PayloadPolicy {
+                to: file_sink,
+                sample: 0.5,
+                inputs: false
+            })
+        );
+        assert_eq!(config.payload_for("d"), None);
+        let off = load(Some(file), &[], &[]).unwrap();
+        assert_eq!(off.payload_for("a"), None);
+        let err = load(None, &[("HOTSERVE_PAYLOAD_LOG", "kafka://broker/t")], &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("HOTSERVE_PAYLOAD_LOG")
+                && err.contains("'kafka://' is not a payload log scheme"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::time::Duration;
 use super::declare::Item;
 use super::parse::parse_interval;
 use super::parse::ReloadPolicy;
+use super::payload::{self, PayloadOverrides};
 use super::promotion::{self, Overrides};
 
 /// One configured model.
@@ -23,6 +24,8 @@ pub struct ModelSpec {
     pub reload_policy: Option<ReloadPolicy>,
     /// This model's promotion settings (`promotion`, `shadow_*`); unset ones are the global ones.
     pub promotion: Overrides,
+    /// This model's payload logging (`payload_log*`); unset ones are the global ones.
+    pub payload: PayloadOverrides,
 }
 
 /// The fields a YAML `models` entry may have.
@@ -44,21 +47,31 @@ pub(super) fn parse_model(item: &Item) -> Result<ModelSpec, String> {
                 poll_interval: None,
                 reload_policy: None,
                 promotion: Overrides::default(),
+                payload: PayloadOverrides::default(),
             })
         }
         Item::Fields(fields) => {
             let field = |key: &str| fields.iter().find(|(k, _)| k == key).map(|(_, v)| v.trim());
             let known = |key: &str| {
-                FIELDS.split(", ").any(|known| known == key) || promotion::FIELDS.contains(&key)
+                FIELDS.split(", ").any(|known| known == key)
+                    || promotion::FIELDS.contains(&key)
+                    || payload::FIELDS.contains(&key)
             };
             if let Some((unknown, _)) = fields.iter().find(|(key, _)| !known(key)) {
-                let every = FIELDS.split(", ").chain(promotion::FIELDS.iter().copied());
+                let every = FIELDS
+                    .split(", ")
+                    .chain(promotion::FIELDS.iter().copied())
+                    .chain(payload::FIELDS.iter().copied());
                 return Err(format!(
                     "unknown field '{unknown}'{}",
                     super::suggest::hint(
                         unknown,
                         every,
-                        &format!("a model has {FIELDS}, {}", promotion::FIELDS.join(", "))
+                        &format!(
+                            "a model has {FIELDS}, {}, {}",
+                            promotion::FIELDS.join(", "),
+                            payload::FIELDS.join(", ")
+                        )
                     )
                 ));
             }
@@ -81,12 +94,21 @@ pub(super) fn parse_model(item: &Item) -> Result<ModelSpec, String> {
                         .map_err(|why| format!("{key} of model '{name}': {why}"))?;
                 }
             }
+            let mut payload = PayloadOverrides::default();
+            for (key, value) in fields {
+                if payload::FIELDS.contains(&key.as_str()) {
+                    payload
+                        .set(key, value.trim())
+                        .map_err(|why| format!("{key} of model '{name}': {why}"))?;
+                }
+            }
             Ok(ModelSpec {
                 name,
                 uri,
                 poll_interval,
                 reload_policy,
                 promotion,
+                payload,
             })
         }
     }
@@ -168,6 +190,8 @@ mod tests {
         check_item(fields(&[("name", "a"), ("uri", "/m"), ("reload_policy", "fast")]), Err("reload_policy of model 'a': expected availability or resource"));
         check_item(fields(&[("name", "a"), ("uri", "/m"), ("promotion", "shadow")]), Ok(("a", "/m")));
         check_item(fields(&[("name", "a"), ("uri", "/m"), ("shadow_min_agreement", "2")]), Err("shadow_min_agreement of model 'a': expected a number from 0 to 1"));
+        check_item(fields(&[("name", "a"), ("uri", "/m"), ("payload_log", "off"), ("payload_log_sample", "0.5")]), Ok(("a", "/m")));
+        check_item(fields(&[("name", "a"), ("uri", "/m"), ("payload_log", "ftp://x/y")]), Err("payload_log of model 'a': 'ftp://' is not a payload log scheme"));
     }
 
     #[test]

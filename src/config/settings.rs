@@ -14,6 +14,7 @@ use super::parse::{
     parse_bool, parse_bytes, parse_count, parse_duration, parse_fraction, parse_interval,
     parse_log_filter, parse_nonempty, parse_path, parse_positive_duration, parse_socket_addr,
 };
+use super::payload::{parse_max_bytes, parse_sample, PayloadLogTo, PayloadPolicy};
 use super::promotion::{Guard, Overrides, Promotion};
 
 settings! {
@@ -40,7 +41,7 @@ settings! {
             flag: "--model=NAME=URI",
             list: true,
             parse: parse_model,
-            help: "several models, NAME=URI each (comma-separated; the flag repeats; in YAML a list of {name, uri, poll_interval, reload_policy, promotion, shadow_*}); not with model_uri",
+            help: "several models, NAME=URI each (comma-separated; the flag repeats; in YAML a list of {name, uri, poll_interval, reload_policy, promotion, shadow_*, payload_log*}); not with model_uri",
         },
         /// `None`: the first of `models`.
         default_model: Option<String> {
@@ -259,6 +260,43 @@ settings! {
             default: "off",
             parse: AccessLogTo::parse,
             help: "one line per request: off, log (with the daemon's log output, target hotserve::access) or a file path (JSON lines, appended)",
+        },
+        payload_log: PayloadLogTo {
+            env: "HOTSERVE_PAYLOAD_LOG",
+            flag: "--payload-log=URL",
+            default: "off",
+            parse: PayloadLogTo::parse,
+            help: "a request and a response record per sampled prediction: off, a file path or file:///path (JSON lines, rotated by size) or an http(s):// URL (CloudEvents in binary mode, as KServe's logger posts them); per model too",
+        },
+        payload_log_sample: f64 {
+            env: "HOTSERVE_PAYLOAD_LOG_SAMPLE",
+            default: "1",
+            parse: parse_sample,
+            help: "the share of predictions payload_log records, from 0 to 1, decided once per request; per model too",
+        },
+        payload_log_inputs: bool {
+            env: "HOTSERVE_PAYLOAD_LOG_INPUTS",
+            default: "true",
+            parse: parse_bool,
+            help: "whether payload_log's request records carry the inputs (false for data that must not be stored); per model too",
+        },
+        payload_log_max_bytes: u64 {
+            env: "HOTSERVE_PAYLOAD_LOG_MAX_BYTES",
+            default: "104857600",
+            parse: parse_max_bytes,
+            help: "a payload_log file is rotated (x.jsonl to x.jsonl.1, ...) before it grows past this many bytes",
+        },
+        payload_log_max_files: usize {
+            env: "HOTSERVE_PAYLOAD_LOG_MAX_FILES",
+            default: "5",
+            parse: |value| parse_count(value, 1, 1000),
+            help: "files a payload_log file and its rotated copies make at most (the oldest is deleted)",
+        },
+        payload_log_queue: usize {
+            env: "HOTSERVE_PAYLOAD_LOG_QUEUE",
+            default: "16384",
+            parse: |value| parse_count(value, 1, 1_000_000),
+            help: "predictions waiting for a payload_log sink at most (and 64 MiB of their data); past it, while the sink is slow or down, records are dropped and counted in hotserve_payload_log_dropped_total",
         },
 
         // --- Inference pool and batching ---------------------------------------------------
@@ -488,6 +526,26 @@ impl LogFormat {
 }
 
 impl Config {
+    /// The payload logging of the model configured as `name` (its `models` entry over the
+    /// daemon-wide settings); `None` when it logs nothing (off, or a sample of 0).
+    pub fn payload_for(&self, name: &str) -> Option<PayloadPolicy> {
+        let own = self
+            .models
+            .iter()
+            .find(|model| model.name == name)
+            .map(|model| &model.payload);
+        let to = own
+            .and_then(|o| o.to.clone())
+            .unwrap_or_else(|| self.payload_log.clone());
+        let sample = own
+            .and_then(|o| o.sample)
+            .unwrap_or(self.payload_log_sample);
+        let inputs = own
+            .and_then(|o| o.inputs)
+            .unwrap_or(self.payload_log_inputs);
+        (to != PayloadLogTo::Off && sample > 0.0).then_some(PayloadPolicy { to, sample, inputs })
+    }
+
     /// One model's promotion settings: the daemon-wide ones with its `overrides` on top.
     pub fn promotion_for(&self, overrides: &Overrides) -> Promotion {
         Promotion {

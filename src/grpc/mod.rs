@@ -33,7 +33,9 @@ use tracing::field::Empty;
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
+use crate::access;
 use crate::oip::{self, OipError};
+use crate::payload;
 use crate::route::Route;
 use crate::security::keys;
 use crate::security::tls::TlsAcceptor;
@@ -178,6 +180,26 @@ impl Inference {
         let needs_key = route.needs_key(&self.app.config);
         keys::check(self.app.api_keys.as_deref(), needs_key, authorization)
             .map_err(|err| convert::unauthenticated(&err))
+    }
+
+    /// Whether an inference call is sampled for its model's payload log. Its request id is the
+    /// request's `id`, else its `x-request-id` metadata, else a new one; its trace id is its
+    /// `traceparent`'s.
+    fn sample(&self, request: &Request<ModelInferRequest>) -> Option<payload::Exchange> {
+        let message = request.get_ref();
+        let policy = self.app.model(&message.model_name)?.payload.as_ref()?;
+        let metadata = |key: &str| request.metadata().get(key).and_then(|v| v.to_str().ok());
+        let request_id = match (message.id.as_str(), metadata("x-request-id")) {
+            ("", Some(id)) => id.to_string(),
+            ("", None) => payload::new_request_id(),
+            (id, _) => id.to_string(),
+        };
+        policy.sample(payload::Seen {
+            request_id: &request_id,
+            trace_id: metadata("traceparent").and_then(access::trace_id),
+            protocol: payload::Protocol::Grpc,
+            route: "ModelInfer",
+        })
     }
 
     /// Runs one call: counts it in flight, and records its method, model and status code.
@@ -349,11 +371,13 @@ impl GrpcInferenceService for Inference {
         let trace = trace_of(&request);
         self.authorize(&request, Route::OipInfer)?;
         let timeout = grpc_timeout(request.metadata());
+        let sampled = self.sample(&request);
+        let exchange = sampled.as_ref();
         let message = request.into_inner();
         let model = message.model_name.clone();
         let work = async {
             let (request, contents) = convert::infer_request(message).map_err(convert::status)?;
-            let infer = oip::infer(&self.app, request);
+            let infer = oip::infer(&self.app, request, exchange);
             let answer = match timeout {
                 Some(timeout) if timeout < self.app.config.request_timeout => {
                     tokio::time::timeout(timeout, infer)
@@ -371,7 +395,18 @@ impl GrpcInferenceService for Inference {
                 .map(|answer| convert::infer_response(answer, contents))
                 .map_err(convert::status)
         };
-        self.call("ModelInfer", Some(&model), trace, work).await
+        let result = self.call("ModelInfer", Some(&model), trace, work).await;
+        if let Some(exchange) = sampled {
+            let code = match &result {
+                Ok(_) => Code::Ok,
+                Err(status) => {
+                    exchange.failed(status.message());
+                    status.code()
+                }
+            };
+            exchange.finish(payload::Status::Grpc(code as i32));
+        }
+        result
     }
 }
 

@@ -177,7 +177,7 @@ async fn handle(app: &App, request: Request<Incoming>, peer: SocketAddr) -> Http
         tracing::debug_span!("request", id = ?request_id, method = %request.method(), path = %request.uri().path(), %peer)
     };
     telemetry::continue_from(&span, request.headers());
-    let routed = routes::route(app, request).instrument(span.clone());
+    let routed = routes::route(app, request, &request_id).instrument(span.clone());
     // With an access log, the queue notes the request's batch and wait.
     let (routed, noted) = match &seen {
         Some(_) => access::noting(routed).await,

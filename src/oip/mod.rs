@@ -20,6 +20,7 @@ use serde_json::{Map, Value};
 pub use crate::model::element::{ElementType, Values};
 use crate::model::tensor::NamedTensor;
 use crate::model::{argmax, InferError, Model, TensorDesc};
+use crate::payload::Exchange;
 use crate::predict;
 use crate::queue::PoolError;
 use crate::state::{App, Served};
@@ -214,10 +215,15 @@ pub fn model_metadata(
     })
 }
 
-/// Runs through the same queue, batching, deadline and metrics as `/predict` and `/invocations`.
-pub async fn infer(app: &App, request: InferRequest) -> Result<InferResponse, OipError> {
+/// Runs through the same queue, batching, deadline and metrics as `/predict` and `/invocations`;
+/// `exchange`: the request is sampled for the payload log.
+pub async fn infer(
+    app: &App,
+    request: InferRequest,
+    exchange: Option<&Exchange>,
+) -> Result<InferResponse, OipError> {
     let deadline = Instant::now() + app.config.request_timeout;
-    infer_until(app, request, deadline).await
+    infer_until(app, request, deadline, exchange).await
 }
 
 /// [`infer`] with the deadline given (REST counts the time spent reading the body).
@@ -225,6 +231,7 @@ pub async fn infer_until(
     app: &App,
     request: InferRequest,
     deadline: Instant,
+    exchange: Option<&Exchange>,
 ) -> Result<InferResponse, OipError> {
     let served = find(app, &request.model)?;
     let model = live_model(served)?;
@@ -235,7 +242,7 @@ pub async fn infer_until(
             predict::check_texts(&app.config, &texts)
                 .map_err(|err| OipError::Invalid(format!("input '{input}': {err}")))?;
             let rows = texts.len() as i64;
-            let scores = predict::classify(app, served, &model, texts, deadline).await?;
+            let scores = predict::classify(app, served, &model, texts, deadline, exchange).await?;
             let labels = &model.text().expect("the interface says text").labels;
             let best: Vec<Vec<u8>> = scores
                 .iter()
@@ -257,7 +264,7 @@ pub async fn infer_until(
         }
         Interface::Tensor => {
             let inputs = graph_inputs(&model, request.inputs)?;
-            predict::run_tensors(app, served, &model, inputs, deadline)
+            predict::run_tensors(app, served, &model, inputs, deadline, exchange)
                 .await?
                 .into_iter()
                 .map(from_named)

@@ -18,6 +18,7 @@ mod limits;
 mod mlflow;
 mod models;
 mod oip;
+mod payload_log;
 mod properties;
 mod serve;
 mod stores;

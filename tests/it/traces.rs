@@ -148,8 +148,13 @@ async fn http_requests_continue_the_callers_trace_down_to_the_inference_batch() 
     let receiver = Receiver::start();
     // One worker that takes 300 ms a batch: requests sent while it computes wait and then run
     // together, in one batch.
+    let logs = tempfile::tempdir().unwrap();
+    let payload = logs.path().join("payload.jsonl");
+    let access = logs.path().join("access.jsonl");
     let server = receiver
         .exporting(Start::model(fixture("sentiment")), "http/protobuf")
+        .set("payload_log", payload.to_str().unwrap())
+        .set("access_log", access.to_str().unwrap())
         .set("inference_workers", "1")
         .set("max_batch_delay", "0ms")
         .env("HOTSERVE_TEST_INFERENCE_DELAY_MS", "300")
@@ -248,11 +253,25 @@ async fn http_requests_continue_the_callers_trace_down_to_the_inference_batch() 
     )
     .await;
     assert_eq!(fresh.status, 200);
-    receiver
+    let root = receiver
         .span("a root server span", |span| {
             span["name"] == "POST /predict" && span["parent_span_id"] == ""
         })
         .await;
+    // Its trace id, which no caller gave, is the one the access and payload logs record.
+    let trace = root["trace_id"].as_str().unwrap().to_string();
+    for (log, what) in [(&access, "access"), (&payload, "payload")] {
+        eventually(
+            format!("the {what} log's record of trace {trace}"),
+            async || {
+                let text = std::fs::read_to_string(log).unwrap_or_default();
+                text.lines()
+                    .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+                    .find(|record| record["trace_id"] == trace.as_str())
+            },
+        )
+        .await;
+    }
 }
 
 #[tokio::test]

@@ -23,7 +23,9 @@ use hyper::{Method, Request};
 
 use super::error::ApiError;
 use super::{HttpResponse, Served, X_MODEL_VERSION};
+use crate::access;
 use crate::model::Model;
+use crate::payload;
 use crate::promote::shadow::Manual;
 use crate::route::{Route, Target};
 use crate::security::keys;
@@ -43,8 +45,8 @@ pub struct Routed {
 const REFUSAL_DRAIN_BYTES: usize = 64 * 1024;
 const REFUSAL_DRAIN_TIME: Duration = Duration::from_secs(1);
 
-/// Routes a request.
-pub async fn route(app: &App, request: Request<Incoming>) -> Routed {
+/// Routes a request; `request_id` is the id its answer carries (for the payload log).
+pub async fn route(app: &App, request: Request<Incoming>, request_id: &HeaderValue) -> Routed {
     let method = request.method().clone();
     let path = request.uri().path().to_string();
     let routed = crate::route::resolve(&path);
@@ -92,19 +94,46 @@ pub async fn route(app: &App, request: Request<Incoming>) -> Routed {
         // The protocol's handlers answer an unknown model or version in its own shape.
         Target::Oip { model, .. } => app.model(model),
     };
+    // The routes that predict, when their model logs payloads and this request is sampled.
+    let sampled = match (route, served) {
+        (
+            Route::Predict | Route::PredictBatch | Route::Invocations | Route::OipInfer,
+            Some(Served {
+                payload: Some(policy),
+                ..
+            }),
+        ) => policy.sample(payload::Seen {
+            request_id: &String::from_utf8_lossy(request_id.as_bytes()),
+            // The request's span's (it is current here) when traces are exported, else the
+            // caller's.
+            trace_id: crate::telemetry::trace_id_of(&tracing::Span::current())
+                .as_deref()
+                .or_else(|| {
+                    request
+                        .headers()
+                        .get("traceparent")
+                        .and_then(|value| value.to_str().ok())
+                        .and_then(access::trace_id)
+                }),
+            protocol: payload::Protocol::Http,
+            route: route.label(target),
+        }),
+        _ => None,
+    };
+    let exchange = sampled.as_ref();
     // Routes of one model are resolved with a model target; a daemon target has none.
     let model = || served.ok_or_else(|| ApiError::not_found(&path));
     let result = match route {
         Route::Predict => match model() {
-            Ok(served) => predictions::predict(app, served, request).await,
+            Ok(served) => predictions::predict(app, served, request, exchange).await,
             Err(err) => Err(err),
         },
         Route::PredictBatch => match model() {
-            Ok(served) => predictions::predict_batch(app, served, request).await,
+            Ok(served) => predictions::predict_batch(app, served, request, exchange).await,
             Err(err) => Err(err),
         },
         Route::Invocations => match model() {
-            Ok(served) => predictions::invocations(app, served, request).await,
+            Ok(served) => predictions::invocations(app, served, request, exchange).await,
             Err(err) => Err(err),
         },
         Route::ModelMetadata => model().and_then(health::model_metadata),
@@ -131,12 +160,23 @@ pub async fn route(app: &App, request: Request<Incoming>) -> Routed {
             _ => Err(ApiError::not_found(&path)),
         },
         Route::OipInfer => match target {
-            Target::Oip { model, version } => oip::infer(app, model, version, request).await,
+            Target::Oip { model, version } => {
+                oip::infer(app, model, version, request, exchange).await
+            }
             _ => Err(ApiError::not_found(&path)),
         },
         Route::Other => Err(ApiError::not_found(&path)),
     };
-    answer(served, result.unwrap_or_else(|err| shape(err).response()))
+    let response = result.unwrap_or_else(|err| {
+        if let Some(exchange) = exchange {
+            exchange.failed(err.message());
+        }
+        shape(err).response()
+    });
+    if let Some(exchange) = sampled {
+        exchange.finish(payload::Status::Http(response.status().as_u16()));
+    }
+    answer(served, response)
 }
 
 /// The live model of `served`, or a 503 that says why there is none.

@@ -13,6 +13,7 @@ use super::{not_ready_reason, with_version};
 use crate::http::error::{ApiError, Probe};
 use crate::http::{json, read_body, text, HttpResponse};
 use crate::oip::{self, rest, OipError};
+use crate::payload::Exchange;
 use crate::state::App;
 
 /// `GET /v2`: the server's name, version and protocol extensions.
@@ -72,6 +73,7 @@ pub async fn infer(
     model: &str,
     version: Option<&str>,
     request: Request<Incoming>,
+    exchange: Option<&Exchange>,
 ) -> Result<HttpResponse, ApiError> {
     let deadline = Instant::now() + app.config.request_timeout;
     let header_length = match request.headers().get(rest::HEADER_LENGTH) {
@@ -91,7 +93,7 @@ pub async fn infer(
     let body = read_body(request, app.config.max_body_bytes, deadline).await?;
     let request = rest::decode(&body, header_length, model, version)?;
     let (requested, parameters) = (request.outputs.clone(), request.parameters.clone());
-    let response = oip::infer_until(app, request, deadline).await?;
+    let response = oip::infer_until(app, request, deadline, exchange).await?;
     let encoded = rest::encode(&response, &requested, &parameters);
     let answer = match encoded.header_length {
         Some(length) => {

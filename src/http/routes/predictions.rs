@@ -17,6 +17,7 @@ use super::{live_model, media_type, with_version};
 use crate::http::error::ApiError;
 use crate::http::{json, read_body, HttpResponse, Served};
 use crate::model::{argmax, tensor, Model, Scores};
+use crate::payload::Exchange;
 use crate::predict;
 use crate::protocol::{self, ContentType};
 use crate::state::App;
@@ -72,6 +73,7 @@ pub async fn predict(
     app: &App,
     served: &Served,
     request: Request<Incoming>,
+    exchange: Option<&Exchange>,
 ) -> Result<HttpResponse, ApiError> {
     let deadline = Instant::now() + app.config.request_timeout;
     require_json(&request)?;
@@ -79,7 +81,7 @@ pub async fn predict(
     let text = protocol::parse_predict(&body)?;
     predict::check_text(&app.config, 0, &text)?;
     let model = live_model(served)?;
-    let scores = classify(app, served, &model, vec![text], deadline).await?;
+    let scores = classify(app, served, &model, vec![text], deadline, exchange).await?;
     let labels = labels(&model);
     let answer = PredictResponse {
         prediction: prediction(labels, &scores[0]),
@@ -96,6 +98,7 @@ pub async fn predict_batch(
     app: &App,
     served: &Served,
     request: Request<Incoming>,
+    exchange: Option<&Exchange>,
 ) -> Result<HttpResponse, ApiError> {
     let deadline = Instant::now() + app.config.request_timeout;
     require_json(&request)?;
@@ -103,7 +106,7 @@ pub async fn predict_batch(
     let texts = protocol::parse_batch(&body)?;
     predict::check_texts(&app.config, &texts)?;
     let model = live_model(served)?;
-    let scores = classify(app, served, &model, texts, deadline).await?;
+    let scores = classify(app, served, &model, texts, deadline, exchange).await?;
     let labels = labels(&model);
     let answer = BatchResponse {
         predictions: scores.iter().map(|s| prediction(labels, s)).collect(),
@@ -120,6 +123,7 @@ pub async fn invocations(
     app: &App,
     served: &Served,
     request: Request<Incoming>,
+    exchange: Option<&Exchange>,
 ) -> Result<HttpResponse, ApiError> {
     let deadline = Instant::now() + app.config.request_timeout;
     let content_type = match media_type(&request).as_deref() {
@@ -139,7 +143,7 @@ pub async fn invocations(
         Some(task) => {
             let texts = invocation.texts()?;
             predict::check_texts(&app.config, &texts)?;
-            let scores = classify(app, served, &model, texts, deadline).await?;
+            let scores = classify(app, served, &model, texts, deadline, exchange).await?;
             let rows = scores
                 .iter()
                 .map(|s| {
@@ -155,7 +159,8 @@ pub async fn invocations(
         None => {
             let reply = tensor::reply_for(&model, &invocation.data);
             let inputs = tensor::from_request(&model, invocation)?;
-            let outputs = predict::run_tensors(app, served, &model, inputs, deadline).await?;
+            let outputs =
+                predict::run_tensors(app, served, &model, inputs, deadline, exchange).await?;
             Invocations::Tensor(tensor::to_predictions(&outputs, reply)?)
         }
     };
@@ -173,13 +178,14 @@ async fn classify(
     model: &Arc<Model>,
     texts: Vec<String>,
     deadline: Instant,
+    exchange: Option<&Exchange>,
 ) -> Result<Vec<Scores>, ApiError> {
     if model.text().is_none() {
         return Err(ApiError::invalid(
             "the live model is a tensor model; send tensors to /invocations",
         ));
     }
-    Ok(predict::classify(app, served, model, texts, deadline).await?)
+    Ok(predict::classify(app, served, model, texts, deadline, exchange).await?)
 }
 
 /// The labels of a text model (empty for a tensor model, which `classify` refuses first).
