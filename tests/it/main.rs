@@ -19,6 +19,7 @@ mod mlflow;
 mod models;
 mod oip;
 mod properties;
+mod providers;
 mod serve;
 mod stores;
 mod tls;
