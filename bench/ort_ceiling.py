@@ -31,6 +31,12 @@ max_sequence_length as the servers do, in batches of 32:
 Both layouts run for --seconds each, the nproc sessions taking batches from one shared sequence
 (as a server's workers share one queue); texts/s = texts in the batches run / wall time.
 
+On a GPU (`--provider cuda`, `cuda:1`, `tensorrt`; the GPU build of ONNX Runtime, made by
+`scripts/setup.sh gpu`, bench/gpu.sh): every session runs on that provider (CPU for the nodes it
+does not take) with one intra-op thread, and the layouts are one session and two sessions run in
+parallel (hotserve's most sessions per model on a device); batch-1 latency is one session's. The
+script exits with an error if ONNX Runtime did not put the session on the provider asked for.
+
 Prints one line per measurement and the best, and optionally writes them as JSON.
 """
 
@@ -143,7 +149,15 @@ def main() -> int:
                     help="measured time per layout on the mixed file (default: --seconds, at least 10: "
                          "a naive batch of 32 long reviews takes most of a second)")
     ap.add_argument("--json", help="write the results to this file")
+    ap.add_argument("--provider", default="cpu",
+                    help="cpu (default), or a GPU: cuda, cuda:N, tensorrt, tensorrt:N (the GPU build of ONNX Runtime)")
     args = ap.parse_args()
+    name, _, device = args.provider.partition(":")
+    device_provider = {"cpu": None, "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}.get(name, "?")
+    if device_provider == "?" or (device and not device.isdigit()) or (name == "cpu" and device):
+        ap.error(f"--provider {args.provider}: expected cpu, cuda, cuda:N, tensorrt or tensorrt:N")
+    if device_provider:
+        args.threads = 1
     if args.mixed_seconds is None:
         args.mixed_seconds = max(args.seconds, 10.0)
 
@@ -157,15 +171,26 @@ def main() -> int:
         so.inter_op_num_threads = 1
         so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        return TextClassifier(args.model_dir, session_options=so)
+        if not device_provider:
+            return TextClassifier(args.model_dir, session_options=so)
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        providers = [(device_provider, {"device_id": int(device or 0)}), "CPUExecutionProvider"]
+        made = TextClassifier(args.model_dir, session_options=so, providers=providers)
+        if made.session.get_providers()[0] != device_provider:
+            sys.exit(f"ort_ceiling: onnxruntime {ort.__version__} did not start {device_provider} "
+                     f"(the session runs on {made.session.get_providers()}); is this the GPU build, with a GPU?")
+        return made
 
-    layouts = [(1, args.threads)] + ([(args.threads, 1)] if args.threads > 1 else [])
+    if device_provider:
+        layouts = [(1, 1), (2, 1)]
+    else:
+        layouts = [(1, args.threads)] + ([(args.threads, 1)] if args.threads > 1 else [])
     clf = classifier(args.threads)
     texts = sentences()
     lengths = [sum(e.attention_mask) for e in clf.tokenizer.encode_batch(texts)]
     batch_sizes = [int(b) for b in args.batch_sizes.split(",") if b.strip()]
     print(
-        f"ort_ceiling: {args.model_dir}: onnxruntime {ort.__version__}, intra_op_num_threads={args.threads}, "
+        f"ort_ceiling: {args.model_dir}: onnxruntime {ort.__version__} on {args.provider}, intra_op_num_threads={args.threads}, "
         f"{len(texts)} sentences, {np.mean(lengths):.1f} tokens on average (max {max(lengths)})",
         flush=True,
     )
@@ -206,11 +231,14 @@ def main() -> int:
     # Batch-1 latency: what a server can approach at concurrency 1.
     singles = [clf.feed(clf.encode([t])) for t in texts]
     batch1 = {}
-    for key, make in (
+    kinds = (
         ("threads_all", lambda: clf),
         ("threads_one", lambda: classifier(1)),
         ("threads_all_nospin", lambda: classifier(args.threads, spinning=False)),
-    ):
+    )
+    if device_provider:
+        kinds = (("threads_one", lambda: clf),)
+    for key, make in kinds:
         threads = 1 if key == "threads_one" else args.threads
         mean, p50 = latency(make(), singles, args.seconds, args.warmup)
         batch1[key] = {"threads": threads, "latency_ms_mean": mean, "latency_ms_p50": p50}
@@ -222,7 +250,7 @@ def main() -> int:
         mixed = measure_mixed(args, clf, classifier, layouts)
 
     if args.json:
-        out = {"model_dir": str(args.model_dir), "threads": args.threads,
+        out = {"model_dir": str(args.model_dir), "threads": args.threads, "provider": args.provider,
                "onnxruntime": ort.__version__, "results": results, "best": best, "batch1": batch1}
         if mixed is not None:
             out["mixed"] = mixed

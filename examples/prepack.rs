@@ -11,6 +11,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
+use hotserve::model::providers::ExecutionProviders;
 use hotserve::model::{self, LoadOptions, Model};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -46,6 +47,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             share_weights: true,
             prepack_weights: prepack,
             all_cores_threads: 0,
+            execution_providers: ExecutionProviders::cpu(),
         };
         model::load(&dir, &options)
     };

@@ -75,6 +75,13 @@ pub enum StartError {
     /// `payload_log` names a file that cannot be written.
     #[error(transparent)]
     PayloadLog(#[from] payload::OpenError),
+    /// Every model was refused by `execution_providers` (none of them can run here and the
+    /// list does not end with `cpu`): a configuration of this machine, not of a model.
+    #[error("no model can run on execution_providers: {}", .problems.join("; "))]
+    Providers {
+        /// Each model's refusal, naming the model.
+        problems: Vec<String>,
+    },
 }
 
 impl StartError {
@@ -85,7 +92,8 @@ impl StartError {
             StartError::Setup(_)
             | StartError::Credentials(_)
             | StartError::AccessLog(_)
-            | StartError::PayloadLog(_) => 2,
+            | StartError::PayloadLog(_)
+            | StartError::Providers { .. } => 2,
             StartError::Model(_) | StartError::GrpcListen { .. } => 1,
         }
     }
@@ -135,6 +143,10 @@ pub async fn run(
             daemon.drain(server, None, Duration::ZERO).await;
             Err(StartError::Model(error))
         }
+        FirstLoad::Refused(problems) => {
+            daemon.drain(server, None, Duration::ZERO).await;
+            Err(StartError::Providers { problems })
+        }
     }
 }
 
@@ -176,6 +188,8 @@ enum FirstLoad {
     Interrupted,
     /// The one configured model is local and failed the gate; nothing will change by waiting.
     Failed(ReloadError),
+    /// Every model was refused by `execution_providers` (each model's reason, named).
+    Refused(Vec<String>),
 }
 
 /// The HTTP server task and the switch that stops it accepting.
@@ -451,6 +465,17 @@ impl Daemon {
             .collect();
         if !live.is_empty() {
             self.notifier.ready(&format!("serving {}", live.join(", ")));
+        }
+        // The providers are the machine's: when they refuse every model, no wait helps and
+        // nothing would ever be served.
+        if failed.len() == self.models.len() && failed.iter().all(|(_, e)| e.is_provider_refusal())
+        {
+            return FirstLoad::Refused(
+                failed
+                    .iter()
+                    .map(|(model, error)| format!("model '{}': {error}", model.reloader.name()))
+                    .collect(),
+            );
         }
         let several = self.models.len() > 1;
         for (model, error) in failed {

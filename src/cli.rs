@@ -276,6 +276,7 @@ async fn validate_in(
         share_weights: config.share_weights,
         prepack_weights: config.prepack_weights,
         all_cores_threads: 0,
+        execution_providers: config.execution_providers.clone(),
     };
     let dir = match ModelUri::parse(uri).map_err(|e| e.to_string())? {
         ModelUri::Local(dir) => dir,

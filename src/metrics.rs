@@ -185,8 +185,9 @@ pub struct ModelMetrics {
     pub registry_errors: LabeledCounter,
     /// Unix time of the last successful registry check (0 = never).
     pub last_registry_success: AtomicU64,
-    /// The live model's identity (name, version, source), for `hotserve_model_info`.
-    pub model_info: Mutex<Option<(String, String, String)>>,
+    /// The live model's identity (name, version, source) and where it runs (its execution
+    /// providers, `cpu` or e.g. `cuda:0`), for `hotserve_model_info`.
+    pub model_info: Mutex<Option<(String, String, String, String)>>,
     /// Live requests copied to a candidate in shadow, by result (compared, failed, dropped).
     pub shadow_requests: LabeledCounter,
     /// The running agreement and latency ratio of the candidate in shadow (or the last one).
@@ -517,18 +518,19 @@ impl Metrics {
             &mut out,
             "hotserve_model_info",
             "gauge",
-            "The live model of each configured model; 1 for the version being served.",
+            "The live model of each configured model and where it runs; 1 for the version being served.",
         );
         per_model(&mut out, &|out, labels, m| {
-            if let Some((name, version, source)) =
+            if let Some((name, version, source, provider)) =
                 &*m.model_info.lock().unwrap_or_else(|p| p.into_inner())
             {
                 let _ = writeln!(
                     out,
-                    "hotserve_model_info{{{labels},name=\"{}\",version=\"{}\",source=\"{}\"}} 1",
+                    "hotserve_model_info{{{labels},name=\"{}\",version=\"{}\",source=\"{}\",execution_provider=\"{}\"}} 1",
                     escape(name),
                     escape(version),
-                    escape(source)
+                    escape(source),
+                    escape(provider)
                 );
             }
         });
@@ -786,11 +788,11 @@ mod tests {
     fn labels_are_escaped() {
         let metrics = Metrics::default();
         *metrics.model("m\"1").model_info.lock().unwrap() =
-            Some(("a\"b".into(), "1".into(), "c\\d".into()));
+            Some(("a\"b".into(), "1".into(), "c\\d".into(), "cpu".into()));
         metrics.observe_request("/predict", Some("m\"1"), 200, Duration::from_millis(3));
         let text = metrics.render();
         assert!(text.contains(
-            "hotserve_model_info{model=\"m\\\"1\",name=\"a\\\"b\",version=\"1\",source=\"c\\\\d\"} 1"
+            "hotserve_model_info{model=\"m\\\"1\",name=\"a\\\"b\",version=\"1\",source=\"c\\\\d\",execution_provider=\"cpu\"} 1"
         ), "{text}");
         assert!(text.contains(
             "hotserve_requests_total{model=\"m\\\"1\",route=\"/predict\",status=\"200\"} 1"

@@ -5,6 +5,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::model::providers::{self, ExecutionProvider, ExecutionProviders};
+
 /// Parses `30s`, `500ms`, `2m`, `1h`, `1.5s` or a bare `0`, exactly: the digits are read as
 /// integers, so `100ms` is 100 ms to the nanosecond (not a float's nearest value).
 pub fn parse_duration(value: &str) -> Result<Duration, String> {
@@ -135,6 +137,34 @@ impl ReloadPolicy {
     }
 }
 
+/// Parses `execution_providers`: comma-separated provider names, each optionally with a device
+/// (`cuda:1`), in order of preference; an unknown name gets the nearest known one.
+pub(super) fn parse_execution_providers(value: &str) -> Result<ExecutionProviders, String> {
+    let mut list = Vec::new();
+    for item in value.split(',').map(str::trim) {
+        let (name, device) = match item.split_once(':') {
+            Some((name, device)) => (name.trim(), Some(device.trim())),
+            None => (item, None),
+        };
+        if !providers::KNOWN.contains(&name) {
+            let fallback = format!("known: {}", providers::KNOWN.join(", "));
+            return Err(format!(
+                "unknown execution provider '{name}'{}",
+                super::suggest::hint(name, providers::KNOWN.iter().copied(), &fallback)
+            ));
+        }
+        let device = device
+            .map(|device| {
+                device.parse::<u32>().map_err(|_| {
+                    format!("'{item}': the device after ':' must be a number, as in cuda:1")
+                })
+            })
+            .transpose()?;
+        list.push(ExecutionProvider::named(name, device)?);
+    }
+    ExecutionProviders::new(list)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -180,5 +210,43 @@ mod tests {
         check_interval("0", Ok(None));
         check_interval("0s", Ok(None));
         check_interval("soon", Err(()));
+    }
+
+    fn check_providers(input: &str, expected: Result<&str, &str>) {
+        let parsed = parse_execution_providers(input).map(|list| list.to_string());
+        match (&parsed, expected) {
+            (Ok(list), Ok(want)) => assert_eq!(list, want, "{input:?}"),
+            (Err(why), Err(part)) => assert!(why.contains(part), "{input:?}: {why}"),
+            _ => panic!("{input:?}: got {parsed:?}, expected {expected:?}"),
+        }
+    }
+
+    #[test]
+    fn execution_providers() {
+        check_providers("cpu", Ok("cpu"));
+        check_providers("cuda,cpu", Ok("cuda:0,cpu"));
+        check_providers(" cuda:1 , cpu ", Ok("cuda:1,cpu"));
+        check_providers("cuda", Ok("cuda:0"));
+        check_providers("tensorrt,cuda,cpu", Ok("tensorrt:0,cuda:0,cpu"));
+        check_providers("tensorrt:2", Ok("tensorrt:2"));
+        check_providers(
+            "cdua,cpu",
+            Err("unknown execution provider 'cdua'; did you mean 'cuda'?"),
+        );
+        check_providers(
+            "rocm",
+            Err("unknown execution provider 'rocm'; known: cpu, cuda, tensorrt"),
+        );
+        check_providers("CUDA", Err("did you mean 'cuda'?"));
+        check_providers("", Err("unknown execution provider ''"));
+        check_providers("cuda,,cpu", Err("unknown execution provider ''"));
+        check_providers(
+            "cuda:x",
+            Err("'cuda:x': the device after ':' must be a number"),
+        );
+        check_providers("cuda:-1", Err("must be a number"));
+        check_providers("cpu:0", Err("cpu takes no device number"));
+        check_providers("cpu,cuda", Err("cpu must come last"));
+        check_providers("cuda:0,cuda:1", Err("cuda is listed twice"));
     }
 }

@@ -11,11 +11,13 @@ use super::declare::settings;
 use super::models::{parse_model, parse_model_name, ModelSpec};
 use super::parse::ReloadPolicy;
 use super::parse::{
-    parse_bool, parse_bytes, parse_count, parse_duration, parse_fraction, parse_interval,
-    parse_log_filter, parse_nonempty, parse_path, parse_positive_duration, parse_socket_addr,
+    parse_bool, parse_bytes, parse_count, parse_duration, parse_execution_providers,
+    parse_fraction, parse_interval, parse_log_filter, parse_nonempty, parse_path,
+    parse_positive_duration, parse_socket_addr,
 };
 use super::payload::{parse_max_bytes, parse_sample, PayloadLogTo, PayloadPolicy};
 use super::promotion::{Guard, Overrides, Promotion};
+use crate::model::providers::ExecutionProviders;
 
 settings! {
     /// The fully parsed configuration. Built only by [`Config::load`], so every value in it
@@ -304,6 +306,12 @@ settings! {
             env: "ORT_DYLIB_PATH",
             parse: parse_path,
             help: "ONNX Runtime shared library (default: the project's .venv)",
+        },
+        execution_providers: ExecutionProviders {
+            env: "HOTSERVE_EXECUTION_PROVIDERS",
+            default: "cpu",
+            parse: parse_execution_providers,
+            help: "where the sessions run, in order: cpu, cuda, tensorrt, a device as cuda:1 (default device 0); e.g. cuda,cpu runs on GPU 0 and falls back to the CPU with a warning when it cannot; without cpu a model that cannot start on them is refused",
         },
         intra_op_threads: usize {
             env: "HOTSERVE_INTRA_OP_THREADS",

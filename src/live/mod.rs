@@ -78,6 +78,7 @@ impl Live {
             model.info.name.clone(),
             model.info.version.clone(),
             model.info.source.clone(),
+            crate::model::providers::join(&model.execution_providers),
         ));
         let message = format!(
             "serving {}",

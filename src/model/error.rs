@@ -29,6 +29,21 @@ pub enum ModelError {
     /// ONNX Runtime refused the graph.
     #[error("{path}: ONNX Runtime cannot load the graph: {why}")]
     Session { path: PathBuf, why: String },
+    /// None of `execution_providers` can run the graph on this machine, and the list does not
+    /// end with `cpu` (`providers.rs`): this machine's fault, not the version's.
+    #[error(
+        "{path}: cannot run on execution_providers {wanted}: {why}; install the GPU build of \
+         ONNX Runtime (scripts/setup.sh gpu) and point ORT_DYLIB_PATH at its \
+         libonnxruntime.so, check the device and its driver (nvidia-smi), or end \
+         execution_providers with cpu to run on the CPU when the device cannot"
+    )]
+    Provider {
+        path: PathBuf,
+        /// The `execution_providers` list, as configured.
+        wanted: String,
+        /// Each provider that was tried and why it could not start.
+        why: String,
+    },
     /// The graph's inputs or outputs are not those of a text classifier.
     #[error("{path}: the graph does not fit a text classifier: {why}")]
     Graph { path: PathBuf, why: String },
@@ -118,6 +133,7 @@ impl ModelError {
             ModelError::File { path, .. }
             | ModelError::MlModel { path, .. }
             | ModelError::Session { path, .. }
+            | ModelError::Provider { path, .. }
             | ModelError::Graph { path, .. }
             | ModelError::Io { path, .. } => path,
             ModelError::Digest(err) => &mut err.path,
@@ -133,10 +149,14 @@ impl ModelError {
 
     /// Whether the failure is the version's own (its files, graph, tokenizer, outputs or
     /// golden examples), so that it may never go live and its cached copy may be removed.
-    /// False for what is wrong with this machine: the ONNX Runtime library, reading the disk.
+    /// False for what is wrong with this machine: the ONNX Runtime library, its execution
+    /// providers, reading the disk.
     pub fn blames_version(&self) -> bool {
         match self {
-            ModelError::Runtime(_) | ModelError::Digest(_) | ModelError::Io { .. } => false,
+            ModelError::Runtime(_)
+            | ModelError::Provider { .. }
+            | ModelError::Digest(_)
+            | ModelError::Io { .. } => false,
             ModelError::File { .. }
             | ModelError::MlModel { .. }
             | ModelError::Session { .. }

@@ -3,8 +3,8 @@
 //! that would fail here never goes live.
 //!
 //! Steps: parse `MLmodel` -> find the ONNX file (external data next to it) -> build one ONNX
-//! Runtime session per inference worker, on one shared copy of the weights (`sessions.rs`)
-//! -> find the tokenizer -> check the graph's inputs and outputs -> read labels -> warm up on the saved input example -> classify the golden examples.
+//! Runtime session per inference worker, on one shared copy of the weights (`sessions.rs`), on
+//! the first of `execution_providers` that starts (`providers.rs`) -> find the tokenizer -> check the graph's inputs and outputs -> read labels -> warm up on the saved input example -> classify the golden examples.
 
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -15,8 +15,9 @@ use ort::value::{TensorElementType, ValueType};
 use super::element::{ElementType, GraphType};
 use super::error::{GoldenMiss, ModelError};
 use super::mlmodel::MlModel;
+use super::providers::{self, ExecutionProviders};
 use super::runtime;
-use super::sessions::{self, SessionOptions};
+use super::sessions::SessionOptions;
 use super::wordpiece::{self, FastBert};
 use super::{argmax, FileDigest, Model, ModelInfo, Task, TensorDesc, TextTask};
 use crate::files::{self, combined_digest};
@@ -49,6 +50,8 @@ pub struct LoadOptions {
     pub all_cores_threads: usize,
     /// Tokens kept per text; 0 = `metadata.max_sequence_length` or 512.
     pub max_sequence_length: usize,
+    /// Where the sessions run, in order of preference (`providers.rs`).
+    pub execution_providers: ExecutionProviders,
 }
 
 /// The largest files the gate reads whole, so that a hostile model cannot make it allocate
@@ -115,7 +118,12 @@ pub fn load(dir: &Path, options: &LoadOptions) -> Result<Model, ModelError> {
         prepack_weights: options.prepack_weights,
         all_cores_threads: options.all_cores_threads,
     };
-    let mut sessions = sessions::build(&runtime.environment, &onnx_path, &session_options)?;
+    let (mut sessions, execution_providers) = providers::build(
+        &runtime.environment,
+        &onnx_path,
+        &session_options,
+        &options.execution_providers,
+    )?;
     let first = sessions.first();
     let inputs = describe(first.inputs());
     let outputs = describe(first.outputs());
@@ -164,6 +172,7 @@ pub fn load(dir: &Path, options: &LoadOptions) -> Result<Model, ModelError> {
         outputs,
         task,
         sessions,
+        execution_providers,
     };
     warm_up(&model, dir)?;
     check_golden(&model)?;

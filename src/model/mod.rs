@@ -7,6 +7,7 @@
 //! - [`load`] turns a model directory into a [`Model`], running the validation gate.
 //! - [`runtime`] finds and loads the ONNX Runtime library.
 //! - [`sessions`] builds a model's sessions, one per worker, on one shared copy of the weights.
+//! - [`providers`] chooses where they run (`execution_providers`): a GPU, or the CPU, or why not.
 //! - [`initializers`] reads the optimized graph's weights into the tensors the sessions share.
 //! - [`padding`] cuts a batch of texts of different lengths into padded runs.
 //! - [`bundle`] extracts `.zip` bundles safely.
@@ -23,6 +24,7 @@ pub mod load;
 pub mod mlmodel;
 mod onnx_proto;
 pub mod padding;
+pub mod providers;
 pub mod rfc3339;
 pub mod runtime;
 pub mod sessions;
@@ -91,6 +93,9 @@ pub struct Model {
     /// One session per inference worker (`Session::run` needs exclusive access), and the
     /// all-cores one with `adaptive_pool`, sharing one copy of the weights when they can.
     sessions: sessions::Sessions,
+    /// The execution providers the sessions were built with: the device ones that started, or
+    /// `[cpu]` (`providers.rs`). Shown in `/health` and `hotserve_model_info`.
+    pub execution_providers: Vec<providers::ExecutionProvider>,
 }
 
 /// What the model does with its input.

@@ -29,16 +29,32 @@
 //! every core (half the latency of one thread on MiniLM) while under load each worker runs its
 //! own one-thread session, which batches better (`queue::runs_on_all_cores`). That session
 //! always prepacks.
+//!
+//! On a GPU (`execution_providers`, `providers.rs`) none of this applies and the sessions are
+//! built by [`build_on_devices`]: at most [`DEVICE_SESSIONS`] per model, each from the file.
+//! The shared optimized graph is the CPU provider's (its fused kernels and layouts are the CPU's,
+//! and a graph saved with every optimization runs well only on the provider it was optimized
+//! for), shared initializers save host memory only (ONNX Runtime copies them to the device for
+//! every session), prepacking is a CPU kernel's, and an all-cores session is about CPU cores.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use ort::environment::Environment;
+use ort::ep::ExecutionProviderDispatch;
 use ort::session::builder::{GraphOptimizationLevel, PrepackedWeights, SessionBuilder};
 use ort::session::Session;
 
 use super::error::ModelError;
 use super::initializers::{self, Initializer};
+
+/// The most sessions a model has on a device, whatever `inference_workers` says. A GPU runs one
+/// kernel stream per session and batches within a call; one session per worker would hold one
+/// copy of the weights and one memory arena per worker in device memory, and workers beyond the
+/// sessions' number share them (each waits for its session's lock, as any worker would for the
+/// device). Two let one batch's host work (inputs in, outputs out, the nodes ONNX Runtime keeps
+/// on the CPU) overlap the other's kernels. `bench/gpu.sh` measures it on a GPU.
+pub const DEVICE_SESSIONS: usize = 2;
 
 /// How to build a model's sessions.
 #[derive(Clone, Copy, Debug)]
@@ -324,6 +340,45 @@ fn build_on_shared(
         sessions.push(Mutex::new(session));
     }
     Ok(sessions)
+}
+
+/// Builds `min(count, DEVICE_SESSIONS)` sessions for the graph at `onnx_path`, each from the file
+/// with `devices` registered in order (each with its error returned, never ignored), one
+/// intra-op thread and no spinning: the CPU only feeds the device and runs the few nodes no
+/// device provider takes, so its threads should neither multiply nor spin while the device
+/// computes. No all-cores session. The error is ONNX Runtime's: a provider that cannot be
+/// registered (its libraries missing), or a session that does not start on it (no device).
+pub fn build_on_devices(
+    environment: &Environment,
+    onnx_path: &Path,
+    count: usize,
+    devices: &[ExecutionProviderDispatch],
+) -> Result<Sessions, String> {
+    let mut sessions = Vec::new();
+    for _ in 0..count.clamp(1, DEVICE_SESSIONS) {
+        let mut session = builder(
+            environment,
+            1,
+            &[
+                ("session.intra_op.allow_spinning", "0"),
+                ("session.inter_op.allow_spinning", "0"),
+            ],
+        )?;
+        for device in devices {
+            device
+                .register(&mut session)
+                .map_err(|err| format!("cannot register {}: {err}", device.name()))?;
+        }
+        let session = session
+            .commit_from_file(onnx_path)
+            .map_err(|err| format!("the session does not start: {err}"))?;
+        sessions.push(Mutex::new(session));
+    }
+    Ok(Sessions {
+        sessions,
+        all_cores: None,
+        layout: WeightsLayout::PerSession,
+    })
 }
 
 /// A session builder with hotserve's fixed choices (every graph optimization, one inter-op

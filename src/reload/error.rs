@@ -121,6 +121,9 @@ impl ReloadError {
             | ReloadError::Loader(_)
             | ReloadError::Blocking(_)
             | ReloadError::NoFallback { .. } => true,
+            // A provider that cannot start will not start in a second either: the next
+            // poll or trigger tries again, without a burst of quick retries and warnings.
+            ReloadError::Model(ModelError::Provider { .. }) => false,
             ReloadError::Model(err) => !err.blames_version(),
             ReloadError::NoModel { .. }
             | ReloadError::LinkOutside { .. }
@@ -129,6 +132,13 @@ impl ReloadError {
             | ReloadError::Refused { .. }
             | ReloadError::RolledBack { .. } => false,
         }
+    }
+
+    /// True when no execution provider of `execution_providers` could run the model (and the
+    /// list does not end with `cpu`): at startup, when every model fails so, a configuration
+    /// error rather than a wait.
+    pub fn is_provider_refusal(&self) -> bool {
+        matches!(self, ReloadError::Model(ModelError::Provider { .. }))
     }
 
     /// True when the failure is the version's own: its files failed the gate, its bundle is

@@ -275,6 +275,7 @@ async fn load(reloader: &Reloader, manifest: &Manifest) -> Result<Model, ReloadE
         share_weights: config.share_weights,
         prepack_weights: config.prepack_weights,
         all_cores_threads: config.all_cores_threads(),
+        execution_providers: config.execution_providers.clone(),
     };
     let dir = manifest.dir.clone();
     let model = loader::run(move || {

@@ -20,6 +20,7 @@ mod models;
 mod oip;
 mod payload_log;
 mod properties;
+mod providers;
 mod serve;
 mod stores;
 mod tls;

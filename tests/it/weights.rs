@@ -6,6 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
+use hotserve::model::providers::ExecutionProviders;
 use hotserve::model::sessions::{self, SessionOptions, WeightsLayout};
 use hotserve::model::{self, runtime, LoadOptions, Model, Scores};
 
@@ -32,6 +33,7 @@ fn load(sessions: usize, share_weights: bool, prepack_weights: bool, all_cores: 
         share_weights,
         prepack_weights,
         all_cores_threads: all_cores,
+        execution_providers: ExecutionProviders::cpu(),
     };
     model::load(&dir, &options).expect("the fixture loads")
 }

@@ -13,6 +13,7 @@ use super::{live_model, not_ready_reason, query_value, with_version};
 use crate::http::error::{ApiError, Probe};
 use crate::http::{json, text, HttpResponse, Served};
 use crate::live::status::{Attempt, Decided};
+use crate::model::providers;
 use crate::model::{FileDigest, TensorDesc};
 use crate::promote::shadow::ShadowStatus;
 use crate::registry::ProgressReport;
@@ -68,6 +69,9 @@ pub struct LiveModel {
     pub digest: String,
     pub files: Vec<FileDigest>,
     pub pointer_target: Option<String>,
+    /// Where its sessions run: `cpu`, or the device providers that started (`cuda:0`), as
+    /// `execution_providers` chose them.
+    pub execution_provider: String,
 }
 
 /// The ONNX Runtime library in use.
@@ -167,6 +171,7 @@ fn model_health(served: &Served) -> (ModelHealth, Probe) {
             digest: m.info.digest.clone(),
             files: m.info.digests.clone(),
             pointer_target: m.info.pointer_target.clone(),
+            execution_provider: providers::join(&m.execution_providers),
         }),
         served_from_cache: status.from_cache,
         last_check: status.last_check,
