@@ -32,7 +32,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError, TrySendError};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use opentelemetry::propagation::TextMapPropagator;
@@ -42,7 +42,9 @@ use opentelemetry::trace::{
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
-use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter as _, SpanProcessor};
+use opentelemetry_sdk::trace::{
+    SdkTracer, SdkTracerProvider, SpanData, SpanExporter as _, SpanProcessor,
+};
 use opentelemetry_sdk::Resource;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
@@ -59,6 +61,10 @@ pub const EXPORT_BATCH: usize = 512;
 
 /// Whether spans are exported (set once, by [`Telemetry::start`]).
 static ENABLED: AtomicBool = AtomicBool::new(false);
+
+/// The tracer of the spans made here (queue, batch, tokenize): the provider's own, kept rather
+/// than looked up behind the global provider's lock and boxed at every span.
+static TRACER: OnceLock<SdkTracer> = OnceLock::new();
 
 /// Whether traces are exported. Code that would only gather a span's parts checks this first.
 pub fn enabled() -> bool {
@@ -157,6 +163,7 @@ impl Telemetry {
             .with_span_processor(processor)
             .build();
         opentelemetry::global::set_tracer_provider(provider.clone());
+        let _ = TRACER.set(provider.tracer("hotserve"));
         ENABLED.store(true, Ordering::Relaxed);
         Ok(Telemetry { provider })
     }
@@ -254,15 +261,14 @@ pub fn trace_id_of(span: &tracing::Span) -> Option<String> {
 /// `texts` texts. Made after the fact (a few microseconds of work for a short text do not
 /// warrant a live span), only when the request is sampled.
 pub fn record_tokenize(started: Instant, texts: usize) {
-    let Some(parent) = current() else {
+    let (Some(parent), Some(tracer)) = (current(), TRACER.get()) else {
         return;
     };
-    let tracer = opentelemetry::global::tracer("hotserve");
     let mut span = tracer
         .span_builder("tokenize")
         .with_start_time(system_time(started))
         .with_attributes([KeyValue::new("hotserve.texts", texts as i64)])
-        .start_with_context(&tracer, &parent);
+        .start_with_context(tracer, &parent);
     opentelemetry::trace::Span::end(&mut span);
 }
 
@@ -295,10 +301,9 @@ pub struct BatchTrace<'a> {
 /// traced requests, also one `inference batch` span, a child of the first and linked to
 /// every one, which each request's `inference` span links back to.
 pub fn record_batch(batch: BatchTrace<'_>) {
-    let Some(&(first, _)) = batch.requests.first() else {
+    let (Some(&(first, _)), Some(tracer)) = (batch.requests.first(), TRACER.get()) else {
         return;
     };
-    let tracer = opentelemetry::global::tracer("hotserve");
     let now = (Instant::now(), SystemTime::now());
     let at = |instant: Instant| now.1 - now.0.saturating_duration_since(instant);
     let attributes = vec![
@@ -317,7 +322,7 @@ pub fn record_batch(batch: BatchTrace<'_>) {
             },
         ),
     ];
-    let failed = |span: &mut opentelemetry::global::BoxedSpan| {
+    let failed = |span: &mut opentelemetry_sdk::trace::Span| {
         if batch.failed {
             opentelemetry::trace::Span::set_status(
                 span,
@@ -337,7 +342,7 @@ pub fn record_batch(batch: BatchTrace<'_>) {
             .with_start_time(at(batch.started))
             .with_attributes(attributes.clone())
             .with_links(links)
-            .start_with_context(&tracer, first);
+            .start_with_context(tracer, first);
         failed(&mut span);
         let context = opentelemetry::trace::Span::span_context(&span).clone();
         opentelemetry::trace::Span::end_with_timestamp(&mut span, at(batch.finished));
@@ -349,7 +354,7 @@ pub fn record_batch(batch: BatchTrace<'_>) {
         let mut wait = tracer
             .span_builder("queue wait")
             .with_start_time(at(*enqueued))
-            .start_with_context(&tracer, context);
+            .start_with_context(tracer, context);
         opentelemetry::trace::Span::end_with_timestamp(&mut wait, at(batch.started));
         let mut run = tracer
             .span_builder("inference")
@@ -358,7 +363,7 @@ pub fn record_batch(batch: BatchTrace<'_>) {
         if let Some(batch_context) = &batch_context {
             run = run.with_links(vec![Link::with_context(batch_context.clone())]);
         }
-        let mut run = run.start_with_context(&tracer, context);
+        let mut run = run.start_with_context(tracer, context);
         failed(&mut run);
         opentelemetry::trace::Span::end_with_timestamp(&mut run, at(batch.finished));
     }
