@@ -403,9 +403,13 @@ impl Processor {
 
     fn flush(&self, timeout: Duration) -> OTelSdkResult {
         let (done, wait) = sync_channel(1);
-        self.queue
-            .send(Message::Flush(done))
-            .map_err(|_| OTelSdkError::AlreadyShutdown)?;
+        // Never waits for room: a queue that is full (a collector that is down) is not flushed
+        // at shutdown, it is dropped with the process.
+        match self.queue.try_send(Message::Flush(done)) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => return Err(OTelSdkError::Timeout(Duration::ZERO)),
+            Err(TrySendError::Disconnected(_)) => return Err(OTelSdkError::AlreadyShutdown),
+        }
         wait.recv_timeout(timeout)
             .map_err(|_| OTelSdkError::Timeout(timeout))
     }
