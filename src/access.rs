@@ -1,4 +1,4 @@
-//! The access log (`access_log`): one structured record per HTTP request, with the time, the
+//! The access log (`access_log`): one structured record per HTTP request and gRPC call, with the time, the
 //! method, the route (as the metrics name it) and the path, the status, the duration, the
 //! response's bytes, the model and version that answered, the request id, the trace id (the
 //! request's span's when traces are exported, else the caller's W3C `traceparent`), and for a
@@ -65,10 +65,14 @@ pub struct Record<'a> {
     /// When the request arrived (RFC 3339, UTC).
     pub time: String,
     pub method: &'a str,
-    /// The route as the metrics name it (`/models/{name}/predict`).
-    pub route: &'static str,
+    /// The route as the metrics name it (`/models/{name}/predict`; gRPC: the method's path,
+    /// `/inference.GRPCInferenceService/ModelInfer`).
+    pub route: &'a str,
     pub path: &'a str,
+    /// The HTTP status (200 for every gRPC call that was answered; see `grpc_status`).
     pub status: u16,
+    /// A gRPC call's status code (0 is OK, 1 CANCELLED, ...).
+    pub grpc_status: Option<i32>,
     pub duration_ms: f64,
     /// The response body's bytes.
     pub bytes: Option<u64>,
@@ -83,7 +87,8 @@ pub struct Record<'a> {
     pub batch_size: Option<usize>,
     /// How long it waited in the queue for a worker; the longest of its jobs.
     pub queue_ms: Option<f64>,
-    pub peer: SocketAddr,
+    /// The client's address (gRPC: when the connection gave it).
+    pub peer: Option<SocketAddr>,
 }
 
 /// What the queue tells the access log about a request: its batch and its wait.
@@ -169,6 +174,7 @@ impl AccessLog {
                 route = record.route,
                 path = record.path,
                 status = record.status,
+                grpc_status = record.grpc_status,
                 duration_ms = record.duration_ms,
                 bytes = record.bytes,
                 model = record.model,
@@ -177,7 +183,7 @@ impl AccessLog {
                 trace_id = record.trace_id,
                 batch_size = record.batch_size,
                 queue_ms = record.queue_ms,
-                peer = %record.peer,
+                peer = record.peer.map(tracing::field::display),
                 "request"
             ),
             Sink::File { lines, metrics } => {
@@ -321,6 +327,7 @@ mod tests {
             route: "/predict",
             path: "/predict",
             status: 200,
+            grpc_status: None,
             duration_ms: millis(Duration::from_micros(1500)),
             bytes: Some(42),
             model: Some("sentiment"),
@@ -329,7 +336,7 @@ mod tests {
             trace_id: None,
             batch_size: Some(3),
             queue_ms: Some(0.25),
-            peer: "127.0.0.1:5000".parse().unwrap(),
+            peer: Some("127.0.0.1:5000".parse().unwrap()),
         };
         log.record(&record);
         log.record(&record);

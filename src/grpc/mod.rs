@@ -17,16 +17,19 @@ mod convert;
 pub mod proto;
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
+use hyper::body::Incoming;
 use hyper::server::conn::http2;
+use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
-use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
+use tonic::codegen::Service as _;
 use tonic::metadata::MetadataMap;
 use tonic::{Code, Request, Response, Status};
 use tracing::field::Empty;
@@ -80,9 +83,9 @@ pub async fn serve(
             // The handshake runs here, in the connection's own task, so that a slow
             // client never holds the accept loop.
             let served = match tls {
-                None => serve_connection(stream, service, watcher).await,
+                None => serve_connection(stream, service, watcher, peer).await,
                 Some(tls) => match tls.accept(stream).await {
-                    Ok(stream) => serve_connection(stream, service, watcher).await,
+                    Ok(stream) => serve_connection(stream, service, watcher, peer).await,
                     Err(err) => {
                         tracing::debug!(%peer, %err, "gRPC TLS handshake failed");
                         drop(permit);
@@ -109,22 +112,62 @@ pub async fn serve_connection<IO>(
     io: IO,
     service: GrpcInferenceServiceServer<Inference>,
     watcher: Watcher,
+    peer: SocketAddr,
 ) -> Result<(), hyper::Error>
 where
     IO: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
     let mut builder = http2::Builder::new(TokioExecutor::new());
     builder.timer(TokioTimer::new());
-    let connection = builder.serve_connection(TokioIo::new(io), TowerToHyperService::new(service));
+    // Each call learns its client's address from its extensions (the access log).
+    let service = service_fn(move |mut request: hyper::Request<Incoming>| {
+        request.extensions_mut().insert(Peer(peer));
+        service.clone().call(request)
+    });
+    let connection = builder.serve_connection(TokioIo::new(io), service);
     watcher.watch(connection).await
 }
 
 /// The gRPC service's full name, as spans name it.
 const SERVICE: &str = "inference.GRPCInferenceService";
 
-/// The caller's trace context from the call's metadata, when traces are on.
-fn trace_of<T>(request: &Request<T>) -> Option<opentelemetry::Context> {
-    crate::telemetry::enabled().then(|| crate::telemetry::extract(request.metadata().as_ref()))
+/// The client's address, put in each call's extensions by [`serve_connection`].
+#[derive(Clone, Copy, Debug)]
+struct Peer(SocketAddr);
+
+/// What a call's metadata and connection say of its caller, read only when traces or the
+/// access log need it.
+#[derive(Default)]
+struct Caller {
+    /// The caller's trace context (traces on).
+    trace: Option<opentelemetry::Context>,
+    /// `x-request-id` metadata, else a new id (access log on).
+    request_id: Option<String>,
+    /// The trace id of a valid `traceparent` (access log on).
+    traceparent: Option<String>,
+    peer: Option<SocketAddr>,
+}
+
+impl Caller {
+    fn of<T>(app: &App, request: &Request<T>) -> Caller {
+        let mut caller = Caller::default();
+        if crate::telemetry::enabled() {
+            caller.trace = Some(crate::telemetry::extract(request.metadata().as_ref()));
+        }
+        if app.access_log.enabled() {
+            let metadata = |key: &str| request.metadata().get(key).and_then(|v| v.to_str().ok());
+            caller.request_id = Some(
+                metadata("x-request-id")
+                    .filter(|id| !id.is_empty() && id.len() <= 128)
+                    .map_or_else(payload::new_request_id, str::to_string),
+            );
+            caller.traceparent = metadata("traceparent")
+                .and_then(access::trace_id)
+                .map(str::to_string);
+            caller.peer = request.extensions().get::<Peer>().map(|peer| peer.0);
+        }
+        caller
+    }
 }
 
 /// A `grpc-timeout` header (`<up to 8 digits><H|M|S|m|u|n>`), as a duration.
@@ -204,12 +247,12 @@ impl Inference {
 
     /// Runs one call: counts it in flight, and records its method, model and status code.
     /// `model` is the name the call gave; it labels the metrics only when it is configured.
-    /// `trace` is the caller's trace context, from the call's metadata.
-    async fn call<T>(
+    /// `caller` is what its metadata and connection said (traces, the access log).
+    async fn call<T: Answered>(
         &self,
         method: &'static str,
         model: Option<&str>,
-        trace: Option<opentelemetry::Context>,
+        caller: Caller,
         work: impl Future<Output = Result<T, Status>>,
     ) -> Result<Response<T>, Status> {
         let started = Instant::now();
@@ -222,6 +265,14 @@ impl Inference {
             model: model.filter(|name| self.app.model(name).is_some()),
             started,
             code: Code::Cancelled,
+            access: self.app.access_log.enabled().then(|| Access {
+                arrived: SystemTime::now(),
+                request_id: caller.request_id.clone().unwrap_or_default(),
+                trace_id: caller.traceparent.clone(),
+                peer: caller.peer,
+                noted: access::Noted::default(),
+                version: None,
+            }),
         };
         // The server span of the call, by the RPC conventions (traces on).
         let span = tracing::debug_span!(
@@ -234,15 +285,35 @@ impl Inference {
             rpc.method = method,
             rpc.grpc.status_code = Empty,
             hotserve.model = model,
+            hotserve.model.version = Empty,
         );
-        if let Some(parent) = trace {
+        if let Some(parent) = caller.trace {
             let _ = span.set_parent(parent);
         }
-        let result = work.instrument(span.clone()).await;
+        let work = work.instrument(span.clone());
+        let result = match &mut guard.access {
+            Some(access) => {
+                if let Some(trace_id) = crate::telemetry::trace_id_of(&span) {
+                    access.trace_id = Some(trace_id);
+                }
+                let (result, noted) = access::noting(work).await;
+                access.noted = noted;
+                result
+            }
+            None => work.await,
+        };
         guard.code = match &result {
             Ok(_) => Code::Ok,
             Err(status) => status.code(),
         };
+        if let Ok(answer) = &result {
+            if let Some(version) = answer.version() {
+                span.record("hotserve.model.version", version);
+            }
+            if let Some(access) = &mut guard.access {
+                access.version = answer.version().map(str::to_string);
+            }
+        }
         span.record("rpc.grpc.status_code", guard.code as i64);
         if matches!(
             guard.code,
@@ -273,18 +344,65 @@ struct CallGuard<'a> {
     model: Option<&'a str>,
     started: Instant,
     code: Code,
+    /// What the access record needs (access log on).
+    access: Option<Access>,
+}
+
+/// An answer, as the access log reads it: the model version it names, if any.
+trait Answered {
+    fn version(&self) -> Option<&str> {
+        None
+    }
+}
+
+impl Answered for ServerLiveResponse {}
+impl Answered for ServerReadyResponse {}
+impl Answered for ModelReadyResponse {}
+impl Answered for ServerMetadataResponse {}
+impl Answered for ModelMetadataResponse {}
+impl Answered for ModelInferResponse {
+    fn version(&self) -> Option<&str> {
+        Some(self.model_version.as_str()).filter(|version| !version.is_empty())
+    }
+}
+
+/// A call's access record in the making.
+struct Access {
+    arrived: SystemTime,
+    request_id: String,
+    trace_id: Option<String>,
+    peer: Option<SocketAddr>,
+    noted: access::Noted,
+    /// The version that answered (`ModelInfer`).
+    version: Option<String>,
 }
 
 impl Drop for CallGuard<'_> {
     fn drop(&mut self) {
         let metrics = &self.app.metrics;
         metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
-        metrics.observe_grpc(
-            self.method,
-            self.model,
-            code_name(self.code),
-            self.started.elapsed(),
-        );
+        let elapsed = self.started.elapsed();
+        metrics.observe_grpc(self.method, self.model, code_name(self.code), elapsed);
+        if let Some(record) = &self.access {
+            let path = format!("/{SERVICE}/{}", self.method);
+            self.app.access_log.record(&access::Record {
+                time: access::timestamp(record.arrived),
+                method: "POST",
+                route: &path,
+                path: &path,
+                status: 200,
+                grpc_status: Some(self.code as i32),
+                duration_ms: access::millis(elapsed),
+                bytes: None,
+                model: self.model,
+                version: record.version.as_deref(),
+                request_id: &record.request_id,
+                trace_id: record.trace_id.as_deref(),
+                batch_size: record.noted.batch_size,
+                queue_ms: record.noted.queue_wait.map(access::millis),
+                peer: record.peer,
+            });
+        }
     }
 }
 
@@ -294,10 +412,10 @@ impl GrpcInferenceService for Inference {
         &self,
         request: Request<ServerLiveRequest>,
     ) -> Result<Response<ServerLiveResponse>, Status> {
-        let trace = trace_of(&request);
+        let caller = Caller::of(&self.app, &request);
         self.authorize(&request, Route::OipLive)?;
         let live = oip::server_live(&self.app);
-        self.call("ServerLive", None, trace, async {
+        self.call("ServerLive", None, caller, async {
             Ok(ServerLiveResponse { live })
         })
         .await
@@ -307,10 +425,10 @@ impl GrpcInferenceService for Inference {
         &self,
         request: Request<ServerReadyRequest>,
     ) -> Result<Response<ServerReadyResponse>, Status> {
-        let trace = trace_of(&request);
+        let caller = Caller::of(&self.app, &request);
         self.authorize(&request, Route::OipReady)?;
         let ready = oip::server_ready(&self.app);
-        self.call("ServerReady", None, trace, async {
+        self.call("ServerReady", None, caller, async {
             Ok(ServerReadyResponse { ready })
         })
         .await
@@ -320,7 +438,7 @@ impl GrpcInferenceService for Inference {
         &self,
         request: Request<ModelReadyRequest>,
     ) -> Result<Response<ModelReadyResponse>, Status> {
-        let trace = trace_of(&request);
+        let caller = Caller::of(&self.app, &request);
         self.authorize(&request, Route::OipModelReady)?;
         let request = request.into_inner();
         let version = Some(request.version.as_str()).filter(|v| !v.is_empty());
@@ -329,7 +447,7 @@ impl GrpcInferenceService for Inference {
                 oip::model_ready(&self.app, &request.name, version).map_err(convert::status)?;
             Ok(ModelReadyResponse { ready })
         };
-        self.call("ModelReady", Some(&request.name), trace, work)
+        self.call("ModelReady", Some(&request.name), caller, work)
             .await
     }
 
@@ -337,10 +455,10 @@ impl GrpcInferenceService for Inference {
         &self,
         request: Request<ServerMetadataRequest>,
     ) -> Result<Response<ServerMetadataResponse>, Status> {
-        let trace = trace_of(&request);
+        let caller = Caller::of(&self.app, &request);
         self.authorize(&request, Route::OipServer)?;
         let metadata = convert::server_metadata(oip::server_metadata());
-        self.call("ServerMetadata", None, trace, async { Ok(metadata) })
+        self.call("ServerMetadata", None, caller, async { Ok(metadata) })
             .await
     }
 
@@ -348,7 +466,7 @@ impl GrpcInferenceService for Inference {
         &self,
         request: Request<ModelMetadataRequest>,
     ) -> Result<Response<ModelMetadataResponse>, Status> {
-        let trace = trace_of(&request);
+        let caller = Caller::of(&self.app, &request);
         self.authorize(&request, Route::OipModel)?;
         let request = request.into_inner();
         let version = Some(request.version.as_str()).filter(|v| !v.is_empty());
@@ -357,7 +475,7 @@ impl GrpcInferenceService for Inference {
                 oip::model_metadata(&self.app, &request.name, version).map_err(convert::status)?;
             Ok(convert::model_metadata(metadata))
         };
-        self.call("ModelMetadata", Some(&request.name), trace, work)
+        self.call("ModelMetadata", Some(&request.name), caller, work)
             .await
     }
 
@@ -368,7 +486,7 @@ impl GrpcInferenceService for Inference {
         &self,
         request: Request<ModelInferRequest>,
     ) -> Result<Response<ModelInferResponse>, Status> {
-        let trace = trace_of(&request);
+        let caller = Caller::of(&self.app, &request);
         self.authorize(&request, Route::OipInfer)?;
         let timeout = grpc_timeout(request.metadata());
         let sampled = self.sample(&request);
@@ -395,7 +513,7 @@ impl GrpcInferenceService for Inference {
                 .map(|answer| convert::infer_response(answer, contents))
                 .map_err(convert::status)
         };
-        let result = self.call("ModelInfer", Some(&model), trace, work).await;
+        let result = self.call("ModelInfer", Some(&model), caller, work).await;
         if let Some(exchange) = sampled {
             let code = match &result {
                 Ok(_) => Code::Ok,

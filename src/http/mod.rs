@@ -221,6 +221,7 @@ async fn handle(app: &App, request: Request<Incoming>, peer: SocketAddr) -> Http
             route,
             path: &seen.path,
             status: response.status().as_u16(),
+            grpc_status: None,
             duration_ms: access::millis(started.elapsed()),
             bytes: response.body().size_hint().exact(),
             model: model.as_deref(),
@@ -231,7 +232,7 @@ async fn handle(app: &App, request: Request<Incoming>, peer: SocketAddr) -> Http
                 .or_else(|| traceparent.and_then(access::trace_id)),
             batch_size: noted.batch_size,
             queue_ms: noted.queue_wait.map(access::millis),
-            peer,
+            peer: Some(peer),
         });
     }
     response

@@ -734,3 +734,80 @@ async fn api_keys_guard_the_model_calls() {
     let answer = client.model_infer(right).await.unwrap().into_inner();
     assert_eq!(answer.model_name, "text");
 }
+
+/// The access log has a record of each call: the method's path, gRPC status, model and version,
+/// request id (`x-request-id` metadata), trace id (`traceparent`), batch, wait and peer.
+#[tokio::test]
+async fn the_access_log_records_each_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("access.log");
+    let server = two_models()
+        .set("access_log", file.to_str().unwrap())
+        .ready()
+        .await;
+    let mut client = client(&server).await;
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let mut request = tonic::Request::new(texts_typed(&TEXTS[..1]));
+    request
+        .metadata_mut()
+        .insert("x-request-id", "grpc-access-1".parse().unwrap());
+    request.metadata_mut().insert(
+        "traceparent",
+        format!("00-{trace}-00f067aa0ba902b7-01").parse().unwrap(),
+    );
+    let answer = client.model_infer(request).await.unwrap().into_inner();
+    let unknown = ModelInferRequest {
+        model_name: "nope".into(),
+        ..texts_typed(&TEXTS[..1])
+    };
+    let code = client.model_infer(unknown).await.unwrap_err().code();
+    client.server_live(ServerLiveRequest {}).await.unwrap();
+    // (The readiness probes of the harness are HTTP requests, in the same log.)
+    let live = "/inference.GRPCInferenceService/ServerLive";
+    let records: Vec<Value> = eventually("the last gRPC call in the access log", async || {
+        let text = std::fs::read_to_string(&file).unwrap_or_default();
+        let records: Vec<Value> = text
+            .lines()
+            .map(|line| serde_json::from_str(line).expect("a JSON line"))
+            .collect();
+        if records.iter().any(|r| r["route"] == live) {
+            Ok(records)
+        } else {
+            Err(format!("{} lines", records.len()))
+        }
+    })
+    .await;
+    let infer = records
+        .iter()
+        .find(|r| r["request_id"] == "grpc-access-1")
+        .expect("the inference call's record");
+    assert_eq!(
+        infer["route"], "/inference.GRPCInferenceService/ModelInfer",
+        "{infer}"
+    );
+    assert_eq!(infer["grpc_status"], 0, "{infer}");
+    assert_eq!(infer["model"], "text", "{infer}");
+    assert_eq!(infer["version"], answer.model_version.as_str(), "{infer}");
+    assert_eq!(infer["trace_id"], trace, "{infer}");
+    assert_eq!(infer["batch_size"], 1, "{infer}");
+    assert!(infer["queue_ms"].as_f64().is_some(), "{infer}");
+    assert!(
+        infer["peer"].as_str().unwrap().starts_with("127.0.0.1:"),
+        "{infer}"
+    );
+    let refused = records
+        .iter()
+        .find(|r| r["grpc_status"] == code as i32 && r["request_id"] != "grpc-access-1")
+        .expect("the refused call's record");
+    assert_eq!(
+        refused["model"],
+        Value::Null,
+        "not a configured model: {refused}"
+    );
+    let live = records.iter().find(|r| r["route"] == live).unwrap();
+    assert_eq!(
+        (live["grpc_status"].as_i64(), live["status"].as_i64()),
+        (Some(0), Some(200)),
+        "{live}"
+    );
+}
