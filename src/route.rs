@@ -55,6 +55,9 @@ pub enum Route {
     OipModelReady,
     /// `POST /v2/models/{name}[/versions/{version}]/infer`.
     OipInfer,
+    /// `POST /v2/repository/index`: every model and its state (the model repository
+    /// extension of KServe and Triton).
+    OipRepositoryIndex,
     /// A path that names no route.
     Other,
 }
@@ -125,6 +128,7 @@ pub fn resolve(path: &str) -> Routed<'_> {
         "/v2" => daemon(Route::OipServer),
         "/v2/health/live" => daemon(Route::OipLive),
         "/v2/health/ready" => daemon(Route::OipReady),
+        "/v2/repository/index" => daemon(Route::OipRepositoryIndex),
         _ if path.starts_with("/v2/models/") => resolve_oip(path).unwrap_or(daemon(Route::Other)),
         _ => resolve_named(path).unwrap_or(daemon(Route::Other)),
     }
@@ -187,7 +191,8 @@ impl Route {
             | Route::AdminPromote
             | Route::AdminReject
             | Route::Webhook
-            | Route::OipInfer => Method::POST,
+            | Route::OipInfer
+            | Route::OipRepositoryIndex => Method::POST,
             Route::ModelMetadata
             | Route::ModelReady
             | Route::Ping
@@ -231,6 +236,7 @@ impl Route {
             | Route::ModelMetadata
             | Route::OipModel
             | Route::OipInfer
+            | Route::OipRepositoryIndex
             | Route::Other => Access::Model,
         }
     }
@@ -285,6 +291,7 @@ impl Route {
             (Route::OipModelReady, _, true) => "/v2/models/{name}/versions/{version}/ready",
             (Route::OipInfer, _, false) => "/v2/models/{name}/infer",
             (Route::OipInfer, _, true) => "/v2/models/{name}/versions/{version}/infer",
+            (Route::OipRepositoryIndex, _, _) => "/v2/repository/index",
             (Route::Other, _, _) => "other",
         }
     }
@@ -318,6 +325,7 @@ mod tests {
         check("/models/a/invocations", "/models/{name}/invocations", Target::Named("a"));
         check("/v2", "/v2", Target::Daemon);
         check("/v2/health/live", "/v2/health/live", Target::Daemon);
+        check("/v2/repository/index", "/v2/repository/index", Target::Daemon);
         check("/v2/models/a", "/v2/models/{name}", Target::Oip { model: "a", version: None });
         check("/v2/models/a/ready", "/v2/models/{name}/ready", Target::Oip { model: "a", version: None });
         check("/v2/models/a/infer", "/v2/models/{name}/infer", Target::Oip { model: "a", version: None });

@@ -159,6 +159,69 @@ pub fn server_ready(app: &App) -> bool {
     app.models.iter().all(|served| served.live.is_ready())
 }
 
+/// A model's state in the repository index, in the words of KServe's and Triton's model
+/// repository extension.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ModelState {
+    /// Live, and the server is not draining.
+    Ready,
+    /// No version live yet, and no check has failed: it is being resolved, downloaded or
+    /// validated.
+    Loading,
+    /// Not serving: its checks failed, or the server is draining.
+    Unavailable,
+}
+
+impl ModelState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ModelState::Ready => "READY",
+            ModelState::Loading => "LOADING",
+            ModelState::Unavailable => "UNAVAILABLE",
+        }
+    }
+}
+
+/// One model of the repository index.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IndexEntry {
+    pub name: String,
+    /// The live version, if any.
+    pub version: Option<String>,
+    pub state: ModelState,
+    /// Why it is not ready (the last error, or what it is doing), when it is not.
+    pub reason: Option<String>,
+}
+
+/// Every configured model with its live version and state, in configuration order; only the
+/// ready ones when `ready_only`.
+pub fn repository_index(app: &App, ready_only: bool) -> Vec<IndexEntry> {
+    app.models
+        .iter()
+        .map(|served| {
+            let live = served.live.current();
+            let status = served.live.status();
+            let (state, reason) = if served.live.is_ready() {
+                (ModelState::Ready, None)
+            } else if served.live.is_draining() {
+                (ModelState::Unavailable, Some("shutting down".to_string()))
+            } else if live.is_none() && status.last_error.is_none() {
+                (ModelState::Loading, Some(status.message))
+            } else {
+                let reason = status.last_error.unwrap_or(status.message);
+                (ModelState::Unavailable, Some(reason))
+            };
+            IndexEntry {
+                name: served.name.clone(),
+                version: live.map(|model| model.info.version.clone()),
+                state,
+                reason,
+            }
+        })
+        .filter(|entry| !ready_only || entry.state == ModelState::Ready)
+        .collect()
+}
+
 /// Whether `model` (at `version`, when given) is live and the server not draining. An
 /// unknown model, or a version other than the live one, is [`OipError::NotFound`].
 pub fn model_ready(app: &App, model: &str, version: Option<&str>) -> Result<bool, OipError> {

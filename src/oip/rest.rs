@@ -246,6 +246,38 @@ impl Probe {
     }
 }
 
+/// One model in the body of `POST /v2/repository/index`.
+#[derive(Debug, Serialize)]
+pub struct IndexModel<'a> {
+    pub name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<&'a str>,
+    pub state: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'a str>,
+}
+
+/// The body of `POST /v2/repository/index`: a JSON array, one object per model.
+pub fn repository_index(entries: &[super::IndexEntry]) -> Vec<IndexModel<'_>> {
+    entries
+        .iter()
+        .map(|entry| IndexModel {
+            name: &entry.name,
+            version: entry.version.as_deref(),
+            state: entry.state.as_str(),
+            reason: entry.reason.as_deref(),
+        })
+        .collect()
+}
+
+/// What `POST /v2/repository/index` may ask: only the ready models.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IndexRequest {
+    #[serde(default)]
+    pub ready: bool,
+}
+
 /// The body of `GET /v2`.
 pub fn server_metadata(metadata: &ServerMetadata) -> ServerMetadataBody<'_> {
     ServerMetadataBody {

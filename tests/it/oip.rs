@@ -596,6 +596,42 @@ async fn a_model_that_is_not_live_is_not_ready() {
     .await;
     let (status, _) = post(&server, "/v2/models/good/infer", infer).await;
     assert_eq!(status, 200);
+
+    // The repository index (KServe's and Triton's model repository extension): every model,
+    // its live version and state, and why one is not ready.
+    let (status, index) = post(&server, "/v2/repository/index", json!({})).await;
+    assert_eq!(status, 200, "{index}");
+    let version = get_json(&server, "/v2/models/good").await.1["versions"][0].clone();
+    assert_eq!(
+        index[0],
+        json!({"name": "good", "version": version, "state": "READY"}),
+        "{index}"
+    );
+    assert_eq!(index[1]["name"], "broken", "{index}");
+    assert_eq!(index[1]["state"], "UNAVAILABLE", "{index}");
+    assert_eq!(index[1]["version"], Value::Null, "{index}");
+    assert!(index[1]["reason"].is_string(), "{index}");
+    let (status, ready) = post(&server, "/v2/repository/index", json!({"ready": true})).await;
+    assert_eq!(
+        (status, ready.as_array().map(Vec::len)),
+        (200, Some(1)),
+        "{ready}"
+    );
+    assert_eq!(ready[0]["name"], "good");
+    let empty = reqwest::Client::new()
+        .post(server.url("/v2/repository/index"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(empty.status(), 200);
+    check_error(
+        &server,
+        "/v2/repository/index",
+        Some(json!({"ready": "yes"})),
+        400,
+        "repository index request",
+    )
+    .await;
     server.stop().await.expect("a clean stop");
 }
 

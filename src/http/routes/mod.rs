@@ -165,6 +165,7 @@ pub async fn route(app: &App, request: Request<Incoming>, request_id: &HeaderVal
             }
             _ => Err(ApiError::not_found(&path)),
         },
+        Route::OipRepositoryIndex => oip::repository_index(app, request).await,
         Route::Other => Err(ApiError::not_found(&path)),
     };
     let response = result.unwrap_or_else(|err| {

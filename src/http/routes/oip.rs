@@ -1,5 +1,6 @@
 //! The Open Inference Protocol (KServe v2) over REST: `GET /v2`, `/v2/health/{live,ready}`,
-//! `/v2/models/{name}[/versions/{version}][/ready]` and `POST .../infer`. The protocol itself
+//! `/v2/models/{name}[/versions/{version}][/ready]`, `POST .../infer` and `POST
+//! /v2/repository/index`. The protocol itself
 //! (readiness, metadata, inference) is `crate::oip`'s and its REST bodies are
 //! `crate::oip::rest`'s; this file only carries them over HTTP (headers, statuses).
 
@@ -42,6 +43,31 @@ pub fn server_ready(app: &App) -> HttpResponse {
     });
     probe(rest::Probe::ready(ready, why))
 }
+
+/// `POST /v2/repository/index`: every model with its live version and state (`READY`,
+/// `LOADING`, `UNAVAILABLE` with the reason); `{"ready": true}` keeps the ready ones. An empty
+/// body asks for all.
+pub async fn repository_index(
+    app: &App,
+    request: Request<Incoming>,
+) -> Result<HttpResponse, ApiError> {
+    let deadline = Instant::now() + app.config.request_timeout;
+    let body = read_body(request, INDEX_REQUEST_BYTES, deadline).await?;
+    let asked: rest::IndexRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        rest::IndexRequest::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|err| {
+            ApiError::from(OipError::Invalid(format!(
+                "the repository index request is not {{\"ready\": true|false}}: {err}"
+            )))
+        })?
+    };
+    let entries = oip::repository_index(app, asked.ready);
+    Ok(json(StatusCode::OK, &rest::repository_index(&entries)))
+}
+
+/// The largest repository index request read (it is `{"ready": true}` at most).
+const INDEX_REQUEST_BYTES: usize = 4096;
 
 /// `GET /v2/models/{name}[/versions/{version}]/ready`.
 pub fn model_ready(

@@ -6,7 +6,7 @@
 
 TEXT_MODEL serves tests/fixtures/sentiment, TENSOR_MODEL tests/fixtures/tensor_model and
 TYPED_MODEL tests/fixtures/typed_model, all in the same server. Checks readiness, metadata,
-and inference with and without binary data (tritonclient's default is binary), prints one line
+the repository index, and inference with and without binary data (tritonclient's default is binary), prints one line
 per check and exits non-zero on the first failure (tests/it/oip.rs runs it).
 """
 
@@ -105,6 +105,11 @@ def main():
     check("the live version is addressable", client.is_model_ready(text_model, version))
     check("its metadata too",
           client.get_model_metadata(text_model, version)["versions"] == [version])
+    index = client.get_model_repository_index()
+    check("the repository index names every model, ready, with its version",
+          [(m["name"], m["state"]) for m in index]
+          == [(text_model, "READY"), (tensor_model, "READY"), (typed_model, "READY")]
+          and index[0]["version"] == version, index)
     tensor_metadata = client.get_model_metadata(tensor_model)
     check("tensor model metadata", tensor_metadata["inputs"] == [
         {"name": "x", "datatype": "FP32", "shape": [-1, 4]}], tensor_metadata)
