@@ -251,6 +251,14 @@ fn write_lines(file: File, path: &Path, lines: Receiver<String>) {
     }
 }
 
+/// A request's trace id, as the access and payload logs record it: its span's when traces are
+/// exported (the trace it is part of, the caller's or a new one), else the caller's, from a
+/// valid `traceparent` value.
+pub fn request_trace_id(span: &tracing::Span, traceparent: Option<&str>) -> Option<String> {
+    crate::telemetry::trace_id_of(span)
+        .or_else(|| traceparent.and_then(trace_id).map(str::to_string))
+}
+
 /// The trace id of a W3C `traceparent` value (`00-<32 hex>-<16 hex>-<2 hex>`), when it is
 /// valid: version `00` (or a later one, whose first four fields are read the same way), lower
 /// case hex, neither id all zeros.

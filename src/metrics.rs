@@ -241,7 +241,6 @@ impl Default for ModelMetrics {
 
 /// What became of the finished trace spans (`telemetry.rs`). Process-wide, as the trace
 /// pipeline is: one per process, whichever `Metrics` renders it.
-#[derive(Default)]
 pub struct TraceExports {
     /// Spans the collector took.
     pub exported: AtomicU64,

@@ -84,6 +84,9 @@ pub struct Settings {
     pub protocol: Protocol,
     /// The endpoint variable that turned traces on, for the start-up line.
     pub endpoint: String,
+    /// `OTEL_SERVICE_NAME` or a `service.name` in `OTEL_RESOURCE_ATTRIBUTES` names the
+    /// service; else it is `hotserve`.
+    pub service_named: bool,
 }
 
 /// Why traces cannot be exported as configured.
@@ -132,7 +135,17 @@ impl Settings {
             "http/protobuf" => Protocol::HttpProtobuf,
             _ => return Err(TelemetryError::Protocol { variable, value }),
         };
-        Ok(Some(Settings { protocol, endpoint }))
+        let service_named = set("OTEL_SERVICE_NAME").is_some()
+            || set("OTEL_RESOURCE_ATTRIBUTES").is_some_and(|attributes| {
+                attributes
+                    .split(',')
+                    .any(|kv| kv.trim().starts_with("service.name="))
+            });
+        Ok(Some(Settings {
+            protocol,
+            endpoint,
+            service_named,
+        }))
     }
 }
 
@@ -146,12 +159,7 @@ impl Telemetry {
     /// an error here) and the tracer provider, and turns tracing on.
     pub fn start(settings: &Settings) -> Result<Telemetry, TelemetryError> {
         let mut resource = Resource::builder();
-        let named = std::env::var("OTEL_SERVICE_NAME").is_ok_and(|v| !v.is_empty())
-            || std::env::var("OTEL_RESOURCE_ATTRIBUTES").is_ok_and(|v| {
-                v.split(',')
-                    .any(|kv| kv.trim().starts_with("service.name="))
-            });
-        if !named {
+        if !settings.service_named {
             resource = resource.with_service_name("hotserve");
         }
         let resource = resource

@@ -143,7 +143,7 @@ struct Caller {
     trace: Option<opentelemetry::Context>,
     /// `x-request-id` metadata, else a new id (access log on).
     request_id: Option<String>,
-    /// The trace id of a valid `traceparent` (access log on).
+    /// Its `traceparent` metadata (access log on).
     traceparent: Option<String>,
     peer: Option<SocketAddr>,
 }
@@ -161,9 +161,7 @@ impl Caller {
                     .filter(|id| !id.is_empty() && id.len() <= 128)
                     .map_or_else(payload::new_request_id, str::to_string),
             );
-            caller.traceparent = metadata("traceparent")
-                .and_then(access::trace_id)
-                .map(str::to_string);
+            caller.traceparent = metadata("traceparent").map(str::to_string);
             caller.peer = request.extensions().get::<Peer>().map(|peer| peer.0);
         }
         caller
@@ -268,7 +266,7 @@ impl Inference {
             access: self.app.access_log.enabled().then(|| Access {
                 arrived: SystemTime::now(),
                 request_id: caller.request_id.clone().unwrap_or_default(),
-                trace_id: caller.traceparent.clone(),
+                trace_id: None,
                 peer: caller.peer,
                 noted: access::Noted::default(),
                 version: None,
@@ -293,9 +291,7 @@ impl Inference {
         let work = work.instrument(span.clone());
         let result = match &mut guard.access {
             Some(access) => {
-                if let Some(trace_id) = crate::telemetry::trace_id_of(&span) {
-                    access.trace_id = Some(trace_id);
-                }
+                access.trace_id = access::request_trace_id(&span, caller.traceparent.as_deref());
                 let (result, noted) = access::noting(work).await;
                 access.noted = noted;
                 result

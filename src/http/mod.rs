@@ -204,9 +204,9 @@ async fn handle(app: &App, request: Request<Incoming>, peer: SocketAddr) -> Http
         started.elapsed(),
     );
     span.in_scope(|| tracing::debug!(status = response.status().as_u16(), elapsed = ?started.elapsed(), "answered"));
-    let trace_id = telemetry::enabled()
-        .then(|| describe_span(&span, &response, route, model.as_deref()))
-        .flatten();
+    if telemetry::enabled() {
+        describe_span(&span, &response, route, model.as_deref());
+    }
     if let Some(seen) = seen {
         let header = |name: &HeaderName| {
             response
@@ -215,6 +215,7 @@ async fn handle(app: &App, request: Request<Incoming>, peer: SocketAddr) -> Http
                 .and_then(|value| value.to_str().ok())
         };
         let traceparent = seen.traceparent.as_ref().and_then(|v| v.to_str().ok());
+        let trace_id = access::request_trace_id(&span, traceparent);
         app.access_log.record(&access::Record {
             time: access::timestamp(seen.arrived),
             method: seen.method.as_str(),
@@ -227,9 +228,7 @@ async fn handle(app: &App, request: Request<Incoming>, peer: SocketAddr) -> Http
             model: model.as_deref(),
             version: header(&X_MODEL_VERSION),
             request_id: header(&X_REQUEST_ID).unwrap_or_default(),
-            trace_id: trace_id
-                .as_deref()
-                .or_else(|| traceparent.and_then(access::trace_id)),
+            trace_id: trace_id.as_deref(),
             batch_size: noted.batch_size,
             queue_ms: noted.queue_wait.map(access::millis),
             peer: Some(peer),
@@ -238,14 +237,13 @@ async fn handle(app: &App, request: Request<Incoming>, peer: SocketAddr) -> Http
     response
 }
 
-/// Records what the request's span learnt from routing and answering (traces on); returns
-/// its trace id when it is sampled.
+/// Records what the request's span learnt from routing and answering (traces on).
 fn describe_span(
     span: &tracing::Span,
     response: &HttpResponse,
     route: &'static str,
     model: Option<&str>,
-) -> Option<String> {
+) {
     let status = response.status();
     span.record("http.route", route);
     span.record("http.response.status_code", i64::from(status.as_u16()));
@@ -269,7 +267,6 @@ fn describe_span(
     {
         span.record("hotserve.model.version", version);
     }
-    telemetry::trace_id_of(span)
 }
 
 /// `network.protocol.version` of a request.

@@ -85,7 +85,8 @@ pub enum OpenError {
 pub struct Seen<'a> {
     /// The `x-request-id` the client gets (gRPC: see [`record::Logged::request_id`]).
     pub request_id: &'a str,
-    /// The caller's trace id (from `traceparent` today; any trace id the transport has).
+    /// The request's trace id (`access::request_trace_id` over HTTP; the caller's
+    /// `traceparent` over gRPC, sampled before the call's span exists).
     pub trace_id: Option<&'a str>,
     pub protocol: Protocol,
     /// The route as the metrics name it.

@@ -153,6 +153,8 @@ impl Pool {
     ) -> Result<Vec<Scores>, PoolError> {
         let chunk = self.shared.config.max_batch_size;
         let mut receivers = Vec::new();
+        // Looked up before the queue's lock, which the workers contend for.
+        let trace = crate::telemetry::current();
         let wake = {
             let mut queue = self.shared.lock();
             self.admit(&queue, target.key, texts.len())?;
@@ -165,6 +167,7 @@ impl Pool {
                     target,
                     Work::Classify { texts, reply },
                     deadline,
+                    trace.clone(),
                 );
                 receivers.push(receiver);
                 texts = rest;
@@ -191,6 +194,7 @@ impl Pool {
         deadline: Instant,
     ) -> Result<Vec<NamedTensor>, PoolError> {
         let (reply, receiver) = oneshot::channel();
+        let trace = crate::telemetry::current();
         let wake = {
             let mut queue = self.shared.lock();
             self.admit(&queue, target.key, 1)?;
@@ -199,6 +203,7 @@ impl Pool {
                 target,
                 Work::Tensors { inputs, reply },
                 deadline,
+                trace,
             );
             wakes_idle_worker(&queue, target.key)
         };
@@ -264,7 +269,15 @@ impl Pool {
         Ok(())
     }
 
-    fn push(&self, queue: &mut Queue, target: For<'_>, work: Work, deadline: Instant) {
+    /// Queues `work`; `trace` is the request's sampled span context, if any.
+    fn push(
+        &self,
+        queue: &mut Queue,
+        target: For<'_>,
+        work: Work,
+        deadline: Instant,
+        trace: Option<opentelemetry::Context>,
+    ) {
         queue.push(Job {
             key: target.key,
             model: target.model.clone(),
@@ -272,7 +285,7 @@ impl Pool {
             work,
             enqueued: Instant::now(),
             deadline,
-            trace: crate::telemetry::current(),
+            trace,
         });
         self.shared
             .metrics

@@ -104,17 +104,15 @@ pub async fn route(app: &App, request: Request<Incoming>, request_id: &HeaderVal
             }),
         ) => policy.sample(payload::Seen {
             request_id: &String::from_utf8_lossy(request_id.as_bytes()),
-            // The request's span's (it is current here) when traces are exported, else the
-            // caller's.
-            trace_id: crate::telemetry::trace_id_of(&tracing::Span::current())
-                .as_deref()
-                .or_else(|| {
-                    request
-                        .headers()
-                        .get("traceparent")
-                        .and_then(|value| value.to_str().ok())
-                        .and_then(access::trace_id)
-                }),
+            // The request's span is the current one here.
+            trace_id: access::request_trace_id(
+                &tracing::Span::current(),
+                request
+                    .headers()
+                    .get("traceparent")
+                    .and_then(|value| value.to_str().ok()),
+            )
+            .as_deref(),
             protocol: payload::Protocol::Http,
             route: route.label(target),
         }),
