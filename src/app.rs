@@ -20,6 +20,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,6 +36,7 @@ use crate::live::{describe, Live};
 use crate::metrics::Metrics;
 use crate::payload;
 use crate::queue::{Pool, PoolConfig};
+use crate::reload::budget::{self, Budget};
 use crate::reload::cache::Cache;
 use crate::reload::{
     self, on_disk, webhook::Verifier, Outcome, Plan, ReloadError, Reloader, SetupError, Source,
@@ -253,6 +255,20 @@ impl Daemon {
         if !missing.is_empty() {
             return Err(SetupError::Missing { problems: missing }.into());
         }
+        let budget = Arc::new(Budget::new(match config.memory_budget {
+            None => None,
+            Some(setting) => {
+                let (limit, physical) =
+                    blocking(|| (budget::cgroup_memory_limit(), budget::physical_memory())).await?;
+                let (bytes, from) = setting.resolve(limit, physical);
+                tracing::info!(
+                    memory_budget = bytes,
+                    "memory budget: {bytes} bytes ({from})"
+                );
+                metrics.memory_budget_bytes.store(bytes, Ordering::Relaxed);
+                Some(bytes)
+            }
+        }));
         for (plan, source) in plans {
             let cache = {
                 let (cache_dir, name, uri) = (
@@ -269,15 +285,14 @@ impl Daemon {
                 .await??
             };
             let model_metrics = metrics.model(&plan.name);
-            let live = Arc::new(Live::new(model_metrics.clone()));
             let reloader = Arc::new(Reloader::new(
                 config.clone(),
                 plan,
-                live,
                 model_metrics,
                 notifier.clone(),
                 source,
                 cache,
+                budget.clone(),
             ));
             models.push(ModelRun {
                 reloader,
@@ -356,6 +371,7 @@ impl Daemon {
                 triggers: model.triggers.clone(),
                 registered_name: model.reloader.registered_name(),
                 payload: self.payload.policies.get(model.reloader.name()).cloned(),
+                reloader: model.reloader.clone(),
             })
             .collect();
         let app = Arc::new(App {
@@ -443,7 +459,7 @@ impl Daemon {
         };
         let mut failed = Vec::new();
         for (model, outcome) in self.models.iter().zip(outcomes) {
-            if model.reloader.live.current().is_some() {
+            if model.reloader.live.is_ready() {
                 continue;
             }
             match outcome {
@@ -451,16 +467,26 @@ impl Daemon {
                     failed.push((model, error))
                 }
                 // Not reachable with nothing live; keep serving and retrying all the same.
-                Outcome::Unchanged { .. } | Outcome::Loaded { .. } | Outcome::SkippedBad { .. } => {
-                }
+                Outcome::Unchanged { .. }
+                | Outcome::Loaded { .. }
+                | Outcome::Parked { .. }
+                | Outcome::SkippedBad { .. } => {}
             }
         }
         let live: Vec<String> = self
             .models
             .iter()
             .filter_map(|model| {
-                let current = model.reloader.live.current()?;
-                Some(describe(&current.info.name, &current.info.version))
+                let live = &model.reloader.live;
+                match (live.current(), live.parked()) {
+                    (Some(current), _) => Some(describe(&current.info.name, &current.info.version)),
+                    // Valid and loaded by its first request (`load: lazy`).
+                    (None, Some(parked)) => Some(format!(
+                        "{} (not loaded)",
+                        describe(model.reloader.name(), &parked.version)
+                    )),
+                    (None, None) => None,
+                }
             })
             .collect();
         if !live.is_empty() {
@@ -707,6 +733,8 @@ async fn plans(
             poll_interval: config.poll_interval,
             reload_policy: config.reload_policy,
             promotion: config.promotion_for(&Default::default()),
+            load: config.load,
+            pin: false,
         };
         return Ok(vec![(plan, source)]);
     }
@@ -721,6 +749,8 @@ async fn plans(
                 poll_interval: spec.poll_interval.unwrap_or(config.poll_interval),
                 reload_policy: spec.reload_policy.unwrap_or(config.reload_policy),
                 promotion: config.promotion_for(&spec.promotion),
+                load: spec.load.unwrap_or(config.load),
+                pin: spec.pin,
             };
             Ok((plan, source))
         })

@@ -15,7 +15,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -203,9 +203,31 @@ pub struct ModelMetrics {
     pub all_cores_batches: AtomicU64,
     /// Bytes of model files downloaded (registry, proxy, object store).
     pub download_bytes: AtomicU64,
+    /// Loads into memory, by reason (`startup`, `reload`, `request`: a cold start, `api`).
+    pub loads: LabeledCounter,
+    /// Unloads from memory, by reason (`evicted` under `memory_budget`, `api`, `lazy`: validated
+    /// and set aside until its first request).
+    pub unloads: LabeledCounter,
+    /// The measured memory of the live model (0 when none is loaded).
+    pub loaded_bytes: AtomicU64,
+    /// A cold start's parts: how long its first request waited, the load, and the first batch.
+    pub cold_start_wait: Histogram,
+    pub cold_start_load: Histogram,
+    pub cold_start_inference: Histogram,
+    /// Set when a model is loaded for a waiting request: the next batch is the cold start's.
+    pub cold_batch_pending: AtomicBool,
 }
 
 impl ModelMetrics {
+    /// One batch's inference time (and the cold start's, for the first batch after a load for
+    /// a waiting request).
+    pub fn observe_inference(&self, took: std::time::Duration) {
+        self.inference_seconds.observe_duration(took);
+        if self.cold_batch_pending.swap(false, Ordering::Relaxed) {
+            self.cold_start_inference.observe_duration(took);
+        }
+    }
+
     /// Sets the shadow gauges.
     pub fn set_shadow_figures(&self, agreement: Option<f64>, latency_ratio: Option<f64>) {
         *self
@@ -235,6 +257,13 @@ impl Default for ModelMetrics {
             report_failures: AtomicU64::new(0),
             all_cores_batches: AtomicU64::new(0),
             download_bytes: AtomicU64::new(0),
+            loads: LabeledCounter::default(),
+            unloads: LabeledCounter::default(),
+            loaded_bytes: AtomicU64::new(0),
+            cold_start_wait: Histogram::new(RELOAD_BUCKETS),
+            cold_start_load: Histogram::new(RELOAD_BUCKETS),
+            cold_start_inference: Histogram::new(LATENCY_BUCKETS),
+            cold_batch_pending: AtomicBool::new(false),
         }
     }
 }
@@ -288,6 +317,8 @@ pub struct Metrics {
     pub payload_log_dropped: AtomicU64,
     /// Payload records delivered, by outcome (`written` to a file, `sent` to an HTTP sink).
     pub payload_log_records: LabeledCounter,
+    /// `memory_budget` in bytes (0: none).
+    pub memory_budget_bytes: AtomicU64,
     /// Per credential file: whether what is on disk cannot be used (the previous value is).
     credentials_failing: Mutex<BTreeMap<&'static str, bool>>,
 }
@@ -574,6 +605,69 @@ impl Metrics {
                 "hotserve_download_bytes_total{{{labels}}} {}",
                 m.download_bytes.load(Ordering::Relaxed)
             );
+        });
+        header(
+            &mut out,
+            "hotserve_model_loads_total",
+            "counter",
+            "Models loaded into memory, by model and reason (startup, reload: a new version, request: a cold start, api).",
+        );
+        per_model(&mut out, &|out, labels, m| {
+            m.loads
+                .render_with(out, "hotserve_model_loads_total", labels)
+        });
+        header(
+            &mut out,
+            "hotserve_model_unloads_total",
+            "counter",
+            "Models unloaded from memory while known and valid, by model and reason (evicted: room for another under memory_budget, api, lazy: validated and set aside until its first request).",
+        );
+        per_model(&mut out, &|out, labels, m| {
+            m.unloads
+                .render_with(out, "hotserve_model_unloads_total", labels)
+        });
+        header(
+            &mut out,
+            "hotserve_model_loaded_bytes",
+            "gauge",
+            "Measured memory of each model's loaded version (0: not in memory).",
+        );
+        per_model(&mut out, &|out, labels, m| {
+            let _ = writeln!(
+                out,
+                "hotserve_model_loaded_bytes{{{labels}}} {}",
+                m.loaded_bytes.load(Ordering::Relaxed)
+            );
+        });
+        header(
+            &mut out,
+            "hotserve_memory_budget_bytes",
+            "gauge",
+            "memory_budget in bytes (0: unbounded); compare with the sum of hotserve_model_loaded_bytes.",
+        );
+        let _ = writeln!(
+            out,
+            "hotserve_memory_budget_bytes {}",
+            self.memory_budget_bytes.load(Ordering::Relaxed)
+        );
+        header(
+            &mut out,
+            "hotserve_cold_start_duration_seconds",
+            "histogram",
+            "Cold starts (a request for a model not in memory), by model and phase: wait (the request's wait for the model), load (the load itself), inference (its first batch).",
+        );
+        per_model(&mut out, &|out, labels, m| {
+            for (phase, histogram) in [
+                ("wait", &m.cold_start_wait),
+                ("load", &m.cold_start_load),
+                ("inference", &m.cold_start_inference),
+            ] {
+                histogram.render(
+                    out,
+                    "hotserve_cold_start_duration_seconds",
+                    &format!("{labels},phase=\"{phase}\""),
+                );
+            }
         });
         header(
             &mut out,

@@ -58,6 +58,11 @@ pub enum Route {
     /// `POST /v2/repository/index`: every model and its state (the model repository
     /// extension of KServe and Triton).
     OipRepositoryIndex,
+    /// `POST /v2/repository/models/{name}/load`: load a model into memory (admin token).
+    OipRepositoryLoad,
+    /// `POST /v2/repository/models/{name}/unload`: unload it, kept valid on disk (admin
+    /// token).
+    OipRepositoryUnload,
     /// A path that names no route.
     Other,
 }
@@ -130,6 +135,9 @@ pub fn resolve(path: &str) -> Routed<'_> {
         "/v2/health/ready" => daemon(Route::OipReady),
         "/v2/repository/index" => daemon(Route::OipRepositoryIndex),
         _ if path.starts_with("/v2/models/") => resolve_oip(path).unwrap_or(daemon(Route::Other)),
+        _ if path.starts_with("/v2/repository/models/") => {
+            resolve_repository(path).unwrap_or(daemon(Route::Other))
+        }
         _ => resolve_named(path).unwrap_or(daemon(Route::Other)),
     }
 }
@@ -152,6 +160,24 @@ fn resolve_named(path: &str) -> Option<Routed<'_>> {
     Some(Routed {
         route,
         target: Target::Named(model),
+    })
+}
+
+/// The model repository extension's `/v2/repository/models/{name}/load|unload`. Pure.
+fn resolve_repository(path: &str) -> Option<Routed<'_>> {
+    let rest = path.strip_prefix("/v2/repository/models/")?;
+    let (model, action) = rest.split_once('/')?;
+    let route = match action {
+        "load" => Route::OipRepositoryLoad,
+        "unload" => Route::OipRepositoryUnload,
+        _ => return None,
+    };
+    (!model.is_empty()).then_some(Routed {
+        route,
+        target: Target::Oip {
+            model,
+            version: None,
+        },
     })
 }
 
@@ -192,7 +218,9 @@ impl Route {
             | Route::AdminReject
             | Route::Webhook
             | Route::OipInfer
-            | Route::OipRepositoryIndex => Method::POST,
+            | Route::OipRepositoryIndex
+            | Route::OipRepositoryLoad
+            | Route::OipRepositoryUnload => Method::POST,
             Route::ModelMetadata
             | Route::ModelReady
             | Route::Ping
@@ -225,9 +253,12 @@ impl Route {
             | Route::OipReady
             | Route::OipModelReady => Access::Probe,
             Route::Metrics => Access::Metrics,
-            Route::AdminReload | Route::AdminPromote | Route::AdminReject | Route::Webhook => {
-                Access::OwnCredentials
-            }
+            Route::AdminReload
+            | Route::AdminPromote
+            | Route::AdminReject
+            | Route::Webhook
+            | Route::OipRepositoryLoad
+            | Route::OipRepositoryUnload => Access::OwnCredentials,
             // An unknown path is answered 404 only to a caller with a key, so a scan without
             // one learns nothing.
             Route::Predict
@@ -292,6 +323,8 @@ impl Route {
             (Route::OipInfer, _, false) => "/v2/models/{name}/infer",
             (Route::OipInfer, _, true) => "/v2/models/{name}/versions/{version}/infer",
             (Route::OipRepositoryIndex, _, _) => "/v2/repository/index",
+            (Route::OipRepositoryLoad, _, _) => "/v2/repository/models/{name}/load",
+            (Route::OipRepositoryUnload, _, _) => "/v2/repository/models/{name}/unload",
             (Route::Other, _, _) => "other",
         }
     }
@@ -326,13 +359,15 @@ mod tests {
         check("/v2", "/v2", Target::Daemon);
         check("/v2/health/live", "/v2/health/live", Target::Daemon);
         check("/v2/repository/index", "/v2/repository/index", Target::Daemon);
+        check("/v2/repository/models/a/load", "/v2/repository/models/{name}/load", Target::Oip { model: "a", version: None });
+        check("/v2/repository/models/a/unload", "/v2/repository/models/{name}/unload", Target::Oip { model: "a", version: None });
         check("/v2/models/a", "/v2/models/{name}", Target::Oip { model: "a", version: None });
         check("/v2/models/a/ready", "/v2/models/{name}/ready", Target::Oip { model: "a", version: None });
         check("/v2/models/a/infer", "/v2/models/{name}/infer", Target::Oip { model: "a", version: None });
         check("/v2/models/a/versions/3", "/v2/models/{name}/versions/{version}", Target::Oip { model: "a", version: Some("3") });
         check("/v2/models/a/versions/3/ready", "/v2/models/{name}/versions/{version}/ready", Target::Oip { model: "a", version: Some("3") });
         check("/v2/models/a/versions/3/infer", "/v2/models/{name}/versions/{version}/infer", Target::Oip { model: "a", version: Some("3") });
-        for unknown in ["/", "/models/", "/models//predict", "/models/a/b", "/v2/models/", "/v2/models/a/versions/", "/v2/models/a/versions//infer", "/v2/models/a/x", "/predict/", "/nope"] {
+        for unknown in ["/", "/models/", "/models//predict", "/models/a/b", "/v2/models/", "/v2/models/a/versions/", "/v2/models/a/versions//infer", "/v2/models/a/x", "/predict/", "/nope", "/v2/repository/models/a", "/v2/repository/models//load", "/v2/repository/models/a/drop"] {
             check(unknown, "other", Target::Daemon);
         }
     }

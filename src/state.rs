@@ -14,7 +14,7 @@ use crate::payload;
 use crate::promote::shadow::Slot;
 use crate::queue::{For, ModelKey, Pool};
 use crate::reload::webhook::Verifier;
-use crate::reload::Triggers;
+use crate::reload::{Reloader, Triggers};
 use crate::security::keys::ApiKeysFile;
 use crate::security::tls::Certificates;
 
@@ -58,6 +58,8 @@ pub struct Served {
     pub registered_name: Option<String>,
     /// Its payload logging (`payload_log`); `None` when off.
     pub payload: Option<Arc<payload::Policy>>,
+    /// Its reload pipeline (the model repository API loads and unloads through it).
+    pub reloader: Arc<Reloader>,
 }
 
 impl App {

@@ -25,6 +25,7 @@
 mod checks;
 mod declare;
 pub mod flags;
+pub mod fleet;
 mod models;
 mod parse;
 pub mod payload;
@@ -36,6 +37,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub use declare::{DefaultValue, Item, Setting};
+pub use fleet::{LoadMode, MemoryBudget};
 pub use models::ModelSpec;
 pub use parse::parse_duration;
 pub use parse::ReloadPolicy;

@@ -6,8 +6,9 @@
 use std::time::Duration;
 
 use super::declare::Item;
-use super::parse::parse_interval;
+use super::fleet::LoadMode;
 use super::parse::ReloadPolicy;
+use super::parse::{parse_bool, parse_interval};
 use super::payload::{self, PayloadOverrides};
 use super::promotion::{self, Overrides};
 
@@ -26,10 +27,14 @@ pub struct ModelSpec {
     pub promotion: Overrides,
     /// This model's payload logging (`payload_log*`); unset ones are the global ones.
     pub payload: PayloadOverrides,
+    /// When it is loaded (`load`); `None`: the global `load`.
+    pub load: Option<LoadMode>,
+    /// Never unloaded to make room under `memory_budget` (`pin: true`).
+    pub pin: bool,
 }
 
 /// The fields a YAML `models` entry may have.
-const FIELDS: &str = "name, uri, poll_interval, reload_policy";
+const FIELDS: &str = "name, uri, poll_interval, reload_policy, load, pin";
 
 /// Longest model name.
 const MAX_NAME: usize = 64;
@@ -48,6 +53,8 @@ pub(super) fn parse_model(item: &Item) -> Result<ModelSpec, String> {
                 reload_policy: None,
                 promotion: Overrides::default(),
                 payload: PayloadOverrides::default(),
+                load: None,
+                pin: false,
             })
         }
         Item::Fields(fields) => {
@@ -86,6 +93,15 @@ pub(super) fn parse_model(item: &Item) -> Result<ModelSpec, String> {
                 .map(ReloadPolicy::parse)
                 .transpose()
                 .map_err(|why| format!("reload_policy of model '{name}': {why}"))?;
+            let load = field("load")
+                .map(LoadMode::parse)
+                .transpose()
+                .map_err(|why| format!("load of model '{name}': {why}"))?;
+            let pin = field("pin")
+                .map(parse_bool)
+                .transpose()
+                .map_err(|why| format!("pin of model '{name}': {why}"))?
+                .unwrap_or(false);
             let mut promotion = Overrides::default();
             for (key, value) in fields {
                 if promotion::FIELDS.contains(&key.as_str()) {
@@ -109,6 +125,8 @@ pub(super) fn parse_model(item: &Item) -> Result<ModelSpec, String> {
                 reload_policy,
                 promotion,
                 payload,
+                load,
+                pin,
             })
         }
     }

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::declare::settings;
+use super::fleet::{LoadMode, MemoryBudget};
 use super::models::{parse_model, parse_model_name, ModelSpec};
 use super::parse::ReloadPolicy;
 use super::parse::{
@@ -43,7 +44,7 @@ settings! {
             flag: "--model=NAME=URI",
             list: true,
             parse: parse_model,
-            help: "several models, NAME=URI each (comma-separated; the flag repeats; in YAML a list of {name, uri, poll_interval, reload_policy, promotion, shadow_*, payload_log*}); not with model_uri",
+            help: "several models, NAME=URI each (comma-separated; the flag repeats; in YAML a list of {name, uri, poll_interval, reload_policy, load, pin, promotion, shadow_*, payload_log*}); not with model_uri",
         },
         /// `None`: the first of `models`.
         default_model: Option<String> {
@@ -149,6 +150,18 @@ settings! {
             default: "availability",
             parse: ReloadPolicy::parse,
             help: "availability (load new, swap, drop old) or resource (drop old first; not ready during the gap)",
+        },
+        load: LoadMode {
+            env: "HOTSERVE_LOAD",
+            default: "eager",
+            parse: LoadMode::parse,
+            help: "when a model is loaded into memory: eager (at start and with every new version) or lazy (downloaded and validated ahead, loaded on its first request); a model's own load overrides it",
+        },
+        /// `None`: unbounded.
+        memory_budget: Option<MemoryBudget> {
+            env: "HOTSERVE_MEMORY_BUDGET",
+            parse: MemoryBudget::parse,
+            help: "memory the loaded models may take together, e.g. 4GiB, or auto (0.7 of the cgroup memory limit); the least recently used idle models are unloaded to load another, and load again on their next request",
         },
         admin_token: Option<String> {
             env: "HOTSERVE_ADMIN_TOKEN",

@@ -467,8 +467,9 @@ impl GrpcInferenceService for Inference {
         let request = request.into_inner();
         let version = Some(request.version.as_str()).filter(|v| !v.is_empty());
         let work = async {
-            let metadata =
-                oip::model_metadata(&self.app, &request.name, version).map_err(convert::status)?;
+            let metadata = oip::model_metadata(&self.app, &request.name, version)
+                .await
+                .map_err(convert::status)?;
             Ok(convert::model_metadata(metadata))
         };
         self.call("ModelMetadata", Some(&request.name), caller, work)

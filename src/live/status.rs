@@ -55,6 +55,9 @@ impl std::fmt::Display for Trigger {
 pub enum CheckResult {
     Unchanged,
     Loaded,
+    /// A new version passed the gate (or had passed it before) and was set aside on disk: the
+    /// model is not in memory (`load: lazy`, or unloaded under `memory_budget`).
+    Parked,
     SkippedBad,
     Failed,
 }
@@ -65,6 +68,7 @@ impl CheckResult {
         match self {
             CheckResult::Unchanged => "unchanged",
             CheckResult::Loaded => "loaded",
+            CheckResult::Parked => "parked",
             CheckResult::SkippedBad => "skipped_bad",
             CheckResult::Failed => "failed",
         }

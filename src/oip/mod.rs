@@ -13,10 +13,11 @@
 pub mod rest;
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 
+use crate::live::{Demand, NotLive, Residency};
 pub use crate::model::element::{ElementType, Values};
 use crate::model::tensor::NamedTensor;
 use crate::model::{argmax, InferError, Model, TensorDesc};
@@ -168,8 +169,11 @@ pub enum ModelState {
     /// No version live yet, and no check has failed: it is being resolved, downloaded or
     /// validated.
     Loading,
-    /// Not serving: its checks failed, or the server is draining.
+    /// Not serving: its checks failed, it was unloaded through the API, or the server is
+    /// draining.
     Unavailable,
+    /// Being unloaded through the API: its last requests finish.
+    Unloading,
 }
 
 impl ModelState {
@@ -178,6 +182,7 @@ impl ModelState {
             ModelState::Ready => "READY",
             ModelState::Loading => "LOADING",
             ModelState::Unavailable => "UNAVAILABLE",
+            ModelState::Unloading => "UNLOADING",
         }
     }
 }
@@ -189,7 +194,8 @@ pub struct IndexEntry {
     /// The live version, if any.
     pub version: Option<String>,
     pub state: ModelState,
-    /// Why it is not ready (the last error, or what it is doing), when it is not.
+    /// Why it is not ready (the last error, or what it is doing), when it is not; for a ready
+    /// model not in memory, that it loads on its next request.
     pub reason: Option<String>,
 }
 
@@ -201,7 +207,21 @@ pub fn repository_index(app: &App, ready_only: bool) -> Vec<IndexEntry> {
         .map(|served| {
             let live = served.live.current();
             let status = served.live.status();
-            let (state, reason) = if served.live.is_ready() {
+            let residency = served.live.residency();
+            let (state, reason) = if served.live.is_draining() {
+                (ModelState::Unavailable, Some("shutting down".to_string()))
+            } else if let Residency::Loading = residency {
+                (ModelState::Loading, Some("loading into memory".to_string()))
+            } else if let Residency::Parked(parked) = &residency {
+                let state = if served.reloader.is_unloading() {
+                    ModelState::Unloading
+                } else if parked.on_demand {
+                    ModelState::Ready
+                } else {
+                    ModelState::Unavailable
+                };
+                (state, Some(format!("not loaded: {}", parked.why)))
+            } else if served.live.is_ready() {
                 (ModelState::Ready, None)
             } else if served.live.is_draining() {
                 (ModelState::Unavailable, Some("shutting down".to_string()))
@@ -211,9 +231,13 @@ pub fn repository_index(app: &App, ready_only: bool) -> Vec<IndexEntry> {
                 let reason = status.last_error.unwrap_or(status.message);
                 (ModelState::Unavailable, Some(reason))
             };
+            let parked = match residency {
+                Residency::Parked(parked) => Some(parked.version),
+                _ => None,
+            };
             IndexEntry {
                 name: served.name.clone(),
-                version: live.map(|model| model.info.version.clone()),
+                version: live.map(|model| model.info.version.clone()).or(parked),
                 state,
                 reason,
             }
@@ -226,23 +250,30 @@ pub fn repository_index(app: &App, ready_only: bool) -> Vec<IndexEntry> {
 /// unknown model, or a version other than the live one, is [`OipError::NotFound`].
 pub fn model_ready(app: &App, model: &str, version: Option<&str>) -> Result<bool, OipError> {
     let served = find(app, model)?;
-    match served.live.current() {
-        Some(live) => {
-            check_version(served, &live, version)?;
+    match (served.live.current(), served.live.parked()) {
+        (Some(live), _) => {
+            check_version(served, &live.info.version, version)?;
             Ok(served.live.is_ready())
         }
-        None => Ok(false),
+        // Known and valid, loaded by its next request.
+        (None, Some(parked)) => {
+            check_version(served, &parked.version, version)?;
+            Ok(served.live.is_ready())
+        }
+        (None, None) => Ok(false),
     }
 }
 
-pub fn model_metadata(
+/// A parked model is loaded first (its metadata is its graph's).
+pub async fn model_metadata(
     app: &App,
     model: &str,
     version: Option<&str>,
 ) -> Result<ModelMetadata, OipError> {
     let served = find(app, model)?;
-    let live = live_model(served)?;
-    check_version(served, &live, version)?;
+    let deadline = Instant::now() + app.config.request_timeout;
+    let live = live_model(served, deadline).await?;
+    check_version(served, &live.info.version, version)?;
     let (inputs, outputs) = match Interface::of(&live) {
         Interface::Text {
             input,
@@ -297,8 +328,8 @@ pub async fn infer_until(
     exchange: Option<&Exchange>,
 ) -> Result<InferResponse, OipError> {
     let served = find(app, &request.model)?;
-    let model = live_model(served)?;
-    check_version(served, &model, request.version.as_deref())?;
+    let model = live_model(served, deadline).await?;
+    check_version(served, &model.info.version, request.version.as_deref())?;
     let outputs = match Interface::of(&model) {
         Interface::Text { input, label, .. } => {
             let texts = texts(&request.inputs, &input)?;
@@ -383,6 +414,43 @@ impl Interface {
     }
 }
 
+/// Loads `model` into memory (the version known valid, without asking the registry), within
+/// `memory_budget`, and waits for it up to `patience`. A model unloaded through the API loads
+/// on demand again from then on.
+pub async fn load(app: &App, model: &str, patience: Duration) -> Result<(), OipError> {
+    let served = find(app, model)?;
+    if served.live.current().is_some() {
+        return Ok(());
+    }
+    if served.live.parked().is_none() {
+        let status = served.live.status();
+        return Err(OipError::Unavailable(format!(
+            "model '{model}' has no valid version to load yet: {}",
+            status.last_error.unwrap_or(status.message)
+        )));
+    }
+    served.live.demand(Demand::Api);
+    live_model_for(served, patience, Demand::Api)
+        .await
+        .map(drop)
+}
+
+/// Unloads `model` from memory (kept valid on disk: `.../load` or, for a model that is not
+/// pinned, nothing else brings it back), once the requests that hold it have finished.
+pub async fn unload(app: &App, model: &str) -> Result<(), OipError> {
+    let served = find(app, model)?;
+    if served.reloader.plan.pin {
+        return Err(OipError::Invalid(format!(
+            "model '{model}' is pinned (pin: true) and is never unloaded; remove pin from its configuration to unload it"
+        )));
+    }
+    let why =
+        "unloaded through POST /v2/repository/models/{name}/unload; POST .../load loads it again"
+            .replace("{name}", model);
+    served.reloader.unload(why).await;
+    Ok(())
+}
+
 fn find<'a>(app: &'a App, model: &str) -> Result<&'a Served, OipError> {
     app.model(model).ok_or_else(|| {
         OipError::NotFound(format!(
@@ -392,25 +460,42 @@ fn find<'a>(app: &'a App, model: &str) -> Result<&'a Served, OipError> {
     })
 }
 
-/// The live model. While the server drains it still answers, as `/predict` does (readiness
-/// has already turned false; the pool refuses work once it is closed).
-fn live_model(served: &Served) -> Result<Arc<Model>, OipError> {
-    served.live.current().ok_or_else(|| {
+/// The live model (loaded first when it is parked, waiting until `deadline`). While the
+/// server drains it still answers, as `/predict` does (readiness has already turned false; the
+/// pool refuses work once it is closed).
+async fn live_model(served: &Served, deadline: Instant) -> Result<Arc<Model>, OipError> {
+    let patience = deadline.saturating_duration_since(Instant::now());
+    live_model_for(served, patience, Demand::Request).await
+}
+
+async fn live_model_for(
+    served: &Served,
+    patience: Duration,
+    by: Demand,
+) -> Result<Arc<Model>, OipError> {
+    served.live.acquire(patience, by).await.map_err(|not_live| {
         let status = served.live.status();
-        OipError::Unavailable(format!(
-            "model '{}' is not live yet: {}",
-            served.name,
-            status.last_error.unwrap_or(status.message)
-        ))
+        OipError::Unavailable(match not_live {
+            NotLive::StillLoading => format!(
+                "model '{}' is still loading (a cold start longer than the request's deadline); retry",
+                served.name
+            ),
+            NotLive::Unavailable => format!(
+                "model '{}' is not live yet: {}",
+                served.name,
+                status.last_error.unwrap_or(status.message)
+            ),
+        })
     })
 }
 
-/// A version other than the live one is not resident: hotserve keeps one version per model.
-fn check_version(served: &Served, live: &Model, version: Option<&str>) -> Result<(), OipError> {
+/// A version other than the live one (`live`) is not resident: hotserve keeps one version
+/// per model.
+fn check_version(served: &Served, live: &str, version: Option<&str>) -> Result<(), OipError> {
     match version {
-        Some(wanted) if wanted != live.info.version => Err(OipError::NotFound(format!(
-            "version '{wanted}' of model '{}' is not resident; the live version is '{}'",
-            served.name, live.info.version
+        Some(wanted) if wanted != live => Err(OipError::NotFound(format!(
+            "version '{wanted}' of model '{}' is not resident; the live version is '{live}'",
+            served.name
         ))),
         _ => Ok(()),
     }

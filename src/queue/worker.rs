@@ -328,9 +328,7 @@ fn run_tensors(
         };
         count_jobs(metrics, 1, answer.is_err());
         failed |= answer.is_err();
-        metrics
-            .inference_seconds
-            .observe_duration(started.elapsed());
+        metrics.observe_inference(started.elapsed());
         answers.push((reply, answer));
     }
     computed();
@@ -355,9 +353,7 @@ fn run_classify(
     crate::failpoints::sleep("HOTSERVE_TEST_INFERENCE_DELAY_MS");
     let result = catch_unwind(AssertUnwindSafe(|| model.classify(slot, &texts)));
     computed();
-    metrics
-        .inference_seconds
-        .observe_duration(started.elapsed());
+    metrics.observe_inference(started.elapsed());
     let failed = !matches!(result, Ok(Ok(_)));
     count_jobs(metrics, jobs.len(), failed);
     match result {

@@ -54,6 +54,25 @@ pub struct Manifest {
     pub pointer_target: Option<String>,
 }
 
+impl Manifest {
+    /// What is needed to load `model`, served for `uri`, again from its directory (without
+    /// the listing key, which only the check that found it knows).
+    pub fn of(model: &crate::model::Model, uri: &str) -> Manifest {
+        Manifest {
+            uri: uri.to_string(),
+            name: model.info.name.clone(),
+            version: model.info.version.clone(),
+            aliases: model.info.aliases.clone(),
+            model_id: model.info.model_id.clone(),
+            run_id: model.info.run_id.clone(),
+            listing_key: String::new(),
+            digests: model.info.digests.clone(),
+            dir: model.info.dir.clone(),
+            pointer_target: model.info.pointer_target.clone(),
+        }
+    }
+}
+
 /// Why a source's cache folder cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {

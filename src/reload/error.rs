@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 
+use super::budget::BudgetError;
 use super::cache::CacheError;
 use super::loader::LoaderError;
 use crate::files::DigestError;
@@ -91,6 +92,10 @@ pub enum ReloadError {
         /// Why it was not served.
         fallback: Box<ReloadError>,
     },
+    /// The model does not fit in `memory_budget` (or not now: the room is held by models in
+    /// use).
+    #[error(transparent)]
+    Budget(#[from] BudgetError),
     /// The version went live, then the guard swapped the previous one back (`guard_window`).
     #[error("{version} was rolled back to {serving}: {why}; it is not tried again until the registry points elsewhere")]
     RolledBack {
@@ -120,7 +125,10 @@ impl ReloadError {
             | ReloadError::Cache { .. }
             | ReloadError::Loader(_)
             | ReloadError::Blocking(_)
-            | ReloadError::NoFallback { .. } => true,
+            | ReloadError::NoFallback { .. }
+            | ReloadError::Budget(BudgetError::Busy { .. }) => true,
+            // A model larger than the budget stays so until the budget changes.
+            ReloadError::Budget(BudgetError::TooLarge { .. }) => false,
             // A provider that cannot start will not start in a second either: the next
             // poll or trigger tries again, without a burst of quick retries and warnings.
             ReloadError::Model(ModelError::Provider { .. }) => false,
@@ -163,6 +171,7 @@ impl ReloadError {
             | ReloadError::Loader(_)
             | ReloadError::Blocking(_)
             | ReloadError::NoFallback { .. }
+            | ReloadError::Budget(_)
             | ReloadError::NoModel { .. } => false,
         }
     }

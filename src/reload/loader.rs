@@ -105,6 +105,22 @@ pub fn pin_mmap_threshold() {
     }
 }
 
+/// The bytes glibc's allocator has handed out and not taken back, in every arena and in
+/// mappings of their own (`mallinfo2`): what a model's load adds to it is the model's memory
+/// (`budget.rs`). 0 where the allocator is not glibc's.
+pub fn allocated_bytes() -> u64 {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: mallinfo2 reads glibc's counters under each arena's lock; it is thread-safe.
+        let info = unsafe { libc::mallinfo2() };
+        (info.uordblks + info.hblkhd) as u64
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    {
+        0
+    }
+}
+
 /// Asks glibc to return free memory from every arena to the system.
 fn trim_heap() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]

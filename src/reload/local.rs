@@ -83,7 +83,7 @@ async fn check_repository(reloader: &Reloader, versions: Vec<(u64, PathBuf)>) ->
             Outcome::Unchanged { .. } | Outcome::ServingCached { .. } => {
                 return newest_failure.unwrap_or(outcome)
             }
-            Outcome::Loaded { version } => {
+            Outcome::Loaded { version } | Outcome::Parked { version } => {
                 // Report the newer version's failure, as for a registry: /health then says
                 // why the version served is not the newest.
                 tracing::info!(%version, "serving version {version}, the newest that passes the gate");

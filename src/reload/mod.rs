@@ -19,6 +19,7 @@
 //! else. Failures are [`ReloadError`]s, which know whether they are worth a quick retry.
 //! All file work goes through [`on_disk`] (tokio's blocking pool) or the loading thread.
 
+pub mod budget;
 pub mod cache;
 mod check;
 pub mod decide;
@@ -173,6 +174,8 @@ pub async fn run(
     tokio::pin!(shutdown);
     let poll = reloader.poll_interval();
     let mut backoff: Option<Duration> = None;
+    // When the next poll or retry is due (kept across the loads a request asks for).
+    let mut due: Option<tokio::time::Instant> = None;
     loop {
         let wait = match (backoff, poll) {
             (Some(backoff), Some(poll)) => backoff.min(poll),
@@ -180,11 +183,23 @@ pub async fn run(
             (None, Some(poll)) => jittered(poll, reloader.config.poll_jitter),
             (None, None) => NEVER,
         };
+        let at = *due.get_or_insert_with(|| tokio::time::Instant::now() + wait);
         let (reason, triggered) = tokio::select! {
             reason = triggers.next() => (reason, true),
-            _ = tokio::time::sleep(wait) => (if backoff.is_some() { Trigger::Retry } else { Trigger::Poll }, false),
+            // A request (or the API) wants the parked model in memory: load the version set
+            // aside, without asking the registry.
+            reason = reloader.live.demanded() => {
+                let load = publish::load_parked(&reloader, reason.as_str());
+                tokio::select! {
+                    _ = load => {}
+                    _ = &mut shutdown => return,
+                }
+                continue;
+            }
+            _ = tokio::time::sleep_until(at) => (if backoff.is_some() { Trigger::Retry } else { Trigger::Poll }, false),
             _ = &mut shutdown => return,
         };
+        due = None;
         // A check may wait minutes for a shadow evaluation or a guard window: a shutdown ends
         // it (the candidate is dropped, the live model stays).
         let outcome = tokio::select! {

@@ -16,7 +16,7 @@ use super::cache::Manifest;
 use super::decide::Identity;
 use super::report::Outcome;
 use super::{loader, on_disk, ReloadError, Reloader};
-use crate::config::ReloadPolicy;
+use crate::config::{LoadMode, ReloadPolicy};
 use crate::live::describe;
 use crate::model::{self, LoadOptions, Model};
 use crate::promote::guard::{self, Snapshot};
@@ -33,9 +33,21 @@ pub async fn load_and_publish(reloader: &Reloader, manifest: Manifest, found: Id
     let live = &reloader.live;
     let version = manifest.version.clone();
     let manifest_name = manifest.name.clone();
+    // A model not in memory stays out of it: a lazy one until its first request, a parked one
+    // until its next. Its new version is validated (or known valid) and set aside.
+    let parks = live.current().is_none()
+        && (live.parked().is_some() || reloader.plan.load == LoadMode::Lazy);
+    if parks && passed_before(reloader, &manifest).await {
+        return park_validated(reloader, manifest, found, None).await;
+    }
+    // Under a tight memory_budget the old version leaves before the new one loads.
+    let gap = reloader.plan.reload_policy == ReloadPolicy::Resource
+        || reloader
+            .budget
+            .needs_gap(&reloader.member, estimate(reloader, &manifest));
     let restore = match live.current() {
-        Some(previous) if reloader.plan.reload_policy == ReloadPolicy::Resource => {
-            let restore = manifest_of(&previous, &reloader.plan.uri);
+        Some(previous) if gap => {
+            let restore = Manifest::of(&previous, &reloader.plan.uri);
             drop(previous);
             if let Some(old) = live.unload(&format!(
                 "reloading: unloaded the old model to load {} (reload_policy=resource)",
@@ -49,13 +61,14 @@ pub async fn load_and_publish(reloader: &Reloader, manifest: Manifest, found: Id
         _ => None,
     };
     let gate = tracing::debug_span!("gate", hotserve.model.version = %version);
-    let loaded = match load(reloader, &manifest)
+    let loaded = match load(reloader, &manifest, restore.is_some())
         .instrument(gate)
         .await
         .map(|mut model| {
             model.info.pointer_target = manifest.pointer_target.clone();
             model
         }) {
+        Ok(model) if parks => return park_validated(reloader, manifest, found, Some(model)).await,
         Ok(model) if restore.is_none() => shadow(reloader, model).await,
         other => other.map(Arc::new),
     };
@@ -83,6 +96,13 @@ pub async fn load_and_publish(reloader: &Reloader, manifest: Manifest, found: Id
             let before = Snapshot::of(&reloader.metrics);
             let previous = tracing::debug_span!("swap", hotserve.model.version = %version)
                 .in_scope(|| live.publish(model));
+            live.candidate_done(true);
+            let reason = if previous.is_some() || restore.is_some() {
+                "reload"
+            } else {
+                "startup"
+            };
+            reloader.metrics.loads.inc(&[("reason", reason)]);
             reloader.remember_live(found.clone());
             let guard = &reloader.plan.promotion.guard;
             match previous {
@@ -110,6 +130,7 @@ pub async fn load_and_publish(reloader: &Reloader, manifest: Manifest, found: Id
             Outcome::Loaded { version }
         }
         Err(error) => {
+            live.candidate_done(false);
             // Only what is wrong with the version itself costs it its cached copy; the cache
             // keeps the live and the last known good version whatever happens.
             if error.blames_version() {
@@ -123,9 +144,10 @@ pub async fn load_and_publish(reloader: &Reloader, manifest: Manifest, found: Id
                 let _ = on_disk(move || cache.remove(&dir, live_dir.as_deref())).await;
             }
             if let Some(restore) = restore {
-                match load(reloader, &restore).await {
+                match load(reloader, &restore, false).await {
                     Ok(model) => {
                         live.publish(Arc::new(model));
+                        live.candidate_done(true);
                     }
                     Err(err) => tracing::error!(
                         "cannot restore the previous model after a failed reload: {err}"
@@ -226,7 +248,7 @@ async fn guarded(
         loader::retire(old);
         return Ok(());
     };
-    let mut restore = manifest_of(&old, &reloader.plan.uri);
+    let mut restore = Manifest::of(&old, &reloader.plan.uri);
     if let Some(new) = live.publish(old) {
         loader::retire(new);
     }
@@ -257,8 +279,134 @@ async fn guarded(
     Err(error)
 }
 
-/// Runs the validation gate on the loading thread.
-async fn load(reloader: &Reloader, manifest: &Manifest) -> Result<Model, ReloadError> {
+/// Sets a version that passed the gate (now, as `model`, or before: its manifest is in the
+/// cache) aside on disk: recorded as the last known good and the version the next request
+/// loads, not in memory.
+async fn park_validated(
+    reloader: &Reloader,
+    manifest: Manifest,
+    found: Identity,
+    model: Option<Model>,
+) -> Outcome {
+    let version = manifest.version.clone();
+    let cache = reloader.cache.clone();
+    let record = manifest.clone();
+    let recorded = on_disk(move || {
+        cache
+            .write_manifest(&record)
+            .and_then(|()| cache.record_last_good(&record))
+    })
+    .await;
+    if !matches!(recorded, Ok(Ok(()))) {
+        tracing::warn!("cannot record the model in the cache; a restart will download it again");
+    }
+    reloader.remember_live(found);
+    let live = &reloader.live;
+    let why = match live.parked() {
+        Some(parked) => parked.why,
+        None => "load: lazy; loads on its first request".to_string(),
+    };
+    if model.is_some() && live.parked().is_none() {
+        reloader.metrics.unloads.inc(&[("reason", "lazy")]);
+    }
+    reloader.member.set_parked(manifest);
+    live.park(crate::live::Parked {
+        version: version.clone(),
+        why,
+        on_demand: live.parked().is_none_or(|parked| parked.on_demand),
+    });
+    if let Some(model) = model {
+        loader::release(Arc::new(model), loader::PATIENCE).await;
+    }
+    live.candidate_done(false);
+    Outcome::Parked { version }
+}
+
+/// Whether `manifest` is the cached record of a version that passed the gate here before
+/// (a manifest is written only then), so that setting it aside needs no new gate.
+async fn passed_before(reloader: &Reloader, manifest: &Manifest) -> bool {
+    let cache = reloader.cache.clone();
+    let version = manifest.version.clone();
+    let cached = on_disk(move || cache.manifest(&version))
+        .await
+        .ok()
+        .flatten();
+    cached.is_some_and(|cached| {
+        cached.listing_key == manifest.listing_key
+            && cached.digests == manifest.digests
+            && cached.dir == manifest.dir
+    })
+}
+
+/// Loads the parked version for a request (`reason` `request`) or the API (`api`), within
+/// the budget; waiting requests take it from [`Live`](crate::live::Live).
+pub async fn load_parked(reloader: &Reloader, reason: &'static str) -> Result<(), ReloadError> {
+    let live = &reloader.live;
+    let Some(manifest) = reloader
+        .member
+        .parked()
+        .filter(|_| live.current().is_none())
+    else {
+        return Ok(());
+    };
+    if live.parked().is_none() {
+        return Ok(());
+    }
+    live.set_loading();
+    let started = std::time::Instant::now();
+    let span = tracing::debug_span!("load", hotserve.model.version = %manifest.version);
+    match load(reloader, &manifest, false).instrument(span).await {
+        Ok(mut model) => {
+            model.info.pointer_target = manifest.pointer_target.clone();
+            live.publish(Arc::new(model));
+            live.candidate_done(true);
+            let metrics = &reloader.metrics;
+            metrics.loads.inc(&[("reason", reason)]);
+            if reason == "request" {
+                metrics.cold_start_load.observe_duration(started.elapsed());
+                metrics
+                    .cold_batch_pending
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+            tracing::info!(model = %reloader.name(), version = %manifest.version, %reason, elapsed_ms = started.elapsed().as_millis() as u64, "loaded the model into memory");
+            Ok(())
+        }
+        Err(error) => {
+            live.candidate_done(false);
+            tracing::warn!(model = %reloader.name(), version = %manifest.version, %reason, "cannot load the model: {error}");
+            live.update(|status| {
+                status.last_error = Some(format!(
+                    "cannot load {}: {error}",
+                    describe(&manifest.name, &manifest.version)
+                ))
+            });
+            live.load_failed();
+            Err(error)
+        }
+    }
+}
+
+/// The memory `manifest`'s version is admitted on: this model's last measured cost, else its
+/// files' size times [`FIRST_LOAD_FACTOR`](super::budget::FIRST_LOAD_FACTOR).
+fn estimate(reloader: &Reloader, manifest: &Manifest) -> u64 {
+    match reloader.live.measured_bytes() {
+        0 => {
+            manifest.digests.iter().map(|file| file.size).sum::<u64>()
+                * super::budget::FIRST_LOAD_FACTOR
+        }
+        measured => measured,
+    }
+}
+
+/// Runs the validation gate on the loading thread, in the room the budget makes for it, and
+/// measures the memory the model takes (`budget.rs`): recorded as this model's candidate until
+/// the caller publishes it or drops it ([`Live::candidate_done`](crate::live::Live::candidate_done)).
+/// `replacing`: the live version leaves first (its memory counts as free).
+async fn load(
+    reloader: &Reloader,
+    manifest: &Manifest,
+    replacing: bool,
+) -> Result<Model, ReloadError> {
     let config = &reloader.config;
     let options = LoadOptions {
         name: manifest.name.clone(),
@@ -278,26 +426,18 @@ async fn load(reloader: &Reloader, manifest: &Manifest) -> Result<Model, ReloadE
         execution_providers: config.execution_providers.clone(),
     };
     let dir = manifest.dir.clone();
-    let model = loader::run(move || {
+    let admitted = reloader
+        .budget
+        .admit(&reloader.member, estimate(reloader, manifest), replacing)
+        .await?;
+    let (model, bytes) = loader::run(move || {
         crate::failpoints::sleep("HOTSERVE_TEST_LOAD_DELAY_MS");
+        let before = loader::allocated_bytes();
         model::load(&dir, &options)
+            .map(|model| (model, loader::allocated_bytes().saturating_sub(before)))
     })
     .await??;
+    reloader.live.record_loaded(bytes);
+    drop(admitted);
     Ok(model)
-}
-
-/// What is needed to load `model` again from its directory.
-fn manifest_of(model: &Model, uri: &str) -> Manifest {
-    Manifest {
-        uri: uri.to_string(),
-        name: model.info.name.clone(),
-        version: model.info.version.clone(),
-        aliases: model.info.aliases.clone(),
-        model_id: model.info.model_id.clone(),
-        run_id: model.info.run_id.clone(),
-        listing_key: String::new(),
-        digests: model.info.digests.clone(),
-        dir: model.info.dir.clone(),
-        pointer_target: model.info.pointer_target.clone(),
-    }
 }

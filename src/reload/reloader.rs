@@ -4,13 +4,15 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use super::budget::{Budget, Member};
 use super::cache::{Cache, Manifest};
 use super::decide::{decide, Action, Identity};
 use super::{on_disk, SetupError};
-use crate::config::{Config, ReloadPolicy};
+use crate::config::{Config, LoadMode, ReloadPolicy};
 use crate::live::Live;
 use crate::metrics::ModelMetrics;
 use crate::promote::shadow::Slot;
@@ -77,6 +79,10 @@ pub struct Plan {
     pub reload_policy: ReloadPolicy,
     /// How a version that passed the gate goes live (`promotion`, `shadow_*`).
     pub promotion: crate::promote::Promotion,
+    /// When it is loaded into memory (`load`).
+    pub load: LoadMode,
+    /// Never unloaded to make room under `memory_budget` (`pin`).
+    pub pin: bool,
 }
 
 impl Plan {
@@ -108,6 +114,12 @@ pub struct Reloader {
     memory: Mutex<Memory>,
     /// Writes outcomes to the registry as version tags (`report_to_registry`, registry URIs).
     pub reporter: Option<Arc<crate::promote::tags::Reporter>>,
+    /// The daemon's memory budget, shared by every model.
+    pub budget: Arc<Budget>,
+    /// This model as the budget counts it (and the version it loads while parked).
+    pub member: Arc<Member>,
+    /// An unload through the API is waiting for the model's last requests.
+    unloading: AtomicBool,
 }
 
 /// What a [`Reloader`] remembers between checks.
@@ -121,16 +133,26 @@ struct Memory {
 }
 
 impl Reloader {
-    /// A pipeline for `source`, caching in `cache` (opened by the caller, off the runtime).
+    /// A pipeline for `source`, caching in `cache` (opened by the caller, off the runtime),
+    /// counted in `budget`.
     pub fn new(
         config: Arc<Config>,
         plan: Plan,
-        live: Arc<Live>,
         metrics: Arc<ModelMetrics>,
         notifier: Notifier,
         source: Source,
         cache: Cache,
+        budget: Arc<Budget>,
     ) -> Reloader {
+        let live = Arc::new(Live::new(metrics.clone()));
+        let member = Arc::new(Member::new(
+            &plan.name,
+            &plan.uri,
+            plan.pin,
+            live.clone(),
+            metrics.clone(),
+        ));
+        budget.join(member.clone());
         let reporter = match &source {
             Source::Remote { client, .. } if config.report_to_registry => {
                 Some(Arc::new(crate::promote::tags::Reporter::new(
@@ -152,6 +174,9 @@ impl Reloader {
             source,
             cache,
             memory: Mutex::new(Memory::default()),
+            budget,
+            member,
+            unloading: AtomicBool::new(false),
         }
     }
 
@@ -223,6 +248,26 @@ impl Reloader {
     /// Remembers which model is live now.
     pub(super) fn remember_live(&self, identity: Identity) {
         self.memory().live = Some(identity);
+    }
+
+    /// Unloads the model through the API: kept valid on disk, loaded again only through the
+    /// API; returns once the requests that held it have finished and it is freed.
+    pub async fn unload(&self, why: String) {
+        self.unloading.store(true, Ordering::SeqCst);
+        match self.member.park(why.clone(), false) {
+            Some(model) => {
+                self.metrics.unloads.inc(&[("reason", "api")]);
+                tracing::info!(model = %self.name(), "unloading the model (API); its last requests finish first");
+                super::loader::release(model, super::loader::PATIENCE).await;
+            }
+            None => self.live.hold_parked(why),
+        }
+        self.unloading.store(false, Ordering::SeqCst);
+    }
+
+    /// Whether an unload through the API is waiting for the model's last requests.
+    pub fn is_unloading(&self) -> bool {
+        self.unloading.load(Ordering::SeqCst)
     }
 
     pub(super) async fn has_last_good(&self) -> bool {

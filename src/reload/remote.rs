@@ -104,7 +104,7 @@ pub async fn check(reloader: &Reloader, uri: &RemoteUri, client: &MlflowClient) 
         ..manifest
     };
     let outcome = publish::load_and_publish(reloader, manifest, found).await;
-    if matches!(outcome, Outcome::Loaded { .. }) {
+    if matches!(outcome, Outcome::Loaded { .. } | Outcome::Parked { .. }) {
         reloader.live.update(|status| status.from_cache = false);
     }
     outcome
@@ -257,7 +257,7 @@ async fn serve_last_good(reloader: &Reloader, error: ReloadError) -> Outcome {
     };
     let cached = describe(&manifest.name, &manifest.version);
     match publish::load_and_publish(reloader, manifest, identity).await {
-        Outcome::Loaded { version } => {
+        Outcome::Loaded { version } | Outcome::Parked { version } => {
             reloader.live.update(|status| status.from_cache = true);
             Outcome::ServingCached { version, error }
         }

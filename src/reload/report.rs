@@ -14,6 +14,9 @@ pub enum Outcome {
     Unchanged { version: String },
     /// A new version passed the gate and is live.
     Loaded { version: String },
+    /// A new version is valid and set aside on disk, not in memory (the model is lazy or
+    /// parked).
+    Parked { version: String },
     /// The version found failed the gate before and was not tried again.
     SkippedBad { version: String, why: String },
     /// Nothing new went live.
@@ -32,6 +35,7 @@ impl Outcome {
         match self {
             Outcome::Unchanged { .. } => CheckResult::Unchanged,
             Outcome::Loaded { .. } => CheckResult::Loaded,
+            Outcome::Parked { .. } => CheckResult::Parked,
             Outcome::SkippedBad { .. } => CheckResult::SkippedBad,
             // Serving from the cache is a failed check of the registry.
             Outcome::Failed { .. } | Outcome::ServingCached { .. } => CheckResult::Failed,
@@ -43,9 +47,10 @@ impl Outcome {
         match self {
             Outcome::Failed { error, .. } => error.is_transient(),
             Outcome::ServingCached { .. } => true,
-            Outcome::Unchanged { .. } | Outcome::Loaded { .. } | Outcome::SkippedBad { .. } => {
-                false
-            }
+            Outcome::Unchanged { .. }
+            | Outcome::Loaded { .. }
+            | Outcome::Parked { .. }
+            | Outcome::SkippedBad { .. } => false,
         }
     }
 
@@ -53,6 +58,7 @@ impl Outcome {
         match self {
             Outcome::Unchanged { version }
             | Outcome::Loaded { version }
+            | Outcome::Parked { version }
             | Outcome::SkippedBad { version, .. }
             | Outcome::ServingCached { version, .. } => Some(version),
             Outcome::Failed { version, .. } => version.as_deref(),
@@ -62,7 +68,7 @@ impl Outcome {
     /// What went wrong, in words, for `/health` and the logs.
     pub fn error_message(&self) -> Option<String> {
         match self {
-            Outcome::Unchanged { .. } | Outcome::Loaded { .. } => None,
+            Outcome::Unchanged { .. } | Outcome::Loaded { .. } | Outcome::Parked { .. } => None,
             Outcome::SkippedBad { why, .. } => Some(why.clone()),
             Outcome::Failed { error, .. } => Some(error.to_string()),
             Outcome::ServingCached { version, error } => Some(format!(
@@ -78,6 +84,7 @@ impl Outcome {
             Outcome::Loaded { .. } => true,
             Outcome::Failed { error, .. } => !error.is_transient(),
             Outcome::Unchanged { .. }
+            | Outcome::Parked { .. }
             | Outcome::SkippedBad { .. }
             | Outcome::ServingCached { .. } => false,
         }
@@ -107,6 +114,9 @@ pub fn report(
         }
         Outcome::Loaded { version } => {
             tracing::info!(%model, %trigger, %uri, %version, elapsed_ms, "reload succeeded: now serving version {version}")
+        }
+        Outcome::Parked { version } => {
+            tracing::info!(%model, %trigger, %uri, %version, elapsed_ms, "version {version} is valid and kept on disk; it loads on the model's next request")
         }
         Outcome::SkippedBad { version, .. } => {
             tracing::debug!(%model, %trigger, %version, "version is known bad; still serving the previous model")
@@ -243,6 +253,7 @@ mod tests {
         for result in [
             CheckResult::Unchanged,
             CheckResult::Loaded,
+            CheckResult::Parked,
             CheckResult::SkippedBad,
             CheckResult::Failed,
         ] {

@@ -9,6 +9,7 @@
 mod support;
 
 mod conformance;
+mod fleet;
 mod grpc;
 mod hostile_models;
 mod http2;

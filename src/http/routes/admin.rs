@@ -20,7 +20,7 @@ use crate::security::keys;
 use crate::state::App;
 
 /// How long `POST /admin/reload?wait=true` waits for the check (a cold download can be slow).
-const ADMIN_WAIT: Duration = Duration::from_secs(300);
+pub(super) const ADMIN_WAIT: Duration = Duration::from_secs(300);
 
 /// `POST /admin/reload` without `?wait=true`, or when the wait ran out: the check was asked
 /// for; `/health` will show its outcome.
@@ -153,7 +153,7 @@ pub fn decide(
 }
 
 /// Checks the admin bearer token; admin routes are off without `admin_token`.
-fn authorized(app: &App, request: &Request<Incoming>) -> Result<(), ApiError> {
+pub(super) fn authorized(app: &App, request: &Request<Incoming>) -> Result<(), ApiError> {
     let Some(token) = &app.config.admin_token else {
         return Err(ApiError::route_disabled(
             "admin routes are disabled; set HOTSERVE_ADMIN_TOKEN to enable them",

@@ -13,6 +13,7 @@ use super::{live_model, not_ready_reason, query_value, with_version};
 use crate::http::error::{ApiError, Probe};
 use crate::http::{json, text, HttpResponse, Served};
 use crate::live::status::{Attempt, Decided};
+use crate::live::{Parked, Residency};
 use crate::model::providers;
 use crate::model::{FileDigest, TensorDesc};
 use crate::promote::shadow::ShadowStatus;
@@ -36,6 +37,16 @@ pub struct Health<'a> {
     pub hotserve_version: &'static str,
     pub tls: Option<CredentialStatus<CertificateDetails>>,
     pub api_keys: Option<CredentialStatus<KeysDetails>>,
+    /// `memory_budget` and what the loaded models hold of it, when a budget is set.
+    pub memory_budget: Option<MemoryBudget>,
+}
+
+/// `/health`'s `memory_budget`.
+#[derive(Debug, Serialize)]
+pub struct MemoryBudget {
+    pub limit_bytes: u64,
+    /// The measured memory of the models loaded (and of a version being validated).
+    pub used_bytes: u64,
 }
 
 /// One model's `/health` entry.
@@ -54,6 +65,15 @@ pub struct ModelHealth {
     pub shadow: Option<ShadowStatus>,
     pub last_promotion: Option<Decided>,
     pub download: Option<ProgressReport>,
+    /// Whether it is in memory: `loaded`, `loading`, `parked` (known and valid, loaded by its
+    /// next request or, after an unload through the API, by `.../load`) or `absent`.
+    pub residency: &'static str,
+    /// The version set aside and why, while parked.
+    pub parked: Option<Parked>,
+    /// The measured memory of its loaded version (0 when not in memory).
+    pub memory_bytes: u64,
+    /// `pin: true`: never unloaded to make room.
+    pub pinned: bool,
 }
 
 /// The live version in `/health`.
@@ -147,6 +167,13 @@ pub fn health(app: &App) -> HttpResponse {
         hotserve_version: env!("CARGO_PKG_VERSION"),
         tls: app.tls.as_ref().map(|tls| tls.status()),
         api_keys: app.api_keys.as_ref().map(|keys| keys.status()),
+        memory_budget: app.models.first().and_then(|served| {
+            let budget = &served.reloader.budget;
+            Some(MemoryBudget {
+                limit_bytes: budget.limit()?,
+                used_bytes: budget.used(),
+            })
+        }),
     };
     json(probe.status(), &body)
 }
@@ -155,7 +182,18 @@ pub fn health(app: &App) -> HttpResponse {
 fn model_health(served: &Served) -> (ModelHealth, Probe) {
     let status = served.live.status();
     let model = served.live.current();
-    let (state, probe) = health_state(model.is_some(), served.live.is_draining());
+    let residency = served.live.residency();
+    // A model set aside on disk serves: its next request loads it.
+    let servable = model.is_some()
+        || matches!(
+            &residency,
+            Residency::Loading
+                | Residency::Parked(Parked {
+                    on_demand: true,
+                    ..
+                })
+        );
+    let (state, probe) = health_state(servable, served.live.is_draining());
     let body = ModelHealth {
         status: state,
         model_loaded: model.is_some(),
@@ -180,6 +218,18 @@ fn model_health(served: &Served) -> (ModelHealth, Probe) {
         shadow: served.shadow.describe(),
         last_promotion: status.last_promotion,
         download: status.download,
+        residency: match &residency {
+            Residency::Loaded => "loaded",
+            Residency::Loading => "loading",
+            Residency::Parked(_) => "parked",
+            Residency::Absent => "absent",
+        },
+        parked: match residency {
+            Residency::Parked(parked) => Some(parked),
+            _ => None,
+        },
+        memory_bytes: served.live.loaded_bytes(),
+        pinned: served.reloader.plan.pin,
     };
     (body, probe)
 }
@@ -280,8 +330,9 @@ pub fn metrics(app: &App) -> HttpResponse {
 }
 
 /// `GET /v1/model` (the default model) and `GET /models/{name}`.
-pub fn model_metadata(served: &Served) -> Result<HttpResponse, ApiError> {
-    let model = live_model(served)?;
+pub async fn model_metadata(app: &App, served: &Served) -> Result<HttpResponse, ApiError> {
+    let deadline = std::time::Instant::now() + app.config.request_timeout;
+    let model = live_model(served, deadline).await?;
     let task = model.text();
     let body = ModelMetadata {
         name: &model.info.name,

@@ -15,7 +15,7 @@ mod webhook;
 
 use std::borrow::Cow;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
@@ -24,6 +24,7 @@ use hyper::{Method, Request};
 use super::error::ApiError;
 use super::{HttpResponse, Served, X_MODEL_VERSION};
 use crate::access;
+use crate::live::{Demand, NotLive};
 use crate::model::Model;
 use crate::payload;
 use crate::promote::shadow::Manual;
@@ -134,7 +135,10 @@ pub async fn route(app: &App, request: Request<Incoming>, request_id: &HeaderVal
             Ok(served) => predictions::invocations(app, served, request, exchange).await,
             Err(err) => Err(err),
         },
-        Route::ModelMetadata => model().and_then(health::model_metadata),
+        Route::ModelMetadata => match model() {
+            Ok(served) => health::model_metadata(app, served).await,
+            Err(err) => Err(err),
+        },
         Route::ModelReady => model().map(health::model_ready),
         Route::Ping => model().map(health::ping),
         Route::Version => Ok(health::version()),
@@ -150,7 +154,7 @@ pub async fn route(app: &App, request: Request<Incoming>, request_id: &HeaderVal
         Route::OipLive => Ok(oip::server_live(app)),
         Route::OipReady => Ok(oip::server_ready(app)),
         Route::OipModel => match target {
-            Target::Oip { model, version } => oip::model_metadata(app, model, version),
+            Target::Oip { model, version } => oip::model_metadata(app, model, version).await,
             _ => Err(ApiError::not_found(&path)),
         },
         Route::OipModelReady => match target {
@@ -164,6 +168,13 @@ pub async fn route(app: &App, request: Request<Incoming>, request_id: &HeaderVal
             _ => Err(ApiError::not_found(&path)),
         },
         Route::OipRepositoryIndex => oip::repository_index(app, request).await,
+        Route::OipRepositoryLoad | Route::OipRepositoryUnload => match target {
+            Target::Oip { model, .. } => match admin::authorized(app, &request) {
+                Ok(()) => oip::repository_model(app, route, model).await,
+                Err(err) => Err(err),
+            },
+            _ => Err(ApiError::not_found(&path)),
+        },
         Route::Other => Err(ApiError::not_found(&path)),
     };
     let response = result.unwrap_or_else(|err| {
@@ -178,12 +189,26 @@ pub async fn route(app: &App, request: Request<Incoming>, request_id: &HeaderVal
     answer(served, response)
 }
 
-/// The live model of `served`, or a 503 that says why there is none.
-fn live_model(served: &Served) -> Result<Arc<Model>, ApiError> {
-    served.live.current().ok_or_else(|| {
-        let status = served.live.status();
-        ApiError::no_model(&status.last_error.unwrap_or(status.message))
-    })
+/// The live model of `served` (loaded first when it is parked, waiting until `deadline`), or a
+/// 503 that says why there is none.
+async fn live_model(served: &Served, deadline: Instant) -> Result<Arc<Model>, ApiError> {
+    let patience = deadline.saturating_duration_since(Instant::now());
+    served
+        .live
+        .acquire(patience, Demand::Request)
+        .await
+        .map_err(|not_live| {
+            let status = served.live.status();
+            match not_live {
+                NotLive::StillLoading => ApiError::no_model(&format!(
+                    "{} is still loading (a cold start longer than the request's deadline); retry",
+                    served.name
+                )),
+                NotLive::Unavailable => {
+                    ApiError::no_model(&status.last_error.unwrap_or(status.message))
+                }
+            }
+        })
 }
 
 /// Adds `X-Model-Version: version` to `response`.

@@ -15,6 +15,7 @@ use crate::http::error::{ApiError, Probe};
 use crate::http::{json, read_body, text, HttpResponse};
 use crate::oip::{self, rest, OipError};
 use crate::payload::Exchange;
+use crate::route::Route;
 use crate::state::App;
 
 /// `GET /v2`: the server's name, version and protocol extensions.
@@ -66,6 +67,22 @@ pub async fn repository_index(
     Ok(json(StatusCode::OK, &rest::repository_index(&entries)))
 }
 
+/// `POST /v2/repository/models/{name}/load` and `/unload` (behind the admin token): 200 with
+/// an empty body once the model is loaded (within `memory_budget`; at most the admin wait) or
+/// unloaded (once its last requests finished).
+pub async fn repository_model(
+    app: &App,
+    route: Route,
+    model: &str,
+) -> Result<HttpResponse, ApiError> {
+    match route {
+        Route::OipRepositoryUnload => oip::unload(app, model).await?,
+        _ => oip::load(app, model, super::admin::ADMIN_WAIT).await?,
+    }
+    // Triton answers both with 200 and no body.
+    Ok(text(StatusCode::OK, "", "application/json"))
+}
+
 /// The largest repository index request read (it is `{"ready": true}` at most).
 const INDEX_REQUEST_BYTES: usize = 4096;
 
@@ -83,12 +100,12 @@ pub fn model_ready(
 }
 
 /// `GET /v2/models/{name}[/versions/{version}]`: the live version, its inputs and outputs.
-pub fn model_metadata(
+pub async fn model_metadata(
     app: &App,
     model: &str,
     version: Option<&str>,
 ) -> Result<HttpResponse, ApiError> {
-    let metadata = oip::model_metadata(app, model, version)?;
+    let metadata = oip::model_metadata(app, model, version).await?;
     Ok(json(StatusCode::OK, &rest::model_metadata(&metadata)))
 }
 

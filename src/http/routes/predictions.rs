@@ -80,7 +80,7 @@ pub async fn predict(
     let body = read_body(request, app.config.max_body_bytes, deadline).await?;
     let text = protocol::parse_predict(&body)?;
     predict::check_text(&app.config, 0, &text)?;
-    let model = live_model(served)?;
+    let model = live_model(served, deadline).await?;
     let scores = classify(app, served, &model, vec![text], deadline, exchange).await?;
     let labels = labels(&model);
     let answer = PredictResponse {
@@ -105,7 +105,7 @@ pub async fn predict_batch(
     let body = read_body(request, app.config.max_body_bytes, deadline).await?;
     let texts = protocol::parse_batch(&body)?;
     predict::check_texts(&app.config, &texts)?;
-    let model = live_model(served)?;
+    let model = live_model(served, deadline).await?;
     let scores = classify(app, served, &model, texts, deadline, exchange).await?;
     let labels = labels(&model);
     let answer = BatchResponse {
@@ -138,7 +138,7 @@ pub async fn invocations(
     };
     let body = read_body(request, app.config.max_body_bytes, deadline).await?;
     let invocation = protocol::parse_invocation(&body, content_type)?;
-    let model = live_model(served)?;
+    let model = live_model(served, deadline).await?;
     let predictions = match model.text() {
         Some(task) => {
             let texts = invocation.texts()?;
