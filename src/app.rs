@@ -36,6 +36,7 @@ use crate::metrics::Metrics;
 use crate::payload;
 use crate::queue::{Pool, PoolConfig};
 use crate::reload::cache::Cache;
+use crate::reload::disk::DiskBudget;
 use crate::reload::{
     self, on_disk, webhook::Verifier, Outcome, Plan, ReloadError, Reloader, SetupError, Source,
     Trigger, Triggers,
@@ -253,17 +254,21 @@ impl Daemon {
         if !missing.is_empty() {
             return Err(SetupError::Missing { problems: missing }.into());
         }
+        let budget = DiskBudget::new(config.cache_max_bytes, metrics.clone());
         for (plan, source) in plans {
             let cache = {
-                let (cache_dir, name, uri) = (
+                let (cache_dir, name, uri, budget) = (
                     config.cache_dir.clone(),
                     plan.name.clone(),
                     plan.uri.clone(),
+                    budget.clone(),
                 );
                 blocking(move || {
-                    Cache::open(&cache_dir, &name, &uri).map_err(|source| SetupError::Cache {
-                        model: name,
-                        source,
+                    Cache::open(&cache_dir, &name, &uri, &budget).map_err(|source| {
+                        SetupError::Cache {
+                            model: name,
+                            source,
+                        }
                     })
                 })
                 .await??
@@ -284,6 +289,8 @@ impl Daemon {
                 triggers: Triggers::default(),
             });
         }
+        // cache_max_bytes holds from the start (it may have been lowered since the last run).
+        blocking(move || budget.settle()).await?;
         let payload = {
             let names: Vec<String> = models
                 .iter()

@@ -22,6 +22,7 @@
 pub mod cache;
 mod check;
 pub mod decide;
+pub mod disk;
 mod error;
 pub mod loader;
 mod local;
