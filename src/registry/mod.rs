@@ -7,7 +7,8 @@
 //! artifacts safely ([`download()`]: streamed, size-checked, hashed, confined to a staging
 //! directory that only becomes visible once complete) from the tracking server's proxy, a local
 //! directory, or an object store read directly with the user's cloud credentials
-//! ([`artifacts::store`]: also a bucket named as `MODEL_URI` without MLflow).
+//! ([`artifacts::store`]: also a bucket named as `MODEL_URI` without MLflow). [`served_name`]
+//! names a registered model as a model (the rule for model names, [`is_model_name`], is here).
 //!
 //! Nothing here knows about ONNX or serving; the reload pipeline calls [`resolve()`] to learn
 //! what the registry wants live and [`download()`] to fetch it. Every failure is a
@@ -19,6 +20,7 @@ pub mod artifacts;
 pub mod client;
 mod error;
 pub mod location;
+pub mod names;
 pub mod progress;
 pub mod resolve;
 mod rest;
@@ -30,6 +32,7 @@ pub use artifacts::download;
 pub use artifacts::store::StoreSettings;
 pub use client::MlflowClient;
 pub use error::RegistryError;
+pub use names::{is_model_name, served_name, MAX_MODEL_NAME};
 pub use progress::{Progress, ProgressReport};
 pub use resolve::resolve;
 pub use settings::{MlflowSettings, Secret};
