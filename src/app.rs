@@ -38,6 +38,7 @@ use crate::payload;
 use crate::queue::{Pool, PoolConfig};
 use crate::reload::budget::{self, Budget};
 use crate::reload::cache::Cache;
+use crate::reload::disk::DiskBudget;
 use crate::reload::{
     self, on_disk, webhook::Verifier, Outcome, Plan, ReloadError, Reloader, SetupError, Source,
     Trigger, Triggers,
@@ -269,17 +270,21 @@ impl Daemon {
                 Some(bytes)
             }
         }));
+        let disk = DiskBudget::new(config.cache_max_bytes, metrics.clone());
         for (plan, source) in plans {
             let cache = {
-                let (cache_dir, name, uri) = (
+                let (cache_dir, name, uri, disk) = (
                     config.cache_dir.clone(),
                     plan.name.clone(),
                     plan.uri.clone(),
+                    disk.clone(),
                 );
                 blocking(move || {
-                    Cache::open(&cache_dir, &name, &uri).map_err(|source| SetupError::Cache {
-                        model: name,
-                        source,
+                    Cache::open(&cache_dir, &name, &uri, &disk).map_err(|source| {
+                        SetupError::Cache {
+                            model: name,
+                            source,
+                        }
                     })
                 })
                 .await??
@@ -298,6 +303,11 @@ impl Daemon {
                 reloader,
                 triggers: Triggers::default(),
             });
+        }
+        // cache_max_bytes holds from the start (it may have been lowered since the last run).
+        {
+            let disk = disk.clone();
+            blocking(move || disk.settle()).await?;
         }
         let payload = {
             let names: Vec<String> = models

@@ -286,6 +286,18 @@ pub static TRACE_EXPORTS: TraceExports = TraceExports {
     export_failed: AtomicU64::new(0),
 };
 
+/// The model cache of every configured model together (`reload::disk`), for
+/// `hotserve_cache_bytes`, `hotserve_cache_max_bytes` and `hotserve_cache_evictions_total`.
+#[derive(Default)]
+pub struct CacheMetrics {
+    /// Bytes of the cached versions, as of the last time the budget was settled.
+    pub bytes: AtomicU64,
+    /// `cache_max_bytes`; 0 when unbounded (the setting is never 0).
+    pub max_bytes: AtomicU64,
+    /// Versions removed to keep the cache within `cache_max_bytes`.
+    pub evictions: AtomicU64,
+}
+
 /// All of hotserve's metrics. One instance per process, shared by `Arc`; per-model metrics
 /// are registered once per configured model with [`Metrics::model`].
 #[derive(Default)]
@@ -319,6 +331,8 @@ pub struct Metrics {
     pub payload_log_records: LabeledCounter,
     /// `memory_budget` in bytes (0: none).
     pub memory_budget_bytes: AtomicU64,
+    /// The model cache, every model's folder together.
+    pub cache: CacheMetrics,
     /// Per credential file: whether what is on disk cannot be used (the previous value is).
     credentials_failing: Mutex<BTreeMap<&'static str, bool>>,
 }
@@ -751,6 +765,38 @@ impl Metrics {
         });
         header(
             &mut out,
+            "hotserve_cache_bytes",
+            "gauge",
+            "Bytes of the cached versions of every model together, as of the last version made live (or the start).",
+        );
+        let _ = writeln!(
+            out,
+            "hotserve_cache_bytes {}",
+            self.cache.bytes.load(Ordering::Relaxed)
+        );
+        let max_bytes = self.cache.max_bytes.load(Ordering::Relaxed);
+        if max_bytes > 0 {
+            header(
+                &mut out,
+                "hotserve_cache_max_bytes",
+                "gauge",
+                "The bound on hotserve_cache_bytes (cache_max_bytes); absent when unbounded.",
+            );
+            let _ = writeln!(out, "hotserve_cache_max_bytes {max_bytes}");
+        }
+        header(
+            &mut out,
+            "hotserve_cache_evictions_total",
+            "counter",
+            "Cached versions removed, least recently used first, to keep the cache within cache_max_bytes.",
+        );
+        let _ = writeln!(
+            out,
+            "hotserve_cache_evictions_total {}",
+            self.cache.evictions.load(Ordering::Relaxed)
+        );
+        header(
+            &mut out,
             "hotserve_access_log_dropped_total",
             "counter",
             "Access log lines dropped because the access log file's writer was behind (access_log set to a path).",
@@ -893,6 +939,30 @@ mod tests {
         assert!(text.contains(
             "hotserve_request_duration_seconds_bucket{model=\"m\\\"1\",route=\"/predict\",le=\"0.005\"} 1"
         ));
+    }
+
+    #[test]
+    fn the_cache_bound_is_shown_only_when_set() {
+        let metrics = Metrics::default();
+        metrics.cache.bytes.store(300, Ordering::Relaxed);
+        let text = metrics.render();
+        assert!(text.contains("hotserve_cache_bytes 300\n"), "{text}");
+        assert!(
+            text.contains("hotserve_cache_evictions_total 0\n"),
+            "{text}"
+        );
+        assert!(!text.contains("hotserve_cache_max_bytes"), "{text}");
+        metrics.cache.max_bytes.store(1024, Ordering::Relaxed);
+        metrics.cache.evictions.store(2, Ordering::Relaxed);
+        let text = metrics.render();
+        assert!(
+            text.contains("# TYPE hotserve_cache_max_bytes gauge\nhotserve_cache_max_bytes 1024\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("hotserve_cache_evictions_total 2\n"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -250,6 +250,10 @@ mod tests {
             "model_uri=models:/m@a (--model-uri)",
         );
         check("--cache-dir /c", "cache_dir=/c (--cache-dir)");
+        check(
+            "--cache-max-bytes 20GiB",
+            "cache_max_bytes=20GiB (--cache-max-bytes)",
+        );
         check("--poll-interval 0", "poll_interval=0 (--poll-interval)");
         check("--log-format json", "log_format=json (--log-format)");
         check(
@@ -364,6 +368,7 @@ mod tests {
                 ("listen", "listen"),
                 ("grpc_listen", "grpc-listen"),
                 ("cache_dir", "cache-dir"),
+                ("cache_max_bytes", "cache-max-bytes"),
                 ("poll_interval", "poll-interval"),
                 ("log_format", "log-format"),
                 ("payload_log", "payload-log"),

@@ -11,6 +11,7 @@ use super::parse::ReloadPolicy;
 use super::parse::{parse_bool, parse_interval};
 use super::payload::{self, PayloadOverrides};
 use super::promotion::{self, Overrides};
+use crate::registry::{is_model_name, MAX_MODEL_NAME};
 
 /// One configured model.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -35,9 +36,6 @@ pub struct ModelSpec {
 
 /// The fields a YAML `models` entry may have.
 const FIELDS: &str = "name, uri, poll_interval, reload_policy, load, pin";
-
-/// Longest model name.
-const MAX_NAME: usize = 64;
 
 /// Parses one `models` entry.
 pub(super) fn parse_model(item: &Item) -> Result<ModelSpec, String> {
@@ -135,12 +133,9 @@ pub(super) fn parse_model(item: &Item) -> Result<ModelSpec, String> {
 /// A model name: a letter or digit, then up to 63 letters, digits, `_`, `.` or `-` (it is a
 /// path segment in routes and a folder in the cache).
 pub(super) fn parse_model_name(name: &str) -> Result<String, String> {
-    let mut chars = name.chars();
-    let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric());
-    let rest_ok = chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
-    if !first_ok || !rest_ok || name.len() > MAX_NAME {
+    if !is_model_name(name) {
         return Err(format!(
-            "'{name}' is not a model name; use 1 to {MAX_NAME} letters, digits, '_', '.' or '-', starting with a letter or digit"
+            "'{name}' is not a model name; use 1 to {MAX_MODEL_NAME} letters, digits, '_', '.' or '-', starting with a letter or digit"
         ));
     }
     Ok(name.to_string())

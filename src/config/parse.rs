@@ -104,6 +104,64 @@ pub(super) fn parse_bytes(value: &str) -> Result<u64, String> {
         .map_err(|_| "expected a whole number of bytes".to_string())
 }
 
+/// Parses a size in bytes: a whole number of bytes (`1048576`), or a number with a unit, the
+/// decimal ones powers of 1000 (`500MB`, `kB`, `GB`, `TB`; also `K`, `M`, `G`, `T`) and the
+/// binary ones powers of 1024 (`20GiB`, `KiB`, `MiB`, `TiB`; also Kubernetes' `Ki`, `Mi`, `Gi`,
+/// `Ti`), case aside, a space allowed before the unit. A fraction (`1.5GiB`) is exact to the byte,
+/// rounded down, as [`parse_duration`] reads its digits.
+pub fn parse_size(value: &str) -> Result<u64, String> {
+    const HINT: &str = "expected a size like 20GiB, 500MB or a number of bytes";
+    let split = value
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(value.len());
+    let (number, unit) = value.split_at(split);
+    let bytes_per_unit: u128 = match unit.trim_start().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1_000,
+        "m" | "mb" => 1_000_000,
+        "g" | "gb" => 1_000_000_000,
+        "t" | "tb" => 1_000_000_000_000,
+        "ki" | "kib" => 1 << 10,
+        "mi" | "mib" => 1 << 20,
+        "gi" | "gib" => 1 << 30,
+        "ti" | "tib" => 1 << 40,
+        _ => return Err(HINT.to_string()),
+    };
+    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+    let digits = |text: &str| text.bytes().all(|b| b.is_ascii_digit());
+    if (whole.is_empty() && fraction.is_empty())
+        || !digits(whole)
+        || !digits(fraction)
+        || fraction.len() > 12
+    {
+        return Err(HINT.to_string());
+    }
+    let whole: u128 = if whole.is_empty() {
+        0
+    } else {
+        whole.parse().map_err(|_| HINT.to_string())?
+    };
+    let fraction_bytes = if fraction.is_empty() {
+        0
+    } else {
+        let scale = 10u128.pow(fraction.len() as u32);
+        fraction.parse::<u128>().map_err(|_| HINT.to_string())? * bytes_per_unit / scale
+    };
+    whole
+        .checked_mul(bytes_per_unit)
+        .and_then(|bytes| bytes.checked_add(fraction_bytes))
+        .and_then(|bytes| u64::try_from(bytes).ok())
+        .ok_or_else(|| format!("{HINT}; {value} is too large"))
+}
+
+/// A size above 0 ([`parse_size`]).
+pub(super) fn parse_positive_size(value: &str) -> Result<u64, String> {
+    match parse_size(value)? {
+        0 => Err("must be more than 0".into()),
+        bytes => Ok(bytes),
+    }
+}
+
 pub(super) fn parse_fraction(value: &str, max: f64) -> Result<f64, String> {
     match value.parse::<f64>() {
         Ok(f) if (0.0..=max).contains(&f) => Ok(f),
@@ -210,6 +268,50 @@ mod tests {
         check_interval("0", Ok(None));
         check_interval("0s", Ok(None));
         check_interval("soon", Err(()));
+    }
+
+    fn check_size(input: &str, expected: Result<u64, &str>) {
+        match (parse_size(input), expected) {
+            (Ok(bytes), Ok(want)) => assert_eq!(bytes, want, "parse_size({input:?})"),
+            (Err(why), Err(part)) => assert!(why.contains(part), "{input:?}: {why}"),
+            (got, want) => panic!("parse_size({input:?}): got {got:?}, expected {want:?}"),
+        }
+    }
+
+    #[test]
+    fn sizes() {
+        check_size("1048576", Ok(1_048_576));
+        check_size("0", Ok(0));
+        check_size("500MB", Ok(500_000_000));
+        check_size("500mb", Ok(500_000_000));
+        check_size("500 MB", Ok(500_000_000));
+        check_size("20GiB", Ok(20 << 30));
+        check_size("20Gi", Ok(20 << 30));
+        check_size("20G", Ok(20_000_000_000));
+        check_size("64KiB", Ok(65_536));
+        check_size("1kB", Ok(1_000));
+        check_size("3TiB", Ok(3 << 40));
+        check_size("2TB", Ok(2_000_000_000_000));
+        check_size("10B", Ok(10));
+        check_size("1.5GiB", Ok(3 << 29));
+        check_size("0.5KiB", Ok(512));
+        check_size(".5kB", Ok(500));
+        check_size("1.0001kB", Ok(1_000));
+        check_size("16EiB", Err("expected a size like 20GiB"));
+        check_size("16777216TiB", Err("is too large"));
+        check_size("18446744073709551615", Ok(u64::MAX));
+        check_size("18446744073709551616", Err("is too large"));
+        check_size("", Err("expected a size"));
+        check_size("GiB", Err("expected a size"));
+        check_size("-1GiB", Err("expected a size"));
+        check_size("1.2.3MB", Err("expected a size"));
+        check_size("20 GiB extra", Err("expected a size"));
+        check_size("20PB", Err("expected a size"));
+        assert_eq!(parse_positive_size("1B"), Ok(1));
+        assert_eq!(
+            parse_positive_size("0GiB"),
+            Err("must be more than 0".into())
+        );
     }
 
     fn check_providers(input: &str, expected: Result<&str, &str>) {

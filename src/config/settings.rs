@@ -14,7 +14,7 @@ use super::parse::ReloadPolicy;
 use super::parse::{
     parse_bool, parse_bytes, parse_count, parse_duration, parse_execution_providers,
     parse_fraction, parse_interval, parse_log_filter, parse_nonempty, parse_path,
-    parse_positive_duration, parse_socket_addr,
+    parse_positive_duration, parse_positive_size, parse_socket_addr,
 };
 use super::payload::{parse_max_bytes, parse_sample, PayloadLogTo, PayloadPolicy};
 use super::promotion::{Guard, Overrides, Promotion};
@@ -116,6 +116,13 @@ settings! {
             derived: |_env| state_dir.join("models"),
             parse: parse_path,
             help: "validated-model cache (default: <state_dir>/models): one folder per model source, locked by the process that serves it",
+        },
+        /// `None`: unbounded (each source keeps its newest five versions).
+        cache_max_bytes: Option<u64> {
+            env: "HOTSERVE_CACHE_MAX_BYTES",
+            flag: "--cache-max-bytes=SIZE",
+            parse: parse_positive_size,
+            help: "bound on the cached versions of every model together, e.g. 20GiB or 500MB: the least recently used are removed, never a live or last known good one (default: unbounded)",
         },
 
         // --- Registry and hot reload -------------------------------------------------------

@@ -129,6 +129,17 @@ pub enum RegistryError {
         reason: String,
     },
 
+    /// A search matched more registered models than it reads.
+    #[error(
+        "{uri}: the search stopped after {pages} pages ({read} models) with more to come; narrow \
+         the filter"
+    )]
+    TooManyMatches {
+        uri: String,
+        read: usize,
+        pages: usize,
+    },
+
     /// `models:/m-<id>` against an MLflow 2.x server.
     #[error(
         "{uri}: the MLflow server at {server} has no logged-models API (it is older than MLflow 3); \
@@ -385,6 +396,20 @@ mod tests {
             "models:/s/2: 'model.onnx' has 5 bytes but the artifact listing says 10; the artifact \
              changed during the download or the store is inconsistent, try again",
             true,
+        );
+    }
+
+    #[test]
+    fn search_messages() {
+        check(
+            RegistryError::TooManyMatches {
+                uri: "registered models matching \"name LIKE '%'\"".into(),
+                read: 100_000,
+                pages: 100,
+            },
+            "registered models matching \"name LIKE '%'\": the search stopped after 100 pages \
+             (100000 models) with more to come; narrow the filter",
+            false,
         );
     }
 

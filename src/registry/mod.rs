@@ -7,7 +7,9 @@
 //! artifacts safely ([`download()`]: streamed, size-checked, hashed, confined to a staging
 //! directory that only becomes visible once complete) from the tracking server's proxy, a local
 //! directory, or an object store read directly with the user's cloud credentials
-//! ([`artifacts::store`]: also a bucket named as `MODEL_URI` without MLflow).
+//! ([`artifacts::store`]: also a bucket named as `MODEL_URI` without MLflow). For discovery,
+//! [`search_registered_models`] finds the registered models matching a filter, and
+//! [`served_name`] names each as a model (the rule for model names, [`is_model_name`], is here).
 //!
 //! Nothing here knows about ONNX or serving; the reload pipeline calls [`resolve()`] to learn
 //! what the registry wants live and [`download()`] to fetch it. Every failure is a
@@ -19,9 +21,11 @@ pub mod artifacts;
 pub mod client;
 mod error;
 pub mod location;
+pub mod names;
 pub mod progress;
 pub mod resolve;
 mod rest;
+pub mod search;
 mod secret;
 pub mod settings;
 pub mod uri;
@@ -30,8 +34,10 @@ pub use artifacts::download;
 pub use artifacts::store::StoreSettings;
 pub use client::MlflowClient;
 pub use error::RegistryError;
+pub use names::{is_model_name, served_name, MAX_MODEL_NAME};
 pub use progress::{Progress, ProgressReport};
 pub use resolve::resolve;
+pub use search::{search_registered_models, search_registered_models_paged, RegisteredModel};
 pub use settings::{MlflowSettings, Secret};
 pub use uri::{ModelUri, RemoteUri, Stage};
 

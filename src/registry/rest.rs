@@ -32,12 +32,20 @@ impl ModelVersion {
     }
 }
 
-/// A registered model (`RegisteredModel`): only what error messages need.
+/// A registered model (`RegisteredModel`): what error messages and the search need.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(default)]
 pub(crate) struct RegisteredModel {
     pub name: String,
     pub aliases: Vec<RegisteredModelAlias>,
+    pub tags: Vec<RegisteredModelTag>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(default)]
+pub(crate) struct RegisteredModelTag {
+    pub key: String,
+    pub value: String,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
@@ -242,6 +250,78 @@ pub(crate) async fn search_logged_models(
     Ok(found)
 }
 
+/// MLflow's largest page of `registered-models/search` (`SEARCH_REGISTERED_MODEL_MAX_RESULTS_THRESHOLD`).
+pub(crate) const MAX_REGISTERED_MODELS_PAGE: usize = 1000;
+
+/// How many pages [`search_registered_models`] reads at most: 100 000 models in pages of 1000.
+pub(crate) const MAX_SEARCH_PAGES: usize = 100;
+
+/// What a search read: every item of every page, and whether its last page came within the
+/// page cap.
+#[derive(Debug, PartialEq)]
+pub(crate) struct Pages<T> {
+    pub items: Vec<T>,
+    pub complete: bool,
+}
+
+/// `GET registered-models/search`: the registered models matching `filter` (every one when it
+/// is empty) by name, in pages of `page_size` (at most [`MAX_REGISTERED_MODELS_PAGE`]), every
+/// page up to [`MAX_SEARCH_PAGES`].
+pub(crate) async fn search_registered_models(
+    client: &MlflowClient,
+    filter: &str,
+    page_size: usize,
+) -> Result<Pages<RegisteredModel>, CallError> {
+    #[derive(Deserialize, Default)]
+    #[serde(default)]
+    struct Answer {
+        registered_models: Vec<RegisteredModel>,
+        next_page_token: Option<String>,
+    }
+    let endpoint = format!("{PREFIX}/registered-models/search");
+    let max_results = page_size.clamp(1, MAX_REGISTERED_MODELS_PAGE).to_string();
+    every_page(MAX_SEARCH_PAGES, async |page_token| {
+        let mut query = vec![
+            ("max_results", max_results.as_str()),
+            ("order_by", "name ASC"),
+        ];
+        if !filter.is_empty() {
+            query.push(("filter", filter));
+        }
+        if let Some(token) = &page_token {
+            query.push(("page_token", token));
+        }
+        let answer: Answer = client.get_json(Api::Registry, &endpoint, &query).await?;
+        Ok((answer.registered_models, answer.next_page_token))
+    })
+    .await
+}
+
+/// Reads pages with `fetch` (given the previous page's token; none for the first) until one
+/// has no next token (then [`Pages::complete`]) or `max_pages` were read.
+pub(crate) async fn every_page<T>(
+    max_pages: usize,
+    mut fetch: impl AsyncFnMut(Option<String>) -> Result<(Vec<T>, Option<String>), CallError>,
+) -> Result<Pages<T>, CallError> {
+    let mut items = Vec::new();
+    let mut page_token = None;
+    for _ in 0..max_pages {
+        let (page, next) = fetch(page_token).await?;
+        items.extend(page);
+        page_token = next.filter(|token| !token.is_empty());
+        if page_token.is_none() {
+            return Ok(Pages {
+                items,
+                complete: true,
+            });
+        }
+    }
+    Ok(Pages {
+        items,
+        complete: false,
+    })
+}
+
 /// `GET runs/get`
 pub(crate) async fn get_run(client: &MlflowClient, run_id: &str) -> Result<RunInfo, CallError> {
     #[derive(Deserialize)]
@@ -389,6 +469,95 @@ mod tests {
             };
             assert_eq!(mv.number(), number);
         }
+    }
+
+    /// A fake server of `total` items in pages of `size` whose tokens are offsets (and, with
+    /// `endless`, a next token on every page): what `every_page` collects with `max_pages`.
+    async fn paged(total: usize, size: usize, endless: bool, max_pages: usize) -> Pages<usize> {
+        let mut asked = Vec::new();
+        let pages = every_page(max_pages, async |token: Option<String>| {
+            asked.push(token.clone());
+            let start: usize = token.map_or(0, |t| t.parse().unwrap());
+            let end = (start + size).min(total);
+            let next = if end < total || endless {
+                Some(end.to_string())
+            } else if total % 2 == 1 {
+                // An empty token ends a search as no token does (odd totals here).
+                Some(String::new())
+            } else {
+                None
+            };
+            Ok(((start..end).collect(), next))
+        })
+        .await
+        .unwrap();
+        assert_eq!(asked[0], None, "the first page is asked without a token");
+        pages
+    }
+
+    #[tokio::test]
+    async fn every_page_is_read_up_to_the_cap() {
+        let all = |n: usize| (0..n).collect::<Vec<_>>();
+        let complete = |items| Pages {
+            items,
+            complete: true,
+        };
+        assert_eq!(paged(25, 7, false, 100).await, complete(all(25)));
+        assert_eq!(
+            paged(21, 7, false, 3).await,
+            complete(all(21)),
+            "exactly the cap"
+        );
+        assert_eq!(paged(0, 7, false, 100).await, complete(vec![]));
+        assert_eq!(
+            paged(25, 7, false, 2).await,
+            Pages {
+                items: all(14),
+                complete: false
+            },
+            "the cap reached with more to come"
+        );
+        assert_eq!(
+            paged(5, 7, true, 4).await,
+            Pages {
+                items: all(5),
+                complete: false
+            },
+            "a server that always has a next page"
+        );
+    }
+
+    #[test]
+    fn registered_models_from_the_search() {
+        let model: RegisteredModel = serde_json::from_str(
+            r#"{"name": "fraud", "creation_timestamp": "1795954192603",
+                "latest_versions": [{"name": "fraud", "version": "2"}],
+                "tags": [{"key": "serve", "value": "true"}],
+                "aliases": [{"alias": "champion", "version": "2"}, {"alias": "old", "version": 1}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            model,
+            RegisteredModel {
+                name: "fraud".into(),
+                aliases: vec![
+                    RegisteredModelAlias {
+                        alias: "champion".into(),
+                        version: "2".into()
+                    },
+                    RegisteredModelAlias {
+                        alias: "old".into(),
+                        version: "1".into()
+                    },
+                ],
+                tags: vec![RegisteredModelTag {
+                    key: "serve".into(),
+                    value: "true".into()
+                }],
+            }
+        );
+        let bare: RegisteredModel = serde_json::from_str(r#"{"name": "m"}"#).unwrap();
+        assert!(bare.aliases.is_empty() && bare.tags.is_empty());
     }
 
     #[test]

@@ -23,6 +23,7 @@ pub mod budget;
 pub mod cache;
 mod check;
 pub mod decide;
+pub mod disk;
 mod error;
 pub mod loader;
 mod local;

@@ -30,6 +30,7 @@ const CACHED_VERSIONS: usize = 5;
 
 /// Validates the model in `manifest.dir` and makes it live, following the reload policy.
 pub async fn load_and_publish(reloader: &Reloader, manifest: Manifest, found: Identity) -> Outcome {
+    let _held = reloader.cache.hold(&manifest.dir);
     let live = &reloader.live;
     let version = manifest.version.clone();
     let manifest_name = manifest.name.clone();
@@ -94,6 +95,11 @@ pub async fn load_and_publish(reloader: &Reloader, manifest: Manifest, found: Id
             }
             let previous_identity = reloader.live_identity();
             let before = Snapshot::of(&reloader.metrics);
+            // The version it replaces stays cached while a guard window may swap it back.
+            let kept = live
+                .current()
+                .filter(|_| !reloader.plan.promotion.guard.window.is_zero())
+                .map(|old| reloader.cache.hold(&old.info.dir));
             let previous = tracing::debug_span!("swap", hotserve.model.version = %version)
                 .in_scope(|| live.publish(model));
             live.candidate_done(true);
@@ -119,6 +125,7 @@ pub async fn load_and_publish(reloader: &Reloader, manifest: Manifest, found: Id
                 Some(old) => loader::retire(old),
                 None => {}
             }
+            drop(kept);
             reloader.report_to_registry(
                 &manifest_name,
                 &version,

@@ -163,6 +163,8 @@ impl Reloader {
             }
             _ => None,
         };
+        let serving = Arc::downgrade(&live);
+        cache.follow_live(move || Some(serving.upgrade()?.current()?.info.dir.clone()));
         Reloader {
             reporter,
             config,

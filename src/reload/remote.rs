@@ -55,6 +55,10 @@ pub async fn check(reloader: &Reloader, uri: &RemoteUri, client: &MlflowClient) 
         .store(now, Ordering::Relaxed);
 
     let found = identity_of(&resolution);
+    // Its cached copy (if any) stays until the check is done with it, whatever the disk budget.
+    let _held = reloader
+        .cache
+        .hold(&reloader.cache.version_dir(&found.version));
     let cached = {
         let cache = reloader.cache.clone();
         let version = found.version.clone();

@@ -2,7 +2,8 @@
 //! of their labels (`sentiment`: `POSITIVE`, `sentiment_v2`: `positive`): every route and
 //! per-model route answers with the right model, an unknown name is a 404, `/health` has an
 //! entry per model, readiness waits for every model while a broken one does not stop the
-//! other, and a reload of one model leaves the other untouched.
+//! other, a reload of one model leaves the other untouched, and a cache bounded by
+//! `cache_max_bytes` loses the versions no model serves any more, least recently used first.
 
 use std::path::Path;
 
@@ -416,4 +417,107 @@ async fn a_burst_on_one_model_does_not_starve_another() {
         statuses.contains(&429),
         "the flood filled the queue: {statuses:?}"
     );
+}
+
+/// The versions cached for the model configured as `name` under `cache`: those with a
+/// manifest in its folder, sorted.
+fn cached_versions(cache: &Path, name: &str) -> Vec<String> {
+    let folder = std::fs::read_dir(cache)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .find(|path| {
+            let folder = path.file_name().unwrap().to_string_lossy();
+            path.is_dir() && folder.starts_with(&format!("{name}-"))
+        })
+        .expect("the model's cache folder");
+    let mut versions: Vec<String> = std::fs::read_dir(folder.join("versions"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|e| e == "json"))
+        .map(|path| {
+            let manifest: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+            manifest["version"].as_str().unwrap().to_string()
+        })
+        .collect();
+    versions.sort();
+    versions
+}
+
+#[tokio::test]
+async fn a_bounded_cache_removes_the_least_recently_used_versions_and_keeps_the_live_ones() {
+    let area = tempfile::tempdir().unwrap();
+    let (repository, b) = (area.path().join("a"), area.path().join("b"));
+    // Model a is a repository of numbered versions, each the fixture with a note of its own
+    // (so each has a cached copy of its own), published by a rename; b is one directory.
+    let publish = |number: u32| {
+        let staging = area.path().join(format!("staging-{number}"));
+        copy_dir(&fixture("sentiment"), &staging);
+        std::fs::write(staging.join("NOTE"), format!("version {number}")).unwrap();
+        std::fs::rename(&staging, repository.join(number.to_string())).unwrap();
+    };
+    std::fs::create_dir_all(&repository).unwrap();
+    publish(1);
+    copy_dir(&fixture("sentiment_v2"), &b);
+    let one_model: u64 = crate::support::list_dir(&fixture("sentiment_v2"))
+        .iter()
+        .map(|(_, size)| size)
+        .sum();
+    // Room for two models and a half: a's live version and b's, not a third.
+    let bound = 2 * one_model + one_model / 2;
+    let cache = area.path().join("cache");
+    let server = several(&[("a", &repository), ("b", &b)])
+        .cache(&cache)
+        .set("cache_max_bytes", &bound.to_string())
+        .ready()
+        .await;
+    let metrics = server.url("/metrics");
+    assert_eq!(
+        metric(&metrics, "hotserve_cache_max_bytes").await,
+        Some(bound as f64)
+    );
+    assert_eq!(cached_versions(&cache, "a"), ["1"]);
+
+    for (number, evicted) in [(2, 1.0), (3, 2.0)] {
+        publish(number);
+        eventually(format!("a serves version {number}"), async || {
+            let (_, health) = get_json(&server, "/health").await;
+            let serving = &health["models"]["a"]["model"]["version"];
+            (*serving == json!(number.to_string()))
+                .then_some(())
+                .ok_or(serving.to_string())
+        })
+        .await;
+        let series = "hotserve_cache_evictions_total";
+        assert_eq!(
+            crate::support::metric_reaches(&metrics, series, evicted).await,
+            evicted
+        );
+        // The version a served until now went; the live ones of a and b stayed.
+        assert_eq!(cached_versions(&cache, "a"), [number.to_string()]);
+        assert_eq!(cached_versions(&cache, "b").len(), 1);
+        let bytes = metric(&metrics, "hotserve_cache_bytes").await.unwrap();
+        assert!(
+            bytes <= bound as f64 && bytes > one_model as f64,
+            "{bytes} of {bound}"
+        );
+    }
+    assert_eq!(label(&server, "/models/a/predict").await, "POSITIVE");
+    assert_eq!(label(&server, "/models/b/predict").await, "positive");
+    server.stop().await.expect("a clean stop");
+
+    // Restarted with room for less than what the two models serve: nothing of it goes.
+    let server = several(&[("a", &repository), ("b", &b)])
+        .cache(&cache)
+        .set("cache_max_bytes", &(one_model / 2).to_string())
+        .ready()
+        .await;
+    let metrics = server.url("/metrics");
+    assert_eq!(
+        metric(&metrics, "hotserve_cache_evictions_total").await,
+        Some(0.0)
+    );
+    assert_eq!(cached_versions(&cache, "a"), ["3"]);
+    assert_eq!(cached_versions(&cache, "b").len(), 1);
+    assert_eq!(label(&server, "/models/a/predict").await, "POSITIVE");
+    server.stop().await.expect("a clean stop");
 }

@@ -23,6 +23,10 @@ Commands (field "op"):
   log-run-only      log "dir" under a new run without registering it: "mode" "logged-model" (the
                     MLflow 3 way: files live under the logged model, the run folder stays empty)
                     or "run-artifacts" (the MLflow 2 way: mlflow.log_artifacts into the run).
+  register-name     create the registered model "name" with registered-model "tags"; with
+                    "source" (an artifact URI already uploaded, e.g. a register result's
+                    "artifact_uri", and its "run_id" and "model_id"), also version 1 from it with
+                    "aliases" on it. Nothing is uploaded: cheap enough for many models.
   set-alias         point "alias" of "name" at "version"
   delete-alias      remove "alias" from "name"
   transition-stage  move "version" of "name" to "stage" ("archive_existing": bool)
@@ -242,6 +246,20 @@ def op_log_run_only(cmd):
     }
 
 
+def op_register_name(cmd):
+    client = MlflowClient()
+    client.create_registered_model(cmd["name"], tags=cmd.get("tags"))
+    result = {"name": cmd["name"]}
+    if cmd.get("source"):
+        mv = client.create_model_version(
+            cmd["name"], cmd["source"], run_id=cmd.get("run_id"), model_id=cmd.get("model_id")
+        )
+        for alias in cmd.get("aliases", []):
+            client.set_registered_model_alias(cmd["name"], alias, mv.version)
+        result["version"] = str(mv.version)
+    return result
+
+
 def op_set_alias(cmd):
     MlflowClient().set_registered_model_alias(cmd["name"], cmd["alias"], str(cmd["version"]))
     return describe_version(cmd["name"], cmd["version"])
@@ -288,6 +306,7 @@ def op_create_webhook(cmd):
 OPS = {
     "create-webhook": op_create_webhook,
     "register": op_register,
+    "register-name": op_register_name,
     "log-run-only": op_log_run_only,
     "set-alias": op_set_alias,
     "delete-alias": op_delete_alias,
