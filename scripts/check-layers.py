@@ -31,6 +31,7 @@ import sys
 LAYERS = [
     ["<main>"],
     ["app", "cli"],
+    ["discovery"],
     ["http", "grpc"],
     ["oip"],
     ["predict"],

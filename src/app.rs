@@ -30,6 +30,7 @@ use tokio::task::JoinHandle;
 
 use crate::access::{AccessLog, OpenError};
 use crate::config::Config;
+use crate::discovery::Discovery;
 use crate::grpc;
 use crate::http::{self, App, Served};
 use crate::live::{describe, Live};
@@ -47,6 +48,7 @@ use crate::sdnotify::Notifier;
 use crate::security::credentials::{self, CredentialError};
 use crate::security::keys::ApiKeysFile;
 use crate::security::tls::{self, Certificates};
+use crate::state::ModelSet;
 
 /// Where the bundled demo model is looked for when `MODEL_URI` is unset.
 pub const BUNDLED_MODEL: &str = "tests/fixtures/sentiment";
@@ -126,12 +128,12 @@ pub async fn run(
     triggers: Triggers,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), StartError> {
-    let daemon = Daemon::wire(config, env, triggers).await?;
+    let mut daemon = Daemon::wire(config, env, triggers).await?;
     let server = daemon.listen(listeners.into()).await?;
     tokio::pin!(shutdown);
     match daemon.first_load(&mut shutdown).await {
         FirstLoad::Serving => {
-            let background = daemon.background();
+            let background = daemon.background(&server.app);
             shutdown.await;
             let delay = daemon.config.drain_delay;
             daemon.drain(server, Some(background), delay).await;
@@ -174,6 +176,8 @@ struct Daemon {
     access_log: Arc<AccessLog>,
     /// Each model's payload logging and the writers behind it.
     payload: payload::PayloadLogs,
+    /// Discovery from the registry (`discover_filter`), until `background` starts it.
+    discovery: Option<Discovery>,
 }
 
 /// One configured model at run time: its pipeline and the triggers of its reload loop.
@@ -197,6 +201,8 @@ enum FirstLoad {
 
 /// The HTTP server task and the switch that stops it accepting.
 struct Server {
+    /// What the servers serve from (discovery adds and removes its models).
+    app: Arc<App>,
     stop_accepting: oneshot::Sender<()>,
     task: JoinHandle<()>,
     /// The gRPC server, when `grpc_listen` is set: the same switch and task.
@@ -309,6 +315,13 @@ impl Daemon {
             let disk = disk.clone();
             blocking(move || disk.settle()).await?;
         }
+        let discovery = Discovery::new(
+            config.clone(),
+            env,
+            (budget.clone(), disk.clone()),
+            metrics.clone(),
+            notifier.clone(),
+        )?;
         let payload = {
             let names: Vec<String> = models
                 .iter()
@@ -354,6 +367,7 @@ impl Daemon {
             check_credentials: Arc::default(),
             access_log: Arc::new(access_log),
             payload,
+            discovery,
         })
     }
 
@@ -369,7 +383,7 @@ impl Daemon {
             (None, None) => None,
         };
         let listener = listeners.http;
-        let models = self
+        let served: Vec<Served> = self
             .models
             .iter()
             .map(|model| Served {
@@ -382,12 +396,17 @@ impl Daemon {
                 registered_name: model.reloader.registered_name(),
                 payload: self.payload.policies.get(model.reloader.name()).cloned(),
                 reloader: model.reloader.clone(),
+                discovered: false,
             })
             .collect();
+        let default = self
+            .models
+            .get(self.default)
+            .map(|model| model.reloader.name().to_string());
         let app = Arc::new(App {
             config: self.config.clone(),
-            models,
-            default: self.default,
+            models: ModelSet::new(served, default),
+            discovery: self.discovery.is_some().then(Triggers::default),
             pool: self.pool.clone(),
             metrics: self.metrics.clone(),
             webhook: self.config.webhook_secret.as_deref().map(Verifier::new),
@@ -434,6 +453,7 @@ impl Daemon {
             (stop_accepting, task)
         });
         let (stop_accepting, accepting_stopped) = oneshot::channel::<()>();
+        let app_handle = app.clone();
         let task = tokio::spawn(http::serve(
             listener,
             acceptor,
@@ -444,6 +464,7 @@ impl Daemon {
             self.config.shutdown_timeout,
         ));
         Ok(Server {
+            app: app_handle,
             stop_accepting,
             task,
             grpc,
@@ -501,10 +522,15 @@ impl Daemon {
             .collect();
         if !live.is_empty() {
             self.notifier.ready(&format!("serving {}", live.join(", ")));
+        } else if self.models.is_empty() {
+            // Discovered models only: they come with the first search.
+            self.notifier.ready("serving the models discovery finds");
         }
         // The providers are the machine's: when they refuse every model, no wait helps and
         // nothing would ever be served.
-        if failed.len() == self.models.len() && failed.iter().all(|(_, e)| e.is_provider_refusal())
+        if !failed.is_empty()
+            && failed.len() == self.models.len()
+            && failed.iter().all(|(_, e)| e.is_provider_refusal())
         {
             return FirstLoad::Refused(
                 failed
@@ -532,7 +558,7 @@ impl Daemon {
     /// Phase 3b: a reload loop and a file watcher per model, the fan-out of the daemon's
     /// triggers to every model (a signal also checks the TLS and API key files at once), the
     /// periodic checks of those files, and systemd's watchdog and status line.
-    fn background(&self) -> Background {
+    fn background(&mut self, app: &Arc<App>) -> Background {
         let (stop, stopped) = watch::channel(false);
         let until_stopped = |mut stopped: watch::Receiver<bool>| async move {
             let _ = stopped.wait_for(|stop| *stop).await;
@@ -556,9 +582,22 @@ impl Daemon {
                 }
             }
         }
+        if let (Some(discovery), Some(asked)) = (self.discovery.take(), app.discovery.clone()) {
+            reload_loops.push(tokio::spawn(discovery.run(
+                app.clone(),
+                asked,
+                until_stopped(stopped.clone()),
+            )));
+        }
         {
             let triggers = self.triggers.clone();
-            let models: Vec<Triggers> = self.models.iter().map(|m| m.triggers.clone()).collect();
+            // The discovery's trigger too: a signal searches the registry again.
+            let models: Vec<Triggers> = self
+                .models
+                .iter()
+                .map(|m| m.triggers.clone())
+                .chain(app.discovery.clone())
+                .collect();
             let notifier = self.notifier.clone();
             let check_credentials = self.check_credentials.clone();
             let stopped = until_stopped(stopped.clone());
@@ -625,6 +664,9 @@ impl Daemon {
             .collect();
         let mut lines: Vec<watch::Receiver<String>> =
             lives.iter().map(|(_, live)| live.subscribe()).collect();
+        if lines.is_empty() {
+            return;
+        }
         tokio::spawn(async move {
             tokio::pin!(stopped);
             loop {
@@ -731,6 +773,10 @@ async fn plans(
     config: &Config,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Vec<(Plan, Source)>, StartError> {
+    // Discovered models only: nothing is configured (not the bundled model).
+    if config.models.is_empty() && config.model_uri.is_none() && config.discover_filter.is_some() {
+        return Ok(Vec::new());
+    }
     if config.models.is_empty() {
         let uri = match &config.model_uri {
             Some(uri) => uri.clone(),

@@ -25,6 +25,7 @@ pub mod access;
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod discovery;
 pub mod failpoints;
 pub mod files;
 pub mod grpc;

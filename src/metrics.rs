@@ -333,6 +333,10 @@ pub struct Metrics {
     pub memory_budget_bytes: AtomicU64,
     /// The model cache, every model's folder together.
     pub cache: CacheMetrics,
+    /// Models served because discovery found them (`discover_filter`).
+    pub discovered_models: AtomicU64,
+    /// Registry searches of discovery that failed (the last set is kept).
+    pub discovery_errors: AtomicU64,
     /// Per credential file: whether what is on disk cannot be used (the previous value is).
     credentials_failing: Mutex<BTreeMap<&'static str, bool>>,
 }
@@ -663,6 +667,28 @@ impl Metrics {
             out,
             "hotserve_memory_budget_bytes {}",
             self.memory_budget_bytes.load(Ordering::Relaxed)
+        );
+        header(
+            &mut out,
+            "hotserve_discovered_models",
+            "gauge",
+            "Models served because discovery (discover_filter) found them in the registry.",
+        );
+        let _ = writeln!(
+            out,
+            "hotserve_discovered_models {}",
+            self.discovered_models.load(Ordering::Relaxed)
+        );
+        header(
+            &mut out,
+            "hotserve_discovery_errors_total",
+            "counter",
+            "Registry searches of discovery that failed; the models found before are kept.",
+        );
+        let _ = writeln!(
+            out,
+            "hotserve_discovery_errors_total {}",
+            self.discovery_errors.load(Ordering::Relaxed)
         );
         header(
             &mut out,

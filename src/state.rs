@@ -1,9 +1,12 @@
 //! The application state every transport serves from ([`App`], [`Served`]): the configuration,
-//! the configured models with their live versions, the inference pool, the metrics and the
-//! credentials. Below the transports (HTTP, gRPC, the Open Inference Protocol), so they import
+//! the models with their live versions (the configured ones and, with `discover_filter`, the
+//! ones discovery adds and removes while the daemon runs: [`ModelSet`]), the inference pool,
+//! the metrics and the credentials. Below the transports (HTTP, gRPC, the Open Inference Protocol), so they import
 //! it and it imports none of them; built once by `app.rs`.
 
 use std::sync::Arc;
+
+use arc_swap::ArcSwap;
 
 use crate::access::AccessLog;
 use crate::config::Config;
@@ -21,10 +24,12 @@ use crate::security::tls::Certificates;
 /// Everything a request handler may touch.
 pub struct App {
     pub config: Arc<Config>,
-    /// The configured models, in configuration order (one for the `MODEL_URI` form).
-    pub models: Vec<Served>,
-    /// Which of `models` the un-prefixed routes (`/predict`, `/v1/model`, ...) serve.
-    pub default: usize,
+    /// The models served: the configured ones, in configuration order (one for the
+    /// `MODEL_URI` form), then the discovered ones.
+    pub models: ModelSet,
+    /// Asks discovery for a search of the registry now (webhooks), when `discover_filter` is
+    /// set.
+    pub discovery: Option<Triggers>,
     /// One inference pool for every model.
     pub pool: Arc<Pool>,
     pub metrics: Arc<Metrics>,
@@ -38,7 +43,54 @@ pub struct App {
     pub access_log: Arc<AccessLog>,
 }
 
-/// One configured model, as the handlers see it.
+/// The models served, changed as a whole (discovery adds and removes models while requests
+/// read it): a request takes one model's `Arc<Served>` and keeps it until it answers, so a
+/// model removed meanwhile finishes the requests it has.
+pub struct ModelSet {
+    all: ArcSwap<Vec<Arc<Served>>>,
+    /// The name of the model the un-prefixed routes serve (`None`: discovered models only).
+    default: Option<String>,
+}
+
+impl ModelSet {
+    /// `models` in order; `default` names the one the un-prefixed routes serve.
+    pub fn new(models: Vec<Served>, default: Option<String>) -> ModelSet {
+        ModelSet {
+            all: ArcSwap::from_pointee(models.into_iter().map(Arc::new).collect()),
+            default,
+        }
+    }
+
+    /// Every model now.
+    pub fn all(&self) -> Arc<Vec<Arc<Served>>> {
+        self.all.load_full()
+    }
+
+    /// Adds a model (discovery).
+    pub fn add(&self, served: Served) {
+        let served = Arc::new(served);
+        self.all.rcu(|all| {
+            let mut all = Vec::clone(all);
+            all.push(served.clone());
+            all
+        });
+    }
+
+    /// Removes the model named `name` (discovery); requests that hold it finish with it.
+    pub fn remove(&self, name: &str) -> Option<Arc<Served>> {
+        let mut removed = None;
+        self.all.rcu(|all| {
+            let mut all = Vec::clone(all);
+            if let Some(at) = all.iter().position(|m| m.name == name) {
+                removed = Some(all.remove(at));
+            }
+            all
+        });
+        removed
+    }
+}
+
+/// One model, as the handlers see it.
 pub struct Served {
     /// The configured name (`/models/{name}/...`, `/health`, the `model` label).
     pub name: String,
@@ -60,24 +112,36 @@ pub struct Served {
     pub payload: Option<Arc<payload::Policy>>,
     /// Its reload pipeline (the model repository API loads and unloads through it).
     pub reloader: Arc<Reloader>,
+    /// Added by discovery (`discover_filter`), not configured: readiness does not wait for it.
+    pub discovered: bool,
 }
 
 impl App {
-    /// The model the un-prefixed routes serve.
-    pub fn default_model(&self) -> &Served {
-        &self.models[self.default]
+    /// The model the un-prefixed routes serve (none when only discovered models are served).
+    pub fn default_model(&self) -> Option<Arc<Served>> {
+        self.model(self.models.default.as_deref()?)
     }
 
-    /// The model configured as `name`.
-    pub fn model(&self, name: &str) -> Option<&Served> {
-        self.models.iter().find(|model| model.name == name)
-    }
-
-    /// The configured names, in configuration order.
-    pub fn model_names(&self) -> Vec<&str> {
+    /// The model served as `name`.
+    pub fn model(&self, name: &str) -> Option<Arc<Served>> {
         self.models
+            .all()
             .iter()
-            .map(|model| model.name.as_str())
+            .find(|model| model.name == name)
+            .cloned()
+    }
+
+    /// Every model served now.
+    pub fn models(&self) -> Arc<Vec<Arc<Served>>> {
+        self.models.all()
+    }
+
+    /// The names served, configured ones first.
+    pub fn model_names(&self) -> Vec<String> {
+        self.models
+            .all()
+            .iter()
+            .map(|model| model.name.clone())
             .collect()
     }
 }

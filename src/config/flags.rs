@@ -370,6 +370,8 @@ mod tests {
                 ("cache_dir", "cache-dir"),
                 ("cache_max_bytes", "cache-max-bytes"),
                 ("poll_interval", "poll-interval"),
+                ("discover_filter", "discover-filter"),
+                ("discover_alias", "discover-alias"),
                 ("log_format", "log-format"),
                 ("payload_log", "payload-log"),
             ]

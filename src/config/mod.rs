@@ -290,7 +290,25 @@ fn read_yaml_layer(text: &str, path: &Path, raw: &mut RawValues, problems: &mut 
             return;
         }
     };
+    // A mapping under `group` sets `group_<key>` for each of its keys (`discover: {filter,
+    // alias}` is `discover_filter` and `discover_alias`).
+    let mut entries: Vec<(serde_yaml::Value, serde_yaml::Value)> = Vec::new();
     for (key, value) in mapping {
+        match (key.as_str(), value) {
+            (Some(group), serde_yaml::Value::Mapping(inner))
+                if SETTINGS
+                    .iter()
+                    .any(|s| s.key.starts_with(&format!("{group}_"))) =>
+            {
+                for (sub, value) in inner {
+                    let sub = sub.as_str().unwrap_or_default();
+                    entries.push((format!("{group}_{sub}").into(), value));
+                }
+            }
+            (_, value) => entries.push((key, value)),
+        }
+    }
+    for (key, value) in entries {
         let Some(key) = key.as_str() else {
             problems.push(format!(
                 "config file {}: keys must be strings",

@@ -158,6 +158,20 @@ settings! {
             parse: ReloadPolicy::parse,
             help: "availability (load new, swap, drop old) or resource (drop old first; not ready during the gap)",
         },
+        /// `None`: no discovery.
+        discover_filter: Option<String> {
+            env: "HOTSERVE_DISCOVER_FILTER",
+            flag: "--discover-filter=FILTER",
+            parse: parse_nonempty,
+            help: "serve every registered model matching this MLflow search_registered_models filter (e.g. tags.serve = 'true', name LIKE 'fraud-%'; * for all), each at the version discover_alias points to, followed at poll_interval and on webhooks; in YAML discover: {filter, alias}",
+        },
+        discover_alias: String {
+            env: "HOTSERVE_DISCOVER_ALIAS",
+            flag: "--discover-alias=ALIAS",
+            default: "champion",
+            parse: parse_nonempty,
+            help: "the alias whose version a discovered model serves; a model without it is not served",
+        },
         load: LoadMode {
             env: "HOTSERVE_LOAD",
             default: "eager",

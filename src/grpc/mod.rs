@@ -228,7 +228,8 @@ impl Inference {
     /// `traceparent`'s.
     fn sample(&self, request: &Request<ModelInferRequest>) -> Option<payload::Exchange> {
         let message = request.get_ref();
-        let policy = self.app.model(&message.model_name)?.payload.as_ref()?;
+        let served = self.app.model(&message.model_name)?;
+        let policy = served.payload.as_ref()?;
         let metadata = |key: &str| request.metadata().get(key).and_then(|v| v.to_str().ok());
         let request_id = match (message.id.as_str(), metadata("x-request-id")) {
             ("", Some(id)) => id.to_string(),

@@ -109,7 +109,7 @@ impl ApiError {
 
     /// A `/models/{name}/...` route or `?model=` naming no configured model; `known` lists the
     /// configured names.
-    pub fn unknown_model(name: &str, known: &[&str]) -> ApiError {
+    pub fn unknown_model(name: &str, known: &[String]) -> ApiError {
         ApiError::new(
             StatusCode::NOT_FOUND,
             "RESOURCE_DOES_NOT_EXIST",
@@ -493,7 +493,7 @@ mod tests {
         check(ApiError::forbidden("x"), 403, "PERMISSION_DENIED", None);
         check(ApiError::not_found("/x"), 404, "ENDPOINT_NOT_FOUND", None);
         check(ApiError::route_disabled("x"), 404, "ENDPOINT_NOT_FOUND", None);
-        check(ApiError::unknown_model("x", &["a", "b"]), 404, "RESOURCE_DOES_NOT_EXIST", None);
+        check(ApiError::unknown_model("x", &["a".to_string(), "b".to_string()]), 404, "RESOURCE_DOES_NOT_EXIST", None);
         check(ApiError::method_not_allowed(&Method::GET, "/predict", &Method::POST), 405, "BAD_REQUEST", None);
         check(ApiError::request_timeout(), 408, "BAD_REQUEST", None);
         check(ApiError::too_large(10), 413, "MAX_READ_SIZE_EXCEEDED", None);

@@ -155,9 +155,13 @@ pub fn server_live(_app: &App) -> bool {
     true
 }
 
-/// Every configured model is live and the server is not draining.
+/// Every configured model is live (discovered models come and go: each has its own
+/// readiness) and the server is not draining.
 pub fn server_ready(app: &App) -> bool {
-    app.models.iter().all(|served| served.live.is_ready())
+    app.models()
+        .iter()
+        .filter(|served| !served.discovered)
+        .all(|served| served.live.is_ready())
 }
 
 /// A model's state in the repository index, in the words of KServe's and Triton's model
@@ -199,10 +203,10 @@ pub struct IndexEntry {
     pub reason: Option<String>,
 }
 
-/// Every configured model with its live version and state, in configuration order; only the
-/// ready ones when `ready_only`.
+/// Every model with its live version and state, configured ones first in configuration order,
+/// then the discovered ones; only the ready ones when `ready_only`.
 pub fn repository_index(app: &App, ready_only: bool) -> Vec<IndexEntry> {
-    app.models
+    app.models()
         .iter()
         .map(|served| {
             let live = served.live.current();
@@ -250,6 +254,7 @@ pub fn repository_index(app: &App, ready_only: bool) -> Vec<IndexEntry> {
 /// unknown model, or a version other than the live one, is [`OipError::NotFound`].
 pub fn model_ready(app: &App, model: &str, version: Option<&str>) -> Result<bool, OipError> {
     let served = find(app, model)?;
+    let served = &*served;
     match (served.live.current(), served.live.parked()) {
         (Some(live), _) => {
             check_version(served, &live.info.version, version)?;
@@ -271,6 +276,7 @@ pub async fn model_metadata(
     version: Option<&str>,
 ) -> Result<ModelMetadata, OipError> {
     let served = find(app, model)?;
+    let served = &*served;
     let deadline = Instant::now() + app.config.request_timeout;
     let live = live_model(served, deadline).await?;
     check_version(served, &live.info.version, version)?;
@@ -328,6 +334,7 @@ pub async fn infer_until(
     exchange: Option<&Exchange>,
 ) -> Result<InferResponse, OipError> {
     let served = find(app, &request.model)?;
+    let served = &*served;
     let model = live_model(served, deadline).await?;
     check_version(served, &model.info.version, request.version.as_deref())?;
     let outputs = match Interface::of(&model) {
@@ -419,6 +426,7 @@ impl Interface {
 /// on demand again from then on.
 pub async fn load(app: &App, model: &str, patience: Duration) -> Result<(), OipError> {
     let served = find(app, model)?;
+    let served = &*served;
     if served.live.current().is_some() {
         return Ok(());
     }
@@ -439,6 +447,7 @@ pub async fn load(app: &App, model: &str, patience: Duration) -> Result<(), OipE
 /// pinned, nothing else brings it back), once the requests that hold it have finished.
 pub async fn unload(app: &App, model: &str) -> Result<(), OipError> {
     let served = find(app, model)?;
+    let served = &*served;
     if served.reloader.plan.pin {
         return Err(OipError::Invalid(format!(
             "model '{model}' is pinned (pin: true) and is never unloaded; remove pin from its configuration to unload it"
@@ -451,7 +460,7 @@ pub async fn unload(app: &App, model: &str) -> Result<(), OipError> {
     Ok(())
 }
 
-fn find<'a>(app: &'a App, model: &str) -> Result<&'a Served, OipError> {
+fn find(app: &App, model: &str) -> Result<Arc<Served>, OipError> {
     app.model(model).ok_or_else(|| {
         OipError::NotFound(format!(
             "no model is configured as '{model}'; configured models: {}",

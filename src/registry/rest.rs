@@ -280,7 +280,8 @@ pub(crate) async fn search_registered_models(
     }
     let endpoint = format!("{PREFIX}/registered-models/search");
     let max_results = page_size.clamp(1, MAX_REGISTERED_MODELS_PAGE).to_string();
-    every_page(MAX_SEARCH_PAGES, async |page_token| {
+    let mut paging = Paging::new(MAX_SEARCH_PAGES);
+    while let Some(page_token) = paging.next_token() {
         let mut query = vec![
             ("max_results", max_results.as_str()),
             ("order_by", "name ASC"),
@@ -292,34 +293,54 @@ pub(crate) async fn search_registered_models(
             query.push(("page_token", token));
         }
         let answer: Answer = client.get_json(Api::Registry, &endpoint, &query).await?;
-        Ok((answer.registered_models, answer.next_page_token))
-    })
-    .await
+        paging.read(answer.registered_models, answer.next_page_token);
+    }
+    Ok(paging.finish())
 }
 
-/// Reads pages with `fetch` (given the previous page's token; none for the first) until one
-/// has no next token (then [`Pages::complete`]) or `max_pages` were read.
-pub(crate) async fn every_page<T>(
+/// Reading pages until one has no next token (then [`Pages::complete`]) or `max_pages` were
+/// read: [`Paging::next_token`] says whether to ask for another page and with which token (none
+/// for the first), [`Paging::read`] takes its answer. Pure, so its rules are tested without a
+/// server (and a loop over it stays a plain `Send` future).
+pub(crate) struct Paging<T> {
+    items: Vec<T>,
+    /// The token of the next page; `None` once a page had none.
+    next: Option<Option<String>>,
+    pages: usize,
     max_pages: usize,
-    mut fetch: impl AsyncFnMut(Option<String>) -> Result<(Vec<T>, Option<String>), CallError>,
-) -> Result<Pages<T>, CallError> {
-    let mut items = Vec::new();
-    let mut page_token = None;
-    for _ in 0..max_pages {
-        let (page, next) = fetch(page_token).await?;
-        items.extend(page);
-        page_token = next.filter(|token| !token.is_empty());
-        if page_token.is_none() {
-            return Ok(Pages {
-                items,
-                complete: true,
-            });
+}
+
+impl<T> Paging<T> {
+    pub(crate) fn new(max_pages: usize) -> Paging<T> {
+        Paging {
+            items: Vec::new(),
+            next: Some(None),
+            pages: 0,
+            max_pages,
         }
     }
-    Ok(Pages {
-        items,
-        complete: false,
-    })
+
+    /// The token to ask the next page with (`Some(None)`: the first page), or `None` when the
+    /// search is over (no next page, or the cap reached).
+    pub(crate) fn next_token(&self) -> Option<Option<String>> {
+        (self.pages < self.max_pages)
+            .then(|| self.next.clone())
+            .flatten()
+    }
+
+    /// One page's items and its next token (an empty one ends the search as none does).
+    pub(crate) fn read(&mut self, page: Vec<T>, next: Option<String>) {
+        self.items.extend(page);
+        self.pages += 1;
+        self.next = next.filter(|token| !token.is_empty()).map(Some);
+    }
+
+    pub(crate) fn finish(self) -> Pages<T> {
+        Pages {
+            complete: self.next.is_none(),
+            items: self.items,
+        }
+    }
 }
 
 /// `GET runs/get`
@@ -472,10 +493,11 @@ mod tests {
     }
 
     /// A fake server of `total` items in pages of `size` whose tokens are offsets (and, with
-    /// `endless`, a next token on every page): what `every_page` collects with `max_pages`.
-    async fn paged(total: usize, size: usize, endless: bool, max_pages: usize) -> Pages<usize> {
+    /// `endless`, a next token on every page): what [`Paging`] collects with `max_pages`.
+    fn paged(total: usize, size: usize, endless: bool, max_pages: usize) -> Pages<usize> {
         let mut asked = Vec::new();
-        let pages = every_page(max_pages, async |token: Option<String>| {
+        let mut paging = Paging::new(max_pages);
+        while let Some(token) = paging.next_token() {
             asked.push(token.clone());
             let start: usize = token.map_or(0, |t| t.parse().unwrap());
             let end = (start + size).min(total);
@@ -487,30 +509,24 @@ mod tests {
             } else {
                 None
             };
-            Ok(((start..end).collect(), next))
-        })
-        .await
-        .unwrap();
+            paging.read((start..end).collect(), next);
+        }
         assert_eq!(asked[0], None, "the first page is asked without a token");
-        pages
+        paging.finish()
     }
 
-    #[tokio::test]
-    async fn every_page_is_read_up_to_the_cap() {
+    #[test]
+    fn every_page_is_read_up_to_the_cap() {
         let all = |n: usize| (0..n).collect::<Vec<_>>();
         let complete = |items| Pages {
             items,
             complete: true,
         };
-        assert_eq!(paged(25, 7, false, 100).await, complete(all(25)));
+        assert_eq!(paged(25, 7, false, 100), complete(all(25)));
+        assert_eq!(paged(21, 7, false, 3), complete(all(21)), "exactly the cap");
+        assert_eq!(paged(0, 7, false, 100), complete(vec![]));
         assert_eq!(
-            paged(21, 7, false, 3).await,
-            complete(all(21)),
-            "exactly the cap"
-        );
-        assert_eq!(paged(0, 7, false, 100).await, complete(vec![]));
-        assert_eq!(
-            paged(25, 7, false, 2).await,
+            paged(25, 7, false, 2),
             Pages {
                 items: all(14),
                 complete: false
@@ -518,7 +534,7 @@ mod tests {
             "the cap reached with more to come"
         );
         assert_eq!(
-            paged(5, 7, true, 4).await,
+            paged(5, 7, true, 4),
             Pages {
                 items: all(5),
                 complete: false

@@ -76,6 +76,11 @@ impl Budget {
         self.lock().push(member);
     }
 
+    /// No longer counts `member` (a model discovery removed).
+    pub fn leave(&self, member: &Arc<Member>) {
+        self.lock().retain(|m| !Arc::ptr_eq(m, member));
+    }
+
     /// The memory the models hold now (live versions and candidates).
     pub fn used(&self) -> u64 {
         self.members().iter().map(|m| m.live.held_bytes()).sum()

@@ -4,6 +4,7 @@
 //! shadow by hand).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::body::Incoming;
@@ -71,9 +72,9 @@ pub async fn reload(app: &App, request: Request<Incoming>) -> Result<HttpRespons
     authorized(app, &request)?;
     let query = request.uri().query().unwrap_or("");
     let wait = matches!(query_value(query, "wait").as_deref(), Some("true" | "1"));
-    let targets: Vec<&Served> = match query_value(query, "model") {
+    let targets: Vec<Arc<Served>> = match query_value(query, "model") {
         Some(_) => vec![model_of_query(app, query)?],
-        None => app.models.iter().collect(),
+        None => app.models().to_vec(),
     };
     let tickets: Vec<u64> = targets
         .iter()
@@ -103,7 +104,7 @@ pub async fn reload(app: &App, request: Request<Incoming>) -> Result<HttpRespons
     }
     let body = ReloadChecked {
         status: "checked",
-        first: checked(targets[0]),
+        first: checked(&targets[0]),
         models: targets
             .iter()
             .map(|served| (served.name.as_str(), checked(served)))

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use serde::Serialize;
 use serde_json::Value;
@@ -28,10 +29,11 @@ use hyper::StatusCode;
 /// and the daemon's own facts.
 #[derive(Debug, Serialize)]
 pub struct Health<'a> {
+    /// The default model's entry (none when only discovered models are served).
     #[serde(flatten)]
-    pub default: ModelHealth,
-    pub default_model: &'a str,
-    pub models: BTreeMap<&'a str, ModelHealth>,
+    pub default: Option<ModelHealth>,
+    pub default_model: Option<&'a str>,
+    pub models: BTreeMap<String, ModelHealth>,
     pub queue_depth: usize,
     pub onnxruntime: Option<OnnxRuntime<'a>>,
     pub hotserve_version: &'static str,
@@ -149,15 +151,23 @@ pub struct Alive {
 /// live it stays 200 with `"status": "draining"`: the model still answers requests until the
 /// listener closes; taking the pod out of rotation is `/health/ready`'s job (503 at once).
 pub fn health(app: &App) -> HttpResponse {
-    let (default, probe) = model_health(app.default_model());
+    let default_model = app.default_model();
+    let (default, probe) = match &default_model {
+        Some(served) => {
+            let (health, probe) = model_health(served);
+            (Some(health), probe)
+        }
+        // Discovered models only: the daemon answers.
+        None => (None, Probe::Pass),
+    };
     let runtime = crate::model::runtime::get();
+    let models = app.models();
     let body = Health {
         default,
-        default_model: &app.default_model().name,
-        models: app
-            .models
+        default_model: default_model.as_ref().map(|served| served.name.as_str()),
+        models: models
             .iter()
-            .map(|served| (served.name.as_str(), model_health(served).0))
+            .map(|served| (served.name.clone(), model_health(served).0))
             .collect(),
         queue_depth: app.pool.depth(),
         onnxruntime: runtime.map(|r| OnnxRuntime {
@@ -167,7 +177,7 @@ pub fn health(app: &App) -> HttpResponse {
         hotserve_version: env!("CARGO_PKG_VERSION"),
         tls: app.tls.as_ref().map(|tls| tls.status()),
         api_keys: app.api_keys.as_ref().map(|keys| keys.status()),
-        memory_budget: app.models.first().and_then(|served| {
+        memory_budget: models.first().and_then(|served| {
             let budget = &served.reloader.budget;
             Some(MemoryBudget {
                 limit_bytes: budget.limit()?,
@@ -253,7 +263,8 @@ pub fn live() -> HttpResponse {
 /// `GET /health/ready`: 200 when every configured model (or each one `?models=a,b` names) is
 /// live and the process is not draining; the 503 names the models that are not ready and why.
 pub fn ready(app: &App, query: &str) -> Result<HttpResponse, ApiError> {
-    let wanted: Vec<&Served> = match query_value(query, "models") {
+    let models = app.models();
+    let wanted: Vec<Arc<Served>> = match query_value(query, "models") {
         Some(names) => names
             .split(',')
             .map(|name| {
@@ -261,9 +272,14 @@ pub fn ready(app: &App, query: &str) -> Result<HttpResponse, ApiError> {
                     .ok_or_else(|| ApiError::unknown_model(name, &app.model_names()))
             })
             .collect::<Result<_, _>>()?,
-        None => app.models.iter().collect(),
+        // Discovered models come and go; each has its own readiness (`?models=`).
+        None => models.iter().filter(|m| !m.discovered).cloned().collect(),
     };
-    let not_ready: Vec<&Served> = wanted.into_iter().filter(|m| !m.live.is_ready()).collect();
+    let not_ready: Vec<&Served> = wanted
+        .iter()
+        .map(|m| &**m)
+        .filter(|m| !m.live.is_ready())
+        .collect();
     if not_ready.is_empty() {
         let body = Readiness {
             status: "ready",
@@ -274,7 +290,7 @@ pub fn ready(app: &App, query: &str) -> Result<HttpResponse, ApiError> {
         return Ok(json(Probe::Pass.status(), &body));
     }
     let reason = match not_ready.as_slice() {
-        [only] if app.models.len() == 1 => not_ready_reason(only),
+        [only] if models.len() == 1 => not_ready_reason(only),
         _ => not_ready
             .iter()
             .map(|m| format!("{}: {}", m.name, not_ready_reason(m)))

@@ -84,7 +84,10 @@ pub async fn route(app: &App, request: Request<Incoming>, request_id: &HeaderVal
     }
     let served = match target {
         Target::Daemon => None,
-        Target::Default => Some(app.default_model()),
+        Target::Default => match app.default_model() {
+            Some(served) => Some(served),
+            None => return answer(None, no_default().response()),
+        },
         Target::Named(wanted) => match app.model(wanted) {
             Some(served) => Some(served),
             None => {
@@ -95,6 +98,8 @@ pub async fn route(app: &App, request: Request<Incoming>, request_id: &HeaderVal
         // The protocol's handlers answer an unknown model or version in its own shape.
         Target::Oip { model, .. } => app.model(model),
     };
+    // The model, held until the request is answered (discovery may remove it meanwhile).
+    let served = served.as_deref();
     // The routes that predict, when their model logs payloads and this request is sampled.
     let sampled = match (route, served) {
         (
@@ -241,13 +246,20 @@ fn query_value<'a>(query: &'a str, key: &str) -> Option<Cow<'a, str>> {
 }
 
 /// The model a query names (`?model=`), or the default model.
-fn model_of_query<'a>(app: &'a App, query: &str) -> Result<&'a Served, ApiError> {
+fn model_of_query(app: &App, query: &str) -> Result<Arc<Served>, ApiError> {
     match query_value(query, "model") {
         Some(name) => app
             .model(&name)
             .ok_or_else(|| ApiError::unknown_model(&name, &app.model_names())),
-        None => Ok(app.default_model()),
+        None => app.default_model().ok_or_else(no_default),
     }
+}
+
+/// Only discovered models are served: the un-prefixed routes name none.
+fn no_default() -> ApiError {
+    ApiError::not_found(
+        "the default model (only discovered models are served; use /models/{name}/...)",
+    )
 }
 
 /// Why a model is not ready, in words.

@@ -35,9 +35,9 @@ pub fn server_live(app: &App) -> HttpResponse {
 pub fn server_ready(app: &App) -> HttpResponse {
     let ready = oip::server_ready(app);
     let why = (!ready).then(|| {
-        app.models
+        app.models()
             .iter()
-            .filter(|m| !m.live.is_ready())
+            .filter(|m| !m.discovered && !m.live.is_ready())
             .map(|m| format!("{}: {}", m.name, not_ready_reason(m)))
             .collect::<Vec<_>>()
             .join("; ")
@@ -94,7 +94,7 @@ pub fn model_ready(
 ) -> Result<HttpResponse, ApiError> {
     let ready = oip::model_ready(app, model, version)?;
     let why = (!ready)
-        .then(|| app.model(model).map(not_ready_reason))
+        .then(|| app.model(model).map(|served| not_ready_reason(&served)))
         .flatten();
     Ok(probe(rest::Probe::ready(ready, why)))
 }

@@ -18,10 +18,10 @@ use crate::state::App;
 /// What a delivery led to.
 #[derive(Debug, Serialize)]
 #[serde(tag = "status")]
-pub enum Delivered<'a> {
+pub enum Delivered {
     /// The models the event concerns will check the registry.
     #[serde(rename = "check requested")]
-    CheckRequested { event: String, models: Vec<&'a str> },
+    CheckRequested { event: String, models: Vec<String> },
     /// Verified, but nothing to do (another model, an event that changes nothing).
     #[serde(rename = "ignored")]
     Ignored { reason: String },
@@ -62,11 +62,15 @@ pub async fn deliver(app: &App, request: Request<Incoming>) -> Result<HttpRespon
     // whose registered name the event names; local models take every event.
     let answer = match verifier.verify(&delivery, now, None)? {
         Verdict::Check { event } => {
+            // Any registry event may add or remove a discovered model.
+            if let Some(discovery) = &app.discovery {
+                discovery.request(Trigger::Webhook);
+            }
             let named = webhook::event_model(delivery.body);
             let targets = targets(app, named.as_deref());
             if targets.is_empty() {
                 let ours: Vec<String> = app
-                    .models
+                    .models()
                     .iter()
                     .filter_map(|m| Some(format!("'{}'", m.registered_name.as_deref()?)))
                     .collect();
@@ -77,7 +81,7 @@ pub async fn deliver(app: &App, request: Request<Incoming>) -> Result<HttpRespon
                 );
                 Delivered::Ignored { reason }
             } else {
-                let models: Vec<&str> = targets.iter().map(|m| m.name.as_str()).collect();
+                let models: Vec<String> = targets.iter().map(|m| m.name.clone()).collect();
                 tracing::info!(%event, ?models, "webhook: checking the registry");
                 for served in &targets {
                     served.triggers.request(Trigger::Webhook);
@@ -93,10 +97,11 @@ pub async fn deliver(app: &App, request: Request<Incoming>) -> Result<HttpRespon
 /// The models a registry event about the registered model `named` concerns: those registered
 /// under that name, and local models (they have no registered name); every model when the
 /// event names none.
-fn targets<'a>(app: &'a App, named: Option<&str>) -> Vec<&'a Served> {
-    app.models
+fn targets(app: &App, named: Option<&str>) -> Vec<std::sync::Arc<Served>> {
+    app.models()
         .iter()
         .filter(|served| concerns(served.registered_name.as_deref(), named))
+        .cloned()
         .collect()
 }
 
@@ -134,7 +139,7 @@ mod tests {
         check(
             Delivered::CheckRequested {
                 event: "model_version_alias.created".into(),
-                models: vec!["a"],
+                models: vec!["a".to_string()],
             },
             serde_json::json!({"status": "check requested", "event": "model_version_alias.created", "models": ["a"]}),
         );

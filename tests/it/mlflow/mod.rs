@@ -5,6 +5,7 @@
 
 mod cache;
 mod crash;
+mod discovery;
 mod grpc;
 mod promote;
 mod registry;

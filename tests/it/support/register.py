@@ -260,6 +260,12 @@ def op_register_name(cmd):
     return result
 
 
+def op_set_model_tag(cmd):
+    """A tag on the registered model itself (what a discovery filter reads)."""
+    MlflowClient().set_registered_model_tag(cmd["name"], cmd["key"], cmd["value"])
+    return {"name": cmd["name"], cmd["key"]: cmd["value"]}
+
+
 def op_set_alias(cmd):
     MlflowClient().set_registered_model_alias(cmd["name"], cmd["alias"], str(cmd["version"]))
     return describe_version(cmd["name"], cmd["version"])
@@ -312,6 +318,7 @@ OPS = {
     "delete-alias": op_delete_alias,
     "transition-stage": op_transition_stage,
     "set-tag": op_set_tag,
+    "set-model-tag": op_set_model_tag,
     "delete-version": op_delete_version,
     "describe": op_describe,
 }
