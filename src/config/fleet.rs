@@ -1,6 +1,8 @@
 //! The settings of many models in one process: when a model is loaded (`load`, `pin`) and how
 //! much memory the loaded ones may take together (`memory_budget`), with their parsers.
 
+use super::parse::parse_size;
+
 /// When a model is loaded into memory.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum LoadMode {
@@ -64,62 +66,9 @@ impl MemoryBudget {
     }
 }
 
-/// A size: plain bytes or a number with a unit, `500MB`, `4GiB`, `1.5G` (decimal units are
-/// powers of 1000, binary ones and the bare letters of 1024, as Kubernetes quantities).
-pub fn parse_size(value: &str) -> Result<u64, String> {
-    const HINT: &str = "expected a size like 4GiB, 500MB or 1048576";
-    let split = value
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(value.len());
-    let (number, unit) = value.split_at(split);
-    let factor: u64 = match unit.trim() {
-        "" | "B" => 1,
-        "KB" | "kB" | "k" => 1_000,
-        "MB" | "M" => 1_000_000,
-        "GB" | "G" => 1_000_000_000,
-        "TB" | "T" => 1_000_000_000_000,
-        "KiB" | "Ki" | "K" => 1 << 10,
-        "MiB" | "Mi" => 1 << 20,
-        "GiB" | "Gi" => 1 << 30,
-        "TiB" | "Ti" => 1 << 40,
-        _ => return Err(HINT.into()),
-    };
-    if number.is_empty() || number.matches('.').count() > 1 {
-        return Err(HINT.into());
-    }
-    if factor == 1 {
-        return number.parse::<u64>().map_err(|_| HINT.into());
-    }
-    let value: f64 = number.parse().map_err(|_| HINT.to_string())?;
-    let bytes = value * factor as f64;
-    if !bytes.is_finite() || bytes >= u64::MAX as f64 {
-        return Err(HINT.into());
-    }
-    Ok(bytes.round() as u64)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sizes_with_and_without_units() {
-        for (text, bytes) in [
-            ("1048576", 1 << 20),
-            ("4GiB", 4 << 30),
-            ("4Gi", 4 << 30),
-            ("500MB", 500_000_000),
-            ("1.5G", 1_500_000_000),
-            ("512MiB", 512 << 20),
-            ("2K", 2048),
-            ("0", 0),
-        ] {
-            assert_eq!(parse_size(text), Ok(bytes), "{text}");
-        }
-        for bad in ["", "GiB", "4 GiB!", "4XB", "1.2.3G", "-1", "1.5"] {
-            assert!(parse_size(bad).is_err(), "{bad}");
-        }
-    }
 
     #[test]
     fn a_budget_is_a_size_or_auto() {

@@ -117,6 +117,8 @@ pub struct Live {
     measured: AtomicU64,
     /// The measured memory of a version loaded but not live (the gate, a candidate in shadow).
     candidate: AtomicU64,
+    /// How long the last load took on the loading thread, in microseconds.
+    last_load_us: AtomicU64,
     /// Requests waiting in [`Live::acquire`] for a load: they hold the model as soon as it is
     /// live, so it is not idle ([`Live::is_idle`]).
     waiting: AtomicU64,
@@ -159,6 +161,7 @@ impl Live {
             last_used: AtomicU64::new(uptime_ms()),
             measured: AtomicU64::new(0),
             candidate: AtomicU64::new(0),
+            last_load_us: AtomicU64::new(0),
             waiting: AtomicU64::new(0),
             failed_loads: AtomicU64::new(0),
         }
@@ -365,10 +368,17 @@ impl Live {
         self.measured.load(Ordering::Relaxed)
     }
 
-    /// Records the measured memory of a version just loaded, counted as this model's candidate
-    /// until [`Live::candidate_done`].
-    pub fn record_loaded(&self, bytes: u64) {
+    /// Records the measured memory of a version just loaded (and how long the load took),
+    /// counted as this model's candidate until [`Live::candidate_done`].
+    pub fn record_loaded(&self, bytes: u64, took: Duration) {
         self.candidate.store(bytes, Ordering::Relaxed);
+        self.last_load_us
+            .store(took.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    /// How long the last load took on the loading thread (the wait for room not included).
+    pub fn last_load(&self) -> Duration {
+        Duration::from_micros(self.last_load_us.load(Ordering::Relaxed))
     }
 
     /// The candidate went live (its memory is now the live model's) or was dropped.

@@ -128,7 +128,8 @@ impl Budget {
                     }
                 }
                 None if started.elapsed() < ADMISSION_PATIENCE => {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    // A request ends in milliseconds: look again soon.
+                    tokio::time::sleep(Duration::from_millis(5)).await;
                 }
                 None => return Err(BudgetError::Busy { need, used, limit }),
             }

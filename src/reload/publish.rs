@@ -369,13 +369,15 @@ pub async fn load_parked(reloader: &Reloader, reason: &'static str) -> Result<()
             live.candidate_done(true);
             let metrics = &reloader.metrics;
             metrics.loads.inc(&[("reason", reason)]);
+            let took = live.last_load();
             if reason == "request" {
-                metrics.cold_start_load.observe_duration(started.elapsed());
+                metrics.cold_start_load.observe_duration(took);
                 metrics
                     .cold_batch_pending
                     .store(true, std::sync::atomic::Ordering::Relaxed);
             }
-            tracing::info!(model = %reloader.name(), version = %manifest.version, %reason, elapsed_ms = started.elapsed().as_millis() as u64, "loaded the model into memory");
+            // elapsed: from the ask to live, the wait for room in the budget included.
+            tracing::info!(model = %reloader.name(), version = %manifest.version, %reason, elapsed_ms = started.elapsed().as_millis() as u64, load_ms = took.as_millis() as u64, "loaded the model into memory");
             Ok(())
         }
         Err(error) => {
@@ -437,14 +439,17 @@ async fn load(
         .budget
         .admit(&reloader.member, estimate(reloader, manifest), replacing)
         .await?;
-    let (model, bytes) = loader::run(move || {
+    let (model, bytes, took) = loader::run(move || {
         crate::failpoints::sleep("HOTSERVE_TEST_LOAD_DELAY_MS");
+        let started = std::time::Instant::now();
         let before = loader::allocated_bytes();
-        model::load(&dir, &options)
-            .map(|model| (model, loader::allocated_bytes().saturating_sub(before)))
+        model::load(&dir, &options).map(|model| {
+            let bytes = loader::allocated_bytes().saturating_sub(before);
+            (model, bytes, started.elapsed())
+        })
     })
     .await??;
-    reloader.live.record_loaded(bytes);
+    reloader.live.record_loaded(bytes, took);
     drop(admitted);
     Ok(model)
 }
