@@ -48,6 +48,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             prepack_weights: prepack,
             all_cores_threads: 0,
             execution_providers: ExecutionProviders::cpu(),
+            keep_optimized: None,
         };
         model::load(&dir, &options)
     };

@@ -277,6 +277,7 @@ async fn validate_in(
         prepack_weights: config.prepack_weights,
         all_cores_threads: 0,
         execution_providers: config.execution_providers.clone(),
+        keep_optimized: None,
     };
     let dir = match ModelUri::parse(uri).map_err(|e| e.to_string())? {
         ModelUri::Local(dir) => dir,

@@ -52,6 +52,9 @@ pub struct LoadOptions {
     pub max_sequence_length: usize,
     /// Where the sessions run, in order of preference (`providers.rs`).
     pub execution_providers: ExecutionProviders,
+    /// Where the optimized graph is kept for the next load of the same files (a cached
+    /// version's directory; `None`: not kept).
+    pub keep_optimized: Option<PathBuf>,
 }
 
 /// The largest files the gate reads whole, so that a hostile model cannot make it allocate
@@ -117,6 +120,7 @@ pub fn load(dir: &Path, options: &LoadOptions) -> Result<Model, ModelError> {
         share_weights: options.share_weights,
         prepack_weights: options.prepack_weights,
         all_cores_threads: options.all_cores_threads,
+        keep_optimized: options.keep_optimized.clone(),
     };
     let (mut sessions, execution_providers) = providers::build(
         &runtime.environment,

@@ -37,7 +37,7 @@
 //! for), shared initializers save host memory only (ONNX Runtime copies them to the device for
 //! every session), prepacking is a CPU kernel's, and an all-cores session is about CPU cores.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use ort::environment::Environment;
@@ -57,7 +57,7 @@ use super::initializers::{self, Initializer};
 pub const DEVICE_SESSIONS: usize = 2;
 
 /// How to build a model's sessions.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct SessionOptions {
     /// Sessions to build (one per inference worker), at least 1.
     pub count: usize,
@@ -70,6 +70,9 @@ pub struct SessionOptions {
     pub prepack_weights: bool,
     /// Intra-op threads of one more session, the all-cores one a lone batch runs on (0: none).
     pub all_cores_threads: usize,
+    /// Where the optimized graph is kept between loads of this model file (`None`: a temporary
+    /// directory, removed once the sessions are built); see [`build_shared`].
+    pub keep_optimized: Option<PathBuf>,
 }
 
 impl SessionOptions {
@@ -249,6 +252,20 @@ pub fn build_shared(
     options: &SessionOptions,
     scratch: &Path,
 ) -> Result<Sessions, String> {
+    if let Some(kept) = &options.keep_optimized {
+        if let Some(optimized) = kept_graph(kept, onnx_path) {
+            match on_optimized(environment, onnx_path, options, &optimized) {
+                Ok(sessions) => return Ok(sessions),
+                Err(why) => {
+                    tracing::warn!(dir = %kept.display(), "the optimized graph kept from an earlier load cannot be used ({why}); optimizing again");
+                    let _ = std::fs::remove_dir_all(kept);
+                }
+            }
+        }
+        if let Some(optimized) = keep_graph(environment, onnx_path, kept) {
+            return on_optimized(environment, onnx_path, options, &optimized);
+        }
+    }
     let dir = tempfile::Builder::new()
         .prefix(".hotserve-optimized-")
         .tempdir_in(scratch)
@@ -259,6 +276,12 @@ pub fn build_shared(
             )
         })?;
     let optimized = dir.path().join("model.onnx");
+    optimize(environment, onnx_path, &optimized)?;
+    on_optimized(environment, onnx_path, options, &optimized)
+}
+
+/// Saves `onnx_path`'s graph, optimized, at `optimized` (its weights in `weights.bin` beside).
+fn optimize(environment: &Environment, onnx_path: &Path, optimized: &Path) -> Result<(), String> {
     // The optimizing session is thrown away once it has saved the graph: it is never run, so
     // it neither prepacks nor needs more than one thread. Every initializer of 64 bytes or
     // more goes to the external file, which is what `initializers::read` shares.
@@ -277,15 +300,81 @@ pub fn build_shared(
             ),
         ],
     )?
-    .with_optimized_model_path(&optimized)
+    .with_optimized_model_path(optimized)
     .map_err(|err| err.to_string())?
     .commit_from_file(onnx_path)
     .map_err(|err| format!("saving the optimized graph failed: {err}"))?;
-    let shared = initializers::read(&optimized)?;
+    Ok(())
+}
+
+/// What identifies the graph a kept optimized copy was made from: ONNX Runtime's version and
+/// the model file's size and modification time (a cached version's files never change; a new
+/// download is a new directory).
+fn graph_stamp(onnx_path: &Path) -> Option<String> {
+    let meta = std::fs::metadata(onnx_path).ok()?;
+    let modified = meta
+        .modified()
+        .ok()?
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?;
+    let runtime = crate::model::runtime::get().map_or("", |r| r.version.as_str());
+    Some(format!(
+        "onnxruntime {runtime}\n{} bytes\nmodified {}.{:09}\n",
+        meta.len(),
+        modified.as_secs(),
+        modified.subsec_nanos()
+    ))
+}
+
+/// The optimized graph kept in `kept` for `onnx_path`, if it was made from this very file by
+/// this ONNX Runtime.
+fn kept_graph(kept: &Path, onnx_path: &Path) -> Option<PathBuf> {
+    let stamp = std::fs::read_to_string(kept.join(STAMP)).ok()?;
+    let optimized = kept.join("model.onnx");
+    (Some(stamp) == graph_stamp(onnx_path) && optimized.is_file()).then_some(optimized)
+}
+
+/// Optimizes `onnx_path` into `kept` (in a temporary directory beside it, renamed into place
+/// with its stamp, so a crash leaves no half copy that looks whole); `None` when it cannot be
+/// kept (the caller optimizes into a temporary directory instead).
+fn keep_graph(environment: &Environment, onnx_path: &Path, kept: &Path) -> Option<PathBuf> {
+    let stamp = graph_stamp(onnx_path)?;
+    let parent = kept.parent()?;
+    // What a load interrupted by a crash left (loads of a model never run at once).
+    for entry in std::fs::read_dir(parent).ok()?.flatten() {
+        if entry.file_name().to_string_lossy().starts_with(OPTIMIZING) {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+    let staging = tempfile::Builder::new()
+        .prefix(OPTIMIZING)
+        .tempdir_in(parent)
+        .ok()?;
+    optimize(environment, onnx_path, &staging.path().join("model.onnx")).ok()?;
+    std::fs::write(staging.path().join(STAMP), stamp).ok()?;
+    let _ = std::fs::remove_dir_all(kept);
+    std::fs::rename(staging.keep(), kept).ok()?;
+    Some(kept.join("model.onnx"))
+}
+
+/// The prefix of the directory a graph is optimized in before it is kept.
+const OPTIMIZING: &str = ".hotserve-optimizing-";
+
+/// The file beside a kept optimized graph that says what it was made from.
+const STAMP: &str = "made-from";
+
+/// Every session on the optimized graph at `optimized` (see [`build_shared`]).
+fn on_optimized(
+    environment: &Environment,
+    onnx_path: &Path,
+    options: &SessionOptions,
+    optimized: &Path,
+) -> Result<Sessions, String> {
+    let shared = initializers::read(optimized)?;
 
     let container = PrepackedWeights::new();
     let layouts = options.layouts();
-    match build_on_shared(environment, &optimized, &shared, &layouts, Some(&container)) {
+    match build_on_shared(environment, optimized, &shared, &layouts, Some(&container)) {
         Ok(sessions) => Ok(Sessions::new(
             sessions,
             options,
@@ -298,7 +387,7 @@ pub fn build_shared(
                  ({why}); they share the weights, and each session that prepacks holds its \
                  own prepacked copy (prepack_weights: false keeps one copy of the weights)"
             );
-            let sessions = build_on_shared(environment, &optimized, &shared, &layouts, None)?;
+            let sessions = build_on_shared(environment, optimized, &shared, &layouts, None)?;
             Ok(Sessions::new(sessions, options, WeightsLayout::Shared))
         }
     }

@@ -24,6 +24,9 @@ use crate::promote::shadow::{evaluate, Decision};
 use crate::promote::tags::Status;
 use crate::promote::{Decided, Mode, PromotionResult};
 
+/// The folder of a cached version where its optimized graph is kept between loads.
+pub const KEPT_OPTIMIZED: &str = ".hotserve-optimized";
+
 /// How many versions of a model the cache keeps (the live one always), so rollbacks to recent
 /// versions need no download while the disk stays bounded.
 const CACHED_VERSIONS: usize = 5;
@@ -433,6 +436,9 @@ async fn load(
         prepack_weights: config.prepack_weights,
         all_cores_threads: config.all_cores_threads(),
         execution_providers: config.execution_providers.clone(),
+        // A version loaded again (a parked model, a restart, a rollback) skips ONNX Runtime's
+        // optimization: its optimized graph is kept with its cached files.
+        keep_optimized: Some(manifest.dir.join(KEPT_OPTIMIZED)),
     };
     let dir = manifest.dir.clone();
     let admitted = reloader

@@ -34,6 +34,7 @@ fn load(sessions: usize, share_weights: bool, prepack_weights: bool, all_cores: 
         prepack_weights,
         all_cores_threads: all_cores,
         execution_providers: ExecutionProviders::cpu(),
+        keep_optimized: None,
     };
     model::load(&dir, &options).expect("the fixture loads")
 }
@@ -122,6 +123,7 @@ fn a_graph_that_cannot_be_saved_gets_one_session_per_worker_from_the_file() {
         share_weights: true,
         prepack_weights: false,
         all_cores_threads: 0,
+        keep_optimized: None,
     };
     let nowhere = Path::new("/nonexistent/hotserve-scratch");
     assert!(sessions::build_shared(&runtime.environment, &onnx, &options, nowhere).is_err());
@@ -138,5 +140,51 @@ fn a_graph_that_cannot_be_saved_gets_one_session_per_worker_from_the_file() {
     assert!(
         left.is_empty(),
         "the optimized graph's files were removed: {left:?}"
+    );
+}
+
+#[test]
+fn the_optimized_graph_is_kept_reused_and_made_again_when_broken() {
+    let runtime = runtime::init(None).expect("ONNX Runtime loads");
+    let dir = tempfile::tempdir().unwrap();
+    crate::support::copy_dir(&fixture("sentiment"), dir.path());
+    let onnx = dir.path().join("model.onnx");
+    let kept = dir.path().join(".hotserve-optimized");
+    let options = SessionOptions {
+        count: 2,
+        intra_op_threads: 1,
+        share_weights: true,
+        prepack_weights: true,
+        all_cores_threads: 0,
+        keep_optimized: Some(kept.clone()),
+    };
+    let scratch = tempfile::tempdir().unwrap();
+    let build = || {
+        sessions::build_shared(&runtime.environment, &onnx, &options, scratch.path())
+            .expect("the sessions build")
+    };
+    let modified = || {
+        std::fs::metadata(kept.join("model.onnx"))
+            .and_then(|m| m.modified())
+            .expect("the optimized graph is kept")
+    };
+    // The first build optimizes and keeps the graph, with what it was made from.
+    assert_ne!(build().layout(), WeightsLayout::PerSession);
+    let made = modified();
+    let stamp = std::fs::read_to_string(kept.join("made-from")).unwrap();
+    assert!(stamp.starts_with("onnxruntime "), "{stamp}");
+    // The next build takes it as it is.
+    assert_ne!(build().layout(), WeightsLayout::PerSession);
+    assert_eq!(modified(), made, "not optimized again");
+    // A broken copy is made again, and the sessions still build.
+    std::fs::write(kept.join("model.onnx"), b"not a graph").unwrap();
+    assert_ne!(build().layout(), WeightsLayout::PerSession);
+    assert!(std::fs::metadata(kept.join("model.onnx")).unwrap().len() > 100);
+    // A stamp of another file (or another ONNX Runtime) is not taken either.
+    std::fs::write(kept.join("made-from"), "onnxruntime 0.0.0").unwrap();
+    assert_ne!(build().layout(), WeightsLayout::PerSession);
+    assert_eq!(
+        std::fs::read_to_string(kept.join("made-from")).unwrap(),
+        stamp
     );
 }
