@@ -57,6 +57,8 @@ pub struct Discovery {
     /// Registered names not served (a configured model has the name, or the name cannot be
     /// a `models:/` URI), warned about once.
     skipped: BTreeSet<String>,
+    /// The last search failed: a failure is warned about once, until a search succeeds.
+    failing: bool,
 }
 
 /// A discovered model being served.
@@ -103,6 +105,7 @@ impl Discovery {
             notifier,
             running: BTreeMap::new(),
             skipped: BTreeSet::new(),
+            failing: false,
         }))
     }
 
@@ -163,10 +166,17 @@ impl Discovery {
                 self.metrics
                     .discovery_errors
                     .fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(filter = %self.filter, "discovery: cannot search the registry ({err}); serving the models found before");
+                if !std::mem::replace(&mut self.failing, true) {
+                    tracing::warn!(filter = %self.filter, "discovery: cannot search the registry ({err}); serving the models found before, and retrying every poll_interval");
+                } else {
+                    tracing::debug!(filter = %self.filter, "discovery: cannot search the registry ({err})");
+                }
                 return;
             }
         };
+        if std::mem::take(&mut self.failing) {
+            tracing::info!(filter = %self.filter, "discovery: the registry answers again");
+        }
         let configured: BTreeSet<String> = app
             .models()
             .iter()

@@ -54,8 +54,13 @@ pub async fn load_and_publish(reloader: &Reloader, manifest: Manifest, found: Id
             let restore = Manifest::of(&previous, &reloader.plan.uri);
             drop(previous);
             if let Some(old) = live.unload(&format!(
-                "reloading: unloaded the old model to load {} (reload_policy=resource)",
-                describe(&manifest.name, &version)
+                "reloading: unloaded the old model to load {} ({})",
+                describe(&manifest.name, &version),
+                if reloader.plan.reload_policy == ReloadPolicy::Resource {
+                    "reload_policy=resource"
+                } else {
+                    "memory_budget has no room for both"
+                }
             )) {
                 // Really free it (after its last request) before loading the new one.
                 loader::release(old, loader::PATIENCE).await;

@@ -288,3 +288,48 @@ async fn a_model_larger_than_the_whole_budget_is_refused_with_the_reason() {
     );
     assert_eq!(get_json(&server, "/health/ready").await.0, 503);
 }
+
+#[tokio::test]
+async fn a_new_version_swaps_within_a_budget_that_holds_one() {
+    let (cost, _) = fixture_cost().await;
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("model");
+    crate::support::copy_dir(&fixture("sentiment"), &model);
+    let config = dir.path().join("hotserve.yaml");
+    std::fs::write(
+        &config,
+        format!("models:\n  - {{name: a, uri: \"{}\"}}\n", model.display()),
+    )
+    .unwrap();
+    // Room for one version and a half: the old one leaves before the new one loads.
+    let server = ready(
+        Start::default()
+            .arg("--config")
+            .arg(config.to_str().unwrap())
+            .set("memory_budget", &(cost * 3 / 2).to_string())
+            .set("watch_debounce", "200ms"),
+    )
+    .await;
+    let version = |health: &Value| health["models"]["a"]["model"]["version"].clone();
+    let (_, before) = get_json(&server, "/health").await;
+    std::fs::write(model.join("NOTE"), "a new version").unwrap();
+    let after = eventually("the new version serves", async || {
+        let (_, health) = get_json(&server, "/health").await;
+        match version(&health) {
+            v if v != version(&before) && !v.is_null() => Ok(health),
+            _ => Err(health["models"]["a"]["message"].to_string()),
+        }
+    })
+    .await;
+    assert_eq!(predict(&server, "a").await.0, 200);
+    let used = after["memory_budget"]["used_bytes"].as_u64().unwrap();
+    assert!(used <= cost * 3 / 2, "{used} bytes held");
+    assert_eq!(
+        counter(
+            &server,
+            "hotserve_model_loads_total{model=\"a\",reason=\"reload\"}"
+        )
+        .await,
+        1.0
+    );
+}
