@@ -25,30 +25,7 @@ pub fn parse_duration(value: &str) -> Result<Duration, String> {
         "h" => 3_600_000_000_000,
         _ => return Err(HINT.to_string()),
     };
-    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
-    let digits = |text: &str| text.bytes().all(|b| b.is_ascii_digit());
-    if (whole.is_empty() && fraction.is_empty())
-        || !digits(whole)
-        || !digits(fraction)
-        || fraction.len() > 9
-    {
-        return Err(HINT.to_string());
-    }
-    let whole: u128 = if whole.is_empty() {
-        0
-    } else {
-        whole.parse().map_err(|_| HINT.to_string())?
-    };
-    let fraction_nanos = if fraction.is_empty() {
-        0
-    } else {
-        let scale = 10u128.pow(fraction.len() as u32);
-        fraction.parse::<u128>().map_err(|_| HINT.to_string())? * nanos_per_unit / scale
-    };
-    let nanos = whole
-        .checked_mul(nanos_per_unit)
-        .and_then(|n| n.checked_add(fraction_nanos))
-        .ok_or_else(|| HINT.to_string())?;
+    let nanos = times_unit(number, nanos_per_unit, 9).ok_or_else(|| HINT.to_string())?;
     let seconds = u64::try_from(nanos / 1_000_000_000).map_err(|_| HINT.to_string())?;
     Ok(Duration::new(seconds, (nanos % 1_000_000_000) as u32))
 }
@@ -127,31 +104,34 @@ pub fn parse_size(value: &str) -> Result<u64, String> {
         "ti" | "tib" => 1 << 40,
         _ => return Err(HINT.to_string()),
     };
+    let bytes = times_unit(number, bytes_per_unit, 12).ok_or_else(|| HINT.to_string())?;
+    u64::try_from(bytes).map_err(|_| format!("{HINT}; {value} is too large"))
+}
+
+/// `number` (digits, at most one `.`, at most `max_fraction` digits after it) times `per_unit`,
+/// read exactly: whole and fraction as integers, the fraction's part rounded down. `None` when
+/// `number` is not such a number or the product overflows.
+fn times_unit(number: &str, per_unit: u128, max_fraction: usize) -> Option<u128> {
     let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
     let digits = |text: &str| text.bytes().all(|b| b.is_ascii_digit());
     if (whole.is_empty() && fraction.is_empty())
         || !digits(whole)
         || !digits(fraction)
-        || fraction.len() > 12
+        || fraction.len() > max_fraction
     {
-        return Err(HINT.to_string());
+        return None;
     }
     let whole: u128 = if whole.is_empty() {
         0
     } else {
-        whole.parse().map_err(|_| HINT.to_string())?
+        whole.parse().ok()?
     };
-    let fraction_bytes = if fraction.is_empty() {
+    let fraction_part = if fraction.is_empty() {
         0
     } else {
-        let scale = 10u128.pow(fraction.len() as u32);
-        fraction.parse::<u128>().map_err(|_| HINT.to_string())? * bytes_per_unit / scale
+        fraction.parse::<u128>().ok()? * per_unit / 10u128.pow(fraction.len() as u32)
     };
-    whole
-        .checked_mul(bytes_per_unit)
-        .and_then(|bytes| bytes.checked_add(fraction_bytes))
-        .and_then(|bytes| u64::try_from(bytes).ok())
-        .ok_or_else(|| format!("{HINT}; {value} is too large"))
+    whole.checked_mul(per_unit)?.checked_add(fraction_part)
 }
 
 /// A size above 0 ([`parse_size`]).
