@@ -430,6 +430,10 @@ impl Daemon {
             let reloader = &model.reloader;
             tracing::info!(%listen, tls = acceptor.is_some(), api_keys = self.api_keys.is_some(), model = %reloader.name(), uri = %reloader.plan.uri, "hotserve listening; loading the model");
         }
+        if self.models.is_empty() {
+            // Discovered models only: they come with the first search.
+            tracing::info!(%listen, tls = acceptor.is_some(), api_keys = self.api_keys.is_some(), filter = self.config.discover_filter.as_deref().unwrap_or_default(), "hotserve listening; discovering the models");
+        }
         let grpc = grpc_listener.map(|listener| {
             let addr = listener
                 .local_addr()

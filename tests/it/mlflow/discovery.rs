@@ -2,12 +2,15 @@
 //! them tagged `serve`, every one with a `champion`: the 20 are served under their names (the
 //! others answer 404); a model registered and tagged while hotserve runs is served without a
 //! restart; a model whose alias is removed leaves while a client keeps asking it, without a
-//! failed request (each answer is its prediction, or a 404 once it is gone).
+//! failed request (each answer is its prediction, or a 404 once it is gone); and 20 discovered
+//! lazy models under a budget for a quarter of them answer every request while the least
+//! recently used ones are unloaded, the process RSS within the budget and its baseline.
 
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use crate::support::hotserve::{Hotserve, Start as HotserveStart};
 use crate::support::inprocess::{Server, Start};
 use crate::support::{eventually, get_json, mlflow, register};
 
@@ -164,4 +167,131 @@ async fn post_index(server: &Server) -> (u16, Value) {
         .unwrap();
     let status = response.status().as_u16();
     (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// The resident memory of a process (`VmRSS`).
+fn rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse::<u64>()
+        .unwrap()
+        * 1024
+}
+
+#[tokio::test]
+async fn discovered_models_share_a_budget_for_a_quarter_of_them_without_a_failed_request() {
+    let server = mlflow().await;
+    let prefix = format!("fleet-{}", std::process::id());
+    let source = register(
+        server,
+        json!({"op": "register", "dir": "tests/fixtures/sentiment", "name": format!("source-{prefix}")}),
+    );
+    let commands: Vec<Value> = (0..20)
+        .map(|index| {
+            json!({
+                "op": "register-name",
+                "name": format!("{prefix}-{index:02}"),
+                "tags": {"serve": "true"},
+                "source": source["artifact_uri"],
+                "run_id": source["run_id"],
+                "model_id": source["model_id"],
+                "aliases": ["champion"],
+            })
+        })
+        .collect();
+    tokio::task::spawn_blocking(move || register(server, Value::Array(commands)))
+        .await
+        .unwrap();
+    let discover = |budget: Option<u64>| {
+        let mut start = HotserveStart::default()
+            .set(
+                "discover_filter",
+                &format!("name LIKE '{prefix}-%' AND tags.serve = 'true'"),
+            )
+            .set("load", "lazy")
+            .set("inference_workers", "1")
+            .env("MLFLOW_TRACKING_URI", &server.url);
+        if let Some(budget) = budget {
+            start = start.set("memory_budget", &budget.to_string());
+        }
+        start.spawn()
+    };
+    let names: Vec<String> = (0..20).map(|i| format!("{prefix}-{i:02}")).collect();
+    let round = async |hotserve: &Hotserve| {
+        let http = reqwest::Client::new();
+        let mut statuses = Vec::new();
+        for name in &names {
+            let status = http
+                .post(hotserve.url(&format!("/models/{name}/predict")))
+                .json(&json!({"text": "I love this"}))
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+                .unwrap_or(0);
+            statuses.push(status);
+        }
+        statuses
+    };
+    let discovered = async |hotserve: &Hotserve| {
+        eventually("the 20 models discovered", async || {
+            let (_, health) = get_json(hotserve, "/health").await;
+            let parked = health["models"]
+                .as_object()
+                .map(|m| m.values().filter(|m| m["residency"] == "parked").count())
+                .unwrap_or(0);
+            (parked == 20)
+                .then_some(())
+                .ok_or(format!("{parked} parked"))
+        })
+        .await;
+    };
+
+    // Without a budget: one model's measured memory, and the daemon's baseline.
+    let unbounded = discover(None);
+    unbounded.wait_ready().await;
+    discovered(&unbounded).await;
+    let baseline = rss(unbounded.pid());
+    assert!(round(&unbounded).await.iter().all(|s| *s == 200));
+    let (_, health) = get_json(&unbounded, "/health").await;
+    let cost = health["models"][names[0].as_str()]["memory_bytes"]
+        .as_u64()
+        .unwrap();
+    drop(unbounded);
+
+    // A budget for a quarter of them: three rounds over all twenty, no failure, evictions.
+    let budget = cost * 5;
+    let hotserve = discover(Some(budget));
+    hotserve.wait_ready().await;
+    discovered(&hotserve).await;
+    for _ in 0..3 {
+        let statuses = round(&hotserve).await;
+        assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    }
+    let evicted = metric_sum(&hotserve, "hotserve_model_unloads_total", "evicted").await;
+    assert!(evicted >= 40.0, "{evicted} evictions");
+    let (_, health) = get_json(&hotserve, "/health").await;
+    let used = health["memory_budget"]["used_bytes"].as_u64().unwrap();
+    assert!(used <= budget, "{used} > {budget}");
+    let resident = rss(hotserve.pid());
+    assert!(
+        resident <= (baseline + budget) * 11 / 10,
+        "RSS {resident} > 1.1 x (baseline {baseline} + budget {budget})"
+    );
+}
+
+/// The sum of the series of `name` whose labels contain `label`.
+async fn metric_sum(hotserve: &Hotserve, name: &str, label: &str) -> f64 {
+    let text = reqwest::get(hotserve.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .filter(|line| line.starts_with(name) && line.contains(label))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
