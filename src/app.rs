@@ -178,6 +178,8 @@ struct Daemon {
     payload: payload::PayloadLogs,
     /// Discovery from the registry (`discover_filter`), until `background` starts it.
     discovery: Option<Discovery>,
+    /// The memory budget every model counts in.
+    budget: Arc<Budget>,
 }
 
 /// One configured model at run time: its pipeline and the triggers of its reload loop.
@@ -368,6 +370,7 @@ impl Daemon {
             access_log: Arc::new(access_log),
             payload,
             discovery,
+            budget,
         })
     }
 
@@ -386,17 +389,13 @@ impl Daemon {
         let served: Vec<Served> = self
             .models
             .iter()
-            .map(|model| Served {
-                name: model.reloader.name().to_string(),
-                live: model.reloader.live.clone(),
-                shadow: model.reloader.shadow.clone(),
-                key: crate::queue::ModelKey::new(),
-                metrics: model.reloader.metrics.clone(),
-                triggers: model.triggers.clone(),
-                registered_name: model.reloader.registered_name(),
-                payload: self.payload.policies.get(model.reloader.name()).cloned(),
-                reloader: model.reloader.clone(),
-                discovered: false,
+            .map(|model| {
+                Served::new(
+                    model.reloader.clone(),
+                    model.triggers.clone(),
+                    self.payload.policies.get(model.reloader.name()).cloned(),
+                    false,
+                )
             })
             .collect();
         let default = self
@@ -408,6 +407,7 @@ impl Daemon {
             models: ModelSet::new(served, default),
             discovery: self.discovery.is_some().then(Triggers::default),
             pool: self.pool.clone(),
+            budget: self.budget.clone(),
             metrics: self.metrics.clone(),
             webhook: self.config.webhook_secret.as_deref().map(Verifier::new),
             tls: self.tls.clone(),

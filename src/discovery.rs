@@ -31,7 +31,6 @@ use tokio::task::JoinHandle;
 use crate::config::Config;
 use crate::live::status::Trigger;
 use crate::metrics::Metrics;
-use crate::queue::ModelKey;
 use crate::registry::{self, MlflowClient, ModelUri};
 use crate::reload::budget::Budget;
 use crate::reload::cache::Cache;
@@ -261,18 +260,8 @@ impl Discovery {
             self.budget.clone(),
         ));
         let triggers = Triggers::default();
-        app.models.add(Served {
-            name: name.to_string(),
-            live: reloader.live.clone(),
-            shadow: reloader.shadow.clone(),
-            key: ModelKey::new(),
-            metrics: reloader.metrics.clone(),
-            triggers: triggers.clone(),
-            registered_name: Some(registered.to_string()),
-            payload: None,
-            reloader: reloader.clone(),
-            discovered: true,
-        });
+        app.models
+            .add(Served::new(reloader.clone(), triggers.clone(), None, true));
         tracing::info!(model = %name, %uri, "discovery: serving a registered model");
         reloader.live.set_message(format!("loading {uri}"));
         let (stop, mut stopped) = watch::channel(false);

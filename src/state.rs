@@ -16,6 +16,7 @@ use crate::model::Model;
 use crate::payload;
 use crate::promote::shadow::Slot;
 use crate::queue::{For, ModelKey, Pool};
+use crate::reload::budget::Budget;
 use crate::reload::webhook::Verifier;
 use crate::reload::{Reloader, Triggers};
 use crate::security::keys::ApiKeysFile;
@@ -32,6 +33,8 @@ pub struct App {
     pub discovery: Option<Triggers>,
     /// One inference pool for every model.
     pub pool: Arc<Pool>,
+    /// The memory budget every model counts in (`memory_budget`).
+    pub budget: Arc<Budget>,
     pub metrics: Arc<Metrics>,
     /// Set when `webhook_secret` is configured.
     pub webhook: Option<Verifier>,
@@ -147,6 +150,28 @@ impl App {
 }
 
 impl Served {
+    /// The model `reloader` loads, as the handlers see it (its name, live handle, shadow slot,
+    /// metrics and registered name are the reloader's), with a queue key of its own.
+    pub fn new(
+        reloader: Arc<Reloader>,
+        triggers: Triggers,
+        payload: Option<Arc<payload::Policy>>,
+        discovered: bool,
+    ) -> Served {
+        Served {
+            name: reloader.name().to_string(),
+            live: reloader.live.clone(),
+            shadow: reloader.shadow.clone(),
+            key: ModelKey::new(),
+            metrics: reloader.metrics.clone(),
+            triggers,
+            registered_name: reloader.registered_name(),
+            payload,
+            reloader,
+            discovered,
+        }
+    }
+
     /// Who a job is for, when it runs on `model` (the version the request took).
     pub fn for_queue<'a>(&'a self, model: &'a Arc<Model>) -> For<'a> {
         For {

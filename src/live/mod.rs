@@ -195,8 +195,9 @@ impl Live {
         previous
     }
 
-    /// Takes the live model away (the `resource` reload policy's gap); readiness is 503 until
-    /// the next [`Live::publish`].
+    /// Takes the live model away (the gap of the `resource` reload policy, or of a swap that
+    /// `memory_budget` has no room for both versions of); readiness is 503 until the next
+    /// [`Live::publish`].
     pub fn unload(&self, why: &str) -> Option<Arc<Model>> {
         *self
             .metrics

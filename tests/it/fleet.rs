@@ -148,19 +148,7 @@ async fn fixture_cost() -> (u64, u64) {
     let (_, health) = get_json(&server, "/health").await;
     let bytes = health["models"]["one"]["memory_bytes"].as_u64().unwrap();
     assert!(bytes > 0, "{health}");
-    (bytes, rss(&server).saturating_sub(bytes))
-}
-
-/// The resident memory of the process (`VmRSS`).
-fn rss(server: &Hotserve) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid())).unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    line.split_whitespace()
-        .nth(1)
-        .unwrap()
-        .parse::<u64>()
-        .unwrap()
-        * 1024
+    (bytes, server.rss().saturating_sub(bytes))
 }
 
 #[tokio::test]
@@ -217,8 +205,7 @@ async fn a_budget_for_a_quarter_of_the_models_unloads_idle_ones_and_fails_no_req
         .count();
     assert!((1..=3).contains(&loaded), "{loaded} loaded: {health}");
     // The process holds the budget and its baseline, not the eight models.
-    let resident = rss(&server);
-    eprintln!("rss {resident} baseline {baseline} budget {budget} cost {cost}");
+    let resident = server.rss();
     assert!(
         resident <= (baseline + budget) * 11 / 10,
         "RSS {resident} > 1.1 x (baseline {baseline} + budget {budget})"

@@ -177,12 +177,9 @@ pub fn health(app: &App) -> HttpResponse {
         hotserve_version: env!("CARGO_PKG_VERSION"),
         tls: app.tls.as_ref().map(|tls| tls.status()),
         api_keys: app.api_keys.as_ref().map(|keys| keys.status()),
-        memory_budget: models.first().and_then(|served| {
-            let budget = &served.reloader.budget;
-            Some(MemoryBudget {
-                limit_bytes: budget.limit()?,
-                used_bytes: budget.used(),
-            })
+        memory_budget: app.budget.limit().map(|limit_bytes| MemoryBudget {
+            limit_bytes,
+            used_bytes: app.budget.used(),
         }),
     };
     json(probe.status(), &body)

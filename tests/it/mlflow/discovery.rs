@@ -14,6 +14,20 @@ use crate::support::hotserve::{Hotserve, Start as HotserveStart};
 use crate::support::inprocess::{Server, Start};
 use crate::support::{eventually, get_json, mlflow, register};
 
+/// The `register.py` command for registered model `index` under `prefix`, tagged `serve`, with
+/// a version of `source`'s files that `champion` points to.
+fn champion(prefix: &str, index: usize, serve: &str, source: &Value) -> Value {
+    json!({
+        "op": "register-name",
+        "name": format!("{prefix}-{index:02}"),
+        "tags": {"serve": serve},
+        "source": source["artifact_uri"],
+        "run_id": source["run_id"],
+        "model_id": source["model_id"],
+        "aliases": ["champion"],
+    })
+}
+
 async fn predict(server: &Server, model: &str) -> u16 {
     reqwest::Client::new()
         .post(server.url(&format!("/models/{model}/predict")))
@@ -43,17 +57,7 @@ async fn discovery_serves_the_matching_models_and_follows_the_registry() {
         server,
         json!({"op": "register", "dir": "tests/fixtures/sentiment", "name": format!("source-{prefix}")}),
     );
-    let command = |index: usize, serve: &str| {
-        json!({
-            "op": "register-name",
-            "name": format!("{prefix}-{index:02}"),
-            "tags": {"serve": serve},
-            "source": source["artifact_uri"],
-            "run_id": source["run_id"],
-            "model_id": source["model_id"],
-            "aliases": ["champion"],
-        })
-    };
+    let command = |index: usize, serve: &str| champion(&prefix, index, serve, &source);
     let commands: Vec<Value> = (0..22)
         .map(|index| command(index, if index < 20 { "true" } else { "false" }))
         .collect();
@@ -169,18 +173,6 @@ async fn post_index(server: &Server) -> (u16, Value) {
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
-/// The resident memory of a process (`VmRSS`).
-fn rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    line.split_whitespace()
-        .nth(1)
-        .unwrap()
-        .parse::<u64>()
-        .unwrap()
-        * 1024
-}
-
 #[tokio::test]
 async fn discovered_models_share_a_budget_for_a_quarter_of_them_without_a_failed_request() {
     let server = mlflow().await;
@@ -190,17 +182,7 @@ async fn discovered_models_share_a_budget_for_a_quarter_of_them_without_a_failed
         json!({"op": "register", "dir": "tests/fixtures/sentiment", "name": format!("source-{prefix}")}),
     );
     let commands: Vec<Value> = (0..20)
-        .map(|index| {
-            json!({
-                "op": "register-name",
-                "name": format!("{prefix}-{index:02}"),
-                "tags": {"serve": "true"},
-                "source": source["artifact_uri"],
-                "run_id": source["run_id"],
-                "model_id": source["model_id"],
-                "aliases": ["champion"],
-            })
-        })
+        .map(|index| champion(&prefix, index, "true", &source))
         .collect();
     tokio::task::spawn_blocking(move || register(server, Value::Array(commands)))
         .await
@@ -253,7 +235,7 @@ async fn discovered_models_share_a_budget_for_a_quarter_of_them_without_a_failed
     let unbounded = discover(None);
     unbounded.wait_ready().await;
     discovered(&unbounded).await;
-    let baseline = rss(unbounded.pid());
+    let baseline = unbounded.rss();
     assert!(round(&unbounded).await.iter().all(|s| *s == 200));
     let (_, health) = get_json(&unbounded, "/health").await;
     let cost = health["models"][names[0].as_str()]["memory_bytes"]
@@ -275,7 +257,7 @@ async fn discovered_models_share_a_budget_for_a_quarter_of_them_without_a_failed
     let (_, health) = get_json(&hotserve, "/health").await;
     let used = health["memory_budget"]["used_bytes"].as_u64().unwrap();
     assert!(used <= budget, "{used} > {budget}");
-    let resident = rss(hotserve.pid());
+    let resident = hotserve.rss();
     assert!(
         resident <= (baseline + budget) * 11 / 10,
         "RSS {resident} > 1.1 x (baseline {baseline} + budget {budget})"
